@@ -1,0 +1,193 @@
+"""factory.toml: read with tomllib, validated with pydantic, errors that say file, key, line and fix.
+
+A broken file never starts anything and never writes anything: `load_factory`
+raises `ConfigError`, whose message is meant to be printed as it is.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_MODEL = "claude-sonnet-5-5"
+
+
+class ConfigError(Exception):
+    """A factory.toml that cannot be used; the message names the file, key, line and fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FactorySection(_Strict):
+    name: str = "factory"
+    store: str = Field("memory/cockpit.db", description="SQLite file, relative to factory.toml")
+    worktrees: str = Field("worktrees", description="where task worktrees live, relative to factory.toml")
+    rules: str = Field("rules", description="the factory's rules directory, relative to factory.toml")
+    max_rounds: int = Field(2, ge=1, le=20, description="builder rounds before a task blocks for the human")
+    sandbox: Literal["bwrap", "off"] = Field("bwrap", description="'off' runs agent code unsandboxed (shown)")
+    human: str = Field("human:you", description="actor id recorded for the person at the keyboard")
+
+
+class LimitsSection(_Strict):
+    max_agents: int = Field(6, ge=1, le=256)
+    max_agents_per_product: int = Field(2, ge=1, le=64)
+    agent_max_turns: int = Field(40, ge=1, le=1000)
+    command_timeout_s: float = Field(120.0, gt=0)
+    test_timeout_s: float = Field(600.0, gt=0)
+    output_cap_bytes: int = Field(64_000, ge=1024)
+
+
+class RoleConfig(_Strict):
+    model: str = DEFAULT_MODEL
+    max_tokens: int = Field(8192, ge=1, le=128_000)
+
+
+class ProductConfig(_Strict):
+    name: str
+    path: str = Field(description="path to the product's git repository, relative to factory.toml")
+    test_command: str
+    main_branch: str = "main"
+    budget_usd: float | None = Field(None, ge=0)
+    task_budget_usd: float | None = Field(None, ge=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_simple(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", v):
+            raise ValueError("use letters, digits, '.', '_' or '-' (it names branches and directories)")
+        return v
+
+    @field_validator("test_command")
+    @classmethod
+    def _command_not_empty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("give the command that runs the product's tests, e.g. 'python -m pytest -q'")
+        return v
+
+
+class FactoryConfig(_Strict):
+    factory: FactorySection = Field(default_factory=FactorySection)
+    limits: LimitsSection = Field(default_factory=LimitsSection)
+    roles: dict[Literal["builder", "reviewer", "breaker"], RoleConfig] = Field(default_factory=dict)
+    products: list[ProductConfig] = Field(default_factory=list)
+
+    # set by load_factory, not read from the file
+    path: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_products(self) -> "FactoryConfig":
+        seen: set[str] = set()
+        for p in self.products:
+            if p.name in seen:
+                raise ValueError(f"product name {p.name!r} appears twice; names must be unique")
+            seen.add(p.name)
+        return self
+
+    @property
+    def root(self) -> Path:
+        return (self.path.parent if self.path else Path.cwd()).resolve()
+
+    def resolve(self, rel: str) -> Path:
+        p = Path(rel).expanduser()
+        return p if p.is_absolute() else (self.root / p)
+
+    @property
+    def store_path(self) -> Path:
+        return self.resolve(self.factory.store)
+
+    @property
+    def worktrees_path(self) -> Path:
+        return self.resolve(self.factory.worktrees)
+
+    @property
+    def rules_path(self) -> Path:
+        return self.resolve(self.factory.rules)
+
+    def role(self, name: str) -> RoleConfig:
+        return self.roles.get(name) or RoleConfig()  # type: ignore[call-overload]
+
+    def product(self, name: str) -> ProductConfig:
+        for p in self.products:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def product_path(self, name: str) -> Path:
+        return self.resolve(self.product(name).path).resolve()
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _find_line(text: str, loc: tuple[Any, ...]) -> int | None:
+    """Best-effort line of the key at `loc` (tomllib gives lines only for syntax errors)."""
+    parts = [str(p) for p in loc if not isinstance(p, int)]
+    idx = next((p for p in loc if isinstance(p, int)), None)
+    if not parts:
+        return None
+    table, key = ".".join(parts[:-1]), parts[-1]
+    current, counts, header_line = "", {}, None
+    for n, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        m = re.match(r"^(\[\[?)\s*([^\]]+?)\s*\]", s)
+        if m:
+            current = m.group(2)
+            count = counts.get(current, -1) + 1
+            counts[current] = count
+            here = current == table and (m.group(1) == "[" or idx is None or count == idx)
+            if here:
+                header_line = n
+            if current == ".".join(parts) and idx is None:
+                return n
+            continue
+        if header_line is not None and current == table and re.match(rf"^{re.escape(key)}\s*=", s):
+            if m is None and (idx is None or counts.get(current) == idx):
+                return n
+    return header_line
+
+
+def load_factory(path: str | Path) -> FactoryConfig:
+    """Read and validate a factory.toml; raise ConfigError with a message a person can act on."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ConfigError(f"{p}: no such file. Create one with 'cockpit init' or try 'cockpit demo'.")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read it ({e}).") from e
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}. Fix the syntax at that line.") from e
+    try:
+        cfg = FactoryConfig.model_validate(raw)
+    except ValidationError as e:
+        msgs = []
+        for err in e.errors():
+            loc = tuple(err["loc"])
+            key = _key_path(loc)
+            line = _find_line(text, loc)
+            where = f"{p}:{line}" if line else str(p)
+            if err["type"] == "extra_forbidden":
+                what = f"unknown key '{key}'. Remove it or check its spelling (see the README's factory.toml reference)."
+            elif err["type"] == "missing":
+                what = f"key '{key}' is required but missing. Add it."
+            else:
+                what = f"key '{key}': {err['msg']}. Fix the value."
+            msgs.append(f"{where}: {what}")
+        raise ConfigError("\n".join(msgs)) from e
+    cfg.path = p.resolve()
+    return cfg

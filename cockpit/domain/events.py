@@ -1,0 +1,82 @@
+"""Events: the one append-only record of everything that happens in a factory.
+
+Every state on screen is a fold of these. Kinds are strings so that later
+issues can add kinds without a migration; the ones the domain validates are
+listed in `Kind`.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Kind(StrEnum):
+    # task lifecycle (validated by the domain state machine)
+    TASK_CREATED = "task.created"
+    TASK_STARTED = "task.started"
+    COMMITTED = "task.committed"
+    SUBMITTED = "task.submitted"
+    VERDICT = "gate.verdict"
+    CHECKED = "task.checked"
+    APPROVED = "review.approved"
+    CHANGES_REQUESTED = "review.changes_requested"
+    READY = "task.ready"
+    SENT_BACK = "task.sent_back"
+    BLOCKED = "task.blocked"
+    OVERRIDE = "human.override"
+    RETRY = "human.retry"
+    MERGED = "task.merged"
+    SPEND = "spend.settled"
+    # not task state: recorded as they come
+    REFUSED = "action.refused"
+    AGENT_STARTED = "agent.started"
+    AGENT_TEXT = "agent.text"
+    AGENT_TOOL = "agent.tool"
+    AGENT_TOOL_RESULT = "agent.tool_result"
+    AGENT_FINISHED = "agent.finished"
+    MODEL_CALL = "model.call"
+    GATE_STARTED = "gate.started"
+    NOTE = "note"
+
+
+TASK_KINDS: frozenset[str] = frozenset(
+    {
+        Kind.TASK_CREATED,
+        Kind.TASK_STARTED,
+        Kind.COMMITTED,
+        Kind.SUBMITTED,
+        Kind.VERDICT,
+        Kind.CHECKED,
+        Kind.APPROVED,
+        Kind.CHANGES_REQUESTED,
+        Kind.READY,
+        Kind.SENT_BACK,
+        Kind.BLOCKED,
+        Kind.OVERRIDE,
+        Kind.RETRY,
+        Kind.MERGED,
+        Kind.SPEND,
+    }
+)
+
+
+class Event(BaseModel):
+    """One fact. `id` is assigned by the store when the event is committed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    actor: str
+    product: str | None = None
+    task_id: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    ts: float = Field(default_factory=time.time)
+    id: int | None = None
+
+    @property
+    def is_task_event(self) -> bool:
+        return self.kind in TASK_KINDS
