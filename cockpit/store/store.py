@@ -1,0 +1,441 @@
+"""The store: one append-only event log in SQLite (WAL), the only way state changes.
+
+One writer coroutine owns the write connection. Appends queue up and are
+committed in batches, one transaction each. Task events pass through the domain
+(`cockpit.domain.tasks.apply`) inside the writer, against the projection as it
+will be after the events ahead of them in the batch, so validation and append
+are one atomic step: nothing can append a task event the domain refuses. A
+refused action is itself recorded (`action.refused`) and raised to the caller.
+
+Readers use a second connection; WAL lets them run while the writer commits.
+Subscribers get every committed event, in id order, after its commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from ..domain import tasks as domain
+from ..domain.errors import Refused
+from ..domain.events import Event, Kind
+from ..domain.tasks import Task
+from .schema import MIGRATIONS, SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_MAX_BATCH = 2000
+
+
+class StoreError(Exception):
+    """The store cannot be used or written; the message names the file and what to do."""
+
+
+@dataclass
+class _Item:
+    event: Event | None
+    sql: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    future: asyncio.Future | None = None
+
+
+class Subscription:
+    """A queue of committed events; close it when done so the store stops feeding it."""
+
+    def __init__(self, store: "Store"):
+        self._store = store
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+
+    async def get(self) -> Event:
+        return await self.queue.get()
+
+    def drain(self) -> list[Event]:
+        out: list[Event] = []
+        while not self.queue.empty():
+            out.append(self.queue.get_nowait())
+        return out
+
+    def close(self) -> None:
+        self._store._subs.discard(self)
+
+
+def _row_to_event(row: Iterable[Any]) -> Event:
+    id_, ts, kind, actor, product, task_id, data = row
+    return Event(id=id_, ts=ts, kind=kind, actor=actor, product=product, task_id=task_id, data=json.loads(data))
+
+
+class Store:
+    """Open with `await Store.open(path)`; always `await store.close()`."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._w: aiosqlite.Connection | None = None
+        self._r: aiosqlite.Connection | None = None
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        self._writer: asyncio.Task | None = None
+        self._tasks: dict[str, Task] = {}
+        self._task_seq: dict[str, int] = {}
+        self._next_id = 1
+        self._next_task = 1
+        self._subs: set[Subscription] = set()
+        self._closed = False
+        self.last_event_id = 0
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: str | Path) -> "Store":
+        store = cls(Path(path))
+        await store._open()
+        return store
+
+    async def _open(self) -> None:
+        p = self.path
+        if p.exists() and p.stat().st_size > 0:
+            with open(p, "rb") as f:
+                if f.read(16) != _SQLITE_MAGIC:
+                    raise StoreError(
+                        f"{p}: not a SQLite database (corrupt or another file). Move it aside and "
+                        "start again; nothing was written to it."
+                    )
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            self._w = await aiosqlite.connect(p, isolation_level=None)
+            await self._w.execute("PRAGMA journal_mode=WAL")
+            await self._w.execute("PRAGMA synchronous=NORMAL")
+            await self._w.execute("PRAGMA busy_timeout=5000")
+            await self._migrate()
+            self._r = await aiosqlite.connect(p, isolation_level=None)
+            await self._r.execute("PRAGMA busy_timeout=5000")
+            await self._r.execute("PRAGMA query_only=ON")
+            await self._load()
+        except sqlite3.DatabaseError as e:
+            await self._close_connections()
+            raise StoreError(f"{p}: cannot open the store ({e}). Check the file, or move it aside.") from e
+        except StoreError:
+            await self._close_connections()
+            raise
+        self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
+
+    async def _migrate(self) -> None:
+        assert self._w is not None
+        (version,) = await (await self._w.execute("PRAGMA user_version")).fetchone()  # type: ignore[misc]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: schema version {version} is newer than this cockpit understands "
+                f"({SCHEMA_VERSION}). Upgrade cockpit; the file was not touched."
+            )
+        for v in range(version, SCHEMA_VERSION):
+            await self._w.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in _split_sql(MIGRATIONS[v]):
+                    await self._w.execute(stmt)
+                await self._w.execute(f"PRAGMA user_version={v + 1}")
+                await self._w.execute("COMMIT")
+            except BaseException:
+                await self._w.execute("ROLLBACK")
+                raise
+
+    async def _load(self) -> None:
+        assert self._w is not None
+        async with self._w.execute("SELECT id, seq, body FROM tasks") as cur:
+            async for id_, seq, body in cur:
+                self._tasks[id_] = Task.model_validate_json(body)
+                self._task_seq[id_] = seq
+        (max_id,) = await (await self._w.execute("SELECT COALESCE(MAX(id), 0) FROM events")).fetchone()  # type: ignore[misc]
+        self._next_id = max_id + 1
+        self.last_event_id = max_id
+        self._next_task = max(self._task_seq.values(), default=0) + 1
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            await self._queue.put(None)
+            try:
+                await self._writer
+            except Exception:  # already reported to the callers of the failed batch
+                log.exception("store writer ended with an error")
+        await self._close_connections()
+
+    async def _close_connections(self) -> None:
+        for conn in (self._r, self._w):
+            if conn is not None:
+                try:
+                    await conn.close()
+                except Exception:
+                    pass
+        self._r = self._w = None
+
+    # --- writing -----------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed or self._writer is None:
+            raise StoreError(f"{self.path}: the store is closed")
+        if self._writer.done():
+            raise StoreError(f"{self.path}: the store writer stopped; restart the cockpit")
+
+    async def append(self, event: Event, sql: list[tuple[str, tuple[Any, ...]]] | None = None) -> Event:
+        """Commit one event (and optional statements in the same transaction); return it with its id.
+
+        Raises Refused if the domain refuses it (the refusal is recorded), StoreError if
+        the write failed (nothing of that batch was committed).
+        """
+        return await self.submit(event, sql)
+
+    def submit(self, event: Event | None, sql: list[tuple[str, tuple[Any, ...]]] | None = None) -> asyncio.Future:
+        """Queue without waiting; the returned future resolves after the commit."""
+        self._check_open()
+        fut = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Item(event=event, sql=list(sql or []), future=fut))
+        return fut
+
+    def post(self, event: Event) -> None:
+        """Fire and forget (high-volume agent output); errors are logged, never raised."""
+        fut = self.submit(event)
+        fut.add_done_callback(_log_failure)
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is committed."""
+        await self.submit(None)
+
+    async def _write_loop(self) -> None:
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            stop = False
+            while len(batch) < _MAX_BATCH and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            await self._commit_batch(batch)
+            if stop:
+                return
+
+    async def _commit_batch(self, batch: list[_Item]) -> None:
+        assert self._w is not None
+        pending: dict[str, Task] = {}
+        seqs: dict[str, int] = {}
+        rows: list[tuple[Any, ...]] = []
+        sql: list[tuple[str, tuple[Any, ...]]] = []
+        results: list[tuple[_Item, Event | None, Exception | None]] = []
+        next_id, next_task = self._next_id, self._next_task
+        for it in batch:
+            ev = it.event
+            if ev is None:
+                sql.extend(it.sql)
+                results.append((it, None, None))
+                continue
+            err: Exception | None = None
+            try:
+                if ev.is_task_event:
+                    if ev.kind == Kind.TASK_CREATED and ev.task_id is None:
+                        ev = ev.model_copy(update={"task_id": f"T{next_task}"})
+                        seqs[ev.task_id] = next_task  # type: ignore[index]
+                        next_task += 1
+                    ev = ev.model_copy(update={"id": next_id})
+                    cur = pending.get(ev.task_id) or self._tasks.get(ev.task_id or "")  # type: ignore[arg-type]
+                    if cur is None:
+                        if ev.kind == Kind.TASK_CREATED and ev.task_id in self._tasks:
+                            raise Refused(f"task {ev.task_id} exists already")
+                        new = domain.create(ev)
+                        seqs.setdefault(new.id, _seq_of(new.id, next_task))
+                    else:
+                        new = domain.apply(cur, ev)
+                    pending[new.id] = new
+                else:
+                    ev = ev.model_copy(update={"id": next_id})
+            except Refused as r:
+                err = r
+                ev = Event(
+                    id=next_id, kind=Kind.REFUSED, actor=ev.actor, product=ev.product, task_id=ev.task_id,
+                    data={"kind": ev.kind, "reason": r.reason, "data": _jsonable(ev.data)},
+                )
+            rows.append((ev.id, ev.ts, ev.kind, ev.actor, ev.product, ev.task_id, json.dumps(ev.data, default=str)))
+            sql.extend(it.sql if err is None else [])
+            next_id += 1
+            results.append((it, ev, err))
+
+        try:
+            await self._w.execute("BEGIN IMMEDIATE")
+            if rows:
+                await self._w.executemany(
+                    "INSERT INTO events(id, ts, kind, actor, product, task_id, data) VALUES (?,?,?,?,?,?,?)", rows
+                )
+            if pending:
+                await self._w.executemany(
+                    "INSERT INTO tasks(id, seq, product, state, last_event_id, body) VALUES (?,?,?,?,?,?) "
+                    "ON CONFLICT(id) DO UPDATE SET state=excluded.state, last_event_id=excluded.last_event_id, "
+                    "body=excluded.body",
+                    [
+                        (t.id, seqs.get(t.id, self._task_seq.get(t.id, 0)), t.product, t.state.value,
+                         t.last_event_id, t.model_dump_json())
+                        for t in pending.values()
+                    ],
+                )
+            for stmt, params in sql:
+                await self._w.execute(stmt, params)
+            await self._w.execute("COMMIT")
+        except Exception as e:
+            try:
+                await self._w.execute("ROLLBACK")
+            except Exception:
+                pass
+            failure = StoreError(f"{self.path}: write failed ({e}); nothing of this batch was recorded")
+            for it, _, _ in results:
+                if it.future is not None and not it.future.done():
+                    it.future.set_exception(failure)
+            return
+
+        self._next_id, self._next_task = next_id, next_task
+        self._tasks.update(pending)
+        self._task_seq.update(seqs)
+        if rows:
+            self.last_event_id = next_id - 1
+        for it, ev, err in results:
+            if it.future is not None and not it.future.done():
+                if err is not None:
+                    it.future.set_exception(err)
+                else:
+                    it.future.set_result(ev)
+            if ev is not None:
+                for sub in list(self._subs):
+                    sub.queue.put_nowait(ev)
+
+    # --- reading -----------------------------------------------------------------
+
+    def task(self, task_id: str) -> Task | None:
+        return self._tasks.get(task_id)
+
+    def tasks(self, product: str | None = None) -> list[Task]:
+        out = [t for t in self._tasks.values() if product is None or t.product == product]
+        return sorted(out, key=lambda t: self._task_seq.get(t.id, 0))
+
+    def subscribe(self) -> Subscription:
+        sub = Subscription(self)
+        self._subs.add(sub)
+        return sub
+
+    async def events(
+        self,
+        *,
+        after_id: int = 0,
+        task_id: str | None = None,
+        actor: str | None = None,
+        kinds: Iterable[str] | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[Event]:
+        assert self._r is not None
+        where, params = ["id > ?"], [after_id]
+        if task_id is not None:
+            where.append("task_id = ?")
+            params.append(task_id)  # type: ignore[arg-type]
+        if actor is not None:
+            where.append("actor = ?")
+            params.append(actor)  # type: ignore[arg-type]
+        if kinds is not None:
+            ks = list(kinds)
+            where.append(f"kind IN ({','.join('?' * len(ks))})")
+            params.extend(ks)  # type: ignore[arg-type]
+        q = f"SELECT id, ts, kind, actor, product, task_id, data FROM events WHERE {' AND '.join(where)}"
+        q += " ORDER BY id DESC" if newest_first else " ORDER BY id"
+        if limit is not None:
+            q += f" LIMIT {int(limit)}"
+        async with self._r.execute(q, params) as cur:
+            rows = await cur.fetchall()
+        return [_row_to_event(r) for r in rows]
+
+    async def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Read-only SQL on the read connection (projections, ledger sums)."""
+        assert self._r is not None
+        async with self._r.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    # --- the spend ledger --------------------------------------------------------
+
+    async def reserve(self, *, call_id: str, task_id: str | None, product: str | None, actor: str,
+                      model: str, usd: float) -> None:
+        """Record a reservation before a model call; it counts against budgets until settled."""
+        await self.append(
+            Event(kind="spend.reserved", actor="system", product=product, task_id=task_id,
+                  data={"call_id": call_id, "agent": actor, "model": model, "usd": usd}),
+            sql=[("INSERT INTO ledger(call_id, ts, task_id, product, actor, model, state, reserved_usd) "
+                  "VALUES (?,?,?,?,?,?, 'reserved', ?)", (call_id, time.time(), task_id, product, actor, model, usd))],
+        )
+
+    async def settle(self, *, call_id: str, task_id: str | None, product: str | None, usd: float,
+                     usage: dict[str, int], complete: bool = True) -> None:
+        """Settle a reservation from the real usage; `complete=False` keeps it 'unsettled'."""
+        state = "settled" if complete else "unsettled"
+        ev = Event(kind=Kind.SPEND if task_id else "spend.settled_untasked", actor="system", product=product,
+                   task_id=task_id, data={"call_id": call_id, "usd": usd, "usage": usage, "state": state})
+        await self.append(
+            ev,
+            sql=[("UPDATE ledger SET state=?, settled_usd=?, input_tokens=?, output_tokens=?, "
+                  "cache_creation_tokens=?, cache_read_tokens=?, settled_ts=? WHERE call_id=?",
+                  (state, usd, usage.get("input_tokens", 0), usage.get("output_tokens", 0),
+                   usage.get("cache_creation_input_tokens", 0), usage.get("cache_read_input_tokens", 0),
+                   time.time(), call_id))],
+        )
+
+    async def spend_total(self, product: str | None = None) -> float:
+        q = "SELECT COALESCE(SUM(settled_usd), 0) FROM ledger"
+        params: tuple[Any, ...] = ()
+        if product is not None:
+            q += " WHERE product = ?"
+            params = (product,)
+        (total,) = (await self.query(q, params))[0]
+        return float(total)
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements (triggers keep their inner semicolons)."""
+    out, buf = [], []
+    depth = 0
+    for line in script.splitlines():
+        s = line.strip()
+        if not s:
+            continue
+        buf.append(line)
+        up = s.upper()
+        if up.startswith("CREATE TRIGGER"):
+            depth += 1
+        if depth and up.endswith("END;"):
+            depth -= 1
+        if not depth and s.endswith(";"):
+            out.append("\n".join(buf))
+            buf = []
+    if buf:
+        out.append("\n".join(buf))
+    return out
+
+
+def _seq_of(task_id: str, default: int) -> int:
+    try:
+        return int(task_id.lstrip("T"))
+    except ValueError:
+        return default
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(data, default=str))
+
+
+def _log_failure(fut: asyncio.Future) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("event not recorded: %s", fut.exception())
