@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .domain.prices import ModelPrice, PriceTable, default_prices
+
 DEFAULT_MODEL = "claude-sonnet-5-5"
 
 
@@ -41,6 +43,15 @@ class LimitsSection(_Strict):
     command_timeout_s: float = Field(120.0, gt=0)
     test_timeout_s: float = Field(600.0, gt=0)
     output_cap_bytes: int = Field(64_000, ge=1024)
+
+
+class ModelSection(_Strict):
+    mode: Literal["auto", "api", "scripted"] = Field(
+        "auto", description="auto: the real API when ANTHROPIC_API_KEY is set, else the scripted model")
+    scenarios: str = Field("scenarios", description="scripted model scenario files, relative to factory.toml")
+    timeout_s: float = Field(600.0, gt=0, description="per-request timeout for the API")
+    max_retries: int = Field(4, ge=0, le=20, description="SDK retries on 429/5xx/connection errors")
+    chunk_delay_s: float = Field(0.0, ge=0, le=5, description="scripted model: pause between stream events")
 
 
 class RoleConfig(_Strict):
@@ -74,8 +85,10 @@ class ProductConfig(_Strict):
 class FactoryConfig(_Strict):
     factory: FactorySection = Field(default_factory=FactorySection)
     limits: LimitsSection = Field(default_factory=LimitsSection)
+    model: ModelSection = Field(default_factory=ModelSection)
     roles: dict[Literal["builder", "reviewer", "breaker"], RoleConfig] = Field(default_factory=dict)
     products: list[ProductConfig] = Field(default_factory=list)
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
 
     # set by load_factory, not read from the file
     path: Path | None = Field(None, exclude=True)
@@ -96,6 +109,13 @@ class FactoryConfig(_Strict):
     def resolve(self, rel: str) -> Path:
         p = Path(rel).expanduser()
         return p if p.is_absolute() else (self.root / p)
+
+    @property
+    def scenarios_path(self) -> Path:
+        return self.resolve(self.model.scenarios)
+
+    def price_table(self) -> PriceTable:
+        return default_prices().with_overrides({k: v.model_dump() for k, v in self.prices.items()})
 
     @property
     def store_path(self) -> Path:
@@ -189,5 +209,16 @@ def load_factory(path: str | Path) -> FactoryConfig:
                 what = f"key '{key}': {err['msg']}. Fix the value."
             msgs.append(f"{where}: {what}")
         raise ConfigError("\n".join(msgs)) from e
+    table = cfg.price_table()
+    for role in ("builder", "reviewer", "breaker"):
+        model = cfg.role(role).model
+        if model not in table.models:
+            line = _find_line(text, ("roles", role, "model"))
+            where = f"{p}:{line}" if line else str(p)
+            raise ConfigError(
+                f"{where}: key 'roles.{role}.model': no price for model {model!r} (price table of "
+                f"{table.as_of}). Use a known model or add [prices.\"{model}\"] with input and output "
+                "USD per million tokens."
+            )
     cfg.path = p.resolve()
     return cfg

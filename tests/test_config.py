@@ -51,3 +51,13 @@ def test_bad_value_and_syntax(tmp_path):
         load_factory(f)
     with pytest.raises(ConfigError, match="no such file"):
         load_factory(tmp_path / "nope.toml")
+
+
+def test_unknown_model_is_an_error_at_start_not_a_silent_zero(tmp_path):
+    f = tmp_path / "factory.toml"
+    f.write_text(GOOD.replace('model = "claude-sonnet-5-5"', 'model = "claude-imaginary-9"'))
+    with pytest.raises(ConfigError, match=r"factory.toml:6: key 'roles.builder.model': no price for model"):
+        load_factory(f)
+    f.write_text(GOOD.replace('model = "claude-sonnet-5-5"', 'model = "claude-imaginary-9"')
+                 + '\n[prices."claude-imaginary-9"]\ninput = 1.0\noutput = 2.0\n')
+    assert load_factory(f).price_table().price("claude-imaginary-9").output == 2.0
