@@ -1,25 +1,82 @@
-"""The command line: `cockpit ...` and `python -m cockpit ...`."""
+"""The command line: `cockpit ...` and `python -m cockpit ...`.
+
+Every command that changes a task goes through cockpit.factory.commands, the
+same functions the TUI keys call, so the domain validates it either way.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 from . import __version__
-from .config import ConfigError
+from .config import ConfigError, FactoryConfig, load_factory
+from .domain.errors import Refused
+from .store import Store, StoreError
+
+DEFAULT_FACTORY = "factory.toml"
+
+
+def _factory_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--factory", "-f", default=os.environ.get("COCKPIT_FACTORY", DEFAULT_FACTORY),
+                   help="path to factory.toml (default: ./factory.toml or $COCKPIT_FACTORY)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cockpit", description=__doc__)
+    p = argparse.ArgumentParser(prog="cockpit", description="Run a software factory of AI agents from one screen.")
     p.add_argument("--version", action="version", version=f"cockpit {__version__}")
-    p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser("demo", help="write the bundled demo factory and run it (no API key needed)")
+    d.add_argument("--dir", type=Path, help="where to write it (default: a new temp dir)")
+    d.add_argument("--headless", action="store_true", help="no screen: run until idle, print a summary")
+    d.add_argument("--timeout", type=float, default=None, help="headless: stop after this many seconds")
+    d.set_defaults(func=cmd_demo)
+
+    r = sub.add_parser("run", help="open the cockpit on a factory")
+    _factory_arg(r)
+    r.add_argument("--headless", action="store_true", help="no screen: run until idle, print a summary")
+    r.add_argument("--timeout", type=float, default=None, help="headless: stop after this many seconds")
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("status", help="every product and task, from the store")
+    _factory_arg(s)
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=cmd_status)
+
+    t = sub.add_parser("task", help="add work")
+    tsub = t.add_subparsers(dest="task_command", metavar="ACTION", required=True)
+    ta = tsub.add_parser("add", help="queue a task on a product")
+    _factory_arg(ta)
+    ta.add_argument("product")
+    ta.add_argument("title")
+    ta.add_argument("--body", default="")
+    ta.add_argument("--priority", type=int, default=0)
+    ta.set_defaults(func=cmd_task_add)
+
+    for name, helptext in (("approve", "land a blocked task anyway: a human override, with a note"),
+                           ("send-back", "send a blocked task back to its builder with an instruction"),
+                           ("retry", "resume a blocked task where it stopped")):
+        c = sub.add_parser(name, help=helptext)
+        _factory_arg(c)
+        c.add_argument("task_id")
+        if name == "approve":
+            c.add_argument("--note", required=True, help="why you override the gates (recorded)")
+        if name == "send-back":
+            c.add_argument("--instruction", "-m", required=True, help="what the builder must do")
+        c.set_defaults(func=cmd_human_action, action_name=name)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.command:
+    if not getattr(args, "func", None):
         parser.print_help()
         return 0
     try:
@@ -27,3 +84,103 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"cockpit: {e}", file=sys.stderr)
         return 2
+    except StoreError as e:
+        print(f"cockpit: {e}", file=sys.stderr)
+        return 2
+    except Refused as e:
+        print(f"cockpit: refused: {e.reason}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+# --- commands -------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo.build import build_demo
+
+    directory = args.dir or Path(tempfile.mkdtemp(prefix="cockpit-demo-"))
+    factory = build_demo(directory, chunk_delay_s=0.0 if args.headless else 0.03)
+    print(f"demo factory written to {factory}", file=sys.stderr)
+    config = load_factory(factory)
+    return _run(config, headless=args.headless, timeout=args.timeout)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load_factory(args.factory)
+    return _run(config, headless=args.headless, timeout=args.timeout)
+
+
+def _run(config: FactoryConfig, *, headless: bool, timeout: float | None) -> int:
+    from .factory.runtime import open_factory, run_headless, summary_lines
+
+    if headless:
+        st = asyncio.run(run_headless(config, timeout=timeout))
+        print("\n".join(summary_lines(st)))
+        return 0
+
+    from .tui.app import CockpitApp
+
+    async def _app() -> None:
+        async with open_factory(config) as f:
+            app = CockpitApp(f.store, config, orchestrator=f.orchestrator)
+            await app.run_async()
+
+    asyncio.run(_app())
+    return 0
+
+
+async def _with_store(config: FactoryConfig, fn):
+    store = await Store.open(config.store_path)
+    try:
+        return await fn(store)
+    finally:
+        await store.close()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .factory.runtime import summary_lines
+    from .factory.status import status
+
+    config = load_factory(args.factory)
+    st = asyncio.run(_with_store(config, lambda s: status(config, s)))
+    if args.json:
+        print(json.dumps(st, indent=2))
+    else:
+        print("\n".join(summary_lines(st)))
+    return 0
+
+
+def cmd_task_add(args: argparse.Namespace) -> int:
+    from .factory.commands import add_task
+
+    config = load_factory(args.factory)
+    try:
+        product = config.product(args.product)
+    except KeyError:
+        names = ", ".join(p.name for p in config.products) or "none"
+        raise Refused(f"no product {args.product!r} in {config.path} (products: {names})") from None
+    ev = asyncio.run(_with_store(config, lambda s: add_task(
+        s, product=product.name, title=args.title, body=args.body, priority=args.priority,
+        actor=config.factory.human, budget_usd=product.task_budget_usd)))
+    print(ev.task_id)
+    return 0
+
+
+def cmd_human_action(args: argparse.Namespace) -> int:
+    from .factory import commands
+
+    config = load_factory(args.factory)
+    actor = config.factory.human
+
+    async def act(store: Store):
+        if args.action_name == "approve":
+            return await commands.approve_override(store, args.task_id, actor=actor, note=args.note)
+        if args.action_name == "send-back":
+            return await commands.send_back(store, args.task_id, actor=actor, instruction=args.instruction)
+        return await commands.retry(store, args.task_id, actor=actor)
+
+    ev = asyncio.run(_with_store(config, act))
+    print(f"{ev.kind} {ev.task_id} (event {ev.id})")
+    return 0

@@ -1,0 +1,139 @@
+"""The bundled demo factory: three small products that are real git repos with real pytest suites.
+
+`write_demo(dir)` writes factory.toml, rules/, memory/, scenarios/ and the
+products, then queues the demo tasks through the store, the same way a human
+adding them would. Runs before the event loop starts, so plain subprocesses are fine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+from importlib import resources
+from pathlib import Path
+
+from ..factory.commands import add_task
+from ..store import Store
+
+DEMO_TASKS: list[tuple[str, str, str]] = [
+    ("shop", "Add CSV export of orders",
+     "Finance wants the orders as CSV: one header row (id, customer, total), one row per order, totals "
+     "with two decimals, commas in customer names quoted. Add shop.export.to_csv(orders) -> str with tests."),
+    ("ledger", "Round invoice totals to cents",
+     "ledger.invoice.total() must return the total rounded half-up to whole cents (2.675 -> 2.68), as our "
+     "accountant does by hand. Add a test for a half-cent line."),
+    ("weather", "Add Fahrenheit conversions",
+     "Add weather.units.c_to_f and f_to_c, with tests for known points and a round trip."),
+]
+
+FACTORY_TOML = """\
+# The Cockpit demo factory, written by `cockpit demo`. Every key is explained in the README.
+[factory]
+name = "demo"
+store = "memory/cockpit.db"
+worktrees = "worktrees"
+rules = "rules"
+max_rounds = 2
+human = "human:you"
+
+[model]
+# the scripted model plays scenarios/ offline; no API key is needed or used
+mode = "scripted"
+scenarios = "scenarios"
+chunk_delay_s = {chunk_delay}
+
+[limits]
+max_agents = 6
+max_agents_per_product = 2
+agent_max_turns = 30
+command_timeout_s = 120
+test_timeout_s = 300
+
+[roles.builder]
+model = "claude-sonnet-5-5"
+max_tokens = 8192
+
+[roles.reviewer]
+model = "claude-opus-5-5"
+max_tokens = 4096
+
+{products}
+"""
+
+PRODUCT_TOML = """\
+[[products]]
+name = "{name}"
+path = "products/{name}"
+test_command = "python -m pytest -q -p no:cacheprovider"
+main_branch = "main"
+budget_usd = 5.0
+"""
+
+
+def _demo_files() -> Path:
+    return Path(str(resources.files("cockpit.demo")))
+
+
+def default_rules_dir() -> Path:
+    """The repository's own rules/ (the factory's default rules)."""
+    here = Path(__file__).resolve().parents[2] / "rules"
+    if here.is_dir():
+        return here
+    return _demo_files() / "rules"
+
+
+def _git(*args: str, cwd: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(GIT_AUTHOR_NAME="demo", GIT_AUTHOR_EMAIL="demo@cockpit.local",
+               GIT_COMMITTER_NAME="demo", GIT_COMMITTER_EMAIL="demo@cockpit.local")
+    subprocess.run(["git", "-c", "core.hooksPath=/dev/null", *args], cwd=cwd, check=True, env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def write_demo(directory: Path, *, chunk_delay_s: float = 0.0) -> Path:
+    """Write a complete demo factory into `directory` (which must be empty or absent)."""
+    directory = directory.resolve()
+    if directory.exists() and any(directory.iterdir()):
+        raise FileExistsError(f"{directory} is not empty: give an empty or new directory to --dir")
+    directory.mkdir(parents=True, exist_ok=True)
+    src = _demo_files()
+    shutil.copytree(default_rules_dir(), directory / "rules")
+    shutil.copytree(src / "scenarios", directory / "scenarios")
+    (directory / "memory").mkdir()
+    products = []
+    for name in sorted({p for p, _, _ in DEMO_TASKS}):
+        dest = directory / "products" / name
+        shutil.copytree(src / "products" / name, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        (dest / ".gitignore").write_text("__pycache__/\n.pytest_cache/\n")
+        _git("init", "-q", "-b", "main", cwd=dest)
+        _git("add", "-A", cwd=dest)
+        _git("commit", "-q", "-m", f"Initial {name}", cwd=dest)
+        products.append(PRODUCT_TOML.format(name=name))
+    factory = directory / "factory.toml"
+    factory.write_text(FACTORY_TOML.format(chunk_delay=chunk_delay_s, products="\n".join(products)))
+    return factory
+
+
+async def queue_demo_tasks(store: Store, actor: str = "human:you") -> None:
+    for product, title, body in DEMO_TASKS:
+        await add_task(store, product=product, title=title, body=body, actor=actor)
+
+
+def build_demo(directory: Path, *, chunk_delay_s: float = 0.0) -> Path:
+    """Write the demo and queue its tasks; returns the factory.toml path."""
+    from ..config import load_factory
+
+    factory = write_demo(directory, chunk_delay_s=chunk_delay_s)
+    cfg = load_factory(factory)
+
+    async def _queue() -> None:
+        store = await Store.open(cfg.store_path)
+        try:
+            await queue_demo_tasks(store, cfg.factory.human)
+        finally:
+            await store.close()
+
+    asyncio.run(_queue())
+    return factory

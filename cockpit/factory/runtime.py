@@ -1,0 +1,57 @@
+"""Wiring: open a factory's store, model client and orchestrator, and close them in order."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from ..agents.client import ModelClient, make_client
+from ..config import FactoryConfig
+from ..store import Store
+from .orchestrator import Orchestrator
+from .status import status
+
+
+@dataclass
+class Factory:
+    config: FactoryConfig
+    store: Store
+    model: ModelClient
+    orchestrator: Orchestrator
+
+
+@asynccontextmanager
+async def open_factory(config: FactoryConfig) -> AsyncIterator[Factory]:
+    store = await Store.open(config.store_path)
+    model = None
+    try:
+        model = make_client(config)
+        yield Factory(config, store, model, Orchestrator(config, store, model))
+    finally:
+        if model is not None:
+            await model.close()
+        await store.close()
+
+
+async def run_headless(config: FactoryConfig, *, timeout: float | None = None) -> dict:
+    """Run until nothing is left to drive (or timeout); return the status summary."""
+    async with open_factory(config) as f:
+        await f.orchestrator.run(until_idle=True, timeout=timeout)
+        await f.store.flush()
+        return await status(config, f.store)
+
+
+def summary_lines(st: dict) -> list[str]:
+    lines = []
+    for p in st["products"]:
+        lines.append(f"{p['name']}:")
+        for t in p["tasks"]:
+            extra = f"  blocked by: {', '.join(t['blocked_by'])}" if t["blocked_by"] else ""
+            lines.append(f"  {t['id']:<5} {t['state']:<9} ${t['spend_usd']:.4f}  {t['title']}{extra}")
+    lines.append(f"spend: ${st['spend_usd']:.4f}")
+    return lines
+
+
+__all__ = ["Factory", "open_factory", "run_headless", "summary_lines", "asyncio"]

@@ -1,0 +1,384 @@
+"""Run code an agent wrote inside a real OS sandbox (bubblewrap), never behind path checks alone.
+
+Invariant 6: the worktree is writable, the rest of the machine read-only, there is no
+network, the environment carries no secrets, and the factory (store, factory.toml, rules,
+other worktrees) and the usual credential files are hidden. Every command gets a timeout,
+an output cap, and its whole process group killed when it ends, so nothing it started in
+the background outlives it.
+
+With no usable sandbox we refuse (`SandboxUnavailable`, naming the fix) unless the user
+opted out in factory.toml (`sandbox = "off"`): then commands still run with the clean
+environment, the timeout, the cap and the process-group kill, just not confined.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+SandboxMode = Literal["bwrap", "off"]
+
+_FIX = (
+    "install it ('apt-get install bubblewrap') or set [factory] sandbox = \"off\" in factory.toml"
+)
+
+# Credentials a developer machine usually holds under $HOME: hidden whenever they exist.
+DEFAULT_HIDDEN_IN_HOME = (
+    ".ssh",
+    ".aws",
+    ".gnupg",
+    ".config/gcloud",
+    ".netrc",
+    ".docker",
+    ".kube",
+    ".git-credentials",
+    ".pypirc",
+)
+
+_BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+_SANDBOX_HOME = "/tmp/home"
+# After the main process exits, how long we wait for its output pipe to close (everything
+# left in its group was just SIGKILLed, so this only matters for something that escaped).
+_DRAIN_GRACE_S = 2.0
+
+
+class SandboxUnavailable(Exception):
+    """The sandbox cannot run here; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a command did: never an exception for a failing command, the caller decides."""
+
+    command: str
+    exit_code: int | None
+    output: str
+    truncated: bool
+    timed_out: bool
+    duration_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+class _CappedOutput:
+    """Keeps the head and the tail of a stream within `cap` bytes, whatever flows through."""
+
+    def __init__(self, cap: int) -> None:
+        cap = max(int(cap), 2)
+        self.head_cap = cap // 2
+        self.tail_cap = cap - self.head_cap
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        room = self.head_cap - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data:
+            self.tail += data
+            if len(self.tail) > 2 * self.tail_cap:  # amortised trim: memory stays O(cap)
+                del self.tail[: len(self.tail) - self.tail_cap]
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > self.head_cap + self.tail_cap
+
+    def text(self) -> str:
+        if not self.truncated:
+            raw = bytes(self.head + self.tail)
+            return raw.decode("utf-8", errors="replace")
+        tail = bytes(self.tail[-self.tail_cap :])
+        cut = self.total - len(self.head) - len(tail)
+        return (
+            bytes(self.head).decode("utf-8", errors="replace")
+            + f"\n[... {cut} bytes cut ...]\n"
+            + tail.decode("utf-8", errors="replace")
+        )
+
+
+class _Collector(asyncio.SubprocessProtocol):
+    """Feeds output straight into the cap (no unbounded buffer) and reports exit and EOF
+    separately: a background child holding the pipe must not keep us waiting for the exit."""
+
+    def __init__(self, cap: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.out = _CappedOutput(cap)
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.eof: asyncio.Future[None] = loop.create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        self.out.add(data)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if not self.eof.done():
+            self.eof.set_result(None)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for fut in (self.exited, self.eof):
+            if not fut.done():
+                fut.set_result(None)
+
+
+_empty: Path | None = None
+
+
+def _empty_file() -> str:
+    """A private, empty, read-only regular file to mount over hidden files.
+
+    `--ro-bind /dev/null FILE` hides too, but bwrap mounts binds `nodev`, so reading it
+    fails with EACCES; an empty regular file reads as empty, which breaks fewer tools."""
+    global _empty
+    if _empty is None or not _empty.is_file() or _empty.stat().st_size:
+        d = Path(tempfile.mkdtemp(prefix="cockpit-sandbox-"))
+        _empty = d / "empty"
+        _empty.touch(mode=0o444)
+    return str(_empty)
+
+
+def _killpg(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _probe_argv(bwrap: str) -> list[str]:
+    return [
+        bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
+        "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+        "--setenv", "PATH", _BASE_PATH, "--", "true",
+    ]  # fmt: skip
+
+
+def _probe_failure(bwrap: str, rc: int, output: bytes) -> str:
+    detail = output.decode("utf-8", errors="replace").strip() or f"exit code {rc}"
+    return (
+        f"bubblewrap ({bwrap}) cannot create a sandbox here: {detail}. Allow unprivileged "
+        f"user namespaces (e.g. sysctl kernel.unprivileged_userns_clone=1) or {_FIX}"
+    )
+
+
+class Sandbox:
+    """Runs shell commands confined by bubblewrap ("bwrap") or, when the user opted out, plainly ("off")."""
+
+    # bwrap path -> None when the probe passed, else the reason it failed. Probed once.
+    _probed: dict[str, str | None] = {}
+
+    def __init__(
+        self,
+        mode: SandboxMode = "bwrap",
+        *,
+        hidden: Iterable[Path] = (),
+        extra_path: Iterable[Path] = (),
+    ) -> None:
+        if mode not in ("bwrap", "off"):
+            raise ValueError(f"sandbox mode must be 'bwrap' or 'off', not {mode!r}")
+        self.mode: SandboxMode = mode
+        home = Path.home()
+        self.hidden: tuple[Path, ...] = tuple(Path(p) for p in hidden) + tuple(
+            home / rel for rel in DEFAULT_HIDDEN_IN_HOME
+        )
+        self.extra_path: tuple[Path, ...] = tuple(Path(p) for p in extra_path)
+        self._off_home: Path | None = None
+
+    # -- availability -------------------------------------------------------------------
+
+    @staticmethod
+    def check(mode: SandboxMode) -> None:
+        """Raise SandboxUnavailable unless `mode` can run here (startup, `doctor`): synchronous."""
+        if mode == "off":
+            return
+        bwrap = shutil.which("bwrap")
+        if bwrap is None:
+            raise SandboxUnavailable(f"bubblewrap (bwrap) not found: {_FIX}")
+        if bwrap not in Sandbox._probed:
+            try:
+                proc = subprocess.run(
+                    _probe_argv(bwrap), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT, env={"PATH": _BASE_PATH}, timeout=30,
+                )  # fmt: skip
+                Sandbox._probed[bwrap] = (
+                    None if proc.returncode == 0 else _probe_failure(bwrap, proc.returncode, proc.stdout)
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                Sandbox._probed[bwrap] = _probe_failure(bwrap, -1, str(exc).encode())
+        reason = Sandbox._probed[bwrap]
+        if reason is not None:
+            raise SandboxUnavailable(reason)
+
+    @staticmethod
+    async def _acheck() -> str:
+        """The async twin of `check` for use on the event loop; returns bwrap's path."""
+        bwrap = shutil.which("bwrap")
+        if bwrap is None:
+            raise SandboxUnavailable(f"bubblewrap (bwrap) not found: {_FIX}")
+        if bwrap not in Sandbox._probed:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *_probe_argv(bwrap), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT, env={"PATH": _BASE_PATH},
+                )  # fmt: skip
+                out, _ = await asyncio.wait_for(proc.communicate(), 30)
+                Sandbox._probed[bwrap] = (
+                    None if proc.returncode == 0 else _probe_failure(bwrap, proc.returncode or -1, out)
+                )
+            except (OSError, asyncio.TimeoutError) as exc:
+                Sandbox._probed[bwrap] = _probe_failure(bwrap, -1, str(exc).encode())
+        reason = Sandbox._probed[bwrap]
+        if reason is not None:
+            raise SandboxUnavailable(reason)
+        return bwrap
+
+    # -- running ------------------------------------------------------------------------
+
+    def _env(self, env: Mapping[str, str] | None, home: str) -> dict[str, str]:
+        """A clean environment, built from nothing: os.environ (and its secrets) never leaks in."""
+        path = [os.path.dirname(sys.executable), *(str(p) for p in self.extra_path), _BASE_PATH]
+        clean = {
+            "PATH": ":".join(path),
+            "HOME": home,
+            "LANG": "C.UTF-8",
+            "TERM": "dumb",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        for key, value in (env or {}).items():
+            if not key or "=" in key or "\0" in key or "\0" in str(value):
+                raise ValueError(f"bad environment variable name or value: {key!r}")
+            clean[key] = str(value)
+        return clean
+
+    def _bwrap_argv(
+        self, bwrap: str, command: str, cwd: Path, writable: Iterable[Path], env: dict[str, str]
+    ) -> list[str]:
+        writable_real = [os.path.realpath(w) for w in writable]
+
+        def inside_writable(p: str) -> bool:
+            return any(p != w and p.startswith(w.rstrip("/") + "/") for w in writable_real)
+
+        hidden: list[tuple[str, bool]] = []  # (real path, is_dir); symlinks resolved
+        seen: set[str] = set()
+        for h in self.hidden:
+            real = os.path.realpath(h)
+            if real in seen or not os.path.lexists(real) or real == "/":
+                continue
+            seen.add(real)
+            hidden.append((real, os.path.isdir(real)))
+
+        def hide(entries: list[tuple[str, bool]]) -> list[str]:
+            out: list[str] = []
+            for real, is_dir in entries:
+                out += ["--tmpfs", real] if is_dir else ["--ro-bind", _empty_file(), real]
+            return out
+
+        argv = [
+            bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
+            "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+            "--dir", _SANDBOX_HOME,
+        ]  # fmt: skip
+        # Hidden first, then the writable binds (a worktree under a hidden directory stays
+        # reachable), then hidden paths that lie inside a writable one (still hidden).
+        argv += hide([h for h in hidden if not inside_writable(h[0])])
+        for w in writable_real:
+            argv += ["--bind", w, w]
+        argv += hide([h for h in hidden if inside_writable(h[0])])
+        argv += ["--chdir", os.path.realpath(cwd)]
+        for key, value in env.items():
+            argv += ["--setenv", key, value]
+        argv += ["--", shutil.which("bash") or "/bin/bash", "-c", command]
+        return argv
+
+    def _home_off(self) -> str:
+        # "off" mode has no private /tmp: a private HOME beats a shared, pre-creatable /tmp/home.
+        if self._off_home is None or not self._off_home.is_dir():
+            self._off_home = Path(tempfile.mkdtemp(prefix="cockpit-home-"))
+        return str(self._off_home)
+
+    async def run(
+        self,
+        command: str,
+        *,
+        cwd: Path,
+        writable: Iterable[Path],
+        timeout_s: float,
+        output_cap_bytes: int,
+        env: Mapping[str, str] | None = None,
+    ) -> CommandResult:
+        """Run `bash -c command`; raises only SandboxUnavailable, a failing command is a result."""
+        writable = list(writable)
+        if self.mode == "bwrap":
+            bwrap = await self._acheck()
+            argv = self._bwrap_argv(bwrap, command, cwd, writable, self._env(env, _SANDBOX_HOME))
+            # bwrap itself gets a minimal env too; the command's env is set by --setenv only.
+            proc_env = {"PATH": _BASE_PATH}
+            proc_cwd = "/"
+        else:
+            argv = [shutil.which("bash") or "/bin/bash", "-c", command]
+            proc_env = self._env(env, self._home_off())
+            proc_cwd = str(cwd)
+
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        try:
+            transport, proto = await loop.subprocess_exec(
+                lambda: _Collector(output_cap_bytes, loop),
+                *argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=proc_cwd,
+                env=proc_env,
+                start_new_session=True,  # its own process group: killable as a whole
+            )
+        except OSError as exc:  # e.g. cwd missing in "off" mode: a failed command, not a crash
+            return CommandResult(command, None, f"cannot start: {exc}", False, False, time.monotonic() - started)
+
+        pgid = transport.get_pid()
+        timed_out = False
+        swept = False
+        try:
+            try:
+                await asyncio.wait_for(asyncio.shield(proto.exited), timeout_s)
+            except asyncio.TimeoutError:
+                timed_out = True
+                _killpg(pgid)
+                await proto.exited
+            # Whatever it left in its group (a `cmd &`) dies with it. In bwrap mode the
+            # sandbox's pid namespace is torn down when its init exits, which covers
+            # processes that called setsid inside.
+            _killpg(pgid)
+            swept = True
+            try:
+                await asyncio.wait_for(asyncio.shield(proto.eof), _DRAIN_GRACE_S)
+            except asyncio.TimeoutError:
+                pass  # something escaped the group and holds the pipe: stop listening
+        finally:
+            if not swept:  # cancelled or failed midway: leave nothing running
+                _killpg(pgid)
+            transport.close()
+
+        return CommandResult(
+            command=command,
+            exit_code=None if timed_out else transport.get_returncode(),
+            output=proto.out.text(),
+            truncated=proto.out.truncated,
+            timed_out=timed_out,
+            duration_s=time.monotonic() - started,
+        )

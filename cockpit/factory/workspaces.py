@@ -1,0 +1,266 @@
+"""Git worktrees per task, commits with the agent's name, and merges that never leave main red.
+
+Everything is real git through asyncio subprocesses (the event loop never blocks). Every
+call disables hooks (`core.hooksPath=/dev/null`: a repo's hooks are code nobody reviewed
+and would run outside the sandbox), disables prompts, and runs with a clean environment
+(an inherited GIT_DIR or GIT_INDEX_FILE would point git at the wrong repository).
+
+Merges are built in a scratch worktree and main only moves by compare-and-swap (or a
+fast-forward of the user's checkout), so two tasks merging at once cannot lose either
+change, and a main that moved since the gate ran is refused rather than overwritten
+(invariant 8: main only ever moves to what was tested).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Config that must win over the repo's and the user's: no hooks, no fsmonitor daemon
+# (a command from config), no signing prompts, no pager.
+_SAFE_CONFIG = (
+    "-c", "core.hooksPath=/dev/null",
+    "-c", "core.fsmonitor=false",
+    "-c", "commit.gpgSign=false",
+    "-c", "core.pager=cat",
+)  # fmt: skip
+
+MERGER = "cockpit"
+
+
+class GitError(Exception):
+    """A git command failed; the message has the command and git's stderr."""
+
+    def __init__(self, args: tuple[str, ...], cwd: Path, returncode: int, stderr: str) -> None:
+        self.args_ = args
+        self.returncode = returncode
+        self.stderr = stderr
+        super().__init__(f"git {' '.join(args)} (in {cwd}) failed with exit code {returncode}: {stderr.strip()}")
+
+
+def _clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/nonexistent"),
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C",  # stable, English messages
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "/bin/true",
+        "SSH_ASKPASS": "/bin/true",
+        "GIT_EDITOR": "true",
+        "GIT_PAGER": "cat",
+    }
+    if extra:
+        env.update(extra)
+    return env
+
+
+async def _run_git(
+    *args: str, cwd: Path, env: Mapping[str, str] | None = None, stdin: bytes | None = None
+) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        "git", *_SAFE_CONFIG, *args,
+        cwd=str(cwd),
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_clean_env(env),
+    )  # fmt: skip
+    out, err = await proc.communicate(stdin)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode("utf-8", errors="replace"), err.decode("utf-8", errors="replace")
+
+
+async def git(*args: str, cwd: Path, check: bool = True, env: Mapping[str, str] | None = None) -> str:
+    """Run git with hooks off and a clean env; return stdout stripped, GitError if check and it fails."""
+    rc, out, err = await _run_git(*args, cwd=cwd, env=env)
+    if check and rc != 0:
+        raise GitError(args, cwd, rc, err or out)
+    return out.strip()
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    ok: bool
+    merged_commit: str | None
+    conflict_files: list[str] = field(default_factory=list)
+    detail: str = ""
+
+
+def _identity(name: str) -> dict[str, str]:
+    clean = re.sub(r"[<>\n\r]", "", name).strip() or "agent"
+    email = re.sub(r"[^A-Za-z0-9._+-]", "-", clean) + "@cockpit.local"
+    return {
+        "GIT_AUTHOR_NAME": clean,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_COMMITTER_NAME": clean,
+        "GIT_COMMITTER_EMAIL": email,
+    }
+
+
+def _same_path(a: str | Path, b: str | Path) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+async def _worktrees(repo: Path) -> list[dict[str, str]]:
+    """`git worktree list --porcelain` as dicts: worktree, HEAD, branch, bare, detached..."""
+    out = await git("worktree", "list", "--porcelain", cwd=repo)
+    entries: list[dict[str, str]] = []
+    for block in out.split("\n\n"):
+        entry: dict[str, str] = {}
+        for line in block.splitlines():
+            key, _, value = line.partition(" ")
+            entry[key] = value
+        if "worktree" in entry:
+            entries.append(entry)
+    return entries
+
+
+class Workspaces:
+    """Task worktrees under root/<product>/<task_id>, on branch cockpit/<task_id>."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).expanduser().absolute()  # git resolves relative paths against the repo
+
+    def branch_for(self, task_id: str) -> str:
+        return f"cockpit/{task_id}"
+
+    def path_for(self, product: str, task_id: str) -> Path:
+        return self.root / product / task_id
+
+    async def ensure(self, product: str, repo: Path, main_branch: str, task_id: str) -> Path:
+        """Create the task's branch and worktree if missing; safe to call again after a crash."""
+        path = self.path_for(product, task_id)
+        branch = self.branch_for(task_id)
+        await git("worktree", "prune", cwd=repo)  # forget worktrees whose directory is gone
+        for wt in await _worktrees(repo):
+            if _same_path(wt["worktree"], path):
+                return path
+        rc, _, _ = await _run_git("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", cwd=repo)
+        if rc != 0:
+            await git("branch", branch, f"refs/heads/{main_branch}", cwd=repo)
+        if path.exists():
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()  # left by a crash before git wrote anything
+            else:
+                raise GitError(
+                    ("worktree", "add", str(path), branch), repo, 1,
+                    f"{path} exists but is not a worktree of {repo}; move it away and retry",
+                )  # fmt: skip
+        path.parent.mkdir(parents=True, exist_ok=True)
+        await git("worktree", "add", str(path), branch, cwd=repo)
+        return path
+
+    async def commit(self, worktree: Path, message: str, author: str) -> str | None:
+        """Commit everything in the worktree as `author` (with a Cockpit-Agent trailer); None if nothing changed."""
+        await git("add", "-A", cwd=worktree)
+        rc, _, err = await _run_git("diff", "--cached", "--quiet", cwd=worktree)
+        if rc == 0:
+            return None
+        if rc != 1:
+            raise GitError(("diff", "--cached", "--quiet"), worktree, rc, err)
+        ident = _identity(author)
+        text = f"{message.rstrip()}\n\nCockpit-Agent: {author}\n"
+        await git(
+            "commit", "--no-verify", "--quiet", "--cleanup=whitespace",
+            "--author", f"{ident['GIT_AUTHOR_NAME']} <{ident['GIT_AUTHOR_EMAIL']}>",
+            "-m", text,
+            cwd=worktree, env=ident,
+        )  # fmt: skip
+        return await self.head(worktree)
+
+    async def head(self, worktree: Path) -> str:
+        return await git("rev-parse", "HEAD", cwd=worktree)
+
+    async def changed_files(self, repo: Path, base: str, head: str) -> list[str]:
+        """Files the change touched since it forked from `base` (three-dot: others' merges don't count).
+
+        Renames are listed as a deletion and an addition, so a deleted test always shows."""
+        out = await git("diff", "--name-only", "--no-renames", "-z", f"{base}...{head}", "--", cwd=repo)
+        return [name for name in out.split("\0") if name]
+
+    async def diff(self, repo: Path, base: str, head: str) -> str:
+        """The change's diff since it forked from `base`; no external diff or textconv programs run."""
+        return await git(
+            "diff", "--no-color", "--no-ext-diff", "--no-textconv", f"{base}...{head}", "--", cwd=repo
+        )
+
+    async def merge(self, repo: Path, main_branch: str, commit: str, message: str) -> MergeResult:
+        """Merge `commit` into main_branch without ever losing a concurrent change to main."""
+        ref = f"refs/heads/{main_branch}"
+        old = await git("rev-parse", "--verify", f"{ref}^{{commit}}", cwd=repo)
+        target = await git("rev-parse", "--verify", f"{commit}^{{commit}}", cwd=repo)
+        rc, _, _ = await _run_git("merge-base", "--is-ancestor", target, old, cwd=repo)
+        if rc == 0:
+            return MergeResult(True, old, [], f"{target[:12]} is already in {main_branch}")
+
+        scratch = self.root / ".merge" / f"{Path(repo).name}-{uuid.uuid4().hex[:12]}"
+        scratch.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            await git("worktree", "add", "--detach", str(scratch), old, cwd=repo)
+            ident = _identity(MERGER)
+            rc, out, err = await _run_git(
+                "merge", "--no-ff", "--no-edit", "-m", message, target, cwd=scratch, env=ident
+            )
+            if rc != 0:
+                conflicts = await git("diff", "--name-only", "--diff-filter=U", "-z", cwd=scratch, check=False)
+                files = [f for f in conflicts.split("\0") if f]
+                await git("merge", "--abort", cwd=scratch, check=False)
+                detail = (err or out).strip()
+                if files:
+                    detail = f"merge conflict in {', '.join(files)}"
+                return MergeResult(False, None, files, detail)
+            new = await self.head(scratch)
+            return await self._advance(repo, main_branch, new, old)
+        finally:
+            await git("worktree", "remove", "--force", str(scratch), cwd=repo, check=False)
+            if scratch.exists():
+                shutil.rmtree(scratch, ignore_errors=True)
+            await git("worktree", "prune", cwd=repo, check=False)
+
+    async def _advance(self, repo: Path, main_branch: str, new: str, old: str) -> MergeResult:
+        """Move main from `old` to `new`: CAS on the ref, or fast-forward where main is checked out."""
+        ref = f"refs/heads/{main_branch}"
+        checked_out = [
+            wt for wt in await _worktrees(repo) if wt.get("branch") == ref and "bare" not in wt
+        ]
+        if checked_out:
+            # Moving the ref under a checkout would make the user's tree look like it reverts
+            # the merge; a fast-forward updates the files too, and refuses if their local
+            # changes are in the way or main moved to something `new` does not contain.
+            wt = Path(checked_out[0]["worktree"])
+            rc, out, err = await _run_git("merge", "--ff-only", "--no-edit", new, cwd=wt)
+            if rc != 0:
+                return MergeResult(
+                    False, None, [],
+                    f"could not fast-forward {main_branch} checked out in {wt}: {(err or out).strip()}",
+                )  # fmt: skip
+            return MergeResult(True, new, [], f"fast-forwarded {main_branch} in {wt} to {new[:12]}")
+        rc, out, err = await _run_git(
+            "update-ref", "-m", f"cockpit: merge {new[:12]}", ref, new, old, cwd=repo
+        )
+        if rc != 0:
+            return MergeResult(
+                False, None, [],
+                f"{main_branch} moved since {old[:12]}; not updated: {(err or out).strip()}",
+            )  # fmt: skip
+        return MergeResult(True, new, [], f"{main_branch} moved from {old[:12]} to {new[:12]}")
+
+    async def remove(self, product: str, task_id: str, repo: Path) -> None:
+        """Drop the task's worktree. The branch stays: events name its commits, so they must stay reachable."""
+        path = self.path_for(product, task_id)
+        await git("worktree", "prune", cwd=repo, check=False)
+        for wt in await _worktrees(repo):
+            if _same_path(wt["worktree"], path):
+                await git("worktree", "remove", "--force", str(path), cwd=repo, check=False)
+                break
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+        await git("worktree", "prune", cwd=repo, check=False)

@@ -1,0 +1,182 @@
+"""The sandbox under real bubblewrap: what an agent's code can see, touch and leave behind."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from gitrepo import host_tmp, make_repo  # noqa: F401  (host_tmp is a fixture)
+
+from cockpit.factory.sandbox import CommandResult, Sandbox, SandboxUnavailable
+
+CAP = 64_000
+
+
+async def run(sb: Sandbox, command: str, wd: Path, **kw) -> CommandResult:
+    kw.setdefault("timeout_s", 20)
+    kw.setdefault("output_cap_bytes", CAP)
+    return await sb.run(command, cwd=wd, writable=kw.pop("writable", [wd]), **kw)
+
+
+@pytest.fixture
+def wd(host_tmp):
+    d = host_tmp / "worktree"
+    d.mkdir()
+    return d
+
+
+def _pids_running(marker: str) -> list[int]:
+    """Live (non-zombie) processes whose command line contains `marker`, seen from the host."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker in cmdline and state != "Z":
+            found.append(int(entry))
+    return found
+
+
+async def test_environment_is_clean(wd, monkeypatch):
+    """Secrets in the cockpit's environment never reach agent code."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret-123")
+    r = await run(Sandbox(), "env", wd, env={"EXTRA": "given"})
+    assert r.ok, r.output
+    assert "sk-ant-secret-123" not in r.output and "ANTHROPIC_API_KEY" not in r.output
+    env = dict(line.split("=", 1) for line in r.output.splitlines() if "=" in line)
+    assert env["HOME"] == "/tmp/home" and env["EXTRA"] == "given" and env["LANG"] == "C.UTF-8"
+    assert env["PATH"].split(":")[0] == os.path.dirname(sys.executable)
+
+
+async def test_off_mode_still_has_clean_env(wd, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret-123")
+    r = await run(Sandbox("off"), "env; test -d \"$HOME\" && echo home-ok", wd)
+    assert r.ok, r.output
+    assert "sk-ant-secret-123" not in r.output and "home-ok" in r.output
+
+
+async def test_no_network(wd):
+    """A port listening on the host's loopback is unreachable: the sandbox has its own network namespace."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    try:
+        code = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2); print('CONNECTED')"
+        r = await run(Sandbox(), f'python -c "{code}"', wd)
+        assert not r.ok and "CONNECTED" not in r.output
+        r = await run(Sandbox(), "ls /sys/class/net 2>/dev/null; cat /proc/net/dev", wd)
+        ifaces = [ln.split(":")[0].strip() for ln in r.output.splitlines() if ":" in ln]
+        assert ifaces == ["lo"], r.output
+        # Outside the sandbox the same code connects: the test would notice a broken setup.
+        assert (await run(Sandbox("off"), f'python -c "{code}"', wd)).ok
+    finally:
+        server.close()
+
+
+async def test_writes_only_inside_the_writable_dir(host_tmp, wd):
+    repo = make_repo(host_tmp / "repo")
+    outside = host_tmp / "factory.toml"
+    outside.write_text("original\n")
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    r = await run(
+        Sandbox(),
+        f"echo inside > ok.txt && echo pwned > {outside}; echo $?; echo 'rm -rf ~' > {hook}; echo $?",
+        wd,
+    )
+    assert (wd / "ok.txt").read_text() == "inside\n"
+    assert r.output.count("Read-only file system") == 2, r.output
+    assert outside.read_text() == "original\n"
+    assert not hook.exists()
+
+
+async def test_hidden_dir_and_file(host_tmp, wd, monkeypatch):
+    """Explicitly hidden paths and the default credential files under $HOME are invisible."""
+    secrets = host_tmp / "store"
+    secrets.mkdir()
+    (secrets / "cockpit.db").write_text("secret rows")
+    toml = host_tmp / "factory.toml"
+    toml.write_text("secret = 1\n")
+    home = host_tmp / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_ed25519").write_text("PRIVATE KEY")
+    (home / ".netrc").write_text("machine x password hunter2")
+    monkeypatch.setenv("HOME", str(home))
+    sb = Sandbox(hidden=[secrets, toml])
+    r = await run(
+        sb,
+        f"ls -A {secrets}; echo ---; cat {toml}; echo ---; ls -A {home}/.ssh; cat {home}/.netrc; echo end",
+        wd,
+    )
+    assert r.ok, r.output
+    assert r.output.split() == ["---", "---", "end"], r.output
+
+
+async def test_worktree_under_hidden_dir_stays_writable(host_tmp):
+    """Other worktrees are hidden by hiding their root; the task's own, beneath it, stays usable."""
+    root = host_tmp / "worktrees"
+    mine = root / "shop" / "T1"
+    other = root / "shop" / "T2"
+    mine.mkdir(parents=True)
+    other.mkdir(parents=True)
+    (other / "theirs.txt").write_text("other task")
+    r = await run(Sandbox(hidden=[root]), f"echo mine > a.txt && cat {other}/theirs.txt; echo end", mine)
+    assert r.ok and "other task" not in r.output and "end" in r.output, r.output
+    assert (mine / "a.txt").read_text() == "mine\n"
+
+
+async def test_timeout_kills(wd):
+    t0 = time.monotonic()
+    r = await run(Sandbox(), "echo started; sleep 100", wd, timeout_s=1)
+    assert r.timed_out and not r.ok and r.exit_code is None
+    assert "started" in r.output
+    assert time.monotonic() - t0 < 5
+
+
+async def test_output_flood_is_capped(wd):
+    r = await run(Sandbox(), "yes | head -c 50000000; echo; echo THE-END", wd, output_cap_bytes=10_000)
+    assert r.ok and r.truncated
+    assert len(r.output.encode()) < 10_000 + 100
+    assert "bytes cut ...]" in r.output
+    assert r.output.startswith("y\ny\n") and r.output.rstrip().endswith("THE-END")
+
+
+@pytest.mark.parametrize("mode", ["bwrap", "off"])
+async def test_background_process_does_not_survive(wd, mode):
+    marker = f"98{os.getpid()}.{'1' if mode == 'bwrap' else '2'}5"  # unique sleep duration
+    r = await run(Sandbox(mode), f"sleep {marker} & echo started", wd)
+    assert r.ok and "started" in r.output
+    deadline = time.monotonic() + 0.5  # SIGKILL delivery is asynchronous; allow a moment
+    while _pids_running(marker) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _pids_running(marker) == []
+
+
+async def test_exit_codes_and_stdin(wd):
+    sb = Sandbox()
+    r = await run(sb, "echo out; echo err >&2; exit 7", wd)
+    assert r.exit_code == 7 and not r.ok and not r.timed_out
+    assert "out" in r.output and "err" in r.output
+    assert (await run(sb, "cat", wd, timeout_s=5)).ok  # stdin is /dev/null: no hang
+    assert (await run(sb, "true", wd)).ok
+
+
+async def test_missing_bwrap_is_refused_with_the_fix(wd, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on PATH
+    with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap"):
+        Sandbox.check("bwrap")
+    with pytest.raises(SandboxUnavailable, match='sandbox = "off"'):
+        await run(Sandbox(), "true", wd)
+    Sandbox.check("off")  # opting out needs nothing
+
+
+def test_check_passes_here():
+    Sandbox.check("bwrap")
