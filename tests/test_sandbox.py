@@ -120,6 +120,12 @@ async def test_hidden_dir_and_file(host_tmp, wd, monkeypatch):
     assert r.output.split() == ["---", "---", "end"], r.output
 
 
+async def test_run_is_hidden(wd):
+    """Unix sockets (docker, D-Bus, ssh/gpg agents) ignore read-only mounts: /run is emptied."""
+    r = await run(Sandbox(), "ls -A /run /var/run; echo end", wd)
+    assert r.ok and r.output.split() == ["/run:", "/var/run:", "end"], r.output
+
+
 async def test_worktree_under_hidden_dir_stays_writable(host_tmp):
     """Other worktrees are hidden by hiding their root; the task's own, beneath it, stays usable."""
     root = host_tmp / "worktrees"

@@ -174,3 +174,26 @@ async def test_any_main_branch_name_and_remove(tmp_path, ws):
     assert "T9" not in run_git(repo, "worktree", "list")
     assert run_git(repo, "rev-parse", "refs/heads/cockpit/T9") == sha  # its commits stay reachable
     await ws.remove("shop", "T9", repo)  # idempotent
+
+
+async def test_tampered_dot_git_is_refused(repo, ws, tmp_path):
+    """Agent code rewrites its worktree's .git to a git dir it controls, whose config names a
+    filter command: the cockpit's git, which runs unsandboxed, must not follow it."""
+    wt = await ws.ensure("shop", repo, "main", "T1")
+    marker = tmp_path / "filter-ran"
+    evil = wt / "evil"
+    run_git(tmp_path, "init", "-q", str(evil))
+    with open(evil / ".git" / "config", "a") as f:
+        f.write(f'[filter "x"]\n\tclean = touch {marker}; cat\n')
+    (wt / ".gitattributes").write_text("* filter=x\n")
+    (wt / ".git").write_text(f"gitdir: {evil / '.git'}\n")
+    with pytest.raises(GitError, match="refusing to run git"):
+        await ws.commit(wt, "innocent", "builder-1")
+    with pytest.raises(GitError, match="refusing"):
+        await ws.head(wt)
+    # Pointing at another task's (genuine) git dir is refused too: commits would land there.
+    other = await ws.ensure("shop", repo, "main", "T2")
+    (wt / ".git").write_text((other / ".git").read_text())
+    with pytest.raises(GitError, match="another worktree"):
+        await ws.commit(wt, "innocent", "builder-1")
+    assert not marker.exists()

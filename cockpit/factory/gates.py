@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from cockpit.factory.sandbox import Sandbox
-from cockpit.factory.workspaces import GitError, git
+from cockpit.factory.workspaces import GitError, check_worktree, git
 
 TAIL_LINES = 60
 GATE_TESTS = "tests"
@@ -45,6 +45,7 @@ def _tail(text: str, lines: int = TAIL_LINES) -> str:
 async def _worktree_problem(worktree: Path, commit: str) -> str | None:
     """Why the worktree is not exactly `commit`, or None."""
     try:
+        check_worktree(worktree)  # before any git runs there, outside the sandbox
         head = await git("rev-parse", "HEAD", cwd=worktree)
         want = await git("rev-parse", "--verify", f"{commit}^{{commit}}", cwd=worktree, check=False)
         if head != (want or commit):
@@ -53,7 +54,7 @@ async def _worktree_problem(worktree: Path, commit: str) -> str | None:
         if dirty:
             return f"worktree has uncommitted changes to tracked files, so it is not {commit}:\n{dirty}"
     except (GitError, OSError) as exc:
-        return f"cannot read the worktree's HEAD: {exc}"
+        return f"cannot verify the worktree: {exc}"
     return None
 
 

@@ -45,6 +45,10 @@ DEFAULT_HIDDEN_IN_HOME = (
     ".pypirc",
 )
 
+# Unix sockets ignore read-only mounts and network namespaces: /run holds the docker socket,
+# D-Bus, and per-user agents (ssh, gpg, keyrings). A fresh tmpfs there closes that door.
+DEFAULT_HIDDEN_SYSTEM = ("/run", "/var/run")
+
 _BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _SANDBOX_HOME = "/tmp/home"
 # After the main process exits, how long we wait for its output pipe to close (everything
@@ -193,8 +197,10 @@ class Sandbox:
             raise ValueError(f"sandbox mode must be 'bwrap' or 'off', not {mode!r}")
         self.mode: SandboxMode = mode
         home = Path.home()
-        self.hidden: tuple[Path, ...] = tuple(Path(p) for p in hidden) + tuple(
-            home / rel for rel in DEFAULT_HIDDEN_IN_HOME
+        self.hidden: tuple[Path, ...] = (
+            tuple(Path(p) for p in hidden)
+            + tuple(home / rel for rel in DEFAULT_HIDDEN_IN_HOME)
+            + tuple(Path(p) for p in DEFAULT_HIDDEN_SYSTEM)
         )
         self.extra_path: tuple[Path, ...] = tuple(Path(p) for p in extra_path)
         self._off_home: Path | None = None
@@ -293,6 +299,9 @@ class Sandbox:
             "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
             "--dir", _SANDBOX_HOME,
         ]  # fmt: skip
+        # The toolchain may live under /tmp (a venv in a temp checkout, as in CI): the fresh
+        # tmpfs would hide it, so bring it back read-only.
+        argv += self._toolchain_binds()
         # Hidden first, then the writable binds (a worktree under a hidden directory stays
         # reachable), then hidden paths that lie inside a writable one (still hidden).
         argv += hide([h for h in hidden if not inside_writable(h[0])])
@@ -304,6 +313,15 @@ class Sandbox:
             argv += ["--setenv", key, value]
         argv += ["--", shutil.which("bash") or "/bin/bash", "-c", command]
         return argv
+
+    def _toolchain_binds(self) -> list[str]:
+        roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(sys.executable),
+                 *(str(p) for p in self.extra_path)}
+        out: list[str] = []
+        for r in sorted({os.path.realpath(r) for r in roots}):
+            if (r == "/tmp" or r.startswith("/tmp/")) and os.path.isdir(r):
+                out += ["--ro-bind", r, r]
+        return out
 
     def _home_off(self) -> str:
         # "off" mode has no private /tmp: a private HOME beats a shared, pre-creatable /tmp/home.

@@ -36,13 +36,54 @@ MERGER = "cockpit"
 
 
 class GitError(Exception):
-    """A git command failed; the message has the command and git's stderr."""
+    """A git command failed (the message has the command and git's stderr), or a worktree is unsafe."""
 
-    def __init__(self, args: tuple[str, ...], cwd: Path, returncode: int, stderr: str) -> None:
-        self.args_ = args
+    def __init__(
+        self, message: str, *, command: tuple[str, ...] = (), returncode: int | None = None, stderr: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.command = command
         self.returncode = returncode
         self.stderr = stderr
-        super().__init__(f"git {' '.join(args)} (in {cwd}) failed with exit code {returncode}: {stderr.strip()}")
+
+    @classmethod
+    def failed(cls, args: tuple[str, ...], cwd: Path, returncode: int, stderr: str) -> GitError:
+        return cls(
+            f"git {' '.join(args)} (in {cwd}) failed with exit code {returncode}: {stderr.strip()}",
+            command=args, returncode=returncode, stderr=stderr,
+        )  # fmt: skip
+
+
+def check_worktree(worktree: Path) -> None:
+    """Refuse a worktree whose `.git` link was rewritten by the code inside it.
+
+    Agents write their worktree, `.git` file included. Pointed at a git dir they made (with
+    a config naming a filter or fsmonitor command), it would make the cockpit's own git,
+    which runs outside the sandbox, execute their code. A genuine linked worktree's git dir
+    lies outside the worktree and points back at exactly this worktree."""
+    wt = os.path.realpath(worktree)
+    dotgit = os.path.join(wt, ".git")
+
+    def refuse(why: str) -> GitError:
+        return GitError(f"refusing to run git in {wt}: {why}")
+
+    if os.path.islink(dotgit) or not os.path.isfile(dotgit):
+        raise refuse(".git is not the file a linked worktree has")
+    try:
+        text = Path(dotgit).read_text(errors="replace").strip()
+    except OSError as exc:
+        raise refuse(f"cannot read .git: {exc}") from exc
+    if not text.startswith("gitdir:") or "\n" in text:
+        raise refuse(".git does not hold a single gitdir line")
+    gitdir = os.path.realpath(os.path.join(wt, text[len("gitdir:") :].strip()))
+    if gitdir == wt or gitdir.startswith(wt + os.sep):
+        raise refuse(f".git points inside the worktree ({gitdir})")
+    try:
+        back = Path(gitdir, "gitdir").read_text(errors="replace").strip()
+    except OSError as exc:
+        raise refuse(f"{gitdir} is not a worktree git dir: {exc}") from exc
+    if os.path.realpath(os.path.join(gitdir, back)) != dotgit:
+        raise refuse(f"{gitdir} belongs to another worktree ({back})")
 
 
 def _clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -82,7 +123,7 @@ async def git(*args: str, cwd: Path, check: bool = True, env: Mapping[str, str] 
     """Run git with hooks off and a clean env; return stdout stripped, GitError if check and it fails."""
     rc, out, err = await _run_git(*args, cwd=cwd, env=env)
     if check and rc != 0:
-        raise GitError(args, cwd, rc, err or out)
+        raise GitError.failed(args, cwd, rc, err or out)
     return out.strip()
 
 
@@ -150,22 +191,20 @@ class Workspaces:
             if path.is_dir() and not any(path.iterdir()):
                 path.rmdir()  # left by a crash before git wrote anything
             else:
-                raise GitError(
-                    ("worktree", "add", str(path), branch), repo, 1,
-                    f"{path} exists but is not a worktree of {repo}; move it away and retry",
-                )  # fmt: skip
+                raise GitError(f"{path} exists but is not a worktree of {repo}; move it away and retry")
         path.parent.mkdir(parents=True, exist_ok=True)
         await git("worktree", "add", str(path), branch, cwd=repo)
         return path
 
     async def commit(self, worktree: Path, message: str, author: str) -> str | None:
         """Commit everything in the worktree as `author` (with a Cockpit-Agent trailer); None if nothing changed."""
+        check_worktree(worktree)
         await git("add", "-A", cwd=worktree)
         rc, _, err = await _run_git("diff", "--cached", "--quiet", cwd=worktree)
         if rc == 0:
             return None
         if rc != 1:
-            raise GitError(("diff", "--cached", "--quiet"), worktree, rc, err)
+            raise GitError.failed(("diff", "--cached", "--quiet"), worktree, rc, err)
         ident = _identity(author)
         text = f"{message.rstrip()}\n\nCockpit-Agent: {author}\n"
         await git(
@@ -177,6 +216,7 @@ class Workspaces:
         return await self.head(worktree)
 
     async def head(self, worktree: Path) -> str:
+        check_worktree(worktree)
         return await git("rev-parse", "HEAD", cwd=worktree)
 
     async def changed_files(self, repo: Path, base: str, head: str) -> list[str]:
