@@ -15,7 +15,7 @@ from cockpit.factory.sandbox import Sandbox
 from cockpit.factory.task_tools import TaskToolbox
 from cockpit.factory.workspaces import Workspaces
 from cockpit.store import Store
-from tests.gitrepo import make_repo
+from gitrepo import make_repo
 
 SCENARIOS = Path(__file__).parent / "scenarios" / "misbehaving_builder.toml"
 
