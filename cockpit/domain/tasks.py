@@ -89,6 +89,7 @@ class Task(BaseModel):
     open_defects: list[str] = Field(default_factory=list)
     overrides: list[Override] = Field(default_factory=list)
     rounds: int = 0
+    rounds_base: int = 0  # rounds already used when the human last stepped in; the limit counts from here
     feedback: list[str] = Field(default_factory=list)
     assignee: str | None = None
     budget_usd: float | None = None
@@ -153,6 +154,11 @@ def human_override(task: Task) -> Override | None:
         if o.commit == task.commit:
             return o
     return None
+
+
+def rounds_left(task: Task, max_rounds: int) -> int:
+    """Builder rounds left before the task must wait for the human."""
+    return max_rounds - (task.rounds - task.rounds_base)
 
 
 def may_merge(task: Task) -> bool:
@@ -294,7 +300,7 @@ def apply(task: Task, event: Event) -> Task:
         if event.actor in task.authors:
             raise Refused(f"request changes: {event.actor} committed to {task.id}")
         note = _str(d, "note", "request changes")
-        up.update(state=TaskState.BUILDING, rounds=task.rounds + 1, feedback=[*task.feedback, note])
+        up.update(state=TaskState.BUILDING, rounds=task.rounds + 1, feedback=[*task.feedback, f"{event.actor}: {note}"])
 
     elif k == Kind.READY:
         _need(task, {TaskState.REVIEWING}, "ready")
@@ -307,8 +313,10 @@ def apply(task: Task, event: Event) -> Task:
         states = _ACTIVE | {TaskState.MERGING} if role == Role.SYSTEM else {TaskState.BLOCKED}
         _need(task, states, "send back")
         reason = _str(d, "reason", "send back")
-        up.update(state=TaskState.BUILDING, rounds=task.rounds + 1, feedback=[*task.feedback, reason],
+        up.update(state=TaskState.BUILDING, rounds=task.rounds + 1, feedback=[*task.feedback, f"{event.actor}: {reason}"],
                   blocked_by=[], block_detail="", resume_state=None)
+        if role == Role.HUMAN:
+            up["rounds_base"] = task.rounds + 1
 
     elif k == Kind.BLOCKED:
         _need(task, _OPEN - {TaskState.BLOCKED}, "block")
@@ -330,7 +338,7 @@ def apply(task: Task, event: Event) -> Task:
     elif k == Kind.RETRY:
         _need(task, {TaskState.BLOCKED}, "retry")
         back = task.resume_state or TaskState.QUEUED
-        up.update(state=back, blocked_by=[], block_detail="", resume_state=None)
+        up.update(state=back, blocked_by=[], block_detail="", resume_state=None, rounds_base=task.rounds)
 
     elif k == Kind.MERGED:
         _need(task, {TaskState.MERGING}, "merge")
