@@ -31,7 +31,7 @@ bench: install sandbox
 	$(PY) -m bench
 
 lint: install
-	$(PY) -m compileall -q cockpit tests bench
+	$(VENV)/bin/ruff check cockpit tests bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -305,7 +305,8 @@ def test_specs_are_api_tool_dicts():
     assert set(api) == {"name", "description", "input_schema"}
     assert api["input_schema"]["required"] == ["path", "old", "new"]
     assert [t["name"] for t in WorktreeTools.api_tools(WorktreeTools.READ_ONLY)] == ["read_file", "list_files", "search_text"]
-    assert ToolSpec("x", "d", {"type": "object"}).to_api() == {"name": "x", "description": "d", "input_schema": {"type": "object"}}
+    expected = {"name": "x", "description": "d", "input_schema": {"type": "object"}}
+    assert ToolSpec("x", "d", {"type": "object"}).to_api() == expected
 
 
 # ------------------------------------------------------------------- run_command

@@ -322,7 +322,8 @@ async def test_errors_use_the_api_error_shape(client, server):
     """Unknown paths and bad JSON get Anthropic error bodies, which the SDK maps to its exceptions."""
     with pytest.raises(anthropic.NotFoundError) as err:
         await client.post("/v1/nowhere", cast_to=httpx2.Response, body={})
-    assert err.value.body == {"type": "error", "error": {"type": "not_found_error", "message": err.value.body["error"]["message"]}}
+    message = err.value.body["error"]["message"]
+    assert err.value.body == {"type": "error", "error": {"type": "not_found_error", "message": message}}
 
     async with httpx2.AsyncClient(base_url=server.base_url) as http:
         bad = await http.post("/v1/messages", content=b"{not json", headers={"content-type": "application/json"})
