@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "send-back":
             c.add_argument("--instruction", "-m", required=True, help="what the builder must do")
         c.set_defaults(func=cmd_human_action, action_name=name)
+
+    # subcommands that live with their modules: each registers its own
+    from .factory import agent_log, doctor, init, knowledge_cli, products, rate, report, spend_cli
+    from .tui import serve
+
+    for module in (init, products, doctor, knowledge_cli, spend_cli, agent_log, serve, rate, report):
+        module.register(sub, _factory_arg)
     return p
 
 
@@ -113,8 +120,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run(config: FactoryConfig, *, headless: bool, timeout: float | None) -> int:
+    from .factory.preflight import preflight
     from .factory.runtime import open_factory, run_headless, summary_lines
 
+    preflight(config, warn=lambda w: print(f"cockpit: {w}", file=sys.stderr))  # stops (exit 2) before anything opens
     if headless:
         st = asyncio.run(run_headless(config, timeout=timeout))
         print("\n".join(summary_lines(st)))
@@ -132,7 +141,7 @@ def _run(config: FactoryConfig, *, headless: bool, timeout: float | None) -> int
 
 
 async def _with_store(config: FactoryConfig, fn):
-    store = await Store.open(config.store_path)
+    store = await Store.open(config.store_path, budgets=config.budget_limits())
     try:
         return await fn(store)
     finally:

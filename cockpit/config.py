@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .domain.budget import BudgetLimits
 from .domain.prices import ModelPrice, PriceTable, default_prices
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
@@ -54,6 +55,17 @@ class ModelSection(_Strict):
     chunk_delay_s: float = Field(0.0, ge=0, le=5, description="scripted model: pause between stream events")
 
 
+class BudgetsSection(_Strict):
+    day_usd: float | None = Field(None, ge=0, description="all model spend in one local day; unset: unlimited")
+    factory_usd: float | None = Field(None, ge=0, description="all model spend of the factory; unset: unlimited")
+
+
+class MemorySection(_Strict):
+    inject_tokens: int = Field(1500, ge=0, le=50_000, description="token budget of recalled lessons per session")
+    fade_days: float = Field(60.0, gt=0, description="a lesson unused this long is no longer recalled (pinned: never)")
+    dir: str = Field("memory", description="where `cockpit memory export` writes, relative to factory.toml")
+
+
 class RoleConfig(_Strict):
     model: str = DEFAULT_MODEL
     max_tokens: int = Field(8192, ge=1, le=128_000)
@@ -66,6 +78,9 @@ class ProductConfig(_Strict):
     main_branch: str = "main"
     budget_usd: float | None = Field(None, ge=0)
     task_budget_usd: float | None = Field(None, ge=0)
+    serial: bool = Field(False, description="work this product's tasks one at a time, in queue order")
+    protected: list[str] = Field(default_factory=list, description=(
+        "more files whose change needs a human (gitignore-like globs), on top of the test harness defaults"))
 
     @field_validator("name")
     @classmethod
@@ -89,6 +104,8 @@ class FactoryConfig(_Strict):
     roles: dict[Literal["builder", "reviewer", "breaker"], RoleConfig] = Field(default_factory=dict)
     products: list[ProductConfig] = Field(default_factory=list)
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    budgets: BudgetsSection = Field(default_factory=BudgetsSection)
+    memory: MemorySection = Field(default_factory=MemorySection)
 
     # set by load_factory, not read from the file
     path: Path | None = Field(None, exclude=True)
@@ -117,6 +134,11 @@ class FactoryConfig(_Strict):
     def price_table(self) -> PriceTable:
         return default_prices().with_overrides({k: v.model_dump() for k, v in self.prices.items()})
 
+    def budget_limits(self) -> BudgetLimits:
+        """The configured limits the store checks every reservation against (raises come from events)."""
+        return BudgetLimits(factory_usd=self.budgets.factory_usd, day_usd=self.budgets.day_usd,
+                            product_usd={p.name: p.budget_usd for p in self.products})
+
     @property
     def store_path(self) -> Path:
         return self.resolve(self.factory.store)
@@ -128,6 +150,10 @@ class FactoryConfig(_Strict):
     @property
     def rules_path(self) -> Path:
         return self.resolve(self.factory.rules)
+
+    @property
+    def memory_path(self) -> Path:
+        return self.resolve(self.memory.dir)
 
     def role(self, name: str) -> RoleConfig:
         return self.roles.get(name) or RoleConfig()  # type: ignore[call-overload]

@@ -29,6 +29,15 @@ def test_happy_path_reaches_done_only_through_every_gate():
         apply(t, ev(Kind.READY))
     t = apply(t, ev(Kind.APPROVED, "reviewer-1", commit="a1", note="ok"))
     t = apply(t, ev(Kind.READY))
+    # what is tested is what lands: no merge verdict on exactly m1, no merge
+    with pytest.raises(Refused, match="m1 was not tested green"):
+        apply(t, ev(Kind.MERGED, merged_commit="m1"))
+    t = apply(t, ev(Kind.VERDICT, gate="merge", commit="m0", source="a1", base="b0", outcome="fail"))
+    t = apply(t, ev(Kind.VERDICT, gate="merge", commit="m1", source="a1", base="b1", outcome="pass"))
+    with pytest.raises(Refused, match="m0 was not tested green"):
+        apply(t, ev(Kind.MERGED, merged_commit="m0"))
+    with pytest.raises(Refused, match="merge verdict: zz is not the latest commit"):
+        apply(t, ev(Kind.VERDICT, gate="merge", commit="m2", source="zz", base="b1", outcome="pass"))
     t = apply(t, ev(Kind.MERGED, merged_commit="m1"))
     assert t.state == TaskState.DONE and t.merged_commit == "m1"
 
@@ -102,6 +111,7 @@ def test_human_override_is_recorded_with_who_and_why_and_bound_to_the_commit():
     t = apply(t, ev(Kind.OVERRIDE, "human:alice", note="flaky test, checked by hand"))
     assert t.state == TaskState.MERGING
     assert t.overrides[-1].actor == "human:alice" and t.overrides[-1].commit == "a1"
+    t = apply(t, ev(Kind.VERDICT, gate="merge", commit="m1", source="a1", base="b1", outcome="pass"))
     t = apply(t, ev(Kind.MERGED, merged_commit="m1"))
     assert t.state == TaskState.DONE
 

@@ -7,6 +7,7 @@ import pytest
 
 from cockpit.domain import Event, Kind, Refused, TaskState, fold
 from cockpit.store import Store, StoreError
+from cockpit.store.schema import SCHEMA_VERSION
 
 
 def ev(kind, actor="system", task_id="T1", **data):
@@ -27,7 +28,7 @@ async def test_appends_get_increasing_ids_and_survive_restart(tmp_path):
 
     with sqlite3.connect(db) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
     s = await Store.open(db)
     assert s.task("T1").state == TaskState.BUILDING

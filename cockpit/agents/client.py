@@ -35,19 +35,32 @@ def use_scripted(config: FactoryConfig) -> bool:
     return not os.environ.get("ANTHROPIC_API_KEY")
 
 
-def make_client(config: FactoryConfig) -> ModelClient:
-    """Build the client for this factory. The API key is read by the SDK, never stored by us."""
-    timeout = config.model.timeout_s
+# Connecting is quick or it is not happening: fail fast and let the SDK's retries (with
+# backoff, honouring retry-after) try again, rather than wait out the whole request timeout.
+CONNECT_TIMEOUT_S = 10.0
+
+
+def request_timeout(timeout_s: float) -> anthropic.Timeout:
+    """`timeout_s` for reading, writing and the pool (a stream's gap between events counts as a read)."""
+    return anthropic.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s))
+
+
+def make_client(config: FactoryConfig, *, timeout_s: float | None = None, max_retries: int | None = None) -> ModelClient:
+    """Build the client for this factory. The API key is read by the SDK, never stored by us.
+
+    `timeout_s`/`max_retries` override [model] for callers that must answer quickly (doctor)."""
+    timeout = request_timeout(config.model.timeout_s if timeout_s is None else timeout_s)
+    retries = config.model.max_retries if max_retries is None else max_retries
     if not use_scripted(config):
         if not os.environ.get("ANTHROPIC_API_KEY"):
             raise RuntimeError("[model] mode = \"api\" but ANTHROPIC_API_KEY is not set: export it, or use mode = \"auto\"")
         # base_url: the SDK honours ANTHROPIC_BASE_URL itself
-        return ModelClient(anthropic.AsyncAnthropic(timeout=timeout, max_retries=config.model.max_retries), "api")
+        return ModelClient(anthropic.AsyncAnthropic(timeout=timeout, max_retries=retries), "api")
     scen = config.scenarios_path
     paths = [scen] if scen.exists() else []
     model = ScriptedModel.from_paths(paths, chunk_delay_s=config.model.chunk_delay_s)
     server = ScriptedModelServer(model)
     base_url = server.start()
     client = anthropic.AsyncAnthropic(api_key="scripted-model-no-key", base_url=base_url, timeout=timeout,
-                                      max_retries=config.model.max_retries)
+                                      max_retries=retries)
     return ModelClient(client, "scripted", server)

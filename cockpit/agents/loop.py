@@ -9,7 +9,9 @@ screen; the text is coalesced into chunks, never one event per token.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,9 +20,15 @@ from typing import Any, Protocol
 
 import anthropic
 
+try:  # the transport the installed SDK uses: its errors surface raw from a stream that breaks
+    import httpx2 as _http
+except ImportError:  # pragma: no cover - SDKs before the httpx2 switch
+    import httpx as _http  # type: ignore[no-redef]
+
 from ..domain.events import Event, Kind
 from ..domain.prices import PriceTable, Usage
 from ..store import Store
+from .caching import CacheTTL, with_cache_breakpoints
 
 _FLUSH_CHARS = 240
 _FLUSH_SECONDS = 0.15
@@ -28,6 +36,10 @@ _FLUSH_SECONDS = 0.15
 
 class ModelUnavailable(Exception):
     """The model could not be reached after the SDK's retries; the task should block."""
+
+
+class IncompleteStream(Exception):
+    """The response stream ended (cleanly, as far as HTTP knows) before message_stop."""
 
 
 @dataclass
@@ -81,6 +93,10 @@ class AgentSession:
         max_turns: int = 40,
         rules_hash: str = "",
         before_call: Callable[[float], Awaitable[None]] | None = None,
+        refresh: Callable[[], Awaitable[tuple[str, dict[str, Any]]]] | None = None,
+        cache_ttl: CacheTTL = "5m",
+        stream_retries: int = 2,
+        retry_delay_s: float = 0.5,
     ):
         self.agent = agent
         self.role = role
@@ -96,6 +112,13 @@ class AgentSession:
         self.max_turns = max_turns
         self.rules_hash = rules_hash
         self.before_call = before_call
+        # before each call: (system prompt, facts for its model.call event), so a rule edited
+        # mid-session is in force from the next call and the call records what it was given
+        self.refresh = refresh
+        self.call_facts: dict[str, Any] = {}
+        self.cache_ttl = cache_ttl  # of the stable prefix (tools, rules); the conversation uses 5m
+        self.stream_retries = stream_retries  # our retries for a stream that breaks; HTTP errors are the SDK's
+        self.retry_delay_s = retry_delay_s
 
     def _event(self, kind: str, **data: Any) -> Event:
         return Event(kind=kind, actor=self.agent, product=self.product, task_id=self.task_id,
@@ -106,7 +129,7 @@ class AgentSession:
         self.store.post(self._event(Kind.AGENT_STARTED, role=self.role, model=self.model))
         last_text = ""
         for turn in range(1, self.max_turns + 1):
-            msg = await self._call(messages)
+            msg = await self._call_with_retries(messages)
             content = [b.model_dump(exclude_none=True, mode="json") for b in msg.content]
             messages.append({"role": "assistant", "content": content})
             texts = [b.text for b in msg.content if b.type == "text"]
@@ -146,24 +169,52 @@ class AgentSession:
         except Exception as e:  # a tool bug must not kill the session: the model sees it
             return ToolOutcome(f"tool {name} failed: {type(e).__name__}: {e}", is_error=True)
 
+    async def _call_with_retries(self, messages: list[dict[str, Any]]) -> Any:
+        """`_call`, again with backoff when the stream broke after it started.
+
+        The SDK already retried what fails before a response (429 with retry-after, 5xx,
+        529, connection errors; `max_retries`) and raised ModelUnavailable: that is final.
+        It cannot retry a stream that breaks midway (a reset, a stall, a truncated or
+        incomplete body, an SSE error event, tool input that is not JSON): we do, each
+        attempt reserved and settled on its own. The text already streamed stays in the
+        transcript, followed by a model.retry event; nothing is run from a broken answer."""
+        for attempt in range(1, self.stream_retries + 2):
+            try:
+                return await self._call(messages)
+            except Exception as e:
+                why = _broken_stream(e)
+                if why is None:
+                    raise
+                if attempt > self.stream_retries:
+                    raise ModelUnavailable(f"the response stream broke {attempt} times; last: {why}") from e
+                delay = min(self.retry_delay_s * 2 ** (attempt - 1), 8.0) * (1 - 0.25 * random.random())
+                self.store.post(self._event("model.retry", attempt=attempt, of=self.stream_retries + 1,
+                                            reason=why[:500], delay_s=round(delay, 3)))
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
     async def _call(self, messages: list[dict[str, Any]]) -> Any:
+        if self.refresh is not None:
+            self.system, self.call_facts = await self.refresh()
+            self.rules_hash = self.call_facts.get("rules_hash", self.rules_hash)
         request = {
             "model": self.model,
             "max_tokens": self.max_tokens,
-            "system": [{"type": "text", "text": self.system}],
-            "messages": messages,
-            "tools": self.toolbox.specs(),
+            **with_cache_breakpoints(tools=self.toolbox.specs(), system=self.system, messages=messages,
+                                     prefix_ttl=self.cache_ttl),
         }
         call_id = f"call_{uuid.uuid4().hex[:16]}"
         reserve_usd = self.prices.reservation(self.model, estimate_tokens(request), self.max_tokens)
         if self.before_call is not None:
             await self.before_call(reserve_usd)
+        # raises BudgetExceeded when a budget would pass its limit: then the call is never made
         await self.store.reserve(call_id=call_id, task_id=self.task_id, product=self.product, actor=self.agent,
                                  model=self.model, usd=reserve_usd)
         usage = Usage()
         started = time.monotonic()
         buf: list[str] = []
         last_flush = time.monotonic()
+        received = 0  # characters of text and tool input streamed: what a broken stream still cost
 
         def flush() -> None:
             nonlocal last_flush
@@ -179,26 +230,32 @@ class AgentSession:
                         usage = _usage_of(ev.message.usage, usage)
                     elif ev.type == "message_delta" and ev.usage is not None:
                         usage = _usage_of(ev.usage, usage)
+                    elif ev.type == "input_json":
+                        received += len(ev.partial_json)
                     elif ev.type == "text":
+                        received += len(ev.text)
                         buf.append(ev.text)
                         if "\n" in ev.text or sum(map(len, buf)) >= _FLUSH_CHARS or \
                                 time.monotonic() - last_flush >= _FLUSH_SECONDS:
                             flush()
                 msg = await stream.get_final_message()
+                if msg.stop_reason is None:
+                    raise IncompleteStream("the stream ended before message_stop")
             flush()
             usage = _usage_of(msg.usage, usage)
         except anthropic.APIError as e:
             flush()
-            await self._settle(call_id, usage, complete=False)
+            await self._settle(call_id, _received_usage(usage, received, self.max_tokens), complete=False)
             raise ModelUnavailable(f"{type(e).__name__}: {e}") from e
         except BaseException:
             flush()
-            await self._settle(call_id, usage, complete=False)
+            await self._settle(call_id, _received_usage(usage, received, self.max_tokens), complete=False)
             raise
         usd = await self._settle(call_id, usage, complete=True)
         self.store.post(self._event(Kind.MODEL_CALL, call_id=call_id, model=self.model, usd=usd,
                                     usage=usage.model_dump(), stop_reason=msg.stop_reason,
-                                    rules_hash=self.rules_hash, seconds=round(time.monotonic() - started, 3)))
+                                    **{**self.call_facts, "rules_hash": self.rules_hash},
+                                    seconds=round(time.monotonic() - started, 3)))
         return msg
 
     async def _settle(self, call_id: str, usage: Usage, *, complete: bool) -> float:
@@ -206,6 +263,38 @@ class AgentSession:
         await self.store.settle(call_id=call_id, task_id=self.task_id, product=self.product, usd=usd,
                                 usage=usage.model_dump(), complete=complete)
         return usd
+
+
+def _broken_stream(e: BaseException) -> str | None:
+    """Why `e` means the response stream broke after it began (worth our retry), or None."""
+    cause = e.__cause__ if isinstance(e, ModelUnavailable) else e
+    if isinstance(cause, anthropic.APIStatusError):
+        # an SSE `error` event arrives on a 200 response; a real HTTP error was the SDK's to retry
+        return f"error event in the stream: {cause.message}" if cause.status_code == 200 else None
+    if isinstance(e, ModelUnavailable) or isinstance(cause, anthropic.APIError):
+        return None
+    if isinstance(cause, IncompleteStream):
+        return str(cause)
+    if isinstance(cause, _http.TransportError):
+        return f"{type(cause).__name__} while streaming: {cause}".rstrip(": ")
+    if isinstance(cause, ValueError) and _raised_in_sdk_stream(cause):
+        return f"invalid tool input from the model: {str(cause)[:300]}"
+    return None
+
+
+def _raised_in_sdk_stream(e: BaseException) -> bool:
+    tb = e.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__", "").startswith("anthropic.lib.streaming"):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _received_usage(usage: Usage, received_chars: int, max_tokens: int) -> Usage:
+    """A broken stream's usage: the counts it reported, output at least what arrived (~3 chars a token)."""
+    seen = min(-(-received_chars // 3), max_tokens)
+    return usage.model_copy(update={"output_tokens": max(usage.output_tokens, seen)})
 
 
 def _usage_of(u: Any, prev: Usage) -> Usage:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 READ_TOOLS = frozenset({"read_file", "list_files", "search_text"})
 WRITE_TOOLS = frozenset({"write_file", "edit_file"})
+# every role may record a lesson for the sessions after it (cockpit.store.memory)
+MEMORY_TOOLS = frozenset({"remember"})
 
 ROLE_TOOLS: dict[str, frozenset[str]] = {
     # a builder changes code; it has no approve tool
-    "builder": READ_TOOLS | WRITE_TOOLS | {"run_command", "commit", "submit"},
+    "builder": READ_TOOLS | WRITE_TOOLS | MEMORY_TOOLS | {"run_command", "commit", "submit", "sync_main"},
     # a reviewer judges the latest commit; it has no tool that writes the product's files
-    "reviewer": READ_TOOLS | {"run_command", "approve", "request_changes"},
+    "reviewer": READ_TOOLS | MEMORY_TOOLS | {"run_command", "approve", "request_changes"},
     # a breaker is paid only to find what is wrong
-    "breaker": READ_TOOLS | {"run_command", "report_defect"},
+    "breaker": READ_TOOLS | MEMORY_TOOLS | {"run_command", "report_defect"},
 }
 
 ROLE_BRIEF: dict[str, str] = {
@@ -26,16 +28,21 @@ ROLE_BRIEF: dict[str, str] = {
         "You cannot change the product's files."
     ),
     "breaker": (
-        "You are a breaker, paid only to find what is wrong with the latest commit. Report each real defect "
-        "with report_defect(title, reproduction), where the reproduction is a command that fails on this commit."
+        "You are a breaker, paid only to find what is wrong with the latest commit. You cannot change the "
+        "product's files; you may write in your scratch directory. Report each real defect with "
+        "report_defect(title, reproduction), where the reproduction is a shell command or the body of a pytest "
+        "test file that FAILS on this commit: the cockpit re-runs it on a clean checkout and opens the defect only "
+        "if it really fails. A defect closes when its reproduction passes on a later commit."
     ),
 }
 
 
-def system_prompt(*, role: str, agent: str, product: str, rules: str = "") -> str:
-    """Rules first (they are the stable prefix), then who the agent is."""
+def system_prompt(*, role: str, agent: str, product: str, rules: str = "", lessons: str = "") -> str:
+    """Rules first (they are the stable prefix), then the lessons recalled for this task, then who the agent is."""
     parts = []
     if rules.strip():
         parts.append(rules.strip())
+    if lessons.strip():
+        parts.append(lessons.strip())
     parts.append(f"ROLE: {role}\nYou are {agent} on product '{product}'. {ROLE_BRIEF[role]}")
     return "\n\n".join(parts)

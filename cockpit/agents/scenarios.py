@@ -9,6 +9,7 @@ name = "builder: csv export"     # optional, shown in logs and the x-scripted-sc
 role = "builder"                 # the system prompt has a line "ROLE: builder"; omit to match any
 match = ["Add CSV export"]       # all must appear in the first user message ([] matches anything)
 exclude = ["Round: 2"]           # none may appear in the first user message
+system_match = ["[L"]            # all must appear in the system prompt (e.g. a recalled lesson)
 [[script.turns]]                 # turn N answers the request that holds N assistant messages
 text = "I'll read the code first."
 [[script.turns.tool_use]]
@@ -96,6 +97,7 @@ class Script(_Strict):
     role: str | None = None
     match: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
+    system_match: list[str] = Field(default_factory=list)
     turns: list[ScriptedTurn] = Field(min_length=1)
 
     # Where the script came from ("path/to/file.toml#3"), for logs and error messages.

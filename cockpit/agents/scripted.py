@@ -10,7 +10,8 @@ server whatever the caller's loop is doing (the Textual UI owns the main loop).
 
 Extension points kept on purpose:
 - `CacheSimulator`: splits a request's input tokens into plain / cache write / cache read.
-  `NoCache` (the default) reports everything as plain input.
+  `cockpit.agents.prompt_cache.PromptCache` (the default) follows the API's rules;
+  `NoCache` reports everything as plain input.
 - `ScriptedModelServer._route`: one place where a fault injector (429, 529, timeouts, broken
   streams) can step in before the model answers.
 """
@@ -106,6 +107,7 @@ class PromptUsage:
     input_tokens: int
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    cache_creation_1h_input_tokens: int = 0  # the part of cache_creation written with the 1-hour TTL
 
 
 class CacheSimulator(Protocol):
@@ -223,7 +225,11 @@ class ScriptedModel:
         self.scripts = list(scripts)
         self.latency_s = latency_s
         self.chunk_delay_s = chunk_delay_s
-        self.cache: CacheSimulator = cache if cache is not None else NoCache()
+        if cache is None:
+            from .prompt_cache import PromptCache  # it builds on this module
+
+            cache = PromptCache()
+        self.cache: CacheSimulator = cache
 
     @classmethod
     def from_paths(cls, paths: Iterable[Path], **kwargs: Any) -> "ScriptedModel":
@@ -241,6 +247,8 @@ class ScriptedModel:
             if not all(s in first for s in script.match):
                 continue
             if any(s in first for s in script.exclude):
+                continue
+            if script.system_match and not all(s in system_text(body.get("system")) for s in script.system_match):
                 continue
             if turn_index < len(script.turns):
                 return script, script.turns[turn_index]
@@ -285,8 +293,15 @@ class ScriptedModel:
             "cache_read_input_tokens": prompt.cache_read_input_tokens,
             "service_tier": "standard",
         }
+        if prompt.cache_creation_input_tokens:
+            usage["cache_creation"] = {
+                "ephemeral_5m_input_tokens": prompt.cache_creation_input_tokens - prompt.cache_creation_1h_input_tokens,
+                "ephemeral_1h_input_tokens": prompt.cache_creation_1h_input_tokens,
+            }
         if turn is not None and turn.usage is not None:
             usage.update(turn.usage.model_dump(exclude_none=True))
+            if turn.usage.cache_creation_input_tokens is not None:
+                usage.pop("cache_creation", None)  # the script says the total; the split no longer holds
 
         message = {
             "id": _random_id("msg_"),
@@ -341,7 +356,7 @@ def stream_events(message: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
     if not message["content"]:
         events.append(("ping", {"type": "ping"}))
-    final_usage = {k: usage[k] for k in usage if k != "service_tier"}
+    final_usage = {k: usage[k] for k in usage if k not in ("service_tier", "cache_creation")}
     events.append(
         (
             "message_delta",
@@ -421,6 +436,7 @@ class ScriptedModelServer:
         self._startup_error: BaseException | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._stopped = False
+        self.faults: Any = None  # a cockpit.agents.faults.FaultInjector, set by tests to inject failures
 
     # ---- lifecycle
 
@@ -629,6 +645,9 @@ class ScriptedModelServer:
             await self._send_json(writer, 500, _error_body("api_error", f"scripted model failed: {exc}"), keep_alive)
             return
 
+        if self.faults is not None and await self.faults.intercept(self, request.headers, body, message, writer,
+                                                                   keep_alive):
+            return
         extra = {"x-scripted-script": _header_value(script.label if script else "(none)")}
         if self.model.latency_s > 0:
             await asyncio.sleep(self.model.latency_s)

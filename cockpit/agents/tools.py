@@ -604,6 +604,7 @@ class WorktreeTools:
                 command,
                 cwd=self.root,
                 writable=writable,
+                readable=[] if self.worktree_writable else [self.root],
                 timeout_s=self.command_timeout_s,
                 output_cap_bytes=self.output_cap_bytes,
             )

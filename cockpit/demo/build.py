@@ -26,7 +26,35 @@ DEMO_TASKS: list[tuple[str, str, str]] = [
      "accountant does by hand. Add a test for a half-cent line."),
     ("weather", "Add Fahrenheit conversions",
      "Add weather.units.c_to_f and f_to_c, with tests for known points and a round trip."),
+    # a pair worked at the same time that each pass alone and break main together: the merge queue
+    # tests the exact merge result, so the second to land goes back to its builder
+    ("inventory", "Rename count_items to total_quantity",
+     "count_items reads badly in reports; rename it to total_quantity everywhere."),
+    ("inventory", "Add a low-stock report",
+     "Add inventory.report.low_stock(stock, threshold=5) -> str listing kinds below the threshold, then the total."),
+    # memory: the first fails the tests gate for a reason of this product's own (naive datetimes), and
+    # its builder records the lesson; the second (journal is serial: it starts after) is given that
+    # lesson in its prompt and passes first time (scenarios/journal.toml)
+    ("journal", "Stamp entries with their creation time",
+     "Entry gets created_at, set by new_entry() to the moment the entry is made. Add a test."),
+    ("journal", "Record when an entry was last edited",
+     "Add journal.entries.edit(entry, body): replace the body and set entry.updated_at to the timestamp of the "
+     "edit. Add a test."),
+    # the team (scenarios/shop_discounts.toml, weather_team.toml): the breaker finds a defect the reviewer
+    # missed and the builder fixes it (after trying to approve its own fix); a reviewer requests changes;
+    # a builder deletes the test its change breaks and the task blocks for the human ("tests removed")
+    ("shop", "Add order discounts",
+     "Add shop.discount.apply_discount(total, percent) -> float: the total after taking percent off, to the cent."),
+    ("weather", "Add a wind chill formula",
+     "Add weather.wind.wind_chill(temp_c, wind_kmh) using the Environment Canada formula, rounded to 0.1, tested."),
+    ("weather", "Round Kelvin to one decimal",
+     "Displays show too many digits: make weather.units.c_to_k round to one decimal."),
 ]
+
+# per-product lines added to PRODUCT_TOML
+PRODUCT_EXTRA: dict[str, str] = {
+    "journal": "serial = true  # one task at a time: each starts from what the last one taught\n",
+}
 
 FACTORY_TOML = """\
 # The Cockpit demo factory, written by `cockpit demo`. Every key is explained in the README.
@@ -59,6 +87,10 @@ max_tokens = 8192
 model = "claude-opus-5-5"
 max_tokens = 4096
 
+[roles.breaker]
+model = "claude-sonnet-5-5"
+max_tokens = 4096
+
 {products}
 """
 
@@ -66,7 +98,8 @@ PRODUCT_TOML = """\
 [[products]]
 name = "{name}"
 path = "products/{name}"
-test_command = "python -m pytest -q -p no:cacheprovider"
+# plugin autoload off: the demo suites need none, and it makes each run several times faster
+test_command = "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q -p no:cacheprovider"
 main_branch = "main"
 budget_usd = 5.0
 """
@@ -110,7 +143,7 @@ def write_demo(directory: Path, *, chunk_delay_s: float = 0.0) -> Path:
         _git("init", "-q", "-b", "main", cwd=dest)
         _git("add", "-A", cwd=dest)
         _git("commit", "-q", "-m", f"Initial {name}", cwd=dest)
-        products.append(PRODUCT_TOML.format(name=name))
+        products.append(PRODUCT_TOML.format(name=name) + PRODUCT_EXTRA.get(name, ""))
     factory = directory / "factory.toml"
     factory.write_text(FACTORY_TOML.format(chunk_delay=chunk_delay_s, products="\n".join(products)))
     return factory
@@ -129,8 +162,13 @@ def build_demo(directory: Path, *, chunk_delay_s: float = 0.0) -> Path:
     cfg = load_factory(factory)
 
     async def _queue() -> None:
+        from .history import seed_history
+
         store = await Store.open(cfg.store_path)
         try:
+            # weeks of simulated, clearly marked history first (products history-*, tasks H*), so the
+            # rate screen has trends to judge; the live tasks below keep their ids T1, T2, ...
+            await seed_history(store, factory.parent / "products", human=cfg.factory.human)
             await queue_demo_tasks(store, cfg.factory.human)
         finally:
             await store.close()

@@ -31,6 +31,12 @@ class Kind(StrEnum):
     RETRY = "human.retry"
     MERGED = "task.merged"
     SPEND = "spend.settled"
+    DEFECT_OPENED = "defect.opened"
+    DEFECT_CLOSED = "defect.closed"
+    # a human raises a budget; scope "task" is a task event (it raises the task's budget_usd)
+    BUDGET_RAISED = "budget.raised"
+    # a human edits a task's title, body or priority (not a done one)
+    TASK_EDITED = "task.edited"
     # not task state: recorded as they come
     REFUSED = "action.refused"
     AGENT_STARTED = "agent.started"
@@ -40,6 +46,8 @@ class Kind(StrEnum):
     AGENT_FINISHED = "agent.finished"
     MODEL_CALL = "model.call"
     GATE_STARTED = "gate.started"
+    DEFECT_REJECTED = "defect.rejected"  # a reported defect whose reproduction did not fail: recorded, not opened
+    AGENT_STOPPED = "agent.stopped"
     NOTE = "note"
 
 
@@ -60,6 +68,9 @@ TASK_KINDS: frozenset[str] = frozenset(
         Kind.RETRY,
         Kind.MERGED,
         Kind.SPEND,
+        Kind.DEFECT_OPENED,
+        Kind.DEFECT_CLOSED,
+        Kind.TASK_EDITED,
     }
 )
 
@@ -79,4 +90,6 @@ class Event(BaseModel):
 
     @property
     def is_task_event(self) -> bool:
+        if self.kind == Kind.BUDGET_RAISED:
+            return self.data.get("scope") == "task"
         return self.kind in TASK_KINDS

@@ -49,6 +49,9 @@ class Verdict(BaseModel):
     outcome: Outcome
     detail: str = ""
     event_id: int | None = None
+    # a "merge" verdict judges the merge of `source` (the task's commit) onto main at `base`
+    source: str | None = None
+    base: str | None = None
 
 
 class Approval(BaseModel):
@@ -57,6 +60,31 @@ class Approval(BaseModel):
     actor: str
     note: str = ""
     event_id: int | None = None
+
+
+class DefectState(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Defect(BaseModel):
+    """A defect a breaker reported and the cockpit reproduced on `commit` (never a hallucinated one)."""
+
+    model_config = ConfigDict(frozen=True)
+    id: str
+    title: str
+    kind: str  # "command" or "test_file"
+    reproduction: str
+    commit: str
+    actor: str
+    state: DefectState = DefectState.OPEN
+    detail: str = ""
+    closed_by: str | None = None
+    closed_commit: str | None = None
+    event_id: int | None = None
+
+
+DEFECT_KINDS = ("command", "test_file")
 
 
 class Override(BaseModel):
@@ -86,7 +114,8 @@ class Task(BaseModel):
     commits: list[str] = Field(default_factory=list)
     verdicts: list[Verdict] = Field(default_factory=list)
     approvals: list[Approval] = Field(default_factory=list)
-    open_defects: list[str] = Field(default_factory=list)
+    open_defects: list[str] = Field(default_factory=list)  # ids of the open entries of `defects`
+    defects: list[Defect] = Field(default_factory=list)
     overrides: list[Override] = Field(default_factory=list)
     rounds: int = 0
     rounds_base: int = 0  # rounds already used when the human last stepped in; the limit counts from here
@@ -143,6 +172,8 @@ def missing_gates(task: Task) -> list[str]:
         missing.append("review")
     if task.open_defects:
         missing.append("defects")
+    if guard_failed(task):
+        missing.append("guard")
     if over_budget(task):
         missing.append("budget")
     return missing
@@ -159,6 +190,23 @@ def human_override(task: Task) -> Override | None:
 def rounds_left(task: Task, max_rounds: int) -> int:
     """Builder rounds left before the task must wait for the human."""
     return max_rounds - (task.rounds - task.rounds_base)
+
+
+MERGE_GATE = "merge"
+# the gate that guards the tests gate itself: tests removed or protected files changed need a human
+GUARD_GATE = "guard"
+
+
+def guard_failed(task: Task) -> bool:
+    """The latest guard verdict on the latest commit failed: only a human override lands it."""
+    found = [v for v in task.verdicts if v.gate == GUARD_GATE and v.commit == task.commit]
+    return bool(found) and found[-1].outcome == Outcome.FAIL
+
+
+def merge_tested_green(task: Task, merged_commit: str) -> bool:
+    """A passing merge verdict on exactly `merged_commit`, built from the task's latest commit."""
+    return any(v.gate == MERGE_GATE and v.commit == merged_commit and v.source == task.commit
+               and v.outcome == Outcome.PASS for v in task.verdicts)
 
 
 def may_merge(task: Task) -> bool:
@@ -184,6 +232,12 @@ _ALLOWED: dict[str, frozenset[Role]] = {
     Kind.RETRY: frozenset({Role.HUMAN}),
     Kind.MERGED: frozenset({Role.SYSTEM}),
     Kind.SPEND: frozenset({Role.SYSTEM}),
+    # a breaker opens (after the cockpit reproduced it); the system closes when it passes on a later
+    # commit, or a human does with a note; a builder never closes one
+    Kind.DEFECT_OPENED: frozenset({Role.BREAKER}),
+    Kind.DEFECT_CLOSED: frozenset({Role.SYSTEM, Role.HUMAN}),
+    Kind.BUDGET_RAISED: frozenset({Role.HUMAN}),
+    Kind.TASK_EDITED: frozenset({Role.HUMAN}),
 }
 
 _ACTIVE = frozenset({TaskState.BUILDING, TaskState.CHECKING, TaskState.REVIEWING})
@@ -265,14 +319,20 @@ def apply(task: Task, event: Event) -> Task:
         _need(task, _OPEN, "verdict")
         gate = _str(d, "gate", "verdict")
         commit = _str(d, "commit", "verdict")
-        if commit not in task.commits:
+        source = base = None
+        if gate == MERGE_GATE:
+            # the merge result is a new commit: it must be the merge of the task's latest commit
+            source, base = _str(d, "source", "merge verdict"), _str(d, "base", "merge verdict")
+            if source != task.commit:
+                raise Refused(f"merge verdict: {source} is not the latest commit {task.commit} of {task.id}")
+        elif commit not in task.commits:
             raise Refused(f"verdict: {commit} is not a commit of task {task.id}")
         try:
             outcome = Outcome(d.get("outcome"))
         except ValueError:
             raise Refused(f"verdict: outcome must be pass or fail, not {d.get('outcome')!r}") from None
         v = Verdict(gate=gate, commit=commit, actor=event.actor, outcome=outcome,
-                    detail=str(d.get("detail", ""))[:4000], event_id=event.id)
+                    detail=str(d.get("detail", ""))[:4000], event_id=event.id, source=source, base=base)
         up.update(verdicts=[*task.verdicts, v])
 
     elif k == Kind.CHECKED:
@@ -280,6 +340,8 @@ def apply(task: Task, event: Event) -> Task:
         tv = tests_verdict(task)
         if tv is None or tv.outcome != Outcome.PASS:
             raise Refused(f"checked: the tests gate has not passed on {task.commit}")
+        if guard_failed(task):
+            raise Refused(f"checked: the guard of the tests gate failed on {task.commit}; only a human override lands it")
         up.update(state=TaskState.REVIEWING)
 
     elif k == Kind.APPROVED:
@@ -344,7 +406,18 @@ def apply(task: Task, event: Event) -> Task:
         _need(task, {TaskState.MERGING}, "merge")
         if not may_merge(task):
             raise Refused(f"merge: {task.id} needs {', '.join(missing_gates(task))} on {task.commit}")
-        up.update(state=TaskState.DONE, merged_commit=_str(d, "merged_commit", "merge"))
+        merged = _str(d, "merged_commit", "merge")
+        # invariant 8: main only moves to a commit whose tests passed on exactly that sha
+        if not merge_tested_green(task, merged):
+            raise Refused(f"merge: {merged} was not tested green as the merge of {task.commit} (what is tested "
+                          "is what lands)")
+        up.update(state=TaskState.DONE, merged_commit=merged)
+
+    elif k == Kind.DEFECT_OPENED:
+        up.update(_open_defect(task, event))
+
+    elif k == Kind.DEFECT_CLOSED:
+        up.update(_close_defect(task, event, role))
 
     elif k == Kind.SPEND:
         usd = d.get("usd")
@@ -352,7 +425,76 @@ def apply(task: Task, event: Event) -> Task:
             raise Refused("spend: needs a non-negative 'usd'")
         up.update(spend_usd=round(task.spend_usd + float(usd), 9))
 
+    elif k == Kind.BUDGET_RAISED:
+        usd = d.get("usd")
+        if isinstance(usd, bool) or not isinstance(usd, (int, float)) or not usd > 0:
+            raise Refused("raise budget: 'usd' must be a positive amount")
+        if task.budget_usd is None:
+            raise Refused(f"raise budget: task {task.id} has no budget of its own (its product's or the day's "
+                          "budget is what stops it: raise that one)")
+        up.update(budget_usd=round(task.budget_usd + float(usd), 9))
+
+    elif k == Kind.TASK_EDITED:
+        _need(task, _OPEN, "edit")
+        if "title" in d:
+            up["title"] = _str(d, "title", "edit").strip()
+        if "body" in d:
+            up["body"] = str(d["body"])
+        if "priority" in d:
+            if isinstance(d["priority"], bool) or not isinstance(d["priority"], int):
+                raise Refused("edit: 'priority' must be a whole number")
+            up["priority"] = d["priority"]
+        if not {"title", "body", "priority"} & set(d):
+            raise Refused("edit: nothing to change (title, body or priority)")
+
     return task.model_copy(update=up)
+
+
+def _open_defect(task: Task, event: Event) -> dict[str, Any]:
+    d = event.data
+    # BUILDING too: the reviewer may have sent the task back while the breaker still worked the same commit
+    _need(task, {TaskState.REVIEWING, TaskState.BUILDING}, "open defect")
+    commit = _str(d, "commit", "open defect")
+    if commit != task.commit:
+        raise Refused(f"open defect: {commit} is not the latest commit {task.commit} of {task.id}")
+    if event.actor in task.authors:
+        raise Refused(f"open defect: {event.actor} committed to {task.id}")
+    title = _str(d, "title", "open defect")
+    reproduction = _str(d, "reproduction", "open defect")
+    kind = d.get("repro_kind")
+    if kind not in DEFECT_KINDS:
+        raise Refused(f"open defect: kind must be one of {', '.join(DEFECT_KINDS)}, not {kind!r}")
+    exit_code = d.get("exit_code")
+    if not d.get("timed_out") and (not isinstance(exit_code, int) or exit_code == 0):
+        raise Refused("open defect: only a reproduction that failed when the cockpit re-ran it opens a defect")
+    defect = Defect(id=f"D{len(task.defects) + 1}", title=title[:300], kind=kind, reproduction=reproduction[:20_000],
+                    commit=commit, actor=event.actor, detail=str(d.get("detail", ""))[:4000], event_id=event.id)
+    note = (f"{event.actor}: defect {defect.id} on {commit[:12]}: {defect.title}\n"
+            f"Reproduction ({kind}):\n{reproduction[:1500]}\nIt fails:\n{defect.detail[-1500:]}")
+    return {"defects": [*task.defects, defect], "open_defects": [*task.open_defects, defect.id],
+            "feedback": [*task.feedback, note]}
+
+
+def _close_defect(task: Task, event: Event, role: Role) -> dict[str, Any]:
+    d = event.data
+    _need(task, _OPEN, "close defect")
+    defect_id = _str(d, "defect", "close defect")
+    found = next((x for x in task.defects if x.id == defect_id), None)
+    if found is None or found.state != DefectState.OPEN:
+        raise Refused(f"close defect: {task.id} has no open defect {defect_id!r}")
+    if role == Role.SYSTEM:
+        # closed only by its own reproduction passing on a later commit than the one it was found on
+        commit = _str(d, "commit", "close defect")
+        if commit != task.commit or commit == found.commit:
+            raise Refused(f"close defect: {commit} is not a later latest commit of {task.id} than {found.commit}")
+        if d.get("exit_code") != 0:
+            raise Refused(f"close defect: the reproduction of {defect_id} did not pass on {commit}")
+    else:
+        commit = task.commit
+        _str(d, "note", "close defect")
+    closed = found.model_copy(update={"state": DefectState.CLOSED, "closed_by": event.actor, "closed_commit": commit})
+    return {"defects": [closed if x.id == defect_id else x for x in task.defects],
+            "open_defects": [i for i in task.open_defects if i != defect_id]}
 
 
 def fold(events: list[Event]) -> dict[str, Task]:

@@ -12,6 +12,7 @@ worktree really is at that commit with no local edits: what is tested is what la
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -66,8 +67,12 @@ async def run_tests_gate(
     *,
     timeout_s: float,
     output_cap_bytes: int,
+    env: Mapping[str, str] | None = None,
+    also_writable: Iterable[Path] = (),
 ) -> GateResult:
-    """Pass only on exit code 0 within the timeout. Raises SandboxUnavailable rather than run unconfined."""
+    """Pass only on exit code 0 within the timeout. Raises SandboxUnavailable rather than run unconfined.
+
+    `env` and `also_writable`: for the guard's test count (cockpit.factory.guards), which rides along."""
     started = time.monotonic()
     problem = await _worktree_problem(worktree, commit)
     if problem is not None:
@@ -76,9 +81,10 @@ async def run_tests_gate(
     result = await sandbox.run(
         command,
         cwd=worktree,
-        writable=[worktree],
+        writable=[worktree, *also_writable],
         timeout_s=timeout_s,
         output_cap_bytes=output_cap_bytes,
+        env=env,
     )
     tail = _tail(result.output)
     if result.timed_out:

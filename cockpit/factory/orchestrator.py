@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import time
 import traceback
 from collections import defaultdict
@@ -19,24 +20,35 @@ from typing import Any
 
 from ..agents.client import ModelClient
 from ..agents.loop import AgentSession, ModelUnavailable, SessionResult
-from ..agents.roles import system_prompt
 from ..agents.tools import WorktreeTools
 from ..config import FactoryConfig
 from ..domain.actors import agent_id
+from ..domain.budget import BudgetExceeded
 from ..domain.errors import Refused
 from ..domain.events import Event, Kind
-from ..domain.tasks import Task, TaskState, rounds_left, tests_verdict, valid_approvals
-from ..store import Store
+from ..domain.tasks import GUARD_GATE, DefectState, Task, TaskState, rounds_left, tests_verdict, valid_approvals
+from ..store import Store, StoreError
+from .agent_log import AgentLogWriter
+from .defects import ReproResult, reproduce
 from .gates import run_tests_gate
-from .rules import load_rules
+from .guards import DEFAULT_PROTECTED, GateGuard, GuardResult
+from .merge_queue import MergeQueue
+from .recovery import recover
+from .knowledge import Knowledge
 from .sandbox import Sandbox, SandboxUnavailable
+from .scratch import clear_scratch, scratch_dir
 from .task_tools import TaskToolbox
+from .team import breaker_brief, exhausted, history, open_defects_text, round_line
 from .workspaces import GitError, Workspaces
 
 log = logging.getLogger(__name__)
 
 _OPEN_STATES = {TaskState.QUEUED, TaskState.BUILDING, TaskState.CHECKING, TaskState.REVIEWING, TaskState.MERGING}
 _DIFF_LIMIT = 30_000
+
+
+class AgentPaused(Exception):
+    """The product or agent was paused before the session could start: no new work, no block."""
 
 
 class Orchestrator:
@@ -46,11 +58,14 @@ class Orchestrator:
         self.store = store
         self.model = model
         self.prices = config.price_table()
+        store.set_budget_limits(config.budget_limits())  # whoever opened the store, the budgets hold
         hidden = [config.store_path.parent, config.rules_path, config.worktrees_path]
         if config.path is not None:
             hidden.append(config.path)
         self.sandbox = sandbox or Sandbox(config.factory.sandbox, hidden=hidden)
         self.workspaces = workspaces or Workspaces(config.worktrees_path)
+        self.merge_queue = MergeQueue(config, store, self.workspaces, self.sandbox)
+        self.knowledge = Knowledge(config, store, client=model.client, prices=self.prices)  # rules + memory
         self._running: dict[str, asyncio.Task] = {}
         self._agents: dict[str, asyncio.Task] = {}
         self._global = asyncio.Semaphore(config.limits.max_agents)
@@ -58,23 +73,36 @@ class Orchestrator:
                              for p in config.products}
         self._counters: dict[str, int] = defaultdict(int)
         self._wake = asyncio.Event()
+        self._fatal: StoreError | None = None  # the store cannot record: the factory stops (e.g. a full disk)
         self.paused_products: set[str] = set()
+        self.paused_agents: set[str] = set()
+        self.agent_tasks: dict[str, str] = {}  # running agent -> its task id
+        # agents' scratch dirs, reproductions and test counts: outside every product tree
+        self.scratch_root = config.worktrees_path / ".cockpit-scratch"
+        self.guard = GateGuard(self.sandbox, self.scratch_root, timeout_s=config.limits.test_timeout_s,
+                               output_cap_bytes=config.limits.output_cap_bytes)
 
     # --- the main loop -------------------------------------------------------------
 
     async def run(self, *, until_idle: bool = False, timeout: float | None = None) -> None:
         """Drive tasks until cancelled, or (until_idle) until no open task is left to drive."""
         await self._init_counters()
+        await recover(self)  # a crash may have left reservations, worktrees or commits the store disagrees with
+        await clear_scratch(self.scratch_root, [self.config.product_path(p.name) for p in self.config.products])
         Sandbox.check(self.config.factory.sandbox)
         for t in self.store.tasks():
             if t.state in _OPEN_STATES - {TaskState.QUEUED}:
                 await self._note(t, f"resumed after restart while {t.state.value}")
         sub = self.store.subscribe()
         watcher = asyncio.create_task(self._watch(sub))
+        self.knowledge.start()  # watches the rules dir: an edit shows at once, in force from the next call
+        agent_logs = AgentLogWriter.start(self.store, self.config)  # memory/logs/AGENT.log, for `t` and `cockpit tail`
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while True:
                 self._schedule()
+                if self._fatal is not None:
+                    raise self._fatal
                 if until_idle and not self._running and not self._drivable():
                     return
                 if deadline is not None and time.monotonic() >= deadline:
@@ -91,6 +119,8 @@ class Orchestrator:
                 t.cancel()
             if self._running:
                 await asyncio.gather(*self._running.values(), return_exceptions=True)
+            await self.knowledge.stop()
+            await agent_logs.stop()
 
     async def _watch(self, sub) -> None:
         while True:
@@ -101,7 +131,11 @@ class Orchestrator:
     def _drivable(self) -> list[Task]:
         names = {p.name for p in self.config.products}
         return [t for t in self.store.tasks() if t.state in _OPEN_STATES and t.product in names
-                and t.product not in self.paused_products]
+                and not self._paused(t)]
+
+    def _paused(self, t: Task) -> bool:
+        """A paused product takes no new work; nor does a paused builder (its task waits for it)."""
+        return t.product in self.paused_products or (t.state == TaskState.BUILDING and t.assignee in self.paused_agents)
 
     def _schedule(self) -> None:
         # round-robin across products so one busy product cannot starve the others
@@ -109,12 +143,21 @@ class Orchestrator:
         for t in self._drivable():
             if t.id not in self._running:
                 by_product[t.product].append(t)
-        queues = [sorted(ts, key=lambda t: (-t.priority,)) for ts in by_product.values()]
+        queues = [self._serial(sorted(ts, key=lambda t: (-t.priority,))) for ts in by_product.values()]
         while any(queues):
             for q in queues:
                 if q:
                     t = q.pop(0)
                     self._running[t.id] = asyncio.create_task(self._drive(t.id), name=f"drive-{t.id}")
+                    self._running[t.id].add_done_callback(self._store_failed)
+
+    def _serial(self, queue: list[Task]) -> list[Task]:
+        """A serial product's tasks run one at a time, in queue order: each starts from what the last taught."""
+        if not queue or not self.config.product(queue[0].product).serial:
+            return queue
+        product = queue[0].product
+        busy = any((r := self.store.task(tid)) is not None and r.product == product for tid in self._running)
+        return [] if busy else queue[:1]
 
     async def _init_counters(self) -> None:
         rows = await self.store.query(
@@ -134,7 +177,7 @@ class Orchestrator:
         try:
             while True:
                 t = self.store.task(task_id)
-                if t is None or t.state not in _OPEN_STATES or t.product in self.paused_products:
+                if t is None or t.state not in _OPEN_STATES or self._paused(t):
                     return
                 before = t.last_event_id
                 step = {
@@ -150,18 +193,32 @@ class Orchestrator:
                     await self._block(after, ["stalled"], f"no progress in stage {after.state.value}")
         except asyncio.CancelledError:
             raise
+        except AgentPaused:
+            return
+        except BudgetExceeded as e:  # the call was not made; the human raises the budget, then retries
+            t = self.store.task(task_id)
+            if t is not None and t.state in _OPEN_STATES:
+                await self._append(t, Kind.BLOCKED, reasons=["budget"], detail=e.detail(), budget=e.figures())
         except ModelUnavailable as e:
             await self._block(self.store.task(task_id), ["model unavailable"], str(e))
         except SandboxUnavailable as e:
             await self._block(self.store.task(task_id), ["sandbox unavailable"], str(e))
         except GitError as e:
             await self._block(self.store.task(task_id), ["git"], str(e))
+        except StoreError:
+            raise  # nothing can be recorded, not even a block: _store_failed stops the factory
         except Exception as e:
             log.exception("task %s failed", task_id)
             await self._block(self.store.task(task_id), ["error"],
                               f"{type(e).__name__}: {e}\n{traceback.format_exc()[-3000:]}")
         finally:
             self._running.pop(task_id, None)
+            self._wake.set()
+
+    def _store_failed(self, drive: asyncio.Task) -> None:
+        """A drive that ended on a StoreError (even one raised while blocking) stops the whole factory."""
+        if not drive.cancelled() and isinstance(drive.exception(), StoreError):
+            self._fatal = self._fatal or drive.exception()  # type: ignore[assignment]
             self._wake.set()
 
     async def _append(self, t: Task, kind: str, actor: str = "system", **data: Any) -> Event | None:
@@ -196,9 +253,7 @@ class Orchestrator:
     async def _build(self, t: Task) -> None:
         max_rounds = self.config.factory.max_rounds
         if rounds_left(t, max_rounds) <= 0:
-            last = t.feedback[-1] if t.feedback else ""
-            gate = "review" if "review" in last.split(":", 1)[0] else "tests"
-            await self._block(t, [gate], f"still not passing after {max_rounds} rounds. Last feedback:\n{last}")
+            await self._block(t, *exhausted(t, max_rounds))
             return
         wt = await self._worktree(t)
         builder = t.assignee or self.new_agent("builder")
@@ -213,84 +268,181 @@ class Orchestrator:
         assert t.commit is not None
         wt = await self._worktree(t)
         product = self.config.product(t.product)
+        repo = self._repo(t)
+        # the gate's own guard first, from git alone: a deleted test or a touched harness file needs a human
+        base, static = await self.guard.check_static(repo, product.main_branch, t.commit,
+                                                     [*DEFAULT_PROTECTED, *product.protected])
+        if static.failed:
+            await self._guard_block(t, static)
+            return
         await self.store.append(Event(kind=Kind.GATE_STARTED, actor="system", product=t.product, task_id=t.id,
                                       data={"gate": "tests", "commit": t.commit, "command": product.test_command}))
-        res = await run_tests_gate(self.sandbox, product.test_command, wt, t.commit,
-                                   timeout_s=self.config.limits.test_timeout_s,
-                                   output_cap_bytes=self.config.limits.output_cap_bytes)
+        probe = self.guard.probe(product.test_command)  # counts the collected tests during this very run
+        try:
+            res = await run_tests_gate(self.sandbox, product.test_command, wt, t.commit,
+                                       timeout_s=self.config.limits.test_timeout_s,
+                                       output_cap_bytes=self.config.limits.output_cap_bytes,
+                                       env=probe.env(collect_only=False) if probe else None,
+                                       also_writable=[probe.dir] if probe else [])
+            counted = probe.read() if probe else None
+        finally:
+            if probe:
+                probe.close()
         detail = f"exit code {res.exit_code}{' (timed out)' if res.timed_out else ''}\n{res.tail}"
         await self._append(t, Kind.VERDICT, gate="tests", commit=t.commit, outcome=res.outcome, detail=detail,
                            exit_code=res.exit_code, seconds=round(res.duration_s, 3))
         t = self.store.task(t.id) or t
-        if res.outcome == "pass":
-            await self._append(t, Kind.CHECKED)
-        elif rounds_left(t, self.config.factory.max_rounds) <= 1:
-            await self._block(t, ["tests"], f"tests still failing on {t.commit[:12]} after "
-                                            f"{self.config.factory.max_rounds} rounds\n{detail}")
+        if res.outcome != "pass":
+            await self._back_or_block(t, ["tests"], f"tests gate failed on {t.commit[:12]}:\n{detail}", gate="tests")
+            return
+        # fewer tests collected than on the main it was built from: the gate was weakened
+        guarded = await self.guard.check_count(repo, base, wt, product.test_command, counted)
+        await self._append(t, Kind.VERDICT, gate=GUARD_GATE, commit=t.commit, outcome="fail" if guarded.failed else "pass",
+                           detail=guarded.detail)
+        if guarded.failed:
+            await self._guard_block(self.store.task(t.id) or t, guarded, recorded=True)
+            return
+        # an open defect is closed only by its own reproduction passing on this later commit
+        still = await self._recheck_defects(self.store.task(t.id) or t)
+        t = self.store.task(t.id) or t
+        if still:
+            text = "\n\n".join(f"defect {d_id} still reproduces on {t.commit[:12]} ({r.why}):\n{r.tail(20)}"
+                                for d_id, r in still)
+            await self._back_or_block(t, ["defects"], text, gate="defects")
+            return
+        await self._append(t, Kind.CHECKED)
+
+    async def _guard_block(self, t: Task, result: GuardResult, *, recorded: bool = False) -> None:
+        if not recorded:
+            await self._append(t, Kind.VERDICT, gate=GUARD_GATE, commit=t.commit, outcome="fail", detail=result.detail)
+        await self._block(self.store.task(t.id) or t, result.reasons,
+                          f"{result.detail}\nThe tests gate itself was weakened on {(t.commit or '')[:12]}: only a human "
+                          "override lands this commit (or send it back with an instruction).")
+
+    async def _back_or_block(self, t: Task, reasons: list[str], text: str, *, gate: str) -> None:
+        """Back to the builder with the text, or to the human with the history once the rounds are spent."""
+        max_rounds = self.config.factory.max_rounds
+        if rounds_left(t, max_rounds) <= 1:
+            head = f"still failing ({', '.join(reasons)}) on {(t.commit or '')[:12]} after {max_rounds} rounds:\n"
+            await self._block(t, reasons, f"{head}{text[-2200:]}\n\n{history(t, 1500)}")
         else:
-            await self._append(t, Kind.SENT_BACK, reason=f"tests gate failed on {t.commit[:12]}:\n{detail}",
-                               gate="tests")
+            await self._append(t, Kind.SENT_BACK, reason=text[:4000], gate=gate)
+
+    async def _reproduce(self, t: Task, commit: str, kind: str, reproduction: str) -> ReproResult:
+        limits = self.config.limits
+        return await reproduce(self.sandbox, self._repo(t), self.scratch_root, commit, kind, reproduction,
+                               timeout_s=limits.command_timeout_s, output_cap_bytes=limits.output_cap_bytes,
+                               test_command=self.config.product(t.product).test_command)
+
+    async def _recheck_defects(self, t: Task) -> list[tuple[str, ReproResult]]:
+        """Re-run every open defect's reproduction on the latest commit: close those that pass now."""
+        still: list[tuple[str, ReproResult]] = []
+        for d in [d for d in t.defects if d.state == DefectState.OPEN]:
+            res = await self._reproduce(t, t.commit or "", d.kind, d.reproduction)
+            if res.passes:
+                await self._append(t, Kind.DEFECT_CLOSED, defect=d.id, commit=t.commit, exit_code=0, detail=res.tail())
+            else:
+                still.append((d.id, res))
+        return still
 
     async def _review(self, t: Task) -> None:
+        """The reviewer and the breaker work the same commit at once; either can send it back."""
+        if t.open_defects:  # opened on this very commit by a review that was interrupted (a restart)
+            await self._back_or_block(t, ["defects"], f"defects open on {(t.commit or '')[:12]}; each must pass on "
+                                      f"your next commit:\n\n{open_defects_text(t)}", gate="defects")
+            return
         if valid_approvals(t):
             await self._append(t, Kind.READY)
             return
         wt = await self._worktree(t)
-        reviewer = self.new_agent("reviewer")
         product = self.config.product(t.product)
         diff = await self.workspaces.diff(self._repo(t), product.main_branch, t.commit or "HEAD")
-        result = await self._session("reviewer", reviewer, t, wt, self._reviewer_brief(t, diff))
+        reviewer, breaker = self.new_agent("reviewer"), self.new_agent("breaker")
+        scratch = scratch_dir(self.scratch_root / "agents", f"{t.id}-{breaker}")
+        max_rounds = self.config.factory.max_rounds
+        try:
+            results = await asyncio.gather(
+                self._session("reviewer", reviewer, t, wt, self._reviewer_brief(t, diff)),
+                self._session("breaker", breaker, t, wt, breaker_brief(t, diff, scratch, max_rounds), scratch=scratch),
+                return_exceptions=True)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        for r in results:  # a stopped agent is a CancelledError here: stop_agent has blocked the task already
+            if isinstance(r, Exception):
+                raise r
         after = self.store.task(t.id)
-        if after is None:
-            return
-        if after.state == TaskState.REVIEWING and valid_approvals(after):
+        if after is None or after.state != TaskState.REVIEWING:
+            return  # changes requested (back to the builder already), or blocked meanwhile
+        if after.open_defects:
+            await self._back_or_block(after, ["defects"], f"defects open on {(after.commit or '')[:12]}; each must pass "
+                                      f"on your next commit:\n\n{open_defects_text(after)}", gate="defects")
+        elif valid_approvals(after):
             await self._append(after, Kind.READY)
-        elif after.state == TaskState.REVIEWING:
-            await self._block(after, ["review"], f"{reviewer} gave no verdict: {result.final_text[-1500:]}")
+        else:
+            r0 = results[0]
+            words = r0.final_text[-1500:] if isinstance(r0, SessionResult) else ""
+            await self._block(after, ["review"], f"{reviewer} gave no verdict: {words}")
 
     async def _merge(self, t: Task) -> None:
-        assert t.commit is not None
-        product = self.config.product(t.product)
-        res = await self.workspaces.merge(self._repo(t), product.main_branch, t.commit,
-                                          f"Merge {t.id}: {t.title}\n\nCockpit-Task: {t.id}")
-        if res.ok and res.merged_commit:
-            await self._append(t, Kind.MERGED, merged_commit=res.merged_commit)
+        await self.merge_queue.land(t.id)
+        after = self.store.task(t.id)
+        if after is not None and after.state == TaskState.DONE:
             try:
                 await self.workspaces.remove(t.product, t.id, self._repo(t))
             except GitError as e:
                 log.warning("could not remove the worktree of %s: %s", t.id, e)
-        else:
-            reasons = ["merge conflict"] if res.conflict_files else ["merge"]
-            files = "".join(f"\n  {f}" for f in res.conflict_files)
-            await self._block(t, reasons, f"{res.detail}{files}")
+            await self._reflect(after)
+
+    async def _reflect(self, t: Task) -> None:
+        """The lessons turn after a task that needed a second round or a human; never fails a done task."""
+        try:
+            async with self._per_product[t.product], self._global:  # a session like any other: within the limits
+                await self.knowledge.reflect(t)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.warning("lessons turn after %s failed: %s", t.id, e)
 
     # --- agent sessions ------------------------------------------------------------
 
-    async def _session(self, role: str, agent: str, t: Task, wt: Path, brief: str) -> SessionResult:
+    async def _session(self, role: str, agent: str, t: Task, wt: Path, brief: str, *,
+                       scratch: Path | None = None) -> SessionResult:
         limits = self.config.limits
         rc = self.config.role(role)
         async with self._per_product[t.product], self._global:
-            rules = load_rules(self.config.rules_path)
+            if t.product in self.paused_products or agent in self.paused_agents:
+                raise AgentPaused(f"{agent} on {t.product} is paused")
+            prompt = await self.knowledge.session_prompt(role=role, agent=agent, task=t)
+            # only a builder writes the product's files; a breaker writes its scratch dir, outside them
             tools = WorktreeTools(wt, self.sandbox, command_timeout_s=limits.command_timeout_s,
-                                  output_cap_bytes=limits.output_cap_bytes,
+                                  output_cap_bytes=limits.output_cap_bytes, scratch=scratch,
                                   worktree_writable=(role == "builder"))
+            commit = t.commit
+
+            async def reproduce_on(sha: str, kind: str, body: str) -> ReproResult:
+                return await self._reproduce(t, sha, kind, body)
+
             toolbox = TaskToolbox(role=role, agent=agent, task_id=t.id, product=t.product, worktree=wt,
                                   worktree_tools=tools, store=self.store, workspaces=self.workspaces,
-                                  commit=t.commit)
+                                  commit=commit, main_branch=self.config.product(t.product).main_branch,
+                                  reproduce=reproduce_on if role == "breaker" else None,
+                                  memory=self.knowledge.memory)
             session = AgentSession(
                 agent=agent, role=role, product=t.product, task_id=t.id, client=self.model.client,
                 model=rc.model, max_tokens=rc.max_tokens,
-                system=system_prompt(role=role, agent=agent, product=t.product, rules=rules.text),
+                system=prompt.system,
                 toolbox=toolbox, store=self.store, prices=self.prices, max_turns=limits.agent_max_turns,
-                rules_hash=rules.hash,
+                rules_hash=prompt.rules.hash, refresh=prompt.refresh,
             )
             task = asyncio.current_task()
             if task is not None:
                 self._agents[agent] = task
+                self.agent_tasks[agent] = t.id
             try:
                 return await session.run(brief)
             finally:
                 self._agents.pop(agent, None)
+                self.agent_tasks.pop(agent, None)
 
     def _builder_brief(self, t: Task) -> str:
         product = self.config.product(t.product)
@@ -323,6 +475,7 @@ class Orchestrator:
             t.body.strip() or "(no further description)",
             "",
             f"Commit: {t.commit}",
+            round_line(t, self.config.factory.max_rounds),
             f"Tests gate on this commit: {tv.outcome.value if tv else 'not run'}",
             "",
             "The change (diff against main):",
@@ -331,10 +484,37 @@ class Orchestrator:
             "Approve this commit with approve(commit, note), or request_changes(note, comments).",
         ])
 
-    async def stop_agent(self, agent: str) -> bool:
-        """Cancel an agent's session cleanly; its task is re-driven or blocked by the caller."""
+    async def stop_agent(self, agent: str, *, by: str = "system") -> bool:
+        """Cancel an agent's session: its task blocks for the human first (so nothing re-drives it), then
+        the call is cancelled and awaited (the sandbox kills the process group of any command it was
+        running), then `agent.stopped` is recorded. False if the agent is not running."""
         task = self._agents.get(agent)
         if task is None:
             return False
+        task_id = self.agent_tasks.get(agent)
+        t = self.store.task(task_id) if task_id else None
+        if t is not None:
+            await self._block(t, ["stopped"], f"{agent} was stopped by {by}. Retry to resume the task with a "
+                                              "fresh session, or send it back with an instruction.")
         task.cancel()
+        if task is not asyncio.current_task():
+            await asyncio.wait({task})
+        await self.store.append(Event(kind=Kind.AGENT_STOPPED, actor=by, product=t.product if t else None,
+                                      task_id=task_id, data={"agent": agent}))
         return True
+
+    def pause_agent(self, agent: str) -> None:
+        """No new session for this agent (the one it runs now finishes)."""
+        self.paused_agents.add(agent)
+
+    def resume_agent(self, agent: str) -> None:
+        self.paused_agents.discard(agent)
+        self._wake.set()
+
+    def pause_product(self, product: str) -> None:
+        """No new work on this product: sessions that wait for a slot do not start."""
+        self.paused_products.add(product)
+
+    def resume_product(self, product: str) -> None:
+        self.paused_products.discard(product)
+        self._wake.set()

@@ -24,7 +24,7 @@ class Factory:
 
 @asynccontextmanager
 async def open_factory(config: FactoryConfig) -> AsyncIterator[Factory]:
-    store = await Store.open(config.store_path)
+    store = await Store.open(config.store_path, budgets=config.budget_limits())
     model = None
     try:
         model = make_client(config)

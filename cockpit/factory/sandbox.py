@@ -272,12 +272,14 @@ class Sandbox:
         return clean
 
     def _bwrap_argv(
-        self, bwrap: str, command: str, cwd: Path, writable: Iterable[Path], env: dict[str, str]
+        self, bwrap: str, command: str, cwd: Path, writable: Iterable[Path], env: dict[str, str],
+        readable: Iterable[Path] = (),
     ) -> list[str]:
         writable_real = [os.path.realpath(w) for w in writable]
+        readable_real = [os.path.realpath(r) for r in readable]
 
         def inside_writable(p: str) -> bool:
-            return any(p != w and p.startswith(w.rstrip("/") + "/") for w in writable_real)
+            return any(p != w and p.startswith(w.rstrip("/") + "/") for w in writable_real + readable_real)
 
         hidden: list[tuple[str, bool]] = []  # (real path, is_dir); symlinks resolved
         seen: set[str] = set()
@@ -305,6 +307,9 @@ class Sandbox:
         # Hidden first, then the writable binds (a worktree under a hidden directory stays
         # reachable), then hidden paths that lie inside a writable one (still hidden).
         argv += hide([h for h in hidden if not inside_writable(h[0])])
+        # a reviewer's or breaker's worktree: visible (it may lie under a hidden directory) but read-only
+        for r in readable_real:
+            argv += ["--ro-bind", r, r]
         for w in writable_real:
             argv += ["--bind", w, w]
         argv += hide([h for h in hidden if inside_writable(h[0])])
@@ -338,12 +343,15 @@ class Sandbox:
         timeout_s: float,
         output_cap_bytes: int,
         env: Mapping[str, str] | None = None,
+        readable: Iterable[Path] = (),
     ) -> CommandResult:
-        """Run `bash -c command`; raises only SandboxUnavailable, a failing command is a result."""
+        """Run `bash -c command`; raises only SandboxUnavailable, a failing command is a result.
+
+        `readable`: directories bound read-only, e.g. a worktree that lies under a hidden directory."""
         writable = list(writable)
         if self.mode == "bwrap":
             bwrap = await self._acheck()
-            argv = self._bwrap_argv(bwrap, command, cwd, writable, self._env(env, _SANDBOX_HOME))
+            argv = self._bwrap_argv(bwrap, command, cwd, writable, self._env(env, _SANDBOX_HOME), readable)
             # bwrap itself gets a minimal env too; the command's env is set by --setenv only.
             proc_env = {"PATH": _BASE_PATH}
             proc_cwd = "/"

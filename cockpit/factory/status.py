@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..config import FactoryConfig
 from ..store import Store
+from .meter import burn_rate, product_budget
 
 
 async def status(config: FactoryConfig, store: Store) -> dict:
@@ -29,6 +30,14 @@ async def status(config: FactoryConfig, store: Store) -> dict:
                              for v in t.verdicts],
                 "approvals": [{"commit": a.commit, "actor": a.actor} for a in t.approvals],
                 "overrides": [{"commit": o.commit, "actor": o.actor, "note": o.note} for o in t.overrides],
+                "defects": [{"id": d.id, "title": d.title, "state": d.state.value, "actor": d.actor, "commit": d.commit,
+                             "closed_by": d.closed_by, "closed_commit": d.closed_commit} for d in t.defects],
             })
-        products.append({"name": name, "tasks": tasks, "spend_usd": round(await store.spend_total(name), 6)})
-    return {"products": products, "spend_usd": round(await store.spend_total(), 6)}
+        # the merge queue, from the store alone: tasks waiting to land, in the order they became ready
+        queue = [t.id for t in sorted((t for t in store.tasks(name) if t.state.value == "merging"),
+                                      key=lambda t: t.updated_ts)]
+        products.append({"name": name, "tasks": tasks, "queue": queue,
+                         "spend_usd": round(await store.spend_total(name), 6),
+                         **product_budget(config, store, name)})
+    return {"products": products, "spend_usd": round(await store.spend_total(), 6),
+            "burn_usd_per_hour": round(await burn_rate(store), 6)}

@@ -8,6 +8,7 @@ error and is recorded for the human to see.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,10 @@ from ..agents.tools import ToolError, WorktreeTools
 from ..domain.errors import Refused
 from ..domain.events import Event, Kind
 from ..store import Store
-from .workspaces import Workspaces, git
+from ..store.memory import Memory
+from .defects import ReproResult, guess_kind
+from .knowledge import REMEMBER_SPEC, remember_from_tool
+from .workspaces import GitError, Workspaces, git
 
 
 def _spec(name: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -30,6 +34,9 @@ TASK_TOOL_SPECS: dict[str, dict[str, Any]] = {
                     {"message": {"type": "string", "description": "what changed and why"}}, ["message"]),
     "submit": _spec("submit", "Submit your latest commit for checking (tests gate, then review). Ends your turn.",
                     {"note": {"type": "string", "description": "what reviewers should know"}}, []),
+    "sync_main": _spec("sync_main", "Merge the product's current main branch into your branch (as a commit of "
+                       "yours), e.g. when the merge queue says your change conflicts with what landed since.",
+                       {}, []),
     "approve": _spec("approve", "Approve this commit of the task. Only the latest commit can be approved.",
                      {"commit": {"type": "string"}, "note": {"type": "string"}}, ["commit", "note"]),
     "request_changes": _spec(
@@ -39,14 +46,27 @@ TASK_TOOL_SPECS: dict[str, dict[str, Any]] = {
              "file": {"type": "string"}, "line": {"type": "integer"}, "comment": {"type": "string"}},
              "required": ["file", "comment"]}}},
         ["note"]),
+    "report_defect": _spec(
+        "report_defect", "Report a defect of the commit under review. The cockpit re-runs the reproduction in a "
+        "sandbox on a clean checkout of that commit and opens the defect only if it really fails there.",
+        {"title": {"type": "string", "description": "what is wrong, in one line"},
+         "reproduction": {"type": "string", "description": "a shell command that fails on this commit (run from the "
+                          "repository root), or the body of a pytest test file that fails on it"},
+         "kind": {"type": "string", "enum": ["command", "test_file"],
+                  "description": "what the reproduction is (default: test_file if it defines a test, else command)"}},
+        ["title", "reproduction"]),
 }
+TASK_TOOL_SPECS["remember"] = REMEMBER_SPEC  # every role: a lesson for the sessions after this one
 
 
 class TaskToolbox:
     """Implements cockpit.agents.loop.Toolbox for one agent on one task."""
 
     def __init__(self, *, role: str, agent: str, task_id: str, product: str, worktree: Path,
-                 worktree_tools: WorktreeTools, store: Store, workspaces: Workspaces, commit: str | None = None):
+                 worktree_tools: WorktreeTools, store: Store, workspaces: Workspaces, commit: str | None = None,
+                 main_branch: str | None = None,
+                 reproduce: Callable[[str, str, str], Awaitable[ReproResult]] | None = None,
+                 memory: Memory | None = None):
         self.role = role
         self.agent = agent
         self.task_id = task_id
@@ -56,6 +76,9 @@ class TaskToolbox:
         self.store = store
         self.workspaces = workspaces
         self.reviewing_commit = commit
+        self.main_branch = main_branch
+        self.reproduce = reproduce  # (commit, kind, reproduction) -> the cockpit's own run of it
+        self.memory = memory
         self._names = set(ROLE_TOOLS[role])
 
     def names(self) -> set[str]:
@@ -79,9 +102,17 @@ class TaskToolbox:
             return ToolOutcome(str(e), is_error=True)
         except Refused as r:
             return ToolOutcome(f"refused: {r.reason}", is_error=True)
+        except GitError as e:
+            return ToolOutcome(str(e), is_error=True)
 
     def _event(self, kind: str, **data: Any) -> Event:
         return Event(kind=kind, actor=self.agent, product=self.product, task_id=self.task_id, data=data)
+
+    async def _remember(self, inp: dict[str, Any]) -> ToolOutcome:
+        if self.memory is None:
+            raise ToolError("remember: this session has no memory attached")
+        return await remember_from_tool(self.memory, self.store, inp, agent=self.agent, role=self.role,
+                                        task_id=self.task_id, product=self.product)
 
     async def _commit(self, inp: dict[str, Any]) -> ToolOutcome:
         message = str(inp.get("message", "")).strip()
@@ -102,6 +133,18 @@ class TaskToolbox:
         await self.store.append(self._event(Kind.SUBMITTED, commit=commit, note=str(inp.get("note", ""))[:2000]))
         return ToolOutcome(f"submitted {commit} for checking", ends_session=True)
 
+    async def _sync_main(self, inp: dict[str, Any]) -> ToolOutcome:
+        if self.main_branch is None:
+            raise ToolError("sync_main: this toolbox does not know the product's main branch")
+        dirty = await git("status", "--porcelain", cwd=self.worktree)
+        if dirty.strip():
+            raise ToolError("sync_main: commit or discard your changes first\n" + dirty[:2000])
+        sha = await self.workspaces.sync_main(self.worktree, self.main_branch, author=self.agent)
+        if sha is None:
+            return ToolOutcome(f"already up to date with {self.main_branch}")
+        await self.store.append(self._event(Kind.COMMITTED, sha=sha, message=f"Merge {self.main_branch}"))
+        return ToolOutcome(f"merged {self.main_branch} into your branch: {sha}")
+
     async def _approve(self, inp: dict[str, Any]) -> ToolOutcome:
         commit = str(inp.get("commit", "")).strip()
         task = self.store.task(self.task_id)
@@ -120,3 +163,33 @@ class TaskToolbox:
         await self.store.append(self._event(Kind.CHANGES_REQUESTED, commit=self.reviewing_commit,
                                             note="\n".join(lines)[:4000], comments=comments[:50]))
         return ToolOutcome("changes requested; the task goes back to its builder", ends_session=True)
+
+    async def _report_defect(self, inp: dict[str, Any]) -> ToolOutcome:
+        title = str(inp.get("title", "")).strip()
+        reproduction = str(inp.get("reproduction", ""))
+        if not title or not reproduction.strip():
+            raise ToolError("report_defect needs a title and a reproduction")
+        kind = str(inp.get("kind") or guess_kind(reproduction))
+        if kind not in ("command", "test_file"):
+            raise ToolError("kind must be 'command' or 'test_file'")
+        task = self.store.task(self.task_id)
+        commit = self.reviewing_commit
+        if task is None or commit is None or task.commit != commit:
+            raise ToolError(f"the commit under review {commit} is no longer the latest of the task: nothing to report on")
+        if self.reproduce is None:
+            raise ToolError("report_defect: this cockpit cannot re-run reproductions here")
+        res = await self.reproduce(commit, kind, reproduction)
+        data = {"agent": self.agent, "commit": commit, "title": title[:300], "repro_kind": kind,
+                "reproduction": reproduction[:20_000],
+                "exit_code": res.exit_code, "timed_out": res.timed_out, "detail": res.tail()}
+        if not res.fails:
+            await self.store.append(Event(kind=Kind.DEFECT_REJECTED, actor=self.agent, product=self.product,
+                                          task_id=self.task_id, data={**data, "reason": res.why}))
+            return ToolOutcome(f"not opened: the cockpit re-ran your reproduction on {commit[:12]} and {res.why}, so it "
+                               f"shows no defect.\n{res.tail()}", is_error=True)
+        ev = await self.store.append(Event(kind=Kind.DEFECT_OPENED, actor=self.agent, product=self.product,
+                                           task_id=self.task_id, data=data))
+        t = self.store.task(self.task_id)
+        defect_id = next((d.id for d in (t.defects if t else []) if d.event_id == ev.id), "?")
+        return ToolOutcome(f"defect {defect_id} opened on {commit[:12]} (event {ev.id}): {res.why} when the cockpit "
+                           f"re-ran it.\n{res.tail(15)}")

@@ -164,6 +164,18 @@ async def _worktrees(repo: Path) -> list[dict[str, str]]:
     return entries
 
 
+@dataclass(frozen=True)
+class PreparedMerge:
+    """A merge built but not landed: `merged` is the sha to test; `scratch` its worktree."""
+
+    base: str
+    merged: str | None
+    scratch: Path | None
+    conflict_files: list[str]
+    detail: str
+    already: bool = False
+
+
 class Workspaces:
     """Task worktrees under root/<product>/<task_id>, on branch cockpit/<task_id>."""
 
@@ -215,6 +227,26 @@ class Workspaces:
         )  # fmt: skip
         return await self.head(worktree)
 
+    async def sync_main(self, worktree: Path, main_branch: str, author: str) -> str | None:
+        """Merge main into the task branch as `author`; None if already up to date. A conflict is
+        aborted (the tree is left as it was) and raised with the conflicting files."""
+        check_worktree(worktree)
+        ref = f"refs/heads/{main_branch}"
+        rc, _, _ = await _run_git("merge-base", "--is-ancestor", ref, "HEAD", cwd=worktree)
+        if rc == 0:
+            return None
+        ident = _identity(author)
+        rc, out, err = await _run_git("merge", "--no-ff", "--no-edit", "-m",
+                                      f"Merge {main_branch} into the task branch\n\nCockpit-Agent: {author}\n",
+                                      ref, cwd=worktree, env=ident)
+        if rc != 0:
+            conflicts = await git("diff", "--name-only", "--diff-filter=U", "-z", cwd=worktree, check=False)
+            files = [f for f in conflicts.split("\0") if f]
+            await git("merge", "--abort", cwd=worktree, check=False)
+            raise GitError.failed(("merge", ref), worktree, rc,
+                                  f"conflict in {', '.join(files)}" if files else (err or out).strip())
+        return await self.head(worktree)
+
     async def head(self, worktree: Path) -> str:
         check_worktree(worktree)
         return await git("rev-parse", "HEAD", cwd=worktree)
@@ -264,6 +296,50 @@ class Workspaces:
             if scratch.exists():
                 shutil.rmtree(scratch, ignore_errors=True)
             await git("worktree", "prune", cwd=repo, check=False)
+
+    async def prepare_merge(self, repo: Path, main_branch: str, commit: str, message: str) -> PreparedMerge:
+        """Build the exact commit that would land (commit merged onto main's current head) in a scratch
+        worktree, without moving main. The caller tests it there, then `advance`s and `discard`s."""
+        ref = f"refs/heads/{main_branch}"
+        base = await git("rev-parse", "--verify", f"{ref}^{{commit}}", cwd=repo)
+        target = await git("rev-parse", "--verify", f"{commit}^{{commit}}", cwd=repo)
+        rc, _, _ = await _run_git("merge-base", "--is-ancestor", target, base, cwd=repo)
+        if rc == 0:
+            return PreparedMerge(base, None, None, [], f"{target[:12]} is already in {main_branch}", already=True)
+        scratch = self.root / ".merge" / f"{Path(repo).name}-{uuid.uuid4().hex[:12]}"
+        scratch.parent.mkdir(parents=True, exist_ok=True)
+        await git("worktree", "add", "--detach", str(scratch), base, cwd=repo)
+        ident = _identity(MERGER)
+        rc, out, err = await _run_git("merge", "--no-ff", "--no-edit", "-m", message, target, cwd=scratch, env=ident)
+        if rc != 0:
+            conflicts = await git("diff", "--name-only", "--diff-filter=U", "-z", cwd=scratch, check=False)
+            files = [f for f in conflicts.split("\0") if f]
+            await git("merge", "--abort", cwd=scratch, check=False)
+            await self.discard(repo, scratch)
+            detail = f"merge conflict in {', '.join(files)}" if files else (err or out).strip()
+            return PreparedMerge(base, None, None, files, detail)
+        return PreparedMerge(base, await self.head(scratch), scratch, [], f"merged onto {base[:12]}")
+
+    async def advance(self, repo: Path, main_branch: str, new: str, old: str) -> MergeResult:
+        """Move main from `old` to exactly `new`, or refuse if main moved meanwhile."""
+        return await self._advance(repo, main_branch, new, old)
+
+    async def discard(self, repo: Path, scratch: Path | None) -> None:
+        if scratch is None:
+            return
+        await git("worktree", "remove", "--force", str(scratch), cwd=repo, check=False)
+        if scratch.exists():
+            shutil.rmtree(scratch, ignore_errors=True)
+        await git("worktree", "prune", cwd=repo, check=False)
+
+    async def merged_since(self, repo: Path, main_branch: str, commit: str) -> list[str]:
+        """Subjects of main's first-parent commits since `commit` forked from it (what landed meanwhile)."""
+        base = await git("merge-base", commit, f"refs/heads/{main_branch}", cwd=repo, check=False)
+        if not base:
+            return []
+        out = await git("log", "--first-parent", "--format=%s", f"{base}..refs/heads/{main_branch}", cwd=repo,
+                        check=False)
+        return [line for line in out.splitlines() if line]
 
     async def _advance(self, repo: Path, main_branch: str, new: str, old: str) -> MergeResult:
         """Move main from `old` to `new`: CAS on the ref, or fast-forward where main is checked out."""

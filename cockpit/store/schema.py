@@ -52,6 +52,55 @@ MIGRATIONS: list[str] = [
     CREATE INDEX ledger_task ON ledger(task_id);
     CREATE INDEX ledger_product ON ledger(product);
     """,
+    # 2: lessons (the memory: cockpit.store.memory) and their full-text index. A lesson names the
+    # task that taught it; it is never deleted, only tombstoned, and a tombstoned one never returns.
+    """
+    CREATE TABLE lessons (
+        id            INTEGER PRIMARY KEY,
+        text          TEXT    NOT NULL CHECK (length(trim(text)) > 0),
+        product       TEXT,
+        role          TEXT,
+        tags          TEXT    NOT NULL DEFAULT '',
+        source_task   TEXT    NOT NULL CHECK (length(trim(source_task)) > 0),
+        source_commit TEXT,
+        source_event  INTEGER,
+        source_actor  TEXT    NOT NULL,
+        created_ts    REAL    NOT NULL,
+        updated_ts    REAL    NOT NULL,
+        last_used_ts  REAL,
+        use_count     INTEGER NOT NULL DEFAULT 0,
+        superseded_by INTEGER,
+        pinned        INTEGER NOT NULL DEFAULT 0,
+        deleted       INTEGER NOT NULL DEFAULT 0,
+        fingerprint   TEXT    NOT NULL,
+        -- one token per product ('sg': global), indexed so that a search ranks only its own scope
+        scope         TEXT    GENERATED ALWAYS AS (CASE WHEN product IS NULL THEN 'sg' ELSE 's' || hex(product) END)
+    );
+    CREATE INDEX lessons_scope ON lessons(product, deleted);
+    CREATE INDEX lessons_fingerprint ON lessons(fingerprint);
+    CREATE INDEX lessons_pinned ON lessons(product) WHERE pinned = 1 AND deleted = 0;
+    CREATE VIRTUAL TABLE lessons_fts USING fts5(
+        text, tags, scope, content='lessons', content_rowid='id', tokenize='porter unicode61'
+    );
+    CREATE TRIGGER lessons_fts_insert AFTER INSERT ON lessons BEGIN
+        INSERT INTO lessons_fts(rowid, text, tags, scope) VALUES (new.id, new.text, new.tags, new.scope);
+    END;
+    CREATE TRIGGER lessons_fts_update AFTER UPDATE OF text, tags ON lessons BEGIN
+        INSERT INTO lessons_fts(lessons_fts, rowid, text, tags, scope) VALUES ('delete', old.id, old.text, old.tags, old.scope);
+        INSERT INTO lessons_fts(rowid, text, tags, scope) VALUES (new.id, new.text, new.tags, new.scope);
+    END;
+    CREATE TRIGGER lessons_no_delete BEFORE DELETE ON lessons BEGIN
+        SELECT RAISE(ABORT, 'lessons are never deleted: set deleted = 1 (a tombstone)');
+    END;
+    CREATE TRIGGER lessons_stay_deleted BEFORE UPDATE OF deleted ON lessons
+    WHEN OLD.deleted = 1 AND NEW.deleted = 0 BEGIN
+        SELECT RAISE(IGNORE);
+    END;
+    CREATE TRIGGER lessons_never_return BEFORE INSERT ON lessons
+    WHEN NEW.deleted = 0 AND EXISTS (SELECT 1 FROM lessons WHERE deleted = 1 AND fingerprint = NEW.fingerprint) BEGIN
+        SELECT RAISE(IGNORE);
+    END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

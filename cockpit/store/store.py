@@ -25,6 +25,7 @@ from typing import Any
 
 import aiosqlite
 
+from ..domain import budget
 from ..domain import tasks as domain
 from ..domain.errors import Refused
 from ..domain.events import Event, Kind
@@ -46,6 +47,8 @@ class _Item:
     event: Event | None
     sql: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
     future: asyncio.Future | None = None
+    # a ledger change, checked against the budgets in the same batch step that commits it
+    ledger: budget.Reservation | budget.Settlement | None = None
 
 
 class Subscription:
@@ -89,12 +92,16 @@ class Store:
         self._subs: set[Subscription] = set()
         self._closed = False
         self.last_event_id = 0
+        self.budget = budget.BudgetBook()  # running totals per budget; written by the writer only
 
     # --- lifecycle ---------------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: str | Path) -> "Store":
+    async def open(cls, path: str | Path, *, budgets: budget.BudgetLimits | None = None) -> "Store":
+        """Open (creating if needed); `budgets` are the configured limits every reservation is checked against."""
         store = cls(Path(path))
+        if budgets is not None:
+            store.set_budget_limits(budgets)
         await store._open()
         return store
 
@@ -126,6 +133,10 @@ class Store:
             raise
         self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
 
+    def set_budget_limits(self, limits: budget.BudgetLimits) -> None:
+        """The configured limits (factory.toml) every reservation is checked against from now on."""
+        self.budget.limits = limits
+
     async def _migrate(self) -> None:
         assert self._w is not None
         (version,) = await (await self._w.execute("PRAGMA user_version")).fetchone()  # type: ignore[misc]
@@ -155,6 +166,16 @@ class Store:
         self._next_id = max_id + 1
         self.last_event_id = max_id
         self._next_task = max(self._task_seq.values(), default=0) + 1
+        # budgets: every ledger row counts (unsettled and orphaned reservations too), and every raise
+        async with self._w.execute(
+                "SELECT call_id, ts, task_id, product, state, reserved_usd, settled_usd FROM ledger") as cur:
+            async for call_id, ts, task_id, product, state, reserved, settled in cur:
+                self.budget.load_row(call_id=call_id, ts=ts, task_id=task_id, product=product, state=state,
+                                     reserved_usd=reserved, settled_usd=settled)
+        async with self._w.execute("SELECT actor, task_id, data FROM events WHERE kind = ?",
+                                   (Kind.BUDGET_RAISED.value,)) as cur:
+            async for actor, task_id, data in cur:
+                self.budget.load_raise(actor, task_id, json.loads(data))
 
     async def close(self) -> None:
         if self._closed:
@@ -234,6 +255,7 @@ class Store:
         sql: list[tuple[str, tuple[Any, ...]]] = []
         results: list[tuple[_Item, Event | None, Exception | None]] = []
         next_id, next_task = self._next_id, self._next_task
+        txn = self.budget.begin()
         for it in batch:
             ev = it.event
             if ev is None:
@@ -242,6 +264,7 @@ class Store:
                 continue
             err: Exception | None = None
             try:
+                step, ev = self._budget_step(txn, it, ev, pending)
                 if ev.is_task_event:
                     if ev.kind == Kind.TASK_CREATED and ev.task_id is None:
                         ev = ev.model_copy(update={"task_id": f"T{next_task}"})
@@ -259,11 +282,14 @@ class Store:
                     pending[new.id] = new
                 else:
                     ev = ev.model_copy(update={"id": next_id})
+                if step is not None:
+                    txn.apply(step)
             except Refused as r:
                 err = r
                 ev = Event(
                     id=next_id, kind=Kind.REFUSED, actor=ev.actor, product=ev.product, task_id=ev.task_id,
-                    data={"kind": ev.kind, "reason": r.reason, "data": _jsonable(ev.data)},
+                    data={"kind": ev.kind, "reason": r.reason, "data": _jsonable(ev.data),
+                          **({"budget": r.figures()} if isinstance(r, budget.BudgetExceeded) else {})},
                 )
             rows.append((ev.id, ev.ts, ev.kind, ev.actor, ev.product, ev.task_id, json.dumps(ev.data, default=str)))
             sql.extend(it.sql if err is None else [])
@@ -295,13 +321,15 @@ class Store:
                 await self._w.execute("ROLLBACK")
             except Exception:
                 pass
-            failure = StoreError(f"{self.path}: write failed ({e}); nothing of this batch was recorded")
+            fix = " Free some disk space, then restart the cockpit." if "full" in str(e) else ""
+            failure = StoreError(f"{self.path}: write failed ({e}); nothing of this batch was recorded.{fix}")
             for it, _, _ in results:
                 if it.future is not None and not it.future.done():
                     it.future.set_exception(failure)
             return
 
         self._next_id, self._next_task = next_id, next_task
+        txn.commit()
         self._tasks.update(pending)
         self._task_seq.update(seqs)
         if rows:
@@ -315,6 +343,22 @@ class Store:
             if ev is not None:
                 for sub in list(self._subs):
                     sub.queue.put_nowait(ev)
+
+    def _budget_step(self, txn: budget.BudgetTxn, it: _Item, ev: Event,
+                     pending: dict[str, Task]) -> tuple[budget.Step | None, Event]:
+        """Check a ledger change against the budgets as they stand after everything ahead of it."""
+        led = it.ledger
+        if isinstance(led, budget.Reservation):
+            t = (pending.get(led.task_id) or self._tasks.get(led.task_id)) if led.task_id else None
+            return txn.prepare_reserve(led, t.budget_usd if t is not None else None), ev
+        if isinstance(led, budget.Settlement):
+            step = txn.prepare_settle(led)
+            # the task's spend grows by what this settlement adds (all of it, unless reconciling)
+            return step, ev.model_copy(update={"data": {**ev.data, "usd": round(step.spend_delta_usd, 9),
+                                                        "call_usd": led.usd}})
+        if ev.kind == Kind.BUDGET_RAISED:
+            return txn.prepare_raise(ev.actor, ev.task_id, ev.data), ev
+        return None, ev
 
     # --- reading -----------------------------------------------------------------
 
@@ -370,28 +414,51 @@ class Store:
 
     async def reserve(self, *, call_id: str, task_id: str | None, product: str | None, actor: str,
                       model: str, usd: float) -> None:
-        """Record a reservation before a model call; it counts against budgets until settled."""
-        await self.append(
-            Event(kind="spend.reserved", actor="system", product=product, task_id=task_id,
-                  data={"call_id": call_id, "agent": actor, "model": model, "usd": usd}),
-            sql=[("INSERT INTO ledger(call_id, ts, task_id, product, actor, model, state, reserved_usd) "
-                  "VALUES (?,?,?,?,?,?, 'reserved', ?)", (call_id, time.time(), task_id, product, actor, model, usd))],
-        )
+        """Hold `usd` against every budget the call falls under, before the call is made.
+
+        Checked and recorded in one writer step: raises budget.BudgetExceeded (the
+        refusal is recorded, no ledger row is written) if any budget would pass its limit.
+        """
+        res = budget.Reservation(call_id=call_id, task_id=task_id, product=product, actor=actor, model=model,
+                                 usd=usd, ts=time.time())
+        ev = Event(kind="spend.reserved", actor="system", product=product, task_id=task_id,
+                   data={"call_id": call_id, "agent": actor, "model": model, "usd": usd})
+        sql = [("INSERT INTO ledger(call_id, ts, task_id, product, actor, model, state, reserved_usd) "
+                "VALUES (?,?,?,?,?,?, 'reserved', ?)", (call_id, res.ts, task_id, product, actor, model, usd))]
+        await self._submit_ledger(ev, sql, res)
 
     async def settle(self, *, call_id: str, task_id: str | None, product: str | None, usd: float,
                      usage: dict[str, int], complete: bool = True) -> None:
-        """Settle a reservation from the real usage; `complete=False` keeps it 'unsettled'."""
+        """Replace a reservation by the real cost; `complete=False` keeps the rest held ('unsettled')."""
         state = "settled" if complete else "unsettled"
         ev = Event(kind=Kind.SPEND if task_id else "spend.settled_untasked", actor="system", product=product,
                    task_id=task_id, data={"call_id": call_id, "usd": usd, "usage": usage, "state": state})
-        await self.append(
-            ev,
-            sql=[("UPDATE ledger SET state=?, settled_usd=?, input_tokens=?, output_tokens=?, "
-                  "cache_creation_tokens=?, cache_read_tokens=?, settled_ts=? WHERE call_id=?",
-                  (state, usd, usage.get("input_tokens", 0), usage.get("output_tokens", 0),
-                   usage.get("cache_creation_input_tokens", 0), usage.get("cache_read_input_tokens", 0),
-                   time.time(), call_id))],
-        )
+        sql = [("UPDATE ledger SET state=?, settled_usd=?, input_tokens=?, output_tokens=?, "
+                "cache_creation_tokens=?, cache_read_tokens=?, settled_ts=? WHERE call_id=?",
+                (state, usd, usage.get("input_tokens", 0), usage.get("output_tokens", 0),
+                 usage.get("cache_creation_input_tokens", 0), usage.get("cache_read_input_tokens", 0),
+                 time.time(), call_id))]
+        await self._submit_ledger(ev, sql, budget.Settlement(call_id=call_id, usd=usd, complete=complete))
+
+    async def reconcile(self, call_id: str, *, usd: float | None = None, actor: str = "system") -> None:
+        """Close an unsettled (or orphaned) call: its cost becomes `usd` (default: what was received), the rest is freed."""
+        rows = await self.query("SELECT task_id, product, state, settled_usd FROM ledger WHERE call_id = ?", (call_id,))
+        if not rows or rows[0][2] == "settled":
+            raise Refused(f"no unsettled call {call_id!r} to reconcile")
+        task_id, product, _, settled = rows[0]
+        usd = float(settled) if usd is None else usd
+        ev = Event(kind=Kind.SPEND if task_id else "spend.settled_untasked", actor="system", product=product,
+                   task_id=task_id, data={"call_id": call_id, "usd": usd, "state": "settled", "reconciled_by": actor})
+        sql = [("UPDATE ledger SET state='settled', settled_usd=?, settled_ts=? WHERE call_id=?",
+                (usd, time.time(), call_id))]
+        await self._submit_ledger(ev, sql, budget.Settlement(call_id=call_id, usd=usd, reconcile=True))
+
+    async def _submit_ledger(self, ev: Event, sql: list[tuple[str, tuple[Any, ...]]],
+                             ledger: budget.Reservation | budget.Settlement) -> Event:
+        self._check_open()
+        fut = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Item(event=ev, sql=sql, future=fut, ledger=ledger))
+        return await fut
 
     async def spend_total(self, product: str | None = None) -> float:
         q = "SELECT COALESCE(SUM(settled_usd), 0) FROM ledger"

@@ -1,0 +1,1 @@
+"""A tiny journal: entries with a title and a body."""

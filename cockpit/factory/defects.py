@@ -1,0 +1,116 @@
+"""Reproducing a breaker's defect: the cockpit re-runs it, so no hallucinated defect is ever opened.
+
+A reproduction is either a shell command or the body of a pytest test file. It runs in
+the sandbox against one exact commit, in a throwaway checkout (never the builder's
+tree). It reproduces the defect only if it really fails there:
+
+- a command: a non-zero exit code (or a hang until the timeout); 126/127 (not
+  executable, not found) are the reporter's typo, not the product's defect;
+- a test file: pytest's exit code 1, a test ran and failed. A file that does not even
+  collect (2), a usage error (4) or no test at all (5) proves nothing.
+
+The same run decides closing: a defect whose reproduction passes (exit code 0) on a later
+commit is closed by the system when that commit is checked.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from .sandbox import Sandbox
+from .scratch import throwaway_tree
+
+REPRO_TEST_FILE = "test_cockpit_reproduction.py"
+PYTEST_REPRO = f"python -m pytest -q -p no:cacheprovider {REPRO_TEST_FILE}"
+_TAIL_LINES = 40
+# pytest options whose value is the next word
+_OPTS_WITH_VALUE = frozenset({"-p", "-k", "-m", "-o", "-c", "-W", "-n", "--rootdir", "--tb", "--import-mode"})
+
+
+def repro_test_command(test_command: str | None) -> str:
+    """How a test-file reproduction runs: the product's own pytest command (its env and options) on
+    just that file when it is a plain pytest invocation with options only, else a default pytest run."""
+    if not test_command or re.search(r"[;&|<>`$()\n]", test_command):
+        return PYTEST_REPRO
+    try:
+        words = shlex.split(test_command)
+    except ValueError:
+        return PYTEST_REPRO
+    at = [i for i, w in enumerate(words) if w.rsplit("/", 1)[-1] in ("pytest", "py.test")]
+    if not at:
+        return PYTEST_REPRO
+    rest, i = words[at[-1] + 1:], 0
+    while i < len(rest):
+        if rest[i] in _OPTS_WITH_VALUE:
+            i += 2
+        elif rest[i].startswith("-"):
+            i += 1
+        else:
+            return PYTEST_REPRO  # it names paths of its own
+    return f"{test_command.rstrip()} {REPRO_TEST_FILE}"
+
+
+def guess_kind(reproduction: str) -> str:
+    """'test_file' for Python defining a test function, else 'command'."""
+    body = reproduction.lstrip()
+    if "def test" in body and ("\n" in body or body.startswith(("import ", "from "))):
+        return "test_file"
+    return "command"
+
+
+@dataclass(frozen=True)
+class ReproResult:
+    commit: str
+    kind: str
+    exit_code: int | None
+    timed_out: bool
+    output: str
+
+    @property
+    def fails(self) -> bool:
+        """It reproduces the defect on this commit."""
+        if self.timed_out:
+            return True
+        if self.kind == "test_file":
+            return self.exit_code == 1
+        return self.exit_code not in (None, 0, 126, 127)
+
+    @property
+    def passes(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+    @property
+    def why(self) -> str:
+        if self.timed_out:
+            return "it hung until the timeout"
+        if self.exit_code is None:
+            return "it did not run"
+        if self.kind == "test_file":
+            return {0: "its tests passed", 1: "a test failed", 2: "the file did not collect (an error, not a failing test)",
+                    4: "pytest was misused", 5: "it holds no test"}.get(self.exit_code, f"exit code {self.exit_code}")
+        if self.exit_code in (126, 127):
+            return f"the command could not run (exit code {self.exit_code})"
+        return "it exited 0" if self.exit_code == 0 else f"it exited {self.exit_code}"
+
+    def tail(self, lines: int = _TAIL_LINES) -> str:
+        return "\n".join(self.output.rstrip("\n").splitlines()[-lines:])
+
+
+async def reproduce(sandbox: Sandbox, repo: Path, scratch_root: Path, commit: str, kind: str, reproduction: str, *,
+                    timeout_s: float, output_cap_bytes: int, test_command: str | None = None) -> ReproResult:
+    """Run the reproduction against `commit` in a throwaway checkout; never raises for a failing run."""
+    if kind not in ("command", "test_file"):
+        raise ValueError(f"kind must be 'command' or 'test_file', not {kind!r}")
+    async with throwaway_tree(repo, scratch_root, commit, label="repro") as tree:
+        if kind == "test_file":
+            (tree / REPRO_TEST_FILE).write_text(reproduction if reproduction.endswith("\n") else reproduction + "\n",
+                                                encoding="utf-8")
+            command = repro_test_command(test_command)
+        else:
+            command = reproduction
+        res = await sandbox.run(command, cwd=tree, writable=[tree], timeout_s=timeout_s,
+                                output_cap_bytes=output_cap_bytes)
+    return ReproResult(commit, kind, res.exit_code, res.timed_out, res.output)

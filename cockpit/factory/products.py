@@ -1,0 +1,462 @@
+"""`cockpit product add|list|remove`: point the factory at a real git repository, safely.
+
+`add` checks what the factory will rely on before it writes anything: PATH is the top
+of a git repository, the main branch exists, the checkout has no uncommitted changes to
+tracked files (a merge fast-forwards a checked-out main and would refuse to run over
+them), and the test command passes on that branch. The command runs once, exactly as the
+tests gate will run it: in the sandbox, on a fresh scratch worktree of the branch, with
+only that worktree writable. So "it passed here" means "the gate can pass".
+
+factory.toml is edited with tomlkit, which keeps the user's comments and order, and the
+result is validated with the same loader as `cockpit run` before it replaces the file
+(atomically): a product entry that would break the factory is never written.
+
+`remove` deletes only the config entry. The product's tasks, events and spend stay in the
+store (`cockpit status` still shows them); the orchestrator no longer drives them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import sqlite3
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomlkit
+import tomlkit.items
+
+from ..config import ConfigError, FactoryConfig, load_factory
+from .sandbox import CommandResult, Sandbox, SandboxUnavailable
+from .workspaces import GitError, git
+
+PYTEST_COMMAND = "python -m pytest -q"
+_NAME_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class ProductError(Exception):
+    """A product that cannot be added or found; the message says what to do."""
+
+
+# --- editing factory.toml, comments kept -----------------------------------------------
+
+
+def edit_factory(path: Path, change: Callable[[tomlkit.TOMLDocument], None]) -> FactoryConfig:
+    """Apply `change` to factory.toml with tomlkit; validate the result like `cockpit run` would,
+    then replace the file atomically. Raises ConfigError (naming the real file) and writes nothing
+    if the result is not a valid factory."""
+    path = Path(path).resolve()
+    text = path.read_text(encoding="utf-8")
+    doc = tomlkit.parse(text)
+    change(doc)
+    new_text = tomlkit.dumps(doc)
+    fd, tmp_name = tempfile.mkstemp(prefix=".factory-", suffix=".toml", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(new_text)
+        try:
+            load_factory(tmp)
+        except ConfigError as e:
+            raise ConfigError(str(e).replace(str(tmp), str(path))) from None
+        os.chmod(tmp, path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return load_factory(path)
+
+
+def _product_entry(name: str, path: str, test_command: str, branch: str, budget: float | None) -> tomlkit.items.Table:
+    t = tomlkit.table()
+    t.add("name", name)
+    t.add("path", path)
+    t.add("test_command", test_command)
+    t.add("main_branch", branch)
+    if budget is not None:
+        t.add("budget_usd", float(budget))
+    return t
+
+
+def _append_product(doc: tomlkit.TOMLDocument, entry: tomlkit.items.Table) -> None:
+    if "products" not in doc:
+        aot = tomlkit.aot()
+        aot.append(entry)
+        doc.append("products", aot)
+        return
+    products = doc["products"]
+    if isinstance(products, tomlkit.items.AoT):
+        if len(products):
+            products[-1].add(tomlkit.nl())  # a blank line between entries, as a person would write it
+        products.append(entry)
+    elif isinstance(products, tomlkit.items.Array):  # `products = [{...}]`, inline
+        products.append(dict(entry.unwrap()))
+    else:
+        raise ConfigError("factory.toml: 'products' is not a list of tables; fix it by hand first")
+
+
+def _remove_product(doc: tomlkit.TOMLDocument, name: str) -> None:
+    products = doc.get("products")
+    if products is None:
+        raise ProductError(f"no product {name!r}")
+    for i, entry in enumerate(products):
+        if entry.get("name") == name:
+            del products[i]
+            break
+    else:
+        raise ProductError(f"no product {name!r}")
+    if len(products) == 0:
+        del doc["products"]  # tomlkit would otherwise leave `products = []` at the top
+
+
+# --- the repository ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RepoState:
+    path: Path
+    branch: str
+    head: str
+
+
+async def check_repo(path: Path, branch: str | None) -> RepoState:
+    """The checks `product add` and `doctor` share. Raises ProductError naming the fix."""
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise ProductError(f"{path}: no such directory")
+    path = path.resolve()
+    try:
+        top = await git("rev-parse", "--show-toplevel", cwd=path)
+    except GitError as e:
+        bare = await git("rev-parse", "--is-bare-repository", cwd=path, check=False)
+        if bare == "true":
+            raise ProductError(f"{path} is a bare repository: give the path of a checkout (git clone {path} DIR)") \
+                from None
+        if "not a git repository" not in e.stderr:  # e.g. "dubious ownership": git says what to do
+            raise ProductError(f"{path}: git refuses it: {e.stderr.strip()}") from None
+        raise ProductError(f"{path} is not a git repository: run 'git init -b main' there and commit, "
+                           "or give the repository's path") from None
+    if Path(top).resolve() != path:
+        raise ProductError(f"{path} is inside the repository {top}: give its top level, {top}")
+    if branch is None:
+        if await git("rev-parse", "--verify", "--quiet", "refs/heads/main^{commit}", cwd=path, check=False):
+            branch = "main"
+        else:
+            current = await git("symbolic-ref", "--quiet", "--short", "HEAD", cwd=path, check=False)
+            if not current:
+                raise ProductError(f"{path}: no branch 'main' and HEAD is detached: give --branch NAME")
+            branch = current
+    head = await git("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}", cwd=path, check=False)
+    if not head:
+        branches = await git("for-each-ref", "--format=%(refname:short)", "refs/heads", cwd=path, check=False)
+        known = ", ".join(branches.split()) or "none (commit something first)"
+        raise ProductError(f"{path}: no branch {branch!r} with a commit (branches: {known}); give --branch NAME")
+    dirty = await git("status", "--porcelain", "--untracked-files=no", cwd=path)
+    if dirty:
+        lines = dirty.splitlines()
+        shown = "\n  ".join(lines[:10]) + ("\n  ..." if len(lines) > 10 else "")
+        raise ProductError(
+            f"{path} has uncommitted changes to tracked files:\n  {shown}\n"
+            "Commit or stash them first: merged work fast-forwards this checkout, and git refuses to run over them."
+        )
+    return RepoState(path, branch, head)
+
+
+# --- guessing the test command --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Guess:
+    command: str
+    reason: str
+
+
+def _has_pytest(venv: Path) -> bool:
+    return any(venv.glob("lib/python*/site-packages/pytest"))
+
+
+def _makefile_has_test(text: str) -> bool:
+    return re.search(r"^test\s*:(?!=)", text, re.MULTILINE) is not None
+
+
+def _npm_test_script(text: str) -> bool:
+    try:
+        script = (json.loads(text).get("scripts") or {}).get("test")
+    except (ValueError, AttributeError):
+        return False
+    # `npm init` writes a test script that only fails: that is no test suite
+    return bool(script) and "no test specified" not in script
+
+
+async def _show(repo: Path, branch: str, name: str) -> str:
+    return await git("show", f"{branch}:{name}", cwd=repo, check=False)
+
+
+async def guess_test_commands(repo: Path, branch: str) -> list[Guess]:
+    """Candidate test commands, best first, from the files on `branch` (what the agents will start from)."""
+    top = set((await git("ls-tree", "--name-only", branch, cwd=repo, check=False)).splitlines())
+    guesses: list[Guess] = []
+
+    pytest_why = None
+    if "pytest.ini" in top:
+        pytest_why = "pytest.ini"
+    elif "pyproject.toml" in top and "[tool.pytest" in await _show(repo, branch, "pyproject.toml"):
+        pytest_why = "[tool.pytest.ini_options] in pyproject.toml"
+    elif "setup.cfg" in top and "[tool:pytest]" in await _show(repo, branch, "setup.cfg"):
+        pytest_why = "[tool:pytest] in setup.cfg"
+    elif "tox.ini" in top and "[pytest]" in await _show(repo, branch, "tox.ini"):
+        pytest_why = "[pytest] in tox.ini"
+    elif "conftest.py" in top:
+        pytest_why = "conftest.py"
+    elif "tests" in top or "test" in top:
+        pytest_why = "a tests/ directory" if "tests" in top else "a test/ directory"
+    if pytest_why:
+        venv = repo / ".venv"
+        if (venv / "bin" / "python").exists() and _has_pytest(venv):
+            guesses.append(Guess(f"{venv / 'bin' / 'python'} -m pytest -q",
+                                 f"{pytest_why}; the repository's .venv has pytest"))
+        else:
+            guesses.append(Guess(PYTEST_COMMAND, f"{pytest_why}; runs with cockpit's own Python (give --test "
+                                                 "to use your project's interpreter)"))
+    if "package.json" in top and _npm_test_script(await _show(repo, branch, "package.json")):
+        guesses.append(Guess("npm test", "a test script in package.json"))
+    if "Cargo.toml" in top:
+        guesses.append(Guess("cargo test --offline", "Cargo.toml (the sandbox has no network)"))
+    if "go.mod" in top:
+        guesses.append(Guess("go test ./...", "go.mod"))
+    for makefile in ("GNUmakefile", "makefile", "Makefile"):
+        if makefile in top and _makefile_has_test(await _show(repo, branch, makefile)):
+            guesses.append(Guess("make test", f"a test target in {makefile}"))
+            break
+    return guesses
+
+
+# --- running the test command once, as the gate will -------------------------------------
+
+
+def factory_sandbox(config: FactoryConfig) -> Sandbox:
+    """The sandbox the orchestrator builds: the store, rules, worktrees and factory.toml hidden."""
+    hidden = [config.store_path.parent, config.rules_path, config.worktrees_path]
+    if config.path is not None:
+        hidden.append(config.path)
+    return Sandbox(config.factory.sandbox, hidden=hidden)
+
+
+async def probe_tests(config: FactoryConfig, repo: Path, branch: str, command: str) -> CommandResult:
+    """Run `command` once on a fresh scratch worktree of `branch`, in the factory's sandbox, then remove
+    the worktree. Raises SandboxUnavailable rather than run unconfined."""
+    if config.factory.sandbox == "bwrap":
+        await Sandbox._acheck()  # before touching the repository
+    scratch = config.worktrees_path / ".probe" / f"{repo.name}-{uuid.uuid4().hex[:12]}"
+    scratch.parent.mkdir(parents=True, exist_ok=True)
+    await git("worktree", "add", "--detach", str(scratch), f"refs/heads/{branch}", cwd=repo)
+    try:
+        return await factory_sandbox(config).run(
+            command, cwd=scratch, writable=[scratch], timeout_s=config.limits.test_timeout_s,
+            output_cap_bytes=config.limits.output_cap_bytes,
+        )  # fmt: skip
+    finally:
+        await git("worktree", "remove", "--force", str(scratch), cwd=repo, check=False)
+        if scratch.exists():
+            shutil.rmtree(scratch, ignore_errors=True)
+        await git("worktree", "prune", cwd=repo, check=False)
+
+
+def describe_result(r: CommandResult, tail_lines: int = 12) -> str:
+    lines = r.output.rstrip("\n").splitlines()[-tail_lines:] if tail_lines > 0 else []
+    if r.timed_out:
+        verdict = f"timed out after {r.duration_s:.0f} s"
+    elif r.ok:
+        verdict = f"passed in {r.duration_s:.1f} s"
+    else:
+        verdict = f"failed with exit code {r.exit_code} in {r.duration_s:.1f} s"
+    return verdict + ("\n    " + "\n    ".join(lines) if lines else "")
+
+
+# --- the store, read-only ------------------------------------------------------------------
+
+
+def task_counts(config: FactoryConfig) -> dict[str, dict[str, int]]:
+    """{product: {state: count}} from the store, read-only; {} when there is no store yet (never creates one)."""
+    p = config.store_path
+    if not p.exists():
+        return {}
+    try:
+        con = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+        try:
+            rows = con.execute("SELECT product, state, COUNT(*) FROM tasks GROUP BY product, state").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return {}
+    out: dict[str, dict[str, int]] = {}
+    for product, state, n in rows:
+        out.setdefault(product, {})[state] = n
+    return out
+
+
+# --- the commands ------------------------------------------------------------------------
+
+
+def _default_name(repo: Path) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", repo.name).lstrip("-_.")[:64]
+    return name or "product"
+
+
+def _rel_to_factory(config: FactoryConfig, repo: Path) -> str:
+    try:
+        return repo.relative_to(config.root).as_posix() or "."
+    except ValueError:
+        return str(repo)
+
+
+def _ask(question: str, default: bool) -> bool:
+    print(f"{question} [{'Y/n' if default else 'y/N'}] ", end="", flush=True)
+    try:
+        answer = input().strip().lower()
+    except EOFError:
+        print()
+        return False  # no one to answer: never assume yes
+    return default if not answer else answer in ("y", "yes")
+
+
+def _fail(msg: str) -> int:
+    print(f"cockpit: {msg}", file=sys.stderr)
+    return 1
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    config = load_factory(args.factory)
+    name = args.name or _default_name(Path(args.path).expanduser().resolve())
+    if not _NAME_OK.fullmatch(name):
+        return _fail(f"product name {name!r}: use letters, digits, '.', '_' or '-' (give --name)")
+    if any(p.name == name for p in config.products):
+        return _fail(f"a product named {name!r} is already in {config.path}: give another --name, "
+                     f"or 'cockpit product remove {name}' first")
+    if args.budget is not None and args.budget < 0:
+        return _fail("--budget must be zero or more (USD)")
+    try:
+        repo = asyncio.run(check_repo(Path(args.path), args.branch))
+    except ProductError as e:
+        return _fail(str(e))
+    for p in config.products:
+        if config.resolve(p.path).resolve() == repo.path:
+            return _fail(f"{repo.path} is already the product {p.name!r} in {config.path}")
+
+    if args.test:
+        command, why = args.test, "given with --test"
+    else:
+        guesses = asyncio.run(guess_test_commands(repo.path, repo.branch))
+        if not guesses:
+            return _fail(f"cannot guess how to run the tests of {repo.path} (looked for pytest, package.json, "
+                         "Cargo.toml, go.mod, a Makefile test target): give --test \"COMMAND\"")
+        command, why = guesses[0].command, guesses[0].reason
+        for g in guesses[1:]:
+            print(f"  (also possible: {g.command}  # {g.reason})")
+
+    print(f"product {name}: {repo.path}, branch {repo.branch} at {repo.head[:12]}")
+    print(f"test command: {command}  ({why})")
+    if not args.no_run:
+        print(f"running it once on a fresh worktree of {repo.branch}, in the sandbox, as the tests gate will...",
+              flush=True)
+        try:
+            result = asyncio.run(probe_tests(config, repo.path, repo.branch, command))
+        except SandboxUnavailable as e:
+            return _fail(f"{e}\n(or add the product without running its tests: --no-run)")
+        except GitError as e:
+            return _fail(f"could not make a scratch worktree: {e}")
+        print(f"  {describe_result(result, tail_lines=3 if result.ok else 15)}")
+        if not result.ok:
+            if args.yes or not _ask("The tests do not pass on the branch: every task's tests gate would fail. "
+                                    "Add it anyway?", False):
+                return _fail(f"not added: '{command}' does not pass on {repo.branch}. Fix the branch or give the right "
+                             "--test (--no-run skips this check).")
+        elif not args.yes and not _ask(f"Add product {name!r} with this test command?", True):
+            return _fail("not added")
+    elif not args.yes and not _ask(f"Add product {name!r} without running its tests?", True):
+        return _fail("not added")
+
+    entry = _product_entry(name, _rel_to_factory(config, repo.path), command, repo.branch, args.budget)
+    edit_factory(config.path, lambda doc: _append_product(doc, entry))
+    print(f"added product {name} to {config.path}")
+    print(f"next: cockpit task add {name} \"TITLE\" --factory {config.path}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    config = load_factory(args.factory)
+    counts = task_counts(config)
+    rows = []
+    for p in config.products:
+        tasks = counts.get(p.name, {})
+        rows.append({"name": p.name, "path": str(config.resolve(p.path)), "main_branch": p.main_branch,
+                     "test_command": p.test_command, "budget_usd": p.budget_usd,
+                     "tasks": sum(tasks.values()), "configured": True})
+    configured = {p.name for p in config.products}
+    for name, tasks in sorted(counts.items()):
+        if name not in configured:
+            rows.append({"name": name, "path": None, "main_branch": None, "test_command": None, "budget_usd": None,
+                         "tasks": sum(tasks.values()), "configured": False})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no products in {config.path}: add one with 'cockpit product add PATH'")
+        return 0
+    for r in rows:
+        if r["configured"]:
+            budget = "" if r["budget_usd"] is None else f"  budget ${r['budget_usd']:g}"
+            print(f"{r['name']:<16} {r['path']}  ({r['main_branch']})  test: {r['test_command']}  "
+                  f"tasks: {r['tasks']}{budget}")
+        else:
+            print(f"{r['name']:<16} (removed from factory.toml; {r['tasks']} tasks kept in the store)")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    config = load_factory(args.factory)
+    names = [p.name for p in config.products]
+    if args.name not in names:
+        return _fail(f"no product {args.name!r} in {config.path} (products: {', '.join(names) or 'none'})")
+    edit_factory(config.path, lambda doc: _remove_product(doc, args.name))
+    tasks = task_counts(config).get(args.name, {})
+    print(f"removed product {args.name} from {config.path}")
+    if tasks:
+        open_ = {s: n for s, n in tasks.items() if s != "done"}
+        print(f"its {sum(tasks.values())} tasks stay in the store (cockpit status shows them)"
+              + (f"; open ones ({', '.join(f'{n} {s}' for s, n in sorted(open_.items()))}) are no longer driven"
+                 if open_ else ""))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, factory_arg: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser("product", help="add, list or remove the factory's products (git repositories)")
+    psub = p.add_subparsers(dest="product_command", metavar="ACTION", required=True)
+
+    a = psub.add_parser("add", help="check a git repository and its test command, then add it to factory.toml")
+    factory_arg(a)
+    a.add_argument("path", help="the repository's top-level directory")
+    a.add_argument("--name", help="product name (default: the directory's name)")
+    a.add_argument("--test", help="the command that runs its tests (default: guessed from the repository)")
+    a.add_argument("--branch", help="the branch work merges into (default: main, else the checked-out branch)")
+    a.add_argument("--budget", type=float, help="the product's budget in USD")
+    a.add_argument("--yes", "-y", action="store_true", help="ask nothing (a failing test run still refuses)")
+    a.add_argument("--no-run", action="store_true", help="do not run the test command to check it")
+    a.set_defaults(func=cmd_add)
+
+    lst = psub.add_parser("list", help="the products in factory.toml, and removed ones the store remembers")
+    factory_arg(lst)
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=cmd_list)
+
+    r = psub.add_parser("remove", help="remove a product from factory.toml (its history stays in the store)")
+    factory_arg(r)
+    r.add_argument("name")
+    r.set_defaults(func=cmd_remove)

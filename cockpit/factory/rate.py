@@ -1,0 +1,248 @@
+"""The rate from the store: load the event log, fold it with `cockpit.domain.metrics`, print it.
+
+`cockpit rate [--product P] [--since DATE] [--json]` and, through `report.py`,
+`cockpit report --out FILE.html`. Nothing is kept on the side: every figure is
+recomputed from the events each time, so it cannot drift from the log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..config import FactoryConfig, load_factory
+from ..domain import metrics
+from ..domain.errors import Refused
+from ..domain.metrics import FACTORY, METRIC, METRICS, Rate, ScopeRate
+from ..store import Store
+
+# high-volume kinds no metric reads; left in the database
+_UNREAD_KINDS = ("agent.text", "agent.tool_result", "spend.reserved", "gate.started", "model.retry")
+# the kinds whose data a metric reads; the others are counted by kind, actor, task and time alone
+_DATA_KINDS = ("task.created", "model.call", "spend.settled", "spend.settled_untasked", "agent.started")
+
+
+@dataclass(slots=True)
+class LoggedEvent:
+    """An event row as the metrics read it (no validation: the store validated it on the way in)."""
+
+    id: int
+    ts: float
+    kind: str
+    actor: str
+    product: str | None
+    task_id: str | None
+    data: dict[str, Any]
+
+
+async def load_events(store: Store, *, after_id: int = 0) -> list[LoggedEvent]:
+    """Every event a metric reads (after `after_id`), in log order; data only where a metric reads it."""
+    unread, with_data = ",".join("?" * len(_UNREAD_KINDS)), ",".join("?" * len(_DATA_KINDS))
+    rows = await store.query(
+        f"SELECT id, ts, kind, actor, product, task_id, CASE WHEN kind IN ({with_data}) THEN data END "
+        f"FROM events WHERE id > ? AND kind NOT IN ({unread}) ORDER BY id", (*_DATA_KINDS, after_id, *_UNREAD_KINDS))
+    out = []
+    for id_, ts, kind, actor, product, task_id, data in rows:
+        parsed: Any = {}
+        if data:
+            try:
+                parsed = json.loads(data)
+            except ValueError:
+                parsed = {}
+        out.append(LoggedEvent(id_, ts, kind, actor, product, task_id, parsed if isinstance(parsed, dict) else {}))
+    return out
+
+
+class LogReader:
+    """The events read so far; each `read` fetches only the ones appended since (a screen that refreshes)."""
+
+    def __init__(self) -> None:
+        self.events: list[LoggedEvent] = []
+        self.last_id = 0
+
+    async def read(self, store: Store) -> list[LoggedEvent]:
+        new = await load_events(store, after_id=self.last_id)
+        if new:
+            self.events.extend(new)
+            self.last_id = new[-1].id
+        return self.events
+
+
+async def compute_rate(store: Store, *, since: float | None = None, until: float | None = None,
+                       products: Sequence[str] = (), now: float | None = None,
+                       reader: LogReader | None = None) -> Rate:
+    """The rate over [since, until] (default: the whole log, up to now), folded off the event loop."""
+    events = list(await reader.read(store)) if reader is not None else await load_events(store)
+    until = until if until is not None else (now if now is not None else time.time())
+    return await asyncio.to_thread(metrics.compute, events, since=since, until=until, products=products)
+
+
+# --- text ---------------------------------------------------------------------------------------
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float | None]) -> str:
+    """One character per value, scaled between the smallest and largest; a gap where there is none."""
+    real = [v for v in values if v is not None]
+    if not real:
+        return " " * len(values)
+    lo, hi = min(real), max(real)
+    out = []
+    for v in values:
+        if v is None:
+            out.append(" ")
+        elif hi - lo < 1e-12:
+            out.append(_BARS[3])
+        else:
+            out.append(_BARS[round((v - lo) / (hi - lo) * (len(_BARS) - 1))])
+    return "".join(out)
+
+
+def fmt_value(metric: str, v: float | None) -> str:
+    """A value as a person reads it: `$0.84`, `72%`, `3.4h`, `12.5k`."""
+    if v is None:
+        return "–"
+    unit = METRIC[metric].unit
+    if unit == "share":
+        return f"{v * 100:+.0f} pts" if metric == "lesson_lift" else f"{v * 100:.0f}%"
+    if unit == "usd":
+        return f"${v:,.2f}" if abs(v) >= 0.1 else f"${v:,.4f}"
+    if unit == "hours":
+        return f"{v:.1f}h" if v >= 1 else f"{v * 60:.0f}m"
+    if unit == "minutes":
+        return f"{v:.0f}m"
+    if unit == "tokens":
+        return f"{v / 1e6:.2f}M" if v >= 1e6 else f"{v / 1000:.1f}k" if v >= 1000 else f"{v:.0f}"
+    if unit == "count":
+        return f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+CHARTED: tuple[str, ...] = (
+    "merged", "lead_time_p50_h", "lead_time_p90_h", "first_pass_yield", "rounds_per_merged", "defects_per_merged",
+    "defect_escape_rate", "interventions_per_merged", "blocked_wait_min", "usd_per_merged", "tokens_per_merged",
+    "cache_read_ratio", "lessons_per_session", "lesson_lift", "model_calls_per_merged", "tool_calls_per_merged",
+    "commits_per_merged", "abandoned")
+"""The metrics drawn as charts (the rate screen, the HTML report); the rest are in their tables."""
+
+ARROWS = {"improving": "↑", "worse": "↓", "flat": "→", "rising": "↗", "falling": "↘", "unknown": "·"}
+"""Arrows by what a trend means for the factory: ↑ better, ↓ worse (not the sign of the number)."""
+
+
+def summary_line(rate: ScopeRate | None) -> str:
+    """One line for a product pane: the verdict, then the few numbers behind it, with their trend."""
+    if rate is None or not rate.totals.get("merged"):
+        return "rate: nothing merged yet"
+    t = rate.totals
+    bits = [rate.verdict.verdict if rate.verdict.verdict != metrics.TOO_FEW else "too few to tell"]
+    for m in ("merged", "first_pass_yield", "usd_per_merged", "lead_time_p50_h"):
+        label = {"merged": "merged", "first_pass_yield": "1st pass", "usd_per_merged": "$/task",
+                 "lead_time_p50_h": "lead"}[m]
+        bits.append(f"{label} {fmt_value(m, t.get(m))}{ARROWS[rate.trend[m].direction]}")
+    return " · ".join(bits)
+
+
+def text_report(rate: Rate, *, product: str | None = None) -> list[str]:
+    """`cockpit rate`: per scope the verdict line, then every metric: its trend line, total and direction."""
+    per = rate.trend_per
+    lines = [f"window {_day(rate.since)} → {_day(rate.until)} · trend per {per} · "
+             f"↑ improving ↓ worse → flat ↗↘ rising/falling (neither good nor bad)"]
+    for name, scope in _scopes(rate, product):
+        lines.append("")
+        lines.append(f"{'factory' if name == FACTORY else name}: {scope.verdict.line}")
+        group = ""
+        for m in METRICS:
+            if m.group != group:
+                group = m.group
+                lines.append(f"  [{group}]")
+            t = scope.trend[m.name]
+            series = scope.series(m.name, per)
+            lines.append(f"    {m.label:<20} {sparkline(series):<{max(len(series), 8)}}  "
+                         f"{fmt_value(m.name, scope.totals.get(m.name)):>9}  {ARROWS[t.direction]} {t.direction}"
+                         + (f" {metrics.describe_change(t)}" if t.change is not None and t.direction != "unknown" else ""))
+    return lines
+
+
+def _scopes(rate: Rate, product: str | None) -> list[tuple[str, ScopeRate]]:
+    if product is not None:
+        return [(product, rate.scopes[product])]
+    return [(FACTORY, rate.factory), *rate.products.items()]
+
+
+def _day(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+_RELATIVE = re.compile(r"^(\d+)\s*([dw])$")
+
+
+def parse_since(text: str, *, now: float | None = None) -> float:
+    """`2025-03-01` (local midnight), an ISO date-time, or `30d` / `6w` before now."""
+    now = time.time() if now is None else now
+    m = _RELATIVE.match(text.strip())
+    if m:
+        return now - int(m.group(1)) * (metrics.WEEK if m.group(2) == "w" else metrics.DAY)
+    try:
+        dt = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise Refused(f"--since {text!r}: give a date (2025-03-01), a date-time, or a span back from now (30d, 6w)") from None
+    return (dt if dt.tzinfo else dt.astimezone()).timestamp()
+
+
+# --- the commands ---------------------------------------------------------------------------------
+
+
+def _open_and(config: FactoryConfig, fn: Callable[[Store], Any]) -> Any:
+    async def run() -> Any:
+        store = await Store.open(config.store_path, budgets=config.budget_limits())
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def rate_of(config: FactoryConfig, *, since: str | None = None) -> Rate:
+    """The rate of a factory from its store, every configured product included."""
+    start = parse_since(since) if since else None
+    names = [p.name for p in config.products]
+    return _open_and(config, lambda s: compute_rate(s, since=start, products=names))
+
+
+def cmd_rate(args: argparse.Namespace) -> int:
+    config = load_factory(args.factory)
+    rate = rate_of(config, since=args.since)
+    if args.product is not None and args.product not in rate.scopes:
+        known = ", ".join(rate.products) or "none"
+        raise Refused(f"no product {args.product!r} in the factory or its history (products: {known})")
+    if args.json:
+        data = rate.to_dict()
+        if args.product is not None:
+            data["products"] = {args.product: data["products"][args.product]}
+        print(json.dumps(data, indent=2))
+    else:
+        print("\n".join(text_report(rate, product=args.product)))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, factory_arg: Callable[[argparse.ArgumentParser], None]) -> None:
+    r = sub.add_parser("rate", help="does the factory compound? throughput, yield, rework, human load, cost, memory, "
+                                    "motion: per product, with the trend and a verdict")
+    factory_arg(r)
+    r.add_argument("--product", "-p", help="one product (default: the factory and every product)")
+    r.add_argument("--since", help="start of the window: 2025-03-01, a date-time, or 30d / 6w back (default: all)")
+    r.add_argument("--json", action="store_true", help="every metric, per day and per week, the trends and verdicts")
+    r.set_defaults(func=cmd_rate)
+
+
+__all__ = ["CHARTED", "LogReader", "LoggedEvent", "compute_rate", "fmt_value", "load_events", "parse_since", "rate_of",
+           "register", "sparkline", "summary_line", "text_report"]

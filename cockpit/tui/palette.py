@@ -1,0 +1,55 @@
+"""ctrl+p finds products, tasks and agents by name: a product focuses its pane, a task opens, an agent's log opens."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from ..domain.tasks import TaskState
+from . import queries
+
+if TYPE_CHECKING:
+    from .app import CockpitApp
+
+
+class CockpitCommands(Provider):
+    """Candidates are gathered once per palette opening (products, tasks, agents), then matched as you type."""
+
+    async def startup(self) -> None:
+        app: CockpitApp = self.app  # type: ignore[assignment]
+        store = app.store
+        products = [p.name for p in app.config.products]
+        products += [t.product for t in store.tasks() if t.product not in products]
+        self.products = list(dict.fromkeys(products))
+        self.tasks = store.tasks()
+        self.agents = await queries.known_agents(store)
+
+    def _candidates(self):
+        app: CockpitApp = self.app  # type: ignore[assignment]
+        for name in self.products:
+            yield f"product {name}", partial(app.focus_product, name), f"Go to the {name} pane"
+        for t in self.tasks:
+            yield (f"task {t.id} {t.title}", partial(app.open_task, t.id),
+                   f"{t.product} · {t.state.value}" + (" · needs you" if t.state == TaskState.BLOCKED else ""))
+        for agent, product, task_id in self.agents:
+            yield (f"agent {agent}", partial(app.open_agent_log, agent),
+                   f"log of {agent}" + (f" · {task_id} on {product}" if task_id else ""))
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for text, callback, help_text in self._candidates():
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), callback, text=text, help=help_text)
+
+    async def discover(self) -> Hits:
+        """With nothing typed: what needs the human first, then the products."""
+        app: CockpitApp = self.app  # type: ignore[assignment]
+        for t in self.tasks:
+            if t.state == TaskState.BLOCKED:
+                yield DiscoveryHit(f"task {t.id} {t.title}", partial(app.open_task, t.id),
+                                   help=f"{t.product} · blocked: {', '.join(t.blocked_by)}")
+        for name in self.products:
+            yield DiscoveryHit(f"product {name}", partial(app.focus_product, name), help=f"Go to the {name} pane")

@@ -1,0 +1,148 @@
+"""The memory: the lessons agents learned; search them, edit, pin or delete one.
+
+Everything goes through `cockpit.store.memory.Memory`, which records each change
+as an event with who did it; a deleted lesson never comes back (the store says
+so, not this screen).
+"""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from ...config import FactoryConfig
+from ...domain.errors import Refused
+from ...store import Store, StoreError
+from ...store.memory import Lesson, Memory
+from .. import format as fmt
+from ..widgets.inputs import CockpitInput
+from .prompt import ConfirmScreen, PromptScreen
+
+
+class MemoryScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="memory.back"),
+        Binding("slash", "search", "Search", id="memory.search", key_display="/"),
+        Binding("e", "edit", "Edit", id="memory.edit"),
+        Binding("p", "pin", "Pin/unpin", id="memory.pin"),
+        Binding("d", "delete", "Delete", id="memory.delete"),
+    ]
+
+    def __init__(self, store: Store, config: FactoryConfig) -> None:
+        super().__init__()
+        self.store = store
+        self.config = config
+        self.memory = Memory(store, fade_days=config.memory.fade_days)
+        self.lessons: list[Lesson] = []
+        self.query_text = ""
+        self.loaded = 0
+
+    @property
+    def human(self) -> str:
+        return self.config.factory.human
+
+    def compose(self) -> ComposeResult:
+        yield CockpitInput(placeholder="search lessons: words, then enter (empty: all)", id="memory-search")
+        yield DataTable(id="lessons", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="lesson-detail", markup=False)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one("#lessons", DataTable)
+        for col in ("id", "pin", "scope", "role", "lesson", "source", "used"):
+            table.add_column(col, key=col)
+        table.focus()
+        self.load()
+
+    @work(exclusive=True, group="memory")
+    async def load(self) -> None:
+        if self.query_text:
+            self.lessons = await self.memory.search(self.query_text, limit=200)
+        else:
+            self.lessons = await self.memory.lessons()
+        table = self.query_one("#lessons", DataTable)
+        keep = table.cursor_row
+        table.clear()
+        for lesson in self.lessons:
+            table.add_row(f"L{lesson.id}", "📌" if lesson.pinned else "", lesson.product or "global", lesson.role or "",
+                          fmt.one_line(lesson.text, 70), lesson.source, str(lesson.use_count), key=str(lesson.id))
+        if self.lessons:
+            table.move_cursor(row=min(keep, len(self.lessons) - 1))
+        what = f"matching {self.query_text!r}" if self.query_text else "in memory"
+        table.border_title = f"{len(self.lessons)} lesson{'s' if len(self.lessons) != 1 else ''} {what}"
+        self._detail()
+        self.loaded += 1
+
+    @property
+    def selected(self) -> Lesson | None:
+        table = self.query_one("#lessons", DataTable)
+        if not self.lessons or not table.is_valid_row_index(table.cursor_row):
+            return None
+        key = table.ordered_rows[table.cursor_row].key.value
+        return next((lesson for lesson in self.lessons if str(lesson.id) == key), None)
+
+    @on(DataTable.RowHighlighted, "#lessons")
+    def _detail(self) -> None:
+        lesson = self.selected
+        detail = self.query_one("#lesson-detail", Static)
+        if lesson is None:
+            detail.update("No lesson yet: agents record them when a task needed a second round or a human."
+                          if not self.query_text else "Nothing matches.")
+            return
+        tags = f" · tags {' '.join(lesson.tags)}" if lesson.tags else ""
+        detail.update(f"L{lesson.id} · {lesson.product or 'global'} · taught by {lesson.source_actor} on {lesson.source}"
+                      f"{tags} · used {lesson.use_count}×{' · pinned' if lesson.pinned else ''}\n{lesson.text}")
+
+    def action_search(self) -> None:
+        self.query_one("#memory-search", Input).focus()
+
+    @on(Input.Submitted, "#memory-search")
+    def _search(self, event: Input.Submitted) -> None:
+        self.query_text = event.value.strip()
+        self.query_one("#lessons", DataTable).focus()
+        self.load()
+
+    async def _do(self, what: str, action) -> None:
+        try:
+            await action
+        except (Refused, StoreError) as e:
+            self.notify(str(getattr(e, "reason", e)), title=f"{what} refused", severity="error", timeout=8)
+        else:
+            self.notify(f"{what} recorded.", title=what)
+        self.load()
+
+    def action_edit(self) -> None:
+        lesson = self.selected
+        if lesson is None:
+            return
+
+        async def done(text: str | None) -> None:
+            if text and text != lesson.text:
+                await self._do(f"Edit L{lesson.id}", self.memory.edit(lesson.id, actor=self.human, text=text))
+
+        self.app.push_screen(PromptScreen(f"Edit L{lesson.id}", context=f"taught on {lesson.source}", value=lesson.text,
+                                          required="A lesson needs text (delete it with d instead)."), done)
+
+    async def action_pin(self) -> None:
+        lesson = self.selected
+        if lesson is not None:
+            what = "Unpin" if lesson.pinned else "Pin"
+            await self._do(f"{what} L{lesson.id}", self.memory.pin(lesson.id, actor=self.human, pinned=not lesson.pinned))
+
+    def action_delete(self) -> None:
+        lesson = self.selected
+        if lesson is None:
+            return
+
+        async def done(yes: bool | None) -> None:
+            if yes:
+                await self._do(f"Delete L{lesson.id}", self.memory.delete(lesson.id, actor=self.human))
+
+        self.app.push_screen(ConfirmScreen(f"Delete L{lesson.id}?", f"{lesson.text}\n\nA deleted lesson never comes back: "
+                                                                    "not recalled, not remembered again."), done)
+
+    def action_back(self) -> None:
+        self.dismiss()

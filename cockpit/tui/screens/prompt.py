@@ -1,0 +1,95 @@
+"""A modal that asks for one line of text: the note of an override, the instruction of a send-back, an amount.
+
+Enter submits, Escape cancels (the result is None); an empty (or, with `check`,
+an invalid) answer is refused on the spot, the modal stays open and says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.validation import Function
+from textual.widgets import Input, Label, Static
+
+from ..widgets.inputs import CockpitInput
+
+
+class PromptScreen(ModalScreen[str | None]):
+    """Dismisses with the stripped text, or None when cancelled."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="prompt.cancel")]
+
+    def __init__(self, title: str, *, context: str = "", placeholder: str = "",
+                 required: str = "An answer is required.", value: str = "",
+                 check: Callable[[str], str | None] | None = None) -> None:
+        """`check(answer)` returns why the answer is refused, or None to accept it."""
+        super().__init__()
+        self.prompt_title = title
+        self.context = context
+        self.placeholder = placeholder
+        self.required = required
+        self.value = value
+        self.check = check
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog") as dialog:
+            dialog.border_title = self.prompt_title
+            dialog.border_subtitle = "enter submit · esc cancel"
+            if self.context:
+                yield Static(self.context, id="context", markup=False)
+            yield CockpitInput(
+                value=self.value,
+                placeholder=self.placeholder,
+                validators=[Function(lambda s: bool(s.strip()), self.required)],
+                validate_on=["submitted"],
+                id="answer",
+            )
+            yield Label("", id="error")
+
+    @on(Input.Submitted, "#answer")
+    def submit(self, event: Input.Submitted) -> None:
+        event.stop()
+        result = event.validation_result
+        if result is not None and not result.is_valid:
+            self.query_one("#error", Label).update(result.failure_descriptions[0])
+            return
+        why = self.check(event.value.strip()) if self.check is not None else None
+        if why:
+            self.query_one("#error", Label).update(why)
+            return
+        self.dismiss(event.value.strip())
+
+    @on(Input.Changed, "#answer")
+    def clear_error(self) -> None:
+        self.query_one("#error", Label).update("")
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Yes or no: `y`/enter confirms, `n`/escape cancels."""
+
+    BINDINGS = [
+        Binding("y,enter", "answer(True)", "Yes", id="confirm.yes"),
+        Binding("n,escape", "answer(False)", "No", id="confirm.no"),
+    ]
+
+    def __init__(self, title: str, context: str = "") -> None:
+        super().__init__()
+        self.prompt_title = title
+        self.context = context
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog") as dialog:
+            dialog.border_title = self.prompt_title
+            dialog.border_subtitle = "y yes · n no"
+            yield Static(self.context or self.prompt_title, id="context", markup=False)
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)

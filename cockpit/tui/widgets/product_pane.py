@@ -1,0 +1,272 @@
+"""One pane per product: its tasks, their gate lights and spend; blocked rows stand out.
+
+The pane shows the store's projection (`store.tasks(product)`) and nothing
+else: it decides no rule, it only draws what the domain folded.
+"""
+
+from __future__ import annotations
+
+from rich.style import Style
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.color import Color
+from textual.containers import Vertical
+from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
+
+from ...domain.tasks import Task, TaskState, gate_lights
+from .. import format as fmt
+from ..agents import AgentState
+
+GATES = ("tests", "review", "defects", "budget")
+"""Gate light columns, in the order they are shown: t, r, d, $."""
+
+_GATE_LABELS = {"tests": "t", "review": "r", "defects": "d", "budget": "$"}
+_TITLE_WIDTH = 32
+
+
+class TaskTable(DataTable):
+    """The tasks of one product, a row each (key: the task id): title, state, a light per gate, spend, and what is
+    happening to it now: the line of the agent at work on it, or why it waits for the human."""
+
+    COMPONENT_CLASSES = DataTable.COMPONENT_CLASSES | {"task-table--blocked", "task-table--doing"}
+    """`task-table--blocked`: the rows of blocked tasks; `task-table--doing`: the activity column (cockpit.tcss)."""
+
+    MIN_DOING = 12
+    """The activity column never narrows below this; past it the table scrolls sideways."""
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, cursor_foreground_priority="renderable",
+                         id=id, classes=classes)
+        self.show_cursor = False
+        self.blocked: set[str] = set()
+        self.doing: dict[str, str] = {}  # task id -> what is happening to it now (untruncated)
+        self._rows: dict[str, tuple[object, ...]] = {}
+        self._colors: dict[str, Style] = {}
+        self._doing_width = 40
+
+    def on_mount(self) -> None:
+        self.add_column("id", key="id")
+        self.add_column("title", key="title")
+        self.add_column("state", key="state")
+        for gate in GATES:
+            self.add_column(_GATE_LABELS[gate], key=gate)
+        self.add_column("spend", key="spend")
+        self.add_column("doing", key="doing", width=self._doing_width)
+
+    def on_resize(self) -> None:
+        self._fit_doing()
+
+    def _fit_doing(self) -> None:
+        """The activity column takes what the others leave, so the line is as long as the pane allows."""
+        columns = self.columns
+        doing = columns.get(ColumnKey("doing"))
+        if doing is None or not self.size.width:
+            return
+        fixed = sum(col.get_render_width(self) for key, col in columns.items() if key.value != "doing")
+        width = max(self.size.width - fixed - 2 * self.cell_padding - 1, self.MIN_DOING)
+        if width != self._doing_width:
+            self._doing_width = doing.width = width
+            self._require_update_dimensions = True
+            for task_id, raw in self._rows.items():
+                self._put(task_id, raw, redraw=True)
+            self.refresh()
+
+    def on_focus(self) -> None:
+        self.show_cursor = True
+
+    def on_blur(self) -> None:
+        """Only the focused pane shows its cursor: the keys act on what the human sees."""
+        self.show_cursor = False
+
+    @property
+    def selected_task_id(self) -> str | None:
+        if not self.row_count or not self.is_valid_row_index(self.cursor_row):
+            return None
+        return self.ordered_rows[self.cursor_row].key.value
+
+    def select_task(self, task_id: str) -> bool:
+        try:
+            index = self.get_row_index(task_id)
+        except Exception:  # RowDoesNotExist
+            return False
+        self.move_cursor(row=index)
+        return True
+
+    # --- drawing -----------------------------------------------------------------
+
+    def _theme_colors(self) -> dict[str, Style]:
+        v = self.app.get_css_variables()
+        fg = Color.parse(v.get("foreground", "#e0e0e0"))
+        bg = Color.parse(v.get("background", "#121212"))
+        return {
+            "pass": Style(color=Color.parse(v.get("success", "green")).rich_color),
+            "fail": Style(color=Color.parse(v.get("error", "red")).rich_color),
+            "wait": Style(color=fg.blend(bg, 0.6).rich_color),
+            "blocked": Style(bold=True),
+            "doing": Style(color=fg.blend(bg, 0.35).rich_color),
+        }
+
+    def notify_style_update(self) -> None:
+        """A theme change recolours the lights (cells are Rich Text, so they hold colours)."""
+        super().notify_style_update()
+        if self.is_attached and self._rows:
+            colors = self._theme_colors()
+            if colors != self._colors:
+                self._colors = colors
+                for task_id, raw in self._rows.items():
+                    self._put(task_id, raw, redraw=True)
+
+    def _cells(self, raw: tuple[object, ...]) -> list[object]:
+        task_id, title, state, lights, spend, doing = raw
+        c = self._colors
+        state_text = Text(str(state), style=c["blocked"] if state == TaskState.BLOCKED.value else "")
+        return [task_id, Text(str(title)), state_text,
+                *(Text("●", style=c[light]) for light in lights),  # type: ignore[union-attr]
+                Text(str(spend), justify="right"),
+                Text(fmt.truncate(str(doing), self._doing_width), style=c["doing"], no_wrap=True)]
+
+    def _put(self, task_id: str, raw: tuple[object, ...], *, redraw: bool = False) -> None:
+        old = self._rows.get(task_id)
+        if old == raw and not redraw:
+            return
+        cells = self._cells(raw)
+        if old is None:
+            self.add_row(*cells, key=task_id)
+        else:
+            keys = ["id", "title", "state", *GATES, "spend", "doing"]
+            for key, cell, was, now in zip(keys, cells, _flat(old), _flat(raw), strict=True):
+                if redraw or was != now:
+                    self.update_cell(task_id, key, cell, update_width=True)
+        self._rows[task_id] = raw
+
+    def show(self, tasks: list[Task]) -> None:
+        """Bring the rows in line with `tasks` (store order); changed cells only, the cursor stays."""
+        if not self._colors:
+            self._colors = self._theme_colors()
+        self.blocked = {t.id for t in tasks if t.state == TaskState.BLOCKED}
+        wanted = {t.id for t in tasks}
+        for gone in [k for k in self._rows if k not in wanted]:
+            self.remove_row(gone)
+            del self._rows[gone]
+        for t in tasks:
+            lights = gate_lights(t)
+            state = t.state.value
+            raw = (t.id, fmt.truncate(t.title, _TITLE_WIDTH), state, tuple(lights[g] for g in GATES),
+                   fmt.money(t.spend_usd), self._doing_of(t))
+            self._put(t.id, raw)
+        self.call_after_refresh(self._fit_doing)  # a longer title or spend narrows what is left
+
+    def _doing_of(self, t: Task) -> str:
+        if t.state == TaskState.BLOCKED:
+            return "⚠ " + fmt.block_summary(t.blocked_by, t.block_detail, 200)
+        if t.state == TaskState.DONE:
+            return f"merged {fmt.short_sha(t.merged_commit)}" if t.merged_commit else ""
+        return self.doing.get(t.id, "")
+
+    def show_doing(self, doing: dict[str, str], tasks: dict[str, Task]) -> None:
+        """What the agents at work do now, by task (only the rows whose line changed are redrawn)."""
+        self.doing = doing
+        for task_id, raw in list(self._rows.items()):
+            t = tasks.get(task_id)
+            if t is None:
+                continue
+            now = self._doing_of(t)
+            if now != raw[5]:
+                self._put(task_id, (*raw[:5], now))
+
+    def _get_row_style(self, row_index: int, base_style: Style) -> Style:
+        style = super()._get_row_style(row_index, base_style)
+        if row_index >= 0 and self.blocked:
+            rows = self.ordered_rows
+            if row_index < len(rows) and rows[row_index].key.value in self.blocked:
+                style += self.get_component_rich_style("task-table--blocked")
+        return style
+
+
+def _flat(raw: tuple[object, ...]) -> list[object]:
+    task_id, title, state, lights, spend, doing = raw
+    return [task_id, title, state, *lights, spend, doing]  # type: ignore[misc]
+
+
+class ProductPane(Vertical):
+    """A bordered pane: its tasks (with what each one's agent does now), spend against budget and the merge queue.
+
+    Title `shop · 4 tasks · 1 active · 1 blocked`; subtitle `▕███░░░▏ $1.20 / $5.00 · merge T5⚙ T7`.
+    """
+
+    def __init__(self, product: str, *, budget_usd: float | None = None, classes: str | None = None) -> None:
+        super().__init__(classes=classes)
+        self.product = product
+        self.budget_usd = budget_usd
+        self.spend_usd = 0.0
+        self.counts: dict[str, int] = {}
+        self.queue: list[str] = []
+        self.testing: str | None = None
+        self.agent_lines: list[str] = []
+        self.tasks: dict[str, Task] = {}
+
+    def compose(self) -> ComposeResult:
+        yield TaskTable()
+
+    @property
+    def table(self) -> TaskTable:
+        return self.query_one(TaskTable)
+
+    def on_mount(self) -> None:
+        self._retitle()
+
+    def show(self, tasks: list[Task], spend_usd: float | None = None, budget_usd: float | None = None) -> None:
+        if spend_usd is not None:
+            self.spend_usd = spend_usd
+        if budget_usd is not None:
+            self.budget_usd = budget_usd
+        self.tasks = {t.id: t for t in tasks}
+        self.table.show(tasks)
+        counts: dict[str, int] = {}
+        for t in tasks:
+            counts[t.state.value] = counts.get(t.state.value, 0) + 1
+        self.counts = counts
+        self.set_class(bool(counts.get(TaskState.BLOCKED.value)), "-blocked")
+        self.set_class(self.budget_usd is not None and self.spend_usd > self.budget_usd, "-over-budget")
+        self._retitle()
+
+    def show_agents(self, agents: list[AgentState]) -> None:
+        """The agents at work, each on its task's row: `builder-3 ▸ write_file shop/export.py`."""
+        lines = [f"{'⏸ ' if a.paused else ''}{a.agent} {a.task_id or ''} {a.line}".rstrip() for a in agents]
+        if lines == self.agent_lines:
+            return
+        self.agent_lines = lines
+        doing: dict[str, str] = {}
+        latest: dict[str, float] = {}
+        for a in agents:  # the most recently active agent on a task speaks for it
+            if a.task_id and a.ts >= latest.get(a.task_id, -1.0):
+                latest[a.task_id] = a.ts
+                doing[a.task_id] = f"{'⏸ ' if a.paused else ''}{a.agent} {a.line}".rstrip()
+        self.table.show_doing(doing, self.tasks)
+
+    def show_queue(self, queue: list[str], testing: str | None = None) -> None:
+        if (queue, testing) != (self.queue, self.testing):
+            self.queue, self.testing = list(queue), testing
+            self._retitle()
+
+    def _retitle(self) -> None:
+        total = sum(self.counts.values())
+        parts = [f"[b]{self.product}[/b]", f"{total} task{'s' if total != 1 else ''}"]
+        blocked = self.counts.get(TaskState.BLOCKED.value, 0)
+        active = sum(self.counts.get(s, 0) for s in ("building", "checking", "reviewing", "merging"))
+        if active:
+            parts.append(f"{active} active")
+        if blocked:
+            parts.append(f"[b]{blocked} blocked[/b]")
+        self.border_title = " · ".join(parts)
+        line = fmt.spend_line(self.spend_usd, self.budget_usd)
+        if self.budget_usd:
+            used = self.spend_usd / self.budget_usd
+            colour = "$error" if used > 1 else "$warning" if used >= 0.8 else "$success"
+            bar, _, rest = line.partition(" ")
+            line = f"[{colour}]{bar}[/] {rest}"
+        sub = [line]
+        if self.queue:
+            sub.append("merge " + " ".join(f"{t}⚙" if t == self.testing else t for t in self.queue))
+        self.border_subtitle = " · ".join(sub)
