@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint install clean sandbox
+.PHONY: run test bench lint install clean sandbox test-tools
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,15 @@ sandbox:
 run: install sandbox
 	$(VENV)/bin/cockpit demo
 
-test: install sandbox
+# The cockpit's terminal and browser tests drive tmux and Debian's headless chromium (no browser download).
+test-tools:
+	@missing=""; for t in tmux:tmux chromium:chromium; do command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get install -y -qq $$missing >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq $$missing >/dev/null)); \
+	  else echo "missing:$$missing (the TUI tests need them): install them, e.g. 'sudo apt-get install$$missing'"; exit 1; fi; fi
+
+test: install sandbox test-tools
 	$(PY) -m pytest -q
 
 bench: install sandbox

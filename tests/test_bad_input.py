@@ -225,3 +225,25 @@ async def test_a_full_disk_stops_the_factory_with_the_error(tmp_path):
     again = await Store.open(cfg.store_path)
     assert again.task(task) is not None and again.task(task).title == "Anything"
     await again.close()
+
+
+def test_a_second_cockpit_on_the_same_factory_is_refused(tmp_path, capsys):
+    """Recovery takes in-flight reservations for orphans: only one process may drive a factory."""
+    import subprocess
+    import sys
+
+    f = write_factory(tmp_path)
+    db = tmp_path / "memory" / "cockpit.db"
+    db.parent.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from cockpit.factory.recovery import acquire_run_lock; "
+                               f"acquire_run_lock({str(db)!r}); print('locked', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        code, _, err = run(f, capsys)
+        assert code == 2
+        assert f"{db}: another cockpit (pid {holder.pid}) is running this factory" in err
+    finally:
+        holder.kill()
+        holder.wait()

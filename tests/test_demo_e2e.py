@@ -8,6 +8,10 @@ import pytest
 
 from cockpit.cli import main
 
+# the module's demo fixture runs the whole demo (ten tasks on five products): ~20 s on an idle 2-core box,
+# minutes on a loaded one; its time counts against the first test that uses it
+pytestmark = pytest.mark.timeout(600)
+
 
 def run_cli(*args, capsys):
     code = main(list(args))

@@ -291,6 +291,11 @@ async def test_a_stopped_agent_is_cancelled_recorded_and_leaves_no_process(tmp_p
             assert len(_marked()) >= 2
             (agent,) = o.agent_tasks
             assert await o.stop_agent(agent, by="human:you")
+            # SIGKILLed with their sandbox: gone once the kernel has torn the namespace down (no orphan lingers)
+            for _ in range(200):
+                if not _marked():
+                    break
+                await asyncio.sleep(0.05)
             assert _marked() == [], "the stopped agent's processes are gone"
             await run
         finally:

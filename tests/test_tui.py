@@ -108,7 +108,7 @@ async def test_products_and_blocked_task_are_shown(store, config):
     t2 = await new_task(store, "blog", "RSS feed")
     app = CockpitApp(store, config)
     async with app.run_test(size=(120, 36)) as pilot:
-        await until(pilot, lambda: main_screen(app).activity.line_count > 0)
+        await until(pilot, lambda: "⚠ T1 blocked: tests" in screen_text(app))  # history: a restart shows the past
         text = screen_text(app)
         assert app.title == "Cockpit — acme"
         assert "shop" in text and "blog" in text
@@ -132,7 +132,7 @@ async def test_fits_80x24(store, config):
     await new_task(store, "blog", "RSS feed")
     app = CockpitApp(store, config)
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: "Approve" in screen_text(app))
+        await until(pilot, lambda: "Approve" in screen_text(app), timeout=15)
         text = screen_text(app)
         assert "shop" in text and "blog" in text
         assert "Approve" in text and "Send back" in text

@@ -42,8 +42,11 @@ async def test_pause_resume_and_stop_a_running_agent_from_the_task_screen(tmp_pa
             orch = f.orchestrator
             await until(pilot, lambda: any(orch.agent_tasks.get(a) == tid for a in orch.agent_tasks), timeout=60)
             [agent] = [a for a, t in orch.agent_tasks.items() if t == tid]
-            # the pane shows the agent at work, with what it does now
-            await until(pilot, lambda: f"{agent} {tid} ▸ run_command" in screen_text(app), timeout=60)
+            # the product's pane shows the agent at work, with what it does now
+            pane = app.main_screen.panes["shop"]
+            await until(pilot, lambda: any(line.startswith(f"{agent} {tid} ▸ run_command") for line in pane.agent_lines),
+                        timeout=60)
+            assert f"{agent} {tid} ▸ run_command" in screen_text(app)
             app.main_screen.select_task(tid)
             await pilot.pause()
             await pilot.press("enter")

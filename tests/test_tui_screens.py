@@ -425,3 +425,56 @@ async def test_a_second_cockpit_on_the_same_factory_watches_instead_of_driving(s
             await p2.pause()
             assert second.orchestrator is None and "watching" in second.sub_title
     assert runs == [1]
+
+
+async def test_the_remaining_keys_do_what_the_footer_says(store, config):
+    """Tabs 1, 3 and 4 (gates, defects with their reproduction, the reviewers' words); e and + on the main screen;
+    esc closes the form, the rules and the memory screens; n on a confirmation records nothing."""
+    t1 = await new_task(store, "shop", "Discounts", budget_usd=2.0)
+    await start(store, "shop", t1)
+    sha = "feed0001"
+    for kind, actor, data in [
+        (Kind.COMMITTED, "builder-1", {"sha": sha}), (Kind.SUBMITTED, "builder-1", {}),
+        (Kind.VERDICT, "system", {"gate": "tests", "commit": sha, "outcome": "pass", "detail": "9 passed"}),
+        (Kind.CHECKED, "system", {}),
+        (Kind.DEFECT_OPENED, "breaker-1", {"commit": sha, "title": "150% off makes a negative total", "repro_kind": "command",
+                                           "reproduction": "python -c 'assert total(150) >= 0'", "exit_code": 1,
+                                           "detail": "AssertionError"}),
+        (Kind.CHANGES_REQUESTED, "reviewer-1", {"commit": sha, "note": "shop/discounts.py:12: clamp at zero"}),
+    ]:
+        await store.append(Event(kind=kind, actor=actor, product="shop", task_id=t1, data=data))
+    app = CockpitApp(store, config)
+    async with app.run_test(size=SIZE) as pilot:
+        main(app).select_task(t1)
+        main(app).panes["shop"].table.focus()
+        await pilot.pause()
+        # + on the main screen: the task's own budget
+        await pilot.press("plus")
+        await until(pilot, lambda: "its own budget ($2.00)" in screen_text(app))
+        await pilot.press("1", "enter")
+        await until(pilot, lambda: store.task(t1).budget_usd == 3.0)
+        # e on the main screen: the form, prefilled; esc leaves the task as it was
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, TaskForm))
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen) and store.task(t1).title == "Discounts"
+        screen = await open_task_screen(pilot, app, t1)
+        await pilot.press("3")
+        await until(pilot, lambda: "150% off makes a negative total" in screen_text(app))
+        assert screen.page == "defects" and "D1 OPEN" in screen_text(app) and "assert total(150) >= 0" in screen_text(app)
+        await pilot.press("4")
+        await until(pilot, lambda: "reviewer-1: shop/discounts.py:12: clamp at zero" in screen_text(app))
+        await pilot.press("1")
+        await until(pilot, lambda: "still needs: review, defects" in screen_text(app))
+        # x then n: nothing is stopped, nothing recorded
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert isinstance(app.screen, TaskScreen)
+        await pilot.press("escape", "u")
+        await until(pilot, lambda: isinstance(app.screen, RulesScreen))
+        await pilot.press("escape", "m")
+        await until(pilot, lambda: isinstance(app.screen, MemoryScreen))
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+    assert await store.events(kinds=[Kind.TASK_EDITED, Kind.AGENT_STOPPED, Kind.REFUSED]) == []

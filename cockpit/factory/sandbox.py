@@ -398,6 +398,11 @@ class Sandbox:
         finally:
             if not swept:  # cancelled or failed midway: leave nothing running
                 _killpg(pgid)
+                # and see it go before returning (a stopped agent's caller checks), within a bound
+                try:
+                    await asyncio.wait_for(asyncio.shield(proto.exited), _DRAIN_GRACE_S)
+                except (asyncio.TimeoutError, asyncio.CancelledError):
+                    pass
             transport.close()
 
         return CommandResult(

@@ -66,7 +66,8 @@ class TaskScreen(TaskActions):
         self._agents_dirty = True
         self._transcript_agent: str | None = None
         self._maker = LineMaker()
-        self._seen_id = 0
+        self._transcript_seen = 0  # the last event id in the transcript shown / the history shown
+        self._history_seen = 0
         self._diff_of: tuple[str | None, str | None] = ("?", None)
 
     @property
@@ -103,7 +104,6 @@ class TaskScreen(TaskActions):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self._seen_id = self.store.last_event_id
         self.refresh_task()
         self._refresh_agents(force=True)
         self.load_history()
@@ -126,14 +126,15 @@ class TaskScreen(TaskActions):
         log = self.query_one("#transcript", Log)
         history = self.query_one("#history", Log)
         for e in events:
-            if (e.id or 0) <= self._seen_id:
-                continue
-            self._seen_id = e.id or self._seen_id
-            if self._transcript_agent and agent_of(e) == self._transcript_agent and e.kind in queries.TRANSCRIPT_KINDS:
+            eid = e.id or 0
+            if (eid > self._transcript_seen and self._transcript_agent and agent_of(e) == self._transcript_agent
+                    and e.kind in queries.TRANSCRIPT_KINDS):
+                self._transcript_seen = eid
                 made = self._maker.feed(e)
                 if made is not None:
                     log.write(made[1])
-            if e.kind not in queries.NOISY_KINDS:
+            if eid > self._history_seen and e.kind not in queries.NOISY_KINDS:
+                self._history_seen = eid
                 line = fmt.event_line(e)
                 if line is not None:
                     history.write_line(line)
@@ -279,7 +280,7 @@ class TaskScreen(TaskActions):
         log.clear()
         log.write("".join(made[1] for e in events if (made := self._maker.feed(e)) is not None))
         # events newer than the read arrive through the bridge; older ones were just written
-        self._seen_id = max(self._seen_id, events[-1].id or 0) if events else self._seen_id
+        self._transcript_seen = events[-1].id or 0 if events else self.store.last_event_id
 
     @on(DataTable.RowHighlighted, "#agent-table")
     def _agent_chosen(self, event: DataTable.RowHighlighted) -> None:
@@ -294,8 +295,7 @@ class TaskScreen(TaskActions):
         log = self.query_one("#history", Log)
         log.clear()
         log.write_lines([line for e in events if (line := fmt.event_line(e)) is not None])
-        if events:
-            self._seen_id = max(self._seen_id, events[-1].id or 0)
+        self._history_seen = max(self._history_seen, events[-1].id or 0) if events else self._history_seen
 
     # --- keys ----------------------------------------------------------------------------------
 

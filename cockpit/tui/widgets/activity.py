@@ -63,10 +63,16 @@ class ActivityLog(Log):
     WRAP_AT = 200
     """A line streamed without a newline is cut at this length."""
 
-    def __init__(self, *, max_lines: int = 5000, id: str | None = None, classes: str | None = None) -> None:
+    LINE_WIDTH = 240
+    """Lines are cut to this, and the view is this wide from the start: a virtual size that never changes (once
+    max_lines is reached) costs no layout, and a layout repaints the whole screen."""
+
+    def __init__(self, *, max_lines: int = 2000, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(max_lines=max_lines, highlight=True, id=id, classes=classes)
+        self._width = self.LINE_WIDTH
         self.highlighter = ActivityHighlighter()
         self.last_event_id = 0
+        self.following = True
         self._partial: dict[str, tuple[float, str]] = {}
         self._flush_timer: Timer | None = None
 
@@ -104,9 +110,20 @@ class ActivityLog(Log):
 
     def _write(self, lines: list[str]) -> None:
         """Follow the stream, unless the human scrolled up to read: then stay put."""
+        self.write_lines([fmt.truncate(line, self.LINE_WIDTH) for line in lines], scroll_end=self.following)
+        if self.following:
+            # before the first layout there is no height to scroll by: be at the end once there is
+            self.call_after_refresh(self.scroll_end, animate=False, immediate=True, x_axis=False)
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        """Scrolling up (by the human) stops following; reaching the end again resumes it."""
+        super().watch_scroll_y(old, new)
         # one line of slack: a scrollbar appearing must not count as the human scrolling up
-        follow = self.scroll_offset.y >= self.max_scroll_y - 1
-        self.write_lines(lines, scroll_end=follow)
+        at_end = new >= self.max_scroll_y - 1
+        if at_end:
+            self.following = True
+        elif new < old:
+            self.following = False
 
     def _lines_for(self, ev: Event) -> list[str]:
         agent = str(ev.data.get("agent") or ev.actor)

@@ -11,7 +11,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.color import Color
 from textual.containers import Vertical
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 from textual.widgets.data_table import ColumnKey
 
 from ...domain.tasks import Task, TaskState, gate_lights
@@ -26,21 +26,23 @@ _TITLE_WIDTH = 32
 
 
 class TaskTable(DataTable):
-    """The tasks of one product, a row each (key: the task id): title, state, a light per gate, spend, and what is
-    happening to it now: the line of the agent at work on it, or why it waits for the human."""
+    """The tasks of one product, a row each (key: the task id): title, state, a light per gate, spend, and a note:
+    why it waits for the human, or what landed.
+
+    What the agents do second by second is drawn below the table, not in it: a DataTable re-renders every
+    visible cell whenever one cell changes, far too dear for text that changes many times a second."""
 
     COMPONENT_CLASSES = DataTable.COMPONENT_CLASSES | {"task-table--blocked", "task-table--doing"}
     """`task-table--blocked`: the rows of blocked tasks; `task-table--doing`: the activity column (cockpit.tcss)."""
 
-    MIN_DOING = 12
-    """The activity column never narrows below this; past it the table scrolls sideways."""
+    MIN_DOING = 4
+    """The activity column never narrows below this (past it the table would scroll sideways)."""
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, cursor_foreground_priority="renderable",
                          id=id, classes=classes)
         self.show_cursor = False
         self.blocked: set[str] = set()
-        self.doing: dict[str, str] = {}  # task id -> what is happening to it now (untruncated)
         self._rows: dict[str, tuple[object, ...]] = {}
         self._colors: dict[str, Style] = {}
         self._doing_width = 40
@@ -52,7 +54,7 @@ class TaskTable(DataTable):
         for gate in GATES:
             self.add_column(_GATE_LABELS[gate], key=gate)
         self.add_column("spend", key="spend")
-        self.add_column("doing", key="doing", width=self._doing_width)
+        self.add_column("note", key="doing", width=self._doing_width)
 
     def on_resize(self) -> None:
         self._fit_doing()
@@ -162,18 +164,9 @@ class TaskTable(DataTable):
             return "⚠ " + fmt.block_summary(t.blocked_by, t.block_detail, 200)
         if t.state == TaskState.DONE:
             return f"merged {fmt.short_sha(t.merged_commit)}" if t.merged_commit else ""
-        return self.doing.get(t.id, "")
-
-    def show_doing(self, doing: dict[str, str], tasks: dict[str, Task]) -> None:
-        """What the agents at work do now, by task (only the rows whose line changed are redrawn)."""
-        self.doing = doing
-        for task_id, raw in list(self._rows.items()):
-            t = tasks.get(task_id)
-            if t is None:
-                continue
-            now = self._doing_of(t)
-            if now != raw[5]:
-                self._put(task_id, (*raw[:5], now))
+        if t.state == TaskState.MERGING:
+            return "in the merge queue"
+        return ""
 
     def _get_row_style(self, row_index: int, base_style: Style) -> Style:
         style = super()._get_row_style(row_index, base_style)
@@ -190,9 +183,8 @@ def _flat(raw: tuple[object, ...]) -> list[object]:
 
 
 class ProductPane(Vertical):
-    """A bordered pane: its tasks (with what each one's agent does now), spend against budget and the merge queue.
-
-    Title `shop · 4 tasks · 1 active · 1 blocked`; subtitle `▕███░░░▏ $1.20 / $5.00 · merge T5⚙ T7`.
+    """A bordered pane: its tasks, a line per agent at work (what it does now), spend against budget and the merge
+    queue. Title `shop · 4 tasks · 1 active · 1 blocked`; subtitle `▕███░░░▏ $1.20 / $5.00 · merge T5⚙ T7`.
     """
 
     def __init__(self, product: str, *, budget_usd: float | None = None, classes: str | None = None) -> None:
@@ -208,12 +200,14 @@ class ProductPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield TaskTable()
+        yield Static("", classes="agents", markup=False)
 
     @property
     def table(self) -> TaskTable:
         return self.query_one(TaskTable)
 
     def on_mount(self) -> None:
+        self.query_one(".agents", Static).display = False
         self._retitle()
 
     def show(self, tasks: list[Task], spend_usd: float | None = None, budget_usd: float | None = None) -> None:
@@ -232,18 +226,16 @@ class ProductPane(Vertical):
         self._retitle()
 
     def show_agents(self, agents: list[AgentState]) -> None:
-        """The agents at work, each on its task's row: `builder-3 ▸ write_file shop/export.py`."""
+        """One line per agent at work: `builder-3 T4 ▸ write_file shop/export.py` (a short pane clips them first)."""
         lines = [f"{'⏸ ' if a.paused else ''}{a.agent} {a.task_id or ''} {a.line}".rstrip() for a in agents]
         if lines == self.agent_lines:
             return
+        same_height = len(lines) == len(self.agent_lines)
         self.agent_lines = lines
-        doing: dict[str, str] = {}
-        latest: dict[str, float] = {}
-        for a in agents:  # the most recently active agent on a task speaks for it
-            if a.task_id and a.ts >= latest.get(a.task_id, -1.0):
-                latest[a.task_id] = a.ts
-                doing[a.task_id] = f"{'⏸ ' if a.paused else ''}{a.agent} {a.line}".rstrip()
-        self.table.show_doing(doing, self.tasks)
+        box = self.query_one(".agents", Static)
+        if box.display != bool(lines):
+            box.display = bool(lines)  # (setting it, even unchanged, costs a layout of the whole screen)
+        box.update("\n".join(lines), layout=not same_height)  # a new line of text needs no new layout
 
     def show_queue(self, queue: list[str], testing: str | None = None) -> None:
         if (queue, testing) != (self.queue, self.testing):
