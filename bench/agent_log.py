@@ -97,7 +97,9 @@ def measure(lines: int = LINES) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="bench-agent-log-", dir=os.environ.get("BENCH_TMP")))
     path = base / "builder-1.log"
     size = write_log(path, lines)
-    last = path.read_bytes()[-200:].decode().rstrip("\n").rsplit("\n", 1)[-1]
+    with open(path, "rb") as f:  # only the tail: reading the whole file here would count in the peak RSS
+        f.seek(-200, os.SEEK_END)
+        last = f.read().decode(errors="replace").rstrip("\n").rsplit("\n", 1)[-1]
     rss_before = _rss_mb()
     opens, indexes, rss = [], [], 0.0
     for _ in range(REPEATS):

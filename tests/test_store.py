@@ -100,3 +100,60 @@ async def test_ledger_reserve_and_settle(tmp_path):
     assert s.task("T1").spend_usd == pytest.approx(0.123)
     assert await s.spend_total("shop") == pytest.approx(0.123)
     await s.close()
+
+
+async def test_posted_agent_output_is_committed_in_order_with_ids_and_task_events_still_checked(tmp_path):
+    """The fast path for posted output keeps every guarantee: ids in order, subscribers fed, data intact, and a
+    task event posted among it still goes through the domain."""
+    db = tmp_path / "cockpit.db"
+    s = await Store.open(db)
+    sub = s.subscribe()
+    await s.append(Event(kind=Kind.TASK_CREATED, actor="human:you", product="shop", data={"title": "x"}))
+    shared = Event(kind=Kind.AGENT_TEXT, actor="builder-1", product="shop", task_id="T1", data={"text": "twice"})
+    odd = Event(kind="agent.tool", actor="builder-1", data={"input": {1: "int key", "p": tmp_path}, "x": float("inf")})
+    s.post(shared)
+    s.post(shared)  # the same object twice: two events, two ids
+    s.post(odd)
+    # a refused task event on the post path is recorded as a refusal, not applied
+    s.post(Event(kind=Kind.MERGED, actor="builder-1", product="shop", task_id="T1", data={"commit": "abc"}))
+    for i in range(500):
+        s.post(Event(kind=Kind.AGENT_TEXT, actor="builder-2", data={"text": f"line {i}"}))
+    await s.flush()
+    seen = sub.drain()
+    assert [e.id for e in seen] == list(range(1, 506))
+    assert seen[1].data == seen[2].data == {"text": "twice"} and seen[1].id != seen[2].id
+    assert seen[4].kind == Kind.REFUSED and s.task("T1").state == TaskState.QUEUED
+    await s.close()
+
+    s = await Store.open(db)
+    events = await s.events()
+    assert [e.id for e in events] == list(range(1, 506))
+    assert events[3].data == {"input": {"1": "int key", "p": str(tmp_path)}, "x": None}
+    assert [e.data["text"] for e in events[5:]] == [f"line {i}" for i in range(500)]
+    await s.close()
+
+
+async def test_a_store_of_an_older_schema_is_migrated_forward_keeping_every_event(tmp_path):
+    from cockpit.store.schema import MIGRATIONS
+    from cockpit.store.store import _split_sql
+
+    db = tmp_path / "old.db"
+    raw = sqlite3.connect(db, isolation_level=None)
+    for v, script in enumerate(MIGRATIONS[:2]):  # a store written by the cockpit of schema version 2
+        for stmt in _split_sql(script):
+            raw.execute(stmt)
+        raw.execute(f"PRAGMA user_version={v + 1}")
+    raw.executemany("INSERT INTO events(id, ts, kind, actor, product, task_id, data) VALUES (?,?,?,?,?,?,?)",
+                    [(i, 1.0 + i, "agent.text", f"builder-{i % 3}", "shop", "T1", '{"text": "x"}') for i in range(1, 301)])
+    raw.close()
+
+    s = await Store.open(db)
+    assert [e.id for e in await s.events(actor="builder-1", after_id=100)] == list(range(103, 301, 3))
+    nxt = await s.append(Event(kind=Kind.AGENT_TEXT, actor="builder-1", data={"text": "after"}))
+    assert nxt.id == 301
+    await s.close()
+    with sqlite3.connect(db) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        plan = " ".join(r[-1] for r in raw.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM events WHERE actor = ? AND id > ? ORDER BY id", ("builder-1", 5)))
+        assert "events_actor" in plan and "TEMP B-TREE" not in plan, plan  # the index still gives id order

@@ -197,3 +197,33 @@ async def test_tampered_dot_git_is_refused(repo, ws, tmp_path):
     with pytest.raises(GitError, match="another worktree"):
         await ws.commit(wt, "innocent", "builder-1")
     assert not marker.exists()
+
+
+async def test_many_tasks_of_one_product_start_merge_and_finish_at_once(repo, ws, tmp_path):
+    """Worktree admin on one repository is serialised: adds, throwaway checkouts and removes all at once
+    (as a busy product's tasks, breakers and merge queue do) leave every worktree whole."""
+    import asyncio
+
+    from cockpit.factory.scratch import throwaway_tree
+
+    head = main_head(repo)
+
+    async def probe(n: int) -> bool:
+        async with throwaway_tree(repo, tmp_path / "scratch", head, label=f"probe{n}") as tree:
+            return (tree / "a.txt").read_text() == "a\n"
+
+    tasks = [f"T{i}" for i in range(12)]
+    paths = await asyncio.gather(*(ws.ensure("shop", repo, "main", t) for t in tasks),
+                                 *(probe(n) for n in range(6)))
+    assert all(p is True for p in paths[12:])
+    for t, path in zip(tasks, paths[:12], strict=True):
+        assert (path / "a.txt").read_text() == "a\n"
+        assert run_git(path, "rev-parse", "--abbrev-ref", "HEAD") == f"cockpit/{t}"
+    # half of them finish while the other half commit and a new batch starts
+    await asyncio.gather(*(ws.remove("shop", t, repo) for t in tasks[:6]),
+                         *(ws.ensure("shop", repo, "main", f"U{i}") for i in range(6)),
+                         *(probe(n) for n in range(6, 10)))
+    listed = {line.split(" ", 1)[1] for line in run_git(repo, "worktree", "list", "--porcelain").splitlines()
+              if line.startswith("worktree ")}
+    assert listed == {str(repo)} | {str(ws.path_for("shop", t)) for t in tasks[6:] + [f"U{i}" for i in range(6)]}
+    assert not any(ws.path_for("shop", t).exists() for t in tasks[:6])

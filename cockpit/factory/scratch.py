@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from .workspaces import git
+from .workspaces import git, worktree_lock
 
 
 @asynccontextmanager
@@ -21,14 +21,16 @@ async def throwaway_tree(repo: Path, root: Path, commit: str, *, label: str = "t
     """A detached checkout of `commit` under `root`, removed on exit."""
     path = Path(root) / f"{label}-{uuid.uuid4().hex[:12]}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    await git("worktree", "add", "--detach", str(path), commit, cwd=repo)
+    async with worktree_lock(repo):
+        await git("worktree", "add", "--detach", str(path), commit, cwd=repo)
     try:
         yield path
     finally:
-        await git("worktree", "remove", "--force", str(path), cwd=repo, check=False)
-        if path.exists():
-            shutil.rmtree(path, ignore_errors=True)
-        await git("worktree", "prune", cwd=repo, check=False)
+        async with worktree_lock(repo):
+            await git("worktree", "remove", "--force", str(path), cwd=repo, check=False)
+            if path.exists():
+                shutil.rmtree(path, ignore_errors=True)
+            await git("worktree", "prune", cwd=repo, check=False)
 
 
 def scratch_dir(root: Path, name: str) -> Path:
@@ -48,5 +50,6 @@ async def clear_scratch(root: Path, repos: list[Path]) -> bool:
     shutil.rmtree(root, ignore_errors=True)
     for repo in repos:
         if (Path(repo) / ".git").exists():
-            await git("worktree", "prune", cwd=repo, check=False)
+            async with worktree_lock(repo):
+                await git("worktree", "prune", cwd=repo, check=False)
     return True

@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import uuid
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,11 +177,30 @@ class PreparedMerge:
     already: bool = False
 
 
+_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()
+
+
+def worktree_lock(repo: Path) -> asyncio.Lock:
+    """The lock every add, remove and prune of a worktree of `repo` holds (one per repository and event loop).
+
+    `git worktree prune` run while another `git worktree add` is half done deletes the new worktree's admin
+    files, and two adds race on `.git/worktrees`: seen with two tasks of one product starting at once."""
+    locks = _LOCKS.setdefault(asyncio.get_running_loop(), {})
+    key = os.path.realpath(repo)
+    lock = locks.get(key)
+    if lock is None:
+        lock = locks[key] = asyncio.Lock()
+    return lock
+
+
 class Workspaces:
     """Task worktrees under root/<product>/<task_id>, on branch cockpit/<task_id>."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).expanduser().absolute()  # git resolves relative paths against the repo
+
+    def _admin(self, repo: Path) -> asyncio.Lock:
+        return worktree_lock(repo)
 
     def branch_for(self, task_id: str) -> str:
         return f"cockpit/{task_id}"
@@ -190,6 +210,10 @@ class Workspaces:
 
     async def ensure(self, product: str, repo: Path, main_branch: str, task_id: str) -> Path:
         """Create the task's branch and worktree if missing; safe to call again after a crash."""
+        async with self._admin(repo):
+            return await self._ensure(product, repo, main_branch, task_id)
+
+    async def _ensure(self, product: str, repo: Path, main_branch: str, task_id: str) -> Path:
         path = self.path_for(product, task_id)
         branch = self.branch_for(task_id)
         await git("worktree", "prune", cwd=repo)  # forget worktrees whose directory is gone
@@ -276,7 +300,8 @@ class Workspaces:
         scratch = self.root / ".merge" / f"{Path(repo).name}-{uuid.uuid4().hex[:12]}"
         scratch.parent.mkdir(parents=True, exist_ok=True)
         try:
-            await git("worktree", "add", "--detach", str(scratch), old, cwd=repo)
+            async with self._admin(repo):
+                await git("worktree", "add", "--detach", str(scratch), old, cwd=repo)
             ident = _identity(MERGER)
             rc, out, err = await _run_git(
                 "merge", "--no-ff", "--no-edit", "-m", message, target, cwd=scratch, env=ident
@@ -292,10 +317,7 @@ class Workspaces:
             new = await self.head(scratch)
             return await self._advance(repo, main_branch, new, old)
         finally:
-            await git("worktree", "remove", "--force", str(scratch), cwd=repo, check=False)
-            if scratch.exists():
-                shutil.rmtree(scratch, ignore_errors=True)
-            await git("worktree", "prune", cwd=repo, check=False)
+            await self.discard(repo, scratch)
 
     async def prepare_merge(self, repo: Path, main_branch: str, commit: str, message: str) -> PreparedMerge:
         """Build the exact commit that would land (commit merged onto main's current head) in a scratch
@@ -308,7 +330,8 @@ class Workspaces:
             return PreparedMerge(base, None, None, [], f"{target[:12]} is already in {main_branch}", already=True)
         scratch = self.root / ".merge" / f"{Path(repo).name}-{uuid.uuid4().hex[:12]}"
         scratch.parent.mkdir(parents=True, exist_ok=True)
-        await git("worktree", "add", "--detach", str(scratch), base, cwd=repo)
+        async with self._admin(repo):
+            await git("worktree", "add", "--detach", str(scratch), base, cwd=repo)
         ident = _identity(MERGER)
         rc, out, err = await _run_git("merge", "--no-ff", "--no-edit", "-m", message, target, cwd=scratch, env=ident)
         if rc != 0:
@@ -327,10 +350,11 @@ class Workspaces:
     async def discard(self, repo: Path, scratch: Path | None) -> None:
         if scratch is None:
             return
-        await git("worktree", "remove", "--force", str(scratch), cwd=repo, check=False)
-        if scratch.exists():
-            shutil.rmtree(scratch, ignore_errors=True)
-        await git("worktree", "prune", cwd=repo, check=False)
+        async with self._admin(repo):
+            await git("worktree", "remove", "--force", str(scratch), cwd=repo, check=False)
+            if scratch.exists():
+                shutil.rmtree(scratch, ignore_errors=True)
+            await git("worktree", "prune", cwd=repo, check=False)
 
     async def merged_since(self, repo: Path, main_branch: str, commit: str) -> list[str]:
         """Subjects of main's first-parent commits since `commit` forked from it (what landed meanwhile)."""
@@ -372,11 +396,12 @@ class Workspaces:
     async def remove(self, product: str, task_id: str, repo: Path) -> None:
         """Drop the task's worktree. The branch stays: events name its commits, so they must stay reachable."""
         path = self.path_for(product, task_id)
-        await git("worktree", "prune", cwd=repo, check=False)
-        for wt in await _worktrees(repo):
-            if _same_path(wt["worktree"], path):
-                await git("worktree", "remove", "--force", str(path), cwd=repo, check=False)
-                break
-        if path.exists():
-            shutil.rmtree(path, ignore_errors=True)
-        await git("worktree", "prune", cwd=repo, check=False)
+        async with self._admin(repo):
+            await git("worktree", "prune", cwd=repo, check=False)
+            for wt in await _worktrees(repo):
+                if _same_path(wt["worktree"], path):
+                    await git("worktree", "remove", "--force", str(path), cwd=repo, check=False)
+                    break
+            if path.exists():
+                shutil.rmtree(path, ignore_errors=True)
+            await git("worktree", "prune", cwd=repo, check=False)
