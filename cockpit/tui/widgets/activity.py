@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Self
 
 from rich.highlighter import Highlighter
 from rich.style import Style
 from rich.text import Text
 from textual.color import Color
+from textual.geometry import Region
 from textual.timer import Timer
 from textual.widgets import Log
 
@@ -63,6 +65,9 @@ class ActivityLog(Log):
     WRAP_AT = 200
     """A line streamed without a newline is cut at this length."""
 
+    _content_only = False
+    """True while a write is in progress (see _write)."""
+
     LINE_WIDTH = 240
     """Lines are cut to this, and the view is this wide from the start: a virtual size that never changes (once
     max_lines is reached) costs no layout, and a layout repaints the whole screen."""
@@ -109,11 +114,26 @@ class ActivityLog(Log):
             self._write(lines)
 
     def _write(self, lines: list[str]) -> None:
-        """Follow the stream, unless the human scrolled up to read: then stay put."""
-        self.write_lines([fmt.truncate(line, self.LINE_WIDTH) for line in lines], scroll_end=self.following)
+        """Follow the stream, unless the human scrolled up to read: then stay put.
+
+        A write grows the log's virtual height, a reactive that lays out the whole screen (12-23 ms at
+        160x48, so a key pressed meanwhile waited: the p99 of key -> repaint under 20 agents was ~60 ms).
+        The log's box is set by CSS, not by its content: only its scrollbar must follow, so the write asks
+        for a repaint and the scrollbar is updated here (a scrollbar that appears still gets its layout)."""
+        self._content_only = True
+        try:
+            self.write_lines([fmt.truncate(line, self.LINE_WIDTH) for line in lines], scroll_end=self.following)
+        finally:
+            self._content_only = False
+        self._scroll_update(self.virtual_size)
         if self.following:
             # before the first layout there is no height to scroll by: be at the end once there is
             self.call_after_refresh(self.scroll_end, animate=False, immediate=True, x_axis=False)
+
+    def refresh(self, *regions: Region, repaint: bool = True, layout: bool = False, recompose: bool = False) -> Self:
+        if self._content_only:
+            layout = False  # see _write
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         """Scrolling up (by the human) stops following; reaching the end again resumes it."""
