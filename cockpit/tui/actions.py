@@ -20,6 +20,7 @@ from ..domain.tasks import Task, TaskState
 from ..factory import commands
 from ..store import Store, StoreError
 from . import format as fmt
+from .pacing import PacedRepaint
 from .screens.prompt import ConfirmScreen, PromptScreen
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def positive_usd(text: str) -> str | None:
     return None if math.isfinite(usd) and usd > 0 else "The amount must be more than zero."
 
 
-class TaskActions(Screen):
+class TaskActions(PacedRepaint, Screen):
     """A screen with a selected task: `selected_task_id` says which."""
 
     store: Store

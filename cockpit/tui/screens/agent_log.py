@@ -14,11 +14,12 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
+from ..pacing import PacedRepaint
 from ..widgets.inputs import CockpitInput
 from ..widgets.log_view import LogView
 
 
-class AgentLogScreen(Screen):
+class AgentLogScreen(PacedRepaint, Screen):
     BINDINGS = [
         Binding("escape", "back", "Back", id="log.back"),
         Binding("f", "toggle_follow", "Follow", id="log.follow", tooltip="Follow the end of the log (on/off)"),

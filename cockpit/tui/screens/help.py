@@ -10,6 +10,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
+from ..pacing import PacedRepaint
+
 LEGEND = """\
 Gate lights, one per gate, for the task's latest commit:
   t tests   r review   d defects   $ budget     ● green: passed   ● red: failed   ○ not yet
@@ -34,7 +36,7 @@ def key_rows(screen: Screen) -> list[tuple[str, str, str]]:
     return rows
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(PacedRepaint, ModalScreen[None]):
     BINDINGS = [Binding("escape,question_mark,q", "close", "Close", id="help.close")]
 
     def __init__(self, under: Screen) -> None:

@@ -18,11 +18,12 @@ from ...domain.errors import Refused
 from ...store import Store, StoreError
 from ...store.memory import Lesson, Memory
 from .. import format as fmt
+from ..pacing import PacedRepaint
 from ..widgets.inputs import CockpitInput
 from .prompt import ConfirmScreen, PromptScreen
 
 
-class MemoryScreen(Screen):
+class MemoryScreen(PacedRepaint, Screen):
     BINDINGS = [
         Binding("escape", "back", "Back", id="memory.back"),
         Binding("slash", "search", "Search", id="memory.search", key_display="/"),

@@ -16,10 +16,11 @@ from textual.screen import ModalScreen
 from textual.validation import Function
 from textual.widgets import Input, Label, Static
 
+from ..pacing import PacedRepaint
 from ..widgets.inputs import CockpitInput
 
 
-class PromptScreen(ModalScreen[str | None]):
+class PromptScreen(PacedRepaint, ModalScreen[str | None]):
     """Dismisses with the stripped text, or None when cancelled."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="prompt.cancel")]
@@ -72,7 +73,7 @@ class PromptScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class ConfirmScreen(ModalScreen[bool]):
+class ConfirmScreen(PacedRepaint, ModalScreen[bool]):
     """Yes or no: `y`/enter confirms, `n`/escape cancels."""
 
     BINDINGS = [

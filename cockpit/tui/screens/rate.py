@@ -23,6 +23,7 @@ from ...config import FactoryConfig
 from ...domain.metrics import CORE, FACTORY, METRIC, METRICS, TOO_FEW, Rate, ScopeRate, describe_change
 from ...factory.rate import ARROWS, LogReader, compute_rate, fmt_value, sparkline, summary_line
 from ...store import Store
+from ..pacing import PacedRepaint
 
 __all__ = ["RateScreen", "product_summaries", "summary_line"]
 
@@ -69,7 +70,7 @@ class MetricCard(Vertical):
             self.set_class(t.direction == cls[1:], cls)
 
 
-class RateScreen(Screen):
+class RateScreen(PacedRepaint, Screen):
     """`RateScreen(store, config)`; `now` and `since` pin the window (tests, reports of the past)."""
 
     DEFAULT_CSS = """

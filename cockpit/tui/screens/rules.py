@@ -22,6 +22,7 @@ from ...factory.rules import RuleBook, RuleError, RuleFile
 from ...store import Store
 from .. import format as fmt
 from .. import queries
+from ..pacing import PacedRepaint
 
 REFRESH_S = 2.0
 
@@ -48,7 +49,7 @@ def read_rules(config: FactoryConfig, book: RuleBook | None = None) -> InForce:
     return InForce(book.hash, files, book.errors())
 
 
-class RulesScreen(Screen):
+class RulesScreen(PacedRepaint, Screen):
     BINDINGS = [Binding("escape", "back", "Back", id="rules.back")]
 
     def __init__(self, store: Store, config: FactoryConfig) -> None:

@@ -20,6 +20,7 @@ from ...factory import meter
 from ...store import Store
 from .. import format as fmt
 from .. import queries
+from ..pacing import PacedRepaint
 
 DAYS = 14
 REFRESH_S = 3.0
@@ -35,7 +36,7 @@ def text_sparkline(values: list[float]) -> str:
                    for v in values).replace(" ", _TICKS[0])
 
 
-class SpendScreen(Screen):
+class SpendScreen(PacedRepaint, Screen):
     BINDINGS = [Binding("escape", "back", "Back", id="spend.back")]
 
     def __init__(self, store: Store, config: FactoryConfig) -> None:

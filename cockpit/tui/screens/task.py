@@ -28,6 +28,7 @@ from ..actions import TaskActions
 from ..bridge import run_bridge
 from ..messages import EventsArrived
 
+
 def _table(id: str, columns: tuple[str, ...], **kwargs) -> DataTable:
     table = DataTable(id=id, cursor_type="row", **kwargs)
     for col in columns:

@@ -16,10 +16,11 @@ from textual.widgets import Button, Label, Select
 
 from ...config import FactoryConfig
 from ...domain.tasks import Task
+from ..pacing import PacedRepaint
 from ..widgets.inputs import CockpitInput, CockpitTextArea
 
 
-class TaskForm(ModalScreen[dict | None]):
+class TaskForm(PacedRepaint, ModalScreen[dict | None]):
     """Dismisses with {product, title, body, priority}, or None when cancelled."""
 
     BINDINGS = [
