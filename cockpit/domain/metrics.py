@@ -499,7 +499,9 @@ def compute(events: Iterable[EventLike], *, since: float | None = None, until: f
     `products` are scopes to report even if they have no event in the window.
     """
     evs = list(events)
-    if any(e.id is not None for e in evs):
+    ids = [e.id for e in evs]
+    if any(i is not None for i in ids) and not all(
+            a is not None and b is not None and a < b for a, b in zip(ids, ids[1:], strict=False)):  # from the log: in order
         evs.sort(key=lambda e: (e.id is None, e.id or 0))
     stamps = [e.ts for e in evs]
     until = until if until is not None else (max(stamps) if stamps else 0.0)
@@ -535,13 +537,19 @@ def compute(events: Iterable[EventLike], *, since: float | None = None, until: f
         open_sessions[actor] = s
         return s
 
+    first_ts = book.first_ts
     for seq, e in enumerate(evs):
         if e.ts > until:
             continue
         k, d = e.kind, e.data if isinstance(e.data, dict) else {}
         t = task_of(e)
         product = e.product or (t.product if t else None)
-        book.seen(product, e.ts)
+        ts = e.ts
+        if since <= ts:  # book.seen, inlined: this line runs for every event
+            if ts < first_ts.get(FACTORY, math.inf):
+                first_ts[FACTORY] = ts
+            if product and ts < first_ts.get(product, math.inf):
+                first_ts[product] = ts
         if k == AGENT_TOOL:  # the most frequent kind by far: counted, nothing else
             book.bump(product, e.ts, "tool_calls")
             continue
@@ -668,7 +676,9 @@ def compute(events: Iterable[EventLike], *, since: float | None = None, until: f
 
     book.settle()
     names = sorted((set(book.first_ts) | {s for s, _ in book.accs}) - {FACTORY} | set(products))
-    scopes = {name: _scope(book, name, min_merged, min_periods) for name in [FACTORY, *names]}
+    day_starts = _day_starts(book.since, book.until, book.tz)  # the same calendar for every scope
+    empty = _Acc().values()
+    scopes = {name: _scope(book, name, min_merged, min_periods, day_starts, empty) for name in [FACTORY, *names]}
     for name in demo & set(scopes):
         scopes[name].demo = True
     trend_per = scopes[FACTORY].trend["merged"].per if scopes[FACTORY].trend else "week"
@@ -698,21 +708,25 @@ def _coverage(start: float, end: float, alive_from: float, alive_to: float) -> f
     return max(0.0, min(end, alive_to) - max(start, alive_from)) / span
 
 
-def _scope(book: _Book, name: str, min_merged: int, min_periods: int) -> ScopeRate:
-    empty = _Acc()
-    totals = book.accs.get((name, "total"), empty).values()
-    alive_from = book.first_ts.get(name, book.until)
-    days = []
-    for key, start, end in _day_starts(book.since, book.until, book.tz):
-        acc = book.accs.get((name, "d:" + key), empty)  # the same key as _Book.day_key
-        days.append(Period(key, start, end, acc.values(), _coverage(start, end, max(alive_from, book.since), book.until)))
+def _scope(book: _Book, name: str, min_merged: int, min_periods: int, day_starts: list[tuple[str, float, float]],
+           empty: dict[str, float | None]) -> ScopeRate:
+    """`empty`: the values of a period with nothing in it (most days of most products), copied, not recomputed."""
+    accs = book.accs
+
+    def values(key: str) -> dict[str, float | None]:
+        acc = accs.get((name, key))
+        return acc.values() if acc is not None else dict(empty)
+
+    totals = values("total")
+    alive_from = max(book.first_ts.get(name, book.until), book.since)
+    days = [Period(key, start, end, values("d:" + key),  # the same key as _Book.day_key
+                   _coverage(start, end, alive_from, book.until)) for key, start, end in day_starts]
     weeks = []
     for i in range(book.n_weeks):
         end = book.until - (book.n_weeks - 1 - i) * WEEK
         start = end - WEEK
         key = datetime.fromtimestamp(start, book.tz).date().isoformat()
-        acc = book.accs.get((name, f"w:{i}"), empty)
-        weeks.append(Period(key, start, end, acc.values(), _coverage(start, end, max(alive_from, book.since), book.until)))
+        weeks.append(Period(key, start, end, values(f"w:{i}"), _coverage(start, end, alive_from, book.until)))
     per, periods = ("week", weeks) if len(weeks) >= 3 else ("day", days)
     trend = {m.name: _trend(m, periods, per) for m in METRICS}
     verdict = _verdict(totals, periods, per, trend, min_merged, min_periods)

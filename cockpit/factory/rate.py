@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from ..config import FactoryConfig, load_factory
 from ..domain import metrics
 from ..domain.errors import Refused
@@ -53,9 +55,12 @@ async def load_events(store: Store, *, after_id: int = 0) -> list[LoggedEvent]:
         parsed: Any = {}
         if data:
             try:
-                parsed = json.loads(data)
-            except ValueError:
-                parsed = {}
+                parsed = orjson.loads(data)  # several times json's speed: a year of events is ~100k of these
+            except orjson.JSONDecodeError:
+                try:
+                    parsed = json.loads(data)  # what json wrote and orjson refuses (NaN, Infinity)
+                except ValueError:
+                    parsed = {}
         out.append(LoggedEvent(id_, ts, kind, actor, product, task_id, parsed if isinstance(parsed, dict) else {}))
     return out
 
