@@ -51,3 +51,40 @@ async def test_agent_commands_need_the_running_factory(store):
     with pytest.raises(Refused, match="no factory runs in this cockpit"):
         await commands.stop_agent(store, None, "builder-1", actor=HUMAN)
     assert await store.events(kinds=["agent.paused", "agent.resumed", Kind.AGENT_STOPPED]) == []
+
+
+async def test_a_task_added_from_a_shell_shows_in_the_running_cockpit(tmp_path):
+    """`cockpit task add` in another terminal, the cockpit open meanwhile: the row appears, nothing collides."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from cockpit.config import load_factory
+    from cockpit.tui import CockpitApp
+    from tui_kit import screen_text, until
+
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "blog").mkdir()
+    (tmp_path / "factory.toml").write_text(
+        '[factory]\nname = "acme"\n\n[[products]]\nname = "shop"\npath = "shop"\ntest_command = "pytest -q"\n\n'
+        '[[products]]\nname = "blog"\npath = "blog"\ntest_command = "pytest -q"\n')
+    config = load_factory(tmp_path / "factory.toml")
+    store = await Store.open(config.store_path)
+    try:
+        first = await new_task(store, "shop", "Opened in the cockpit")
+        app = CockpitApp(store, config, cursor_blink=False)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await until(pilot, lambda: "Opened in the cockpit" in screen_text(app))
+            proc = subprocess.run([sys.executable, "-m", "cockpit", "task", "add", "shop", "Typed in a shell",
+                                   "--factory", str(tmp_path / "factory.toml")],
+                                  cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
+            assert proc.returncode == 0, proc.stderr
+            added = proc.stdout.strip()
+            await until(pilot, lambda: "Typed in a shell" in screen_text(app))
+            assert store.task(added).title == "Typed in a shell" and added != first
+            # and the cockpit's own next write lands after it, not on top of it
+            second = await new_task(store, "shop", "Opened in the cockpit, again")
+            assert int(second[1:]) == int(added[1:]) + 1
+            await until(pilot, lambda: "Opened in the cockpit, again" in screen_text(app))
+    finally:
+        await store.close()

@@ -211,6 +211,19 @@ class BudgetBook:
         if state != "settled":
             self.open[call_id] = Hold(scopes, state, reserved, settled, live=False)
 
+    def reload_row(self, *, call_id: str, ts: float, task_id: str | None, product: str | None, state: str,
+                   reserved_usd: float, settled_usd: float) -> None:
+        """A row another process wrote (or changed): what this book held for it is replaced by the row."""
+        old = self.open.pop(call_id, None)
+        if old is not None:
+            s, h = row_counts(old.state, old.reserved, old.settled)
+            for k in old.scopes:
+                t = self.totals.setdefault(k, Totals())
+                t.settled -= s
+                t.held -= h
+        self.load_row(call_id=call_id, ts=ts, task_id=task_id, product=product, state=state,
+                      reserved_usd=reserved_usd, settled_usd=settled_usd)
+
     def load_raise(self, actor: str, task_id: str | None, data: dict[str, Any]) -> None:
         try:
             key, amount = parse_raise(actor, task_id, data)

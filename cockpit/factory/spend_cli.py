@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from ..config import FactoryConfig, load_factory
 from ..domain.errors import Refused
-from ..store import Store
+from ..store import Store, StoreError
 from . import commands
 from .meter import BY_CHOICES, report_lines, spend_report
 
@@ -74,7 +74,15 @@ def cmd_budget_raise(args: argparse.Namespace) -> int:
 
 
 def cmd_budget_reconcile(args: argparse.Namespace) -> int:
+    from .recovery import acquire_run_lock
+
     config = load_factory(args.factory)
+    try:
+        # a running cockpit may still settle the very reservation being closed here
+        acquire_run_lock(config.store_path)
+    except StoreError as e:
+        raise StoreError(f"{e} `budget reconcile` closes reservations a running cockpit may still settle: "
+                         "run it with the cockpit stopped.") from None
     done = asyncio.run(_with_store(config, lambda s: commands.reconcile(
         s, actor=config.factory.human, call_id=args.call, usd=args.usd)))
     print(f"reconciled {len(done)} call(s)" + "".join(f"\n  {c}" for c in done))

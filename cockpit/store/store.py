@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _MAX_BATCH = 2000
 _WAL_CHECKPOINT_PAGES = 10_000
+OTHERS_POLL_S = 1.0
+"""How often an idle store looks for events another process committed."""
 
 
 class StoreError(Exception):
@@ -72,7 +74,9 @@ class _Batch:
 
     next_task: int
     txn: budget.BudgetTxn
+    first_id: int = 0  # the id of the batch's first event
     next_id: int = 0  # the first id after the batch
+    foreign: list[Event] = field(default_factory=list)  # what another process committed just before it
     pending: dict[str, Task] = field(default_factory=dict)
     seqs: dict[str, int] = field(default_factory=dict)
     rows: list[tuple[Any, ...]] = field(default_factory=list)
@@ -124,6 +128,7 @@ class Store:
         self._queue: deque[_Item | None] = deque()  # the writer's input, woken by _wake
         self._wake = asyncio.Event()
         self._writer: asyncio.Task | None = None
+        self._watcher: asyncio.Task | None = None
         self._tasks: dict[str, Task] = {}
         self._task_seq: dict[str, int] = {}
         self._next_id = 1
@@ -175,6 +180,22 @@ class Store:
             await self._close_connections()
             raise
         self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
+        self._watcher = asyncio.create_task(self._watch_others(), name="store-watch-others")
+
+    async def _watch_others(self) -> None:
+        """While this process writes nothing, notice what another one commits (a task added from a shell):
+        a bare flush makes the writer catch up (see `_write`), and the subscribers hear of it."""
+        while not self._closed:
+            await asyncio.sleep(OTHERS_POLL_S)
+            if self._closed or self._queue or self._r is None:
+                continue
+            try:
+                async with self._r.execute("SELECT MAX(id) FROM events") as cur:
+                    (max_id,) = await cur.fetchone()  # type: ignore[misc]
+            except (sqlite3.Error, ValueError):  # busy, or closing under us: look again next time
+                continue
+            if (max_id or 0) >= self._next_id and not self._queue and not self._closed:
+                self._put(_Item(None))
 
     def set_budget_limits(self, limits: budget.BudgetLimits) -> None:
         """The configured limits (factory.toml) every reservation is checked against from now on."""
@@ -224,6 +245,12 @@ class Store:
         if self._closed:
             return
         self._closed = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+            try:
+                await self._watcher
+            except asyncio.CancelledError:
+                pass
         if self._writer is not None:
             self._put(None)
             try:
@@ -311,7 +338,7 @@ class Store:
     def _prepare(self, batch: list[_Item], next_id: int) -> "_Batch":
         """Check every event of the batch (task events through the domain, ledger steps against the budgets)
         against the state as it will be after the events ahead of it, and build the rows to write."""
-        b = _Batch(next_task=self._next_task, txn=self.budget.begin())
+        b = _Batch(next_task=self._next_task, txn=self.budget.begin(), first_id=next_id)
         pending, rows, results = b.pending, b.rows, b.results
         for it in batch:
             ev = it.event
@@ -361,11 +388,21 @@ class Store:
         b.next_id = next_id
         return b
 
-    async def _write(self, b: "_Batch") -> None:
-        """One transaction: the events, the tasks' projection rows and the batch's own statements."""
+    async def _write(self, b: "_Batch") -> "_Batch":
+        """One transaction: the events, the tasks' projection rows and the batch's own statements.
+
+        Another process may write the same file (`cockpit task add` in a second terminal): once this one holds
+        the write lock, it catches up with whatever was committed since it last looked and checks the batch
+        again on top of it (new ids, the other's tasks and budget changes). Returns the batch as written."""
         assert self._w is not None
         try:
             await self._w.execute("BEGIN IMMEDIATE")
+            async with self._w.execute("SELECT MAX(id) FROM events") as cur:
+                (max_id,) = await cur.fetchone()  # type: ignore[misc]
+            if (max_id or 0) >= b.first_id:
+                foreign = await self._catch_up(max_id)
+                b = self._prepare([r[0] for r in b.results], self._next_id)
+                b.foreign = foreign
             if b.rows:
                 await self._w.executemany(
                     "INSERT INTO events(id, ts, kind, actor, product, task_id, data) VALUES (?,?,?,?,?,?,?)", b.rows
@@ -384,6 +421,7 @@ class Store:
             for stmt, params in b.sql:
                 await self._w.execute(stmt, params)
             await self._w.execute("COMMIT")
+            return b
         except Exception:
             try:
                 await self._w.execute("ROLLBACK")
@@ -391,11 +429,41 @@ class Store:
                 pass
             raise
 
+    async def _catch_up(self, max_id: int) -> list[Event]:
+        """What another process committed after our last event (ids up to `max_id`), read inside our write
+        transaction: into the projection, the budgets and the id counters. Returns those events, for the
+        subscribers (the screen, the orchestrator: a task added from a shell shows and starts)."""
+        assert self._w is not None
+        known = self._next_id - 1
+        async with self._w.execute("SELECT id, ts, kind, actor, product, task_id, data FROM events WHERE id > ? "
+                                   "ORDER BY id", (known,)) as cur:
+            foreign = [_row_to_event(r) for r in await cur.fetchall()]
+        async with self._w.execute("SELECT id, seq, body FROM tasks WHERE last_event_id > ?", (known,)) as cur:
+            for id_, seq, body in await cur.fetchall():
+                self._tasks[id_] = Task.model_validate_json(body)
+                self._task_seq[id_] = seq
+        self._next_task = max(self._next_task, max(self._task_seq.values(), default=0) + 1)
+        calls = sorted({str(e.data["call_id"]) for e in foreign if e.kind.startswith("spend.") and e.data.get("call_id")})
+        for e in foreign:
+            if e.kind == Kind.BUDGET_RAISED:
+                self.budget.load_raise(e.actor, e.task_id, e.data)
+        for i in range(0, len(calls), 500):
+            chunk = calls[i:i + 500]
+            async with self._w.execute(
+                    "SELECT call_id, ts, task_id, product, state, reserved_usd, settled_usd FROM ledger "
+                    f"WHERE call_id IN ({','.join('?' * len(chunk))})", chunk) as cur:
+                for call_id, ts, task_id, product, state, reserved, settled in await cur.fetchall():
+                    self.budget.reload_row(call_id=call_id, ts=ts, task_id=task_id, product=product, state=state,
+                                           reserved_usd=reserved, settled_usd=settled)
+        self._next_id = max_id + 1
+        self.last_event_id = max_id
+        return foreign
+
     async def _land(self, b: "_Batch", write: asyncio.Future) -> bool:
         """Wait for a batch's transaction; then apply it to the in-memory state, answer its callers and feed
         the subscribers, or, if it failed, tell its callers that nothing of it was recorded."""
         try:
-            await write
+            b = await write
         except Exception as e:
             fix = " Free some disk space, then restart the cockpit." if "full" in str(e) else ""
             failure = StoreError(f"{self.path}: write failed ({e}); nothing of this batch was recorded.{fix}")
@@ -416,6 +484,9 @@ class Store:
         if b.rows:
             self.last_event_id = b.next_id - 1
         subs = list(self._subs)
+        for ev in b.foreign:
+            for sub in subs:
+                sub.queue.put_nowait(ev)
         for it, ev, err, eid in b.results:
             if ev is not None and ev.id != eid:  # a posted event: the store owns it, its id is set in place
                 if ev.id is not None:  # the same object posted twice: the second is a copy
