@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _MAX_BATCH = 2000
-_WAL_CHECKPOINT_PAGES = 10_000
+CHECKPOINT_EVERY_S = 0.5
+"""How often the WAL is copied back into the database while events are being written."""
 OTHERS_POLL_S = 1.0
 """How often an idle store looks for events another process committed."""
 
@@ -129,6 +130,8 @@ class Store:
         self._wake = asyncio.Event()
         self._writer: asyncio.Task | None = None
         self._watcher: asyncio.Task | None = None
+        self._checkpointer: asyncio.Task | None = None
+        self._c: aiosqlite.Connection | None = None  # checkpoints only
         self._tasks: dict[str, Task] = {}
         self._task_seq: dict[str, int] = {}
         self._next_id = 1
@@ -164,11 +167,14 @@ class Store:
             await self._w.execute("PRAGMA journal_mode=WAL")
             await self._w.execute("PRAGMA synchronous=NORMAL")
             await self._w.execute("PRAGMA busy_timeout=5000")
-            # checkpoint the WAL every ~40 MB, not every 4 MB: the index pages every batch touches are copied
-            # back to the database once per checkpoint, so fewer checkpoints write them fewer times (ingest
-            # +15-23% in A/B runs, bench/store_ingest.py); the WAL file may grow to ~40 MB between them
-            await self._w.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}")
+            # The writer never checkpoints: a commit that crossed the WAL's threshold used to copy it back into
+            # the database (and fsync) before the next batch could start: with 4 MB that cost ingest ~20%, with
+            # 40 MB it held agent output back ~100 ms (event -> screen p99 110 -> 177 ms). `_checkpoints` does
+            # it on a connection (and a thread) of its own, PASSIVE: it never blocks the writer.
+            await self._w.execute("PRAGMA wal_autocheckpoint=0")
             await self._migrate()
+            self._c = await aiosqlite.connect(p, isolation_level=None)
+            await self._c.execute("PRAGMA busy_timeout=5000")
             self._r = await aiosqlite.connect(p, isolation_level=None)
             await self._r.execute("PRAGMA busy_timeout=5000")
             await self._r.execute("PRAGMA query_only=ON")
@@ -181,6 +187,25 @@ class Store:
             raise
         self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
         self._watcher = asyncio.create_task(self._watch_others(), name="store-watch-others")
+        self._checkpointer = asyncio.create_task(self._checkpoints(), name="store-checkpoints")
+
+    async def checkpoint(self) -> None:
+        """Copy what the WAL holds into the database file now (PASSIVE: the writer goes on meanwhile)."""
+        if self._c is not None:
+            await self._c.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    async def _checkpoints(self) -> None:
+        """Copy the WAL back into the database, beside the writer: PASSIVE, on the checkpoint connection."""
+        done = self.last_event_id
+        while not self._closed:
+            await asyncio.sleep(CHECKPOINT_EVERY_S)
+            if self._closed or self._c is None or self.last_event_id == done:
+                continue
+            done = self.last_event_id
+            try:
+                await self._c.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as e:  # busy, or the disk: the WAL keeps everything, try again later
+                log.warning("%s: checkpoint failed (%s); will retry", self.path, e)
 
     async def _watch_others(self) -> None:
         """While this process writes nothing, notice what another one commits (a task added from a shell):
@@ -245,12 +270,13 @@ class Store:
         if self._closed:
             return
         self._closed = True
-        if self._watcher is not None:
-            self._watcher.cancel()
-            try:
-                await self._watcher
-            except asyncio.CancelledError:
-                pass
+        for task in (self._watcher, self._checkpointer):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
         if self._writer is not None:
             self._put(None)
             try:
@@ -260,13 +286,13 @@ class Store:
         await self._close_connections()
 
     async def _close_connections(self) -> None:
-        for conn in (self._r, self._w):
+        for conn in (self._r, self._c, self._w):  # the writer last: closing it checkpoints what is left
             if conn is not None:
                 try:
                     await conn.close()
                 except Exception:
                     pass
-        self._r = self._w = None
+        self._r = self._c = self._w = None
 
     # --- writing -----------------------------------------------------------------
 
