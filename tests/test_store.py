@@ -157,3 +157,28 @@ async def test_a_store_of_an_older_schema_is_migrated_forward_keeping_every_even
         plan = " ".join(r[-1] for r in raw.execute(
             "EXPLAIN QUERY PLAN SELECT id FROM events WHERE actor = ? AND id > ? ORDER BY id", ("builder-1", 5)))
         assert "events_actor" in plan and "TEMP B-TREE" not in plan, plan  # the index still gives id order
+
+
+async def test_a_statement_that_breaks_a_constraint_fails_alone_not_the_events_batched_with_it(tmp_path):
+    """One caller's bad SQL (a bug, or a race with another process) must not take agents' output with it."""
+    s = await Store.open(tmp_path / "memory" / "cockpit.db")
+    try:
+        first = await s.append(Event(kind=Kind.AGENT_TEXT, actor="builder-1", data={"text": "before"}))
+        for i in range(5):
+            s.post(Event(kind=Kind.AGENT_TEXT, actor="builder-1", data={"text": f"a{i}"}))
+        # the events table is append-only (a trigger aborts an update): this item's statement must fail
+        bad = s.submit(Event(kind=Kind.AGENT_TEXT, actor="builder-2", data={"text": "with bad sql"}),
+                       [("UPDATE events SET kind = 'x' WHERE id = ?", (first.id,))])
+        good = s.submit(Event(kind=Kind.AGENT_TEXT, actor="builder-2", data={"text": "fine"}))
+        for i in range(5):
+            s.post(Event(kind=Kind.AGENT_TEXT, actor="builder-1", data={"text": f"b{i}"}))
+        with pytest.raises(StoreError, match="nothing of this batch was recorded"):
+            await bad
+        assert (await good).data["text"] == "fine"
+        await s.flush()
+        texts = [e.data["text"] for e in await s.events(kinds=[Kind.AGENT_TEXT])]
+        assert texts == ["before", *(f"a{i}" for i in range(5)), "fine", *(f"b{i}" for i in range(5))]
+        ids = [e.id for e in await s.events()]
+        assert ids == list(range(1, len(ids) + 1))
+    finally:
+        await s.close()

@@ -354,7 +354,7 @@ class Store:
                     batch.append(nxt)
             if batch:
                 prep = self._prepare(batch, self._next_id)
-                await self._land(prep, asyncio.ensure_future(self._write(prep)))
+                await self._land(prep, asyncio.ensure_future(self._write(prep)), isolate=len(batch) > 1)
             if stop:
                 return
             if not queue:
@@ -485,24 +485,47 @@ class Store:
         self.last_event_id = max_id
         return foreign
 
-    async def _land(self, b: "_Batch", write: asyncio.Future) -> bool:
+    async def _land(self, b: "_Batch", write: asyncio.Future, *, isolate: bool = False) -> bool:
         """Wait for a batch's transaction; then apply it to the in-memory state, answer its callers and feed
-        the subscribers, or, if it failed, tell its callers that nothing of it was recorded."""
+        the subscribers, or, if it failed, tell its callers that nothing of it was recorded.
+
+        `isolate`: if one statement of the batch broke a constraint (a caller's SQL, not the disk), the
+        others are not its hostages: each item is written again in a transaction of its own, and only the
+        faulty one fails."""
         try:
             b = await write
+        except sqlite3.IntegrityError as e:
+            if not isolate:
+                return self._fail(b, e)
+            items = [r[0] for r in b.results]
+            log.warning("%s: a batch of %d broke a constraint (%s); writing its items one by one", self.path,
+                        len(items), e)
+            ok = True
+            for it in items:
+                one = self._prepare([it], self._next_id)
+                ok = await self._land(one, asyncio.ensure_future(self._write(one))) and ok
+            return ok
         except Exception as e:
-            fix = " Free some disk space, then restart the cockpit." if "full" in str(e) else ""
-            failure = StoreError(f"{self.path}: write failed ({e}); nothing of this batch was recorded.{fix}")
-            lost = 0
-            for it, _, _, _ in b.results:
-                if it.future is not None and not it.future.done():
-                    it.future.set_exception(failure)
-                elif it.owned:
-                    lost += 1
-            if lost:
-                log.warning("%d posted events not recorded: %s", lost, failure)
-            return False
+            return self._fail(b, e)
+        self._landed(b)
+        return True
 
+    def _fail(self, b: "_Batch", e: BaseException) -> bool:
+        """Nothing of `b` was recorded: its callers hear why; posted output that is lost is logged."""
+        fix = " Free some disk space, then restart the cockpit." if "full" in str(e) else ""
+        failure = StoreError(f"{self.path}: write failed ({e}); nothing of this batch was recorded.{fix}")
+        lost = 0
+        for it, _, _, _ in b.results:
+            if it.future is not None and not it.future.done():
+                it.future.set_exception(failure)
+            elif it.owned:
+                lost += 1
+        if lost:
+            log.warning("%d posted events not recorded: %s", lost, failure)
+        return False
+
+    def _landed(self, b: "_Batch") -> None:
+        """`b` is committed: the in-memory state follows, its callers get their events, the subscribers too."""
         self._next_id, self._next_task = b.next_id, b.next_task
         b.txn.commit()
         self._tasks.update(b.pending)
@@ -527,7 +550,6 @@ class Store:
             if ev is not None:
                 for sub in subs:
                     sub.queue.put_nowait(ev)
-        return True
 
     def _budget_step(self, txn: budget.BudgetTxn, it: _Item, ev: Event,
                      pending: dict[str, Task]) -> tuple[budget.Step | None, Event]:
