@@ -243,6 +243,26 @@ class TaskMachine(RuleBasedStateMachine):
     def the_factory_moves_on_yet_again(self, data):
         self._next_step(data.draw)
 
+    @rule(failed=st.sampled_from(["tests", "guard", None]))
+    def a_human_lands_a_blocked_task(self, failed):
+        """The override path, start to end (random moves reached it in most runs, not all: CI once saw none):
+        a commit that failed a gate, or ran none, blocked; a human lands that very commit anyway."""
+        s = self.shadow
+        if self.task.state == TaskState.QUEUED:
+            self._try("system", Kind.TASK_STARTED, {"agent": "builder-1"})
+        if self.task.state != TaskState.BUILDING:
+            return
+        self._try("builder-1", Kind.COMMITTED, {"sha": f"c{next(_shas)}"})
+        self._try("builder-1", Kind.SUBMITTED, {})
+        if failed:
+            self._try("system", Kind.VERDICT, {"gate": failed, "commit": s.latest, "outcome": "fail"})
+        self._try("system", Kind.BLOCKED, {"reasons": [failed or "stopped"]})
+        self._try("human:you", Kind.OVERRIDE, {"note": "checked by hand"})
+        merged = f"m{next(_shas)}"
+        self._try("system", Kind.VERDICT, {"gate": "merge", "commit": merged, "source": s.latest, "base": "b0",
+                                           "outcome": "pass"})
+        self._try("system", Kind.MERGED, {"merged_commit": merged})
+
     @rule(reviewer=st.sampled_from(["reviewer-1", "reviewer-2", "human:you"]),
           guard=st.sampled_from(["pass", "pass", "fail", None]), approve=st.sampled_from(["latest", "latest", "first", None]))
     def a_quick_round(self, reviewer, guard, approve):
