@@ -245,8 +245,10 @@ class StaleActors(RuleBasedStateMachine):
 
 
 def test_stale_agents_and_the_human_cannot_land_work_without_its_gates():
+    # derandomized: the walk is the same every run, so the coverage checks below cannot flip (a random walk
+    # once made no refused stale attempt in CI); the invariants still hold on every one of its steps
     run_state_machine_as_test(StaleActors, settings=settings(
-        max_examples=40, stateful_step_count=40, deadline=None,
+        max_examples=40, stateful_step_count=40, deadline=None, derandomize=True, database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
     # the random walk reached the interesting places, and refused plenty on the way
     assert STATS["done"] > STATS["done_by_override"] > 0 and STATS["refused"] > 0 and STATS["restarts"] > 0, STATS

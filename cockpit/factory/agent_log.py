@@ -187,7 +187,15 @@ class AgentLogWriter:
             cursor = max(cursor, ev.id or cursor)
         if cursor == self.cursor and not chunks:
             return
-        await asyncio.to_thread(_append, self.directory, chunks, cursor)
+        append = asyncio.ensure_future(asyncio.to_thread(_append, self.directory, chunks, cursor))
+        try:
+            await asyncio.shield(append)
+        except asyncio.CancelledError:
+            # stopped mid-write: the thread appends anyway, so wait for it and move the cursor, or `stop`
+            # would write the same lines again
+            await append
+            self.cursor = cursor
+            raise
         self.cursor = cursor
 
     async def stop(self) -> None:
