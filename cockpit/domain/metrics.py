@@ -440,13 +440,6 @@ class _Book:
             return None
         return "total", self.day_key(ts), f"w:{self.week_index(ts)}"
 
-    def seen(self, product: str | None, ts: float) -> None:
-        """A product exists from its first event in the window, even before it has metrics."""
-        if self.since <= ts <= self.until:
-            for s in (FACTORY, product) if product else (FACTORY,):
-                if ts < self.first_ts.get(s, math.inf):
-                    self.first_ts[s] = ts
-
     def bump(self, product: str | None, ts: float, name: str, by: float = 1) -> None:
         """Count `by` of `name`: tallied per (product, day, week) here, spread over scopes and periods in `settle`."""
         if self.since <= ts <= self.until:
@@ -545,7 +538,7 @@ def compute(events: Iterable[EventLike], *, since: float | None = None, until: f
         t = task_of(e)
         product = e.product or (t.product if t else None)
         ts = e.ts
-        if since <= ts:  # book.seen, inlined: this line runs for every event
+        if since <= ts:  # a scope exists from its first event in the window (this runs for every event)
             if ts < first_ts.get(FACTORY, math.inf):
                 first_ts[FACTORY] = ts
             if product and ts < first_ts.get(product, math.inf):
