@@ -247,24 +247,38 @@ class Store:
 
     async def _load(self) -> None:
         assert self._w is not None
-        async with self._w.execute("SELECT id, seq, body FROM tasks") as cur:
-            async for id_, seq, body in cur:
-                self._tasks[id_] = Task.model_validate_json(body)
-                self._task_seq[id_] = seq
+        await self._load_tasks()
         (max_id,) = await (await self._w.execute("SELECT COALESCE(MAX(id), 0) FROM events")).fetchone()  # type: ignore[misc]
         self._next_id = max_id + 1
         self.last_event_id = max_id
-        self._next_task = max(self._task_seq.values(), default=0) + 1
         # budgets: every ledger row counts (unsettled and orphaned reservations too), and every raise
-        async with self._w.execute(
-                "SELECT call_id, ts, task_id, product, state, reserved_usd, settled_usd FROM ledger") as cur:
-            async for call_id, ts, task_id, product, state, reserved, settled in cur:
-                self.budget.load_row(call_id=call_id, ts=ts, task_id=task_id, product=product, state=state,
-                                     reserved_usd=reserved, settled_usd=settled)
+        await self._load_ledger()
         async with self._w.execute("SELECT actor, task_id, data FROM events WHERE kind = ?",
                                    (Kind.BUDGET_RAISED.value,)) as cur:
             async for actor, task_id, data in cur:
                 self.budget.load_raise(actor, task_id, json.loads(data))
+
+    async def _load_tasks(self, after_id: int = 0) -> None:
+        """The projection rows changed after event `after_id` (all of them at open), into memory."""
+        assert self._w is not None
+        async with self._w.execute("SELECT id, seq, body FROM tasks WHERE last_event_id > ?", (after_id,)) as cur:
+            async for id_, seq, body in cur:
+                self._tasks[id_] = Task.model_validate_json(body)
+                self._task_seq[id_] = seq
+        self._next_task = max(self._next_task, max(self._task_seq.values(), default=0) + 1)
+
+    async def _load_ledger(self, call_ids: list[str] | None = None) -> None:
+        """Ledger rows (all, or these calls) into the budget book, each replacing what the book held for it."""
+        assert self._w is not None
+        q = "SELECT call_id, ts, task_id, product, state, reserved_usd, settled_usd FROM ledger"
+        chunks: list[list[str] | None] = [None] if call_ids is None else [
+            call_ids[i:i + 500] for i in range(0, len(call_ids), 500)]
+        for chunk in chunks:
+            where = "" if chunk is None else f" WHERE call_id IN ({','.join('?' * len(chunk))})"
+            async with self._w.execute(q + where, chunk or ()) as cur:
+                async for call_id, ts, task_id, product, state, reserved, settled in cur:
+                    self.budget.reload_row(call_id=call_id, ts=ts, task_id=task_id, product=product, state=state,
+                                           reserved_usd=reserved, settled_usd=settled)
 
     async def close(self) -> None:
         if self._closed:
@@ -464,23 +478,12 @@ class Store:
         async with self._w.execute("SELECT id, ts, kind, actor, product, task_id, data FROM events WHERE id > ? "
                                    "ORDER BY id", (known,)) as cur:
             foreign = [_row_to_event(r) for r in await cur.fetchall()]
-        async with self._w.execute("SELECT id, seq, body FROM tasks WHERE last_event_id > ?", (known,)) as cur:
-            for id_, seq, body in await cur.fetchall():
-                self._tasks[id_] = Task.model_validate_json(body)
-                self._task_seq[id_] = seq
-        self._next_task = max(self._next_task, max(self._task_seq.values(), default=0) + 1)
-        calls = sorted({str(e.data["call_id"]) for e in foreign if e.kind.startswith("spend.") and e.data.get("call_id")})
+        await self._load_tasks(after_id=known)
         for e in foreign:
             if e.kind == Kind.BUDGET_RAISED:
                 self.budget.load_raise(e.actor, e.task_id, e.data)
-        for i in range(0, len(calls), 500):
-            chunk = calls[i:i + 500]
-            async with self._w.execute(
-                    "SELECT call_id, ts, task_id, product, state, reserved_usd, settled_usd FROM ledger "
-                    f"WHERE call_id IN ({','.join('?' * len(chunk))})", chunk) as cur:
-                for call_id, ts, task_id, product, state, reserved, settled in await cur.fetchall():
-                    self.budget.reload_row(call_id=call_id, ts=ts, task_id=task_id, product=product, state=state,
-                                           reserved_usd=reserved, settled_usd=settled)
+        await self._load_ledger(sorted({str(e.data["call_id"]) for e in foreign
+                                        if e.kind.startswith("spend.") and e.data.get("call_id")}))
         self._next_id = max_id + 1
         self.last_event_id = max_id
         return foreign
