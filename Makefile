@@ -1,18 +1,32 @@
 # Two commands on a fresh machine: `make run` and `make test`. Each installs what it needs.
-PYTHON ?= python3
-VENV   ?= .venv
-PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+# What they install is uv.lock, exactly (`uv sync --frozen`): the versions the suite passed with.
+# uv itself is bootstrapped with pip into .tools/, pinned, where it is missing.
+PYTHON     ?= python3
+VENV       ?= .venv
+PY         := $(VENV)/bin/python
+STAMP      := $(VENV)/.installed
+UV_VERSION := 0.13.9
+TOOLS      := .tools
+UV         := $(TOOLS)/bin/uv
+LATEST     := .venv-latest
+# never let uv fetch a Python of its own: the machine's python3 is the one we were asked to use
+export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run test bench lint install clean sandbox test-tools
+.PHONY: run test test-latest lock bench lint install clean sandbox test-tools
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+$(UV):
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q uv==$(UV_VERSION)
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync -q --frozen --extra dev --python $(PYTHON)
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# After changing a range in pyproject.toml: write uv.lock anew, then `make test` before committing it.
+lock: $(UV)
+	$(UV) lock --python $(PYTHON)
 
 # Code an agent wrote runs under bubblewrap; install it where we can (root on Debian).
 sandbox:
@@ -35,6 +49,16 @@ test-tools:
 test: install sandbox test-tools
 	$(PY) -m pytest -q
 
+# The suite against the newest releases pyproject.toml admits, in an environment of its own, so drift
+# (a new SDK, a new Textual) is seen here before a user's fresh install sees it. Prints what differs
+# from the lock first.
+test-latest: $(UV) sandbox test-tools
+	rm -rf $(LATEST)
+	$(UV) venv -q --python $(PYTHON) $(LATEST)
+	VIRTUAL_ENV=$(LATEST) $(UV) pip install -q --upgrade --resolution highest -e '.[dev]'
+	@VIRTUAL_ENV=$(LATEST) $(UV) pip freeze --exclude-editable | $(LATEST)/bin/python scripts/lockdiff.py uv.lock
+	$(LATEST)/bin/python -m pytest -q -p no:cacheprovider
+
 bench: install sandbox
 	$(PY) -m bench
 
@@ -42,4 +66,4 @@ lint: install
 	$(VENV)/bin/ruff check cockpit tests bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(LATEST) $(TOOLS) build *.egg-info

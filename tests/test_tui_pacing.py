@@ -68,3 +68,45 @@ async def test_the_running_cockpit_repaints_through_the_paced_timer(tmp_path):
             assert "Third" in screen_text(app)
     finally:
         await store.close()
+
+
+def test_the_textual_internals_pacing_relies_on_are_there():
+    """pacing.py overrides Textual privates; a Textual that changed them must fail here, by name, not in use."""
+    from importlib.metadata import version
+
+    from cockpit.tui.pacing import SUPPORTED_TEXTUAL, textual_internals_missing
+
+    textual_internals_missing.cache_clear()
+    missing = textual_internals_missing()
+    assert not missing, (
+        f"textual {version('textual')} changed internals that cockpit/tui/pacing.py relies on: {', '.join(missing)}. "
+        f"Supported: textual {SUPPORTED_TEXTUAL} (README); pin it back in uv.lock or port pacing.py.")
+
+
+def test_the_internals_check_notices_a_changed_textual(monkeypatch):
+    """Liveness of the check above: a Timer whose _tick lost its keywords and a Screen without the repaint
+    callback are named, and the paced screen falls back to Textual's own timer."""
+    from textual.timer import Timer
+
+    from cockpit.tui.pacing import textual_internals_missing
+
+    async def _tick(self, when):  # the shape a refactor could give it
+        return None
+
+    monkeypatch.setattr(Timer, "_tick", _tick)
+    monkeypatch.delattr(Screen_cls(), "_on_timer_update")
+    textual_internals_missing.cache_clear()
+    try:
+        missing = textual_internals_missing()
+    finally:
+        monkeypatch.undo()
+        textual_internals_missing.cache_clear()
+    assert "Timer._tick(*, next_timer, count)" in missing
+    assert any(m.startswith("Screen._on_timer_update") for m in missing)
+    assert textual_internals_missing() == ()
+
+
+def Screen_cls():
+    from textual.screen import Screen
+
+    return Screen

@@ -42,6 +42,14 @@ class IncompleteStream(Exception):
     """The response stream ended (cleanly, as far as HTTP knows) before message_stop."""
 
 
+class BrokenStream(Exception):
+    """The response stream broke after its first event, whatever the SDK wrapped the failure in.
+
+    SDK releases differ: some let the transport's error out raw, newer ones wrap it in
+    APITimeoutError / APIConnectionError. Either way the SDK will not retry a stream that
+    already began, so we do; what was received is paid."""
+
+
 @dataclass
 class ToolOutcome:
     text: str
@@ -215,6 +223,7 @@ class AgentSession:
         buf: list[str] = []
         last_flush = time.monotonic()
         received = 0  # characters of text and tool input streamed: what a broken stream still cost
+        events = 0  # stream events seen: after the first, a failure is a broken stream, ours to retry
 
         def flush() -> None:
             nonlocal last_flush
@@ -226,6 +235,7 @@ class AgentSession:
         try:
             async with self.client.messages.stream(**request) as stream:
                 async for ev in stream:
+                    events += 1
                     if ev.type == "message_start":
                         usage = _usage_of(ev.message.usage, usage)
                     elif ev.type == "message_delta" and ev.usage is not None:
@@ -246,6 +256,8 @@ class AgentSession:
         except anthropic.APIError as e:
             flush()
             await self._settle(call_id, _received_usage(usage, received, self.max_tokens), complete=False)
+            if events and isinstance(e, anthropic.APIConnectionError):
+                raise BrokenStream(f"{type(e).__name__} while streaming: {e}") from e
             raise ModelUnavailable(f"{type(e).__name__}: {e}") from e
         except BaseException:
             flush()
@@ -267,6 +279,8 @@ class AgentSession:
 
 def _broken_stream(e: BaseException) -> str | None:
     """Why `e` means the response stream broke after it began (worth our retry), or None."""
+    if isinstance(e, BrokenStream):
+        return str(e)
     cause = e.__cause__ if isinstance(e, ModelUnavailable) else e
     if isinstance(cause, anthropic.APIStatusError):
         # an SSE `error` event arrives on a 200 response; a real HTTP error was the SDK's to retry

@@ -13,11 +13,50 @@ since its last repaint: the same 60 Hz ceiling, no grid to miss.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
+from functools import cache
 
 from textual import _time
 from textual.screen import UPDATE_PERIOD, Screen
 from textual.timer import EventTargetGone, Timer
+
+SUPPORTED_TEXTUAL = "8.x"
+"""The Textual releases whose internals this module was written against (README, pyproject.toml)."""
+
+
+@cache
+def textual_internals_missing() -> tuple[str, ...]:
+    """What this module relies on in Textual's private internals and is no longer there, by name.
+
+    Empty on a supported Textual. A newer Textual that renamed any of these would make the override
+    silently inert or crash at the first repaint; tests/test_tui_pacing.py fails naming the entry instead,
+    and `PacedRepaint` falls back to Textual's own timer."""
+    missing: list[str] = []
+    if not callable(getattr(_time, "get_time", None)):
+        missing.append("textual._time.get_time()")
+    screen_src = inspect.getsource(Screen)
+    if "self._update_timer.resume()" not in screen_src or "def _update_timer(self)" not in screen_src:
+        missing.append("Screen._update_timer (the property Screen reads its repaint timer from)")
+    if not callable(getattr(Screen, "_on_timer_update", None)):
+        missing.append("Screen._on_timer_update (the repaint callback)")
+    params = inspect.signature(Timer.__init__).parameters
+    for name in ("name", "callback", "pause"):
+        if name not in params:
+            missing.append(f"Timer(..., {name}=)")
+    tick = inspect.signature(Timer._tick).parameters if callable(getattr(Timer, "_tick", None)) else {}
+    if "next_timer" not in tick or "count" not in tick:
+        missing.append("Timer._tick(*, next_timer, count)")
+    for name in ("_run", "_start", "_active"):
+        if not hasattr(Timer, name):
+            missing.append(f"Timer.{name}")
+    timer_init = inspect.getsource(Timer.__init__)
+    for attr in ("self._interval", "self._reset"):
+        if attr not in timer_init:
+            missing.append(f"Timer {attr[5:]} attribute")
+    if "self._timers" not in inspect.getsource(__import__("textual.message_pump", fromlist=["x"])):
+        missing.append("MessagePump._timers (the set a pump stops its timers from)")
+    return tuple(missing)
 
 
 def next_repaint_at(last: float, now: float, interval: float) -> float:
@@ -60,6 +99,8 @@ class PacedRepaint(Screen):
 
     @property
     def _update_timer(self) -> Timer:  # Textual's Screen reads its repaint timer from this property
+        if textual_internals_missing():  # an unsupported Textual: its own grid timer, slower but correct
+            return Screen._update_timer.fget(self)  # type: ignore[attr-defined]
         if self._paced_update_timer is None:
             timer = PacedTimer(self, UPDATE_PERIOD, name="screen_update", callback=self._on_timer_update, pause=True)
             timer._start()
