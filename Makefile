@@ -57,7 +57,7 @@ test-latest: $(UV) sandbox test-tools
 	$(UV) venv -q --python $(PYTHON) $(LATEST)
 	VIRTUAL_ENV=$(LATEST) $(UV) pip install -q --upgrade --resolution highest -e '.[dev]'
 	@VIRTUAL_ENV=$(LATEST) $(UV) pip freeze --exclude-editable | $(LATEST)/bin/python scripts/lockdiff.py uv.lock
-	$(LATEST)/bin/python -m pytest -q -p no:cacheprovider
+	COCKPIT_DEPS=latest $(LATEST)/bin/python -m pytest -q -p no:cacheprovider
 
 bench: install sandbox
 	$(PY) -m bench
