@@ -292,7 +292,7 @@ async def test_a_stopped_agent_is_cancelled_recorded_and_leaves_no_process(tmp_p
             (agent,) = o.agent_tasks
             assert await o.stop_agent(agent, by="human:you")
             # SIGKILLed with their sandbox: gone once the kernel has torn the namespace down (no orphan lingers)
-            for _ in range(200):
+            for _ in range(600):  # 30 s: a loaded machine once took longer than 10 s to reap the namespace
                 if not _marked():
                     break
                 await asyncio.sleep(0.05)
