@@ -147,6 +147,13 @@ def cmd_memory(args: argparse.Namespace) -> int:
             product = "*" if args.product is None else (None if args.product == "global" else args.product)
             _print_lessons(await memory.lessons(product=product, include_deleted=args.deleted), args.json, memory)
             return 0
+        if action == "remember":
+            result = await memory.remember(args.text, tags=args.tags, product=args.product, role=args.role,
+                                           source_task=args.task, actor=actor, source_commit=args.commit)
+            if result.action == "refused":
+                raise Refused(result.message)
+            print(f"L{result.lesson_id} {result.action}: {result.message}")
+            return 0
         if action == "edit":
             if args.text is None and args.tags is None:
                 raise Refused("give --text and/or --tags")
@@ -204,6 +211,15 @@ def register(sub: argparse._SubParsersAction, factory_arg: Callable[[argparse.Ar
     ls.add_argument("--deleted", action="store_true", help="include deleted lessons (tombstones)")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_memory)
+    rm = msub.add_parser("remember", help="write a lesson yourself (a human's lesson: only a human changes it)")
+    factory_arg(rm)
+    rm.add_argument("text")
+    rm.add_argument("--task", required=True, help="the task that taught it (no unsourced lesson)")
+    rm.add_argument("--commit", help="the commit it is about")
+    rm.add_argument("--product", help="the product it is for (default: every product)")
+    rm.add_argument("--role", choices=sorted(ROLE_TOOLS), help="the role it is for (default: every role)")
+    rm.add_argument("--tags", help="comma-separated")
+    rm.set_defaults(func=cmd_memory)
     ed = msub.add_parser("edit", help="change a lesson's text or tags")
     factory_arg(ed)
     ed.add_argument("id", type=_lesson_id)

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from ..domain.errors import Refused
 from ..domain.events import Event
-from .store import Store
+from .store import NEW_ID, Store
 
 NEAR_DUPLICATE = 0.8
 MAX_TEXT = 1200
@@ -196,7 +196,6 @@ class Memory:
         self.fade_days = fade_days
         self.clock = clock
         self._lock = asyncio.Lock()
-        self._next_id = 0
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -300,17 +299,12 @@ class Memory:
 
     # --- writing ---------------------------------------------------------------------------
 
-    async def _new_id(self) -> int:
-        (max_id,) = (await self.store.query("SELECT COALESCE(MAX(id), 0) FROM lessons"))[0]
-        self._next_id = max(self._next_id, int(max_id) + 1)
-        n = self._next_id
-        self._next_id += 1
-        return n
-
     async def _write(self, kind: str, actor: str, data: dict[str, Any], sql: list[tuple[str, tuple[Any, ...]]],
-                     *, product: str | None = None, task_id: str | None = None) -> Event:
+                     *, product: str | None = None, task_id: str | None = None, new_lesson: bool = False) -> Event:
+        """One change, its event and its SQL in one transaction. `new_lesson`: NEW_ID in the SQL is the new
+        lesson's id, assigned by the store under the write lock (two processes never take the same one)."""
         return await self.store.append(Event(kind=kind, actor=actor, product=product, task_id=task_id, data=data),
-                                       sql=sql)
+                                       sql=sql, new_id=("lessons", "lesson_id") if new_lesson else None)
 
     async def remember(self, text: str, *, tags: Iterable[str] | str | None = (), product: str | None,
                        role: str | None, source_task: str | None, actor: str, source_commit: str | None = None,
@@ -357,19 +351,19 @@ class Memory:
                       (new_text, " ".join(merged), fingerprint(new_text), now, lesson.id))],
                     product=product, task_id=source_task)
                 return Remembered("updated", lesson.id, f"updated L{lesson.id}, which said nearly the same")
-            lesson_id = await self._new_id()
             now = self.clock()
             sql: list[tuple[str, tuple[Any, ...]]] = [(
                 f"INSERT INTO lessons({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (lesson_id, text, product, role, " ".join(tag_t), source_task, source_commit, source_event, actor,
+                (NEW_ID, text, product, role, " ".join(tag_t), source_task, source_commit, source_event, actor,
                  now, now, None, 0, None, 0, 0, fingerprint(text)))]
-            data: dict[str, Any] = {"lesson_id": lesson_id, "text": text, "tags": list(tag_t), "role": role,
+            data: dict[str, Any] = {"text": text, "tags": list(tag_t), "role": role,
                                     "source_task": source_task, "source_commit": source_commit,
                                     "source_event": source_event}
             if old is not None:
-                sql.append(("UPDATE lessons SET superseded_by = ?, updated_ts = ? WHERE id = ?", (lesson_id, now, old.id)))
+                sql.append(("UPDATE lessons SET superseded_by = ?, updated_ts = ? WHERE id = ?", (NEW_ID, now, old.id)))
                 data["supersedes"] = old.id
-            await self._write(REMEMBERED, actor, data, sql, product=product, task_id=source_task)
+            ev = await self._write(REMEMBERED, actor, data, sql, product=product, task_id=source_task, new_lesson=True)
+            lesson_id = int(ev.data["lesson_id"])
             extra = f"; it supersedes L{old.id}" if old is not None else ""
             return Remembered("added", lesson_id, f"remembered as L{lesson_id}{extra}")
 
@@ -483,13 +477,14 @@ class Memory:
                                 (now, lesson.id))], product=lesson.product)
             report.deleted.append(lesson.id)
         if not live:
-            lesson_id = t.id if t.id > 0 and await self.get(t.id) is None else await self._new_id()
-            self._next_id = max(self._next_id, lesson_id + 1)
-            await self._write(DELETED, actor, {"lesson_id": lesson_id, "fingerprint": t.fingerprint, "via": "import"},
-                              [(f"INSERT INTO lessons({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                                (lesson_id, "(deleted)", scope, None, "", t.source_task, None, None, actor,
-                                 t.created_ts or now, now, None, 0, None, 0, 1, t.fingerprint))], product=scope)
-            report.deleted.append(lesson_id)
+            own = t.id > 0 and await self.get(t.id) is None  # the file's id where it is free, else the next one
+            ev = await self._write(DELETED, actor, {"lesson_id": t.id if own else None, "fingerprint": t.fingerprint,
+                                                    "via": "import"},
+                                   [(f"INSERT INTO lessons({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                     (t.id if own else NEW_ID, "(deleted)", scope, None, "", t.source_task, None,
+                                      None, actor, t.created_ts or now, now, None, 0, None, 0, 1, t.fingerprint))],
+                                   product=scope, new_lesson=not own)
+            report.deleted.append(int(ev.data["lesson_id"]))
 
     async def _import_lesson(self, scope: str | None, pl: "ParsedLesson", actor: str, report: ImportReport,
                              id_map: dict[int, int]) -> None:
@@ -524,16 +519,18 @@ class Memory:
                                    normalize_tags([*lesson.tags, *pl.tags]), lesson.pinned or pl.pinned, pl, actor,
                                    report)
             return
-        lesson_id = pl.id if same is None and pl.id > 0 else await self._new_id()
-        self._next_id = max(self._next_id, lesson_id + 1)
+        own = same is None and pl.id > 0  # the file's id where it is free, else the next one
         now = self.clock()
-        await self._write(IMPORTED, actor, {"lesson_id": lesson_id, "text": text, "tags": list(pl.tags),
-                                            "source_task": pl.source_task, "from": pl.where},
-                          [(f"INSERT INTO lessons({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                            (lesson_id, text, scope, pl.role, " ".join(pl.tags), pl.source_task, pl.source_commit,
-                             pl.source_event, pl.source_actor or actor, pl.created_ts or now, pl.updated_ts or now,
-                             pl.last_used_ts, pl.use_count, None, int(pl.pinned), 0, fingerprint(text)))],
-                          product=scope, task_id=pl.source_task)
+        ev = await self._write(IMPORTED, actor, {"lesson_id": pl.id if own else None, "text": text,
+                                                 "tags": list(pl.tags), "source_task": pl.source_task,
+                                                 "from": pl.where},
+                               [(f"INSERT INTO lessons({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                 (pl.id if own else NEW_ID, text, scope, pl.role, " ".join(pl.tags), pl.source_task,
+                                  pl.source_commit, pl.source_event, pl.source_actor or actor, pl.created_ts or now,
+                                  pl.updated_ts or now, pl.last_used_ts, pl.use_count, None, int(pl.pinned), 0,
+                                  fingerprint(text)))],
+                               product=scope, task_id=pl.source_task, new_lesson=not own)
+        lesson_id = int(ev.data["lesson_id"])
         id_map[pl.id] = lesson_id
         report.added.append(lesson_id)
 
