@@ -10,16 +10,19 @@ from __future__ import annotations
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from ...config import FactoryConfig
 from ...domain.errors import Refused
+from ...domain.visible import visible, visible_line
 from ...store import Store, StoreError
 from ...store.memory import Lesson, Memory
 from .. import format as fmt
 from ..pacing import PacedRepaint
 from ..widgets.inputs import CockpitInput
+from ..widgets.text_table import TextTable
 from .prompt import ConfirmScreen, PromptScreen
 
 
@@ -47,7 +50,7 @@ class MemoryScreen(PacedRepaint, Screen):
 
     def compose(self) -> ComposeResult:
         yield CockpitInput(placeholder="search lessons: words, then enter (empty: all)", id="memory-search")
-        yield DataTable(id="lessons", cursor_type="row", zebra_stripes=True)
+        yield TextTable(id="lessons", cursor_type="row", zebra_stripes=True)
         yield Static("", id="lesson-detail", markup=False)
         yield Footer(compact=True)
 
@@ -72,7 +75,7 @@ class MemoryScreen(PacedRepaint, Screen):
                           fmt.one_line(lesson.text, 70), lesson.source, str(lesson.use_count), key=str(lesson.id))
         if self.lessons:
             table.move_cursor(row=min(keep, len(self.lessons) - 1))
-        what = f"matching {self.query_text!r}" if self.query_text else "in memory"
+        what = f"matching {escape(visible_line(repr(self.query_text)))}" if self.query_text else "in memory"
         table.border_title = f"{len(self.lessons)} lesson{'s' if len(self.lessons) != 1 else ''} {what}"
         self._detail()
         self.loaded += 1
@@ -94,8 +97,9 @@ class MemoryScreen(PacedRepaint, Screen):
                           if not self.query_text else "Nothing matches.")
             return
         tags = f" · tags {' '.join(lesson.tags)}" if lesson.tags else ""
-        detail.update(f"L{lesson.id} · {lesson.product or 'global'} · taught by {lesson.source_actor} on {lesson.source}"
-                      f"{tags} · used {lesson.use_count}×{' · pinned' if lesson.pinned else ''}\n{lesson.text}")
+        detail.update(visible(f"L{lesson.id} · {lesson.product or 'global'} · taught by {lesson.source_actor} on "
+                              f"{lesson.source}{tags} · used {lesson.use_count}×{' · pinned' if lesson.pinned else ''}"
+                              f"\n{lesson.text}"))
 
     def action_search(self) -> None:
         self.query_one("#memory-search", Input).focus()

@@ -15,8 +15,10 @@ from textual.widgets import DataTable, Static
 from textual.widgets.data_table import ColumnKey
 
 from ...domain.tasks import Task, TaskState, gate_lights
+from ...domain.visible import visible_line
 from .. import format as fmt
 from ..agents import AgentState
+from .text_table import TextTable
 
 GATES = ("tests", "review", "defects", "budget")
 """Gate light columns, in the order they are shown: t, r, d, $."""
@@ -25,7 +27,7 @@ _GATE_LABELS = {"tests": "t", "review": "r", "defects": "d", "budget": "$"}
 _TITLE_WIDTH = 32
 
 
-class TaskTable(DataTable):
+class TaskTable(TextTable):
     """The tasks of one product, a row each (key: the task id): title, state, a light per gate, spend, and a note:
     why it waits for the human, or what landed.
 
@@ -227,7 +229,8 @@ class ProductPane(Vertical):
 
     def show_agents(self, agents: list[AgentState]) -> None:
         """One line per agent at work: `builder-3 T4 ▸ write_file shop/export.py` (a short pane clips them first)."""
-        lines = [f"{'⏸ ' if a.paused else ''}{a.agent} {a.task_id or ''} {a.line}".rstrip() for a in agents]
+        lines = [visible_line(f"{'⏸ ' if a.paused else ''}{a.agent} {a.task_id or ''} {a.line}".rstrip())
+                 for a in agents]
         if lines == self.agent_lines:
             return
         same_height = len(lines) == len(self.agent_lines)
