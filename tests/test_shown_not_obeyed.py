@@ -24,7 +24,7 @@ from textual.widgets._data_table import default_cell_formatter
 
 from cockpit.domain import Kind
 from cockpit.domain.visible import visible
-from cockpit.factory.agent_log import AgentLogWriter, LineMaker, last_lines, log_path, logs_dir, tail
+from cockpit.factory.agent_log import AgentLogWriter, LineMaker, last_lines, log_path, tail
 from cockpit.factory.runtime import summary_lines
 from cockpit.factory.status import status
 from cockpit.store import Store
