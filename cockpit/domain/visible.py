@@ -13,6 +13,8 @@ sees that it was there and what it was. Newlines and tabs stay. Lone surrogates 
 
 from __future__ import annotations
 
+from typing import Any
+
 _TABLE: dict[int, str] = {}
 for _c in range(0x20):
     _TABLE[_c] = chr(0x2400 + _c)  # ␀ ␁ … ␛ … ␟
@@ -54,9 +56,31 @@ def visible_bytes(data: bytes) -> bytes:
     return visible(data.decode("utf-8", errors="replace")).encode("utf-8")
 
 
+def _has_surrogate(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def encodable(value: Any) -> Any:
+    """`value` (str, or lists and dicts of them) with every lone surrogate (invalid UTF-8 read with
+    `surrogateescape`) replaced by U+FFFD: such a string cannot be written as UTF-8 (JSON, SQLite), so
+    one of them in a task's title would fail the write of everything committed with it."""
+    if isinstance(value, str):
+        return "".join("\ufffd" if 0xD800 <= ord(c) < 0xE000 else c for c in value) if _has_surrogate(value) \
+            else value
+    if isinstance(value, dict):
+        return {encodable(k): encodable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [encodable(v) for v in value]
+    return value
+
+
 def is_visible(text: str) -> bool:
     """True if `visible(text) == text`: nothing in it a terminal would obey."""
     return visible(text) == text
 
 
-__all__ = ["visible", "visible_line", "visible_bytes", "is_visible"]
+__all__ = ["visible", "visible_line", "visible_bytes", "is_visible", "encodable"]

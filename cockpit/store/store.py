@@ -37,6 +37,7 @@ from ..domain import tasks as domain
 from ..domain.errors import Refused
 from ..domain.events import TASK_KINDS, Event, Kind
 from ..domain.tasks import Task
+from ..domain.visible import encodable
 from .schema import MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -431,6 +432,10 @@ class Store:
                 next_id += 1
                 continue
             err: Exception | None = None
+            if not _encodable_event(ev, it.sql):  # a lone surrogate would fail the whole batch's write
+                ev = ev.model_copy(update={"data": encodable(ev.data), "actor": encodable(ev.actor),
+                                           "product": encodable(ev.product), "task_id": encodable(ev.task_id)})
+                it.sql = [(stmt, tuple(encodable(p) for p in params)) for stmt, params in it.sql]
             try:
                 step, ev = self._budget_step(b.txn, it, ev, pending)
                 if ev.is_task_event:
@@ -776,6 +781,22 @@ def _seq_of(task_id: str, default: int) -> int:
         return int(task_id.lstrip("T"))
     except ValueError:
         return default
+
+
+def _encodable_event(ev: Event, sql: Any = ()) -> bool:
+    """True if every string of `ev` and of its statements' parameters can be written as UTF-8 (checked only on
+    the checked path, not on posts: their JSON escapes a surrogate)."""
+    params = [p for _, ps in sql for p in ps if isinstance(p, str)]
+    try:
+        orjson.dumps([ev.actor, ev.product, ev.task_id, ev.data, params], default=str,
+                     option=orjson.OPT_NON_STR_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        try:
+            json.dumps([ev.actor, ev.product, ev.task_id, ev.data, params], default=str,
+                       ensure_ascii=False).encode("utf-8")
+        except (UnicodeEncodeError, TypeError, ValueError):
+            return False
+    return True
 
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:

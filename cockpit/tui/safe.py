@@ -23,9 +23,10 @@ def line(value: object, style: str = "") -> Text:
     return Text(visible_line(value), style=style, end="")
 
 
-def shown(value: Text) -> Text:
-    """A Text built from outside strings, with its control characters made visible (styles kept)."""
-    plain = visible(value.plain)
+def shown(value: Text, *, one_line: bool = False) -> Text:
+    """A Text built from outside strings, with its control characters made visible (styles kept);
+    `one_line`: a newline shows as ⏎ (a cell)."""
+    plain = (visible_line if one_line else visible)(value.plain)
     if plain == value.plain:
         return value
     out = value.copy()

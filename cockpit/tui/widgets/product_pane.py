@@ -17,6 +17,7 @@ from textual.widgets.data_table import ColumnKey
 from ...domain.tasks import Task, TaskState, gate_lights
 from ...domain.visible import visible_line
 from .. import format as fmt
+from .. import safe
 from ..agents import AgentState
 from .text_table import TextTable
 
@@ -125,10 +126,10 @@ class TaskTable(TextTable):
         task_id, title, state, lights, spend, doing = raw
         c = self._colors
         state_text = Text(str(state), style=c["blocked"] if state == TaskState.BLOCKED.value else "")
-        return [task_id, Text(str(title)), state_text,
+        return [task_id, safe.line(title), state_text,
                 *(Text("●", style=c[light]) for light in lights),  # type: ignore[union-attr]
                 Text(str(spend), justify="right"),
-                Text(fmt.truncate(str(doing), self._doing_width), style=c["doing"], no_wrap=True)]
+                Text(fmt.truncate(visible_line(doing), self._doing_width), style=c["doing"], no_wrap=True)]
 
     def _put(self, task_id: str, raw: tuple[object, ...], *, redraw: bool = False) -> None:
         old = self._rows.get(task_id)

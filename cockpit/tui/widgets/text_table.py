@@ -15,7 +15,7 @@ def as_cell(value: Any) -> Any:
     if isinstance(value, str):
         return safe.line(value)
     if isinstance(value, Text):
-        return safe.shown(value)
+        return safe.shown(value, one_line=True)
     return value
 
 
