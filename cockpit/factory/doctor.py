@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..config import ConfigError, FactoryConfig, load_factory
 from ..store.schema import SCHEMA_VERSION
+from . import safe_git
 from .sandbox import Sandbox, SandboxUnavailable
 
 Status = Literal["ok", "warn", "fail", "skip"]
@@ -62,7 +63,7 @@ def check_git() -> Check:
     if exe is None:
         return Check("git", "fail", "git not found on PATH", "install git (e.g. 'apt-get install git')")
     try:
-        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+        out = safe_git.run_sync("--version", cwd=Path("/"), timeout=30).stdout.decode(errors="replace").strip()
     except (OSError, subprocess.TimeoutExpired) as e:
         return Check("git", "fail", f"{exe} does not run: {e}", "reinstall git")
     return Check("git", "ok", out or exe)

@@ -196,7 +196,7 @@ def _npm_test_script(text: str) -> bool:
 
 
 async def _show(repo: Path, branch: str, name: str) -> str:
-    return await git("show", f"{branch}:{name}", cwd=repo, check=False)
+    return await git("cat-file", "blob", f"{branch}:{name}", cwd=repo, check=False)  # no textconv
 
 
 async def guess_test_commands(repo: Path, branch: str) -> list[Guess]:
