@@ -404,7 +404,7 @@ class Sandbox:
                 argv += ["--ro-bind", r, r]
         argv += [
             "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--dir", _SANDBOX_HOME,
-            "--tmpfs", "/run", "--dir", "/var", "--symlink", "../run", "/var/run", "--tmpfs", "/var/tmp",
+            "--tmpfs", "/run", "--dir", "/var", "--symlink", "../run", "/var/run",
         ]  # fmt: skip
         # A toolchain under /tmp (a venv in a temp checkout, as in CI): the fresh tmpfs hid it.
         for r in roots:
@@ -424,6 +424,8 @@ class Sandbox:
         for w in writable_real:
             argv += ["--bind", w, w]
         argv += hide([h for h in hidden if inside_tree(h[0])])
+        # the scaffolding bwrap made for the binds (parents of the worktree...) is not writable
+        argv += ["--remount-ro", "/"]
         argv += ["--chdir", os.path.realpath(cwd)]
         for key, value in env.items():
             argv += ["--setenv", key, value]
