@@ -69,6 +69,19 @@ def check_git() -> Check:
     return Check("git", "ok", out or exe)
 
 
+def check_sandbox_view(config: FactoryConfig) -> Check:
+    """What agent commands and tests see: the allow-list, so the user can judge it."""
+    from .products import factory_sandbox
+
+    sb = factory_sandbox(config)
+    missing = [t for t in sb.toolchains if not t.is_dir()]
+    lines = "\n    ".join(sb.exposure())
+    if missing:
+        return Check("sandbox view", "warn", lines, f"[factory] toolchains names missing directories: "
+                     f"{', '.join(map(str, missing))}; fix or remove them in factory.toml")
+    return Check("sandbox view", "ok", lines)
+
+
 def check_sandbox(mode: str) -> Check:
     if mode == "off":
         return Check("sandbox", "warn", "[factory] sandbox = \"off\": agent commands and tests run unconfined",
@@ -287,6 +300,7 @@ async def run_checks(factory: Path, *, live: bool = False, quick: bool = False) 
     path = config.path or path
     sandbox = check_sandbox(config.factory.sandbox)
     checks.append(sandbox)
+    checks.append(check_sandbox_view(config))
     n = len(config.products)
     checks.append(Check("factory file", "ok", f"{path}: valid, {n} product{'' if n == 1 else 's'}, "
                                               f"[model] mode = {config.model.mode!r}"))

@@ -453,8 +453,9 @@ class Sandbox:
             "writable: the task's worktree (a reviewer's: read-only), a private /tmp, HOME=" + _SANDBOX_HOME
             + " (empty)",
             "git: the product's .git read-only (objects, refs; config without remotes), no optional locks",
-            "invisible: the factory (store, rules, factory.toml), other products and worktrees, the user's home, "
-            "/run, /var, /opt, /srv, /root, /home; no network; environment built from nothing",
+            "invisible: everything else: the factory (store, rules, factory.toml), other products and worktrees, "
+            "the user's home (but for the toolchains above), /run, /var, /opt, /srv; no network; "
+            "environment built from nothing",
         ]
 
     def _home_off(self) -> str:
