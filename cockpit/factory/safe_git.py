@@ -42,7 +42,6 @@ HARDENED_CONFIG: tuple[str, ...] = (
     "-c", "core.attributesFile=/dev/null",
     "-c", "core.alternateRefsCommand=",
     "-c", "credential.helper=",
-    "-c", "diff.external=",
     "-c", "diff.ignoreSubmodules=all",
     "-c", "status.submoduleSummary=false",
     "-c", "submodule.recurse=false",
@@ -99,8 +98,14 @@ def hardened_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+# Subcommands that may show a diff: no external diff or textconv program, whatever config says.
+_DIFFING = frozenset({"diff", "log", "show", "whatchanged", "format-patch", "diff-tree", "diff-index", "diff-files"})
+
+
 def argv(*args: str) -> list[str]:
     """The full command line for `git args...`, hardened."""
+    if args and args[0] in _DIFFING:
+        args = (args[0], "--no-ext-diff", "--no-textconv", *args[1:])
     return ["git", *HARDENED_CONFIG, *args]
 
 

@@ -258,7 +258,8 @@ class Workspaces:
                                "by the cockpit would read its config and hooks. Remove it (e.g. rm -rf "
                                f"{nested}) and commit again")
         await git("add", "-A", cwd=worktree)
-        rc, _, err = await _run_git("diff", "--cached", "--quiet", cwd=worktree)
+        # index against HEAD only (no submodule is entered), so a staged gitlink counts as a change
+        rc, _, err = await _run_git("diff", "--cached", "--quiet", "--ignore-submodules=none", cwd=worktree)
         if rc == 0:
             return None
         if rc != 1:
@@ -270,7 +271,8 @@ class Workspaces:
         ident = _identity(author)
         text = f"{message.rstrip()}\n\nCockpit-Agent: {author}\n"
         await git(
-            "commit", "--no-verify", "--quiet", "--cleanup=whitespace",
+            # --allow-empty: the change was seen above; git's own check ignores a gitlink-only change
+            "commit", "--no-verify", "--quiet", "--cleanup=whitespace", "--allow-empty",
             "--author", f"{ident['GIT_AUTHOR_NAME']} <{ident['GIT_AUTHOR_EMAIL']}>",
             "-m", text,
             cwd=worktree, env=ident,
