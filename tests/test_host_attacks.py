@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from gitrepo import GIT_ENV, host_tmp, make_repo, run_git  # noqa: F401  (host_tmp is a fixture)
 
-from cockpit.factory import safe_files, safe_git
+from cockpit.factory import safe_files
 from cockpit.factory.defects import REPRO_TEST_FILE, reproduce
 from cockpit.factory.guards import CountProbe
 from cockpit.factory.sandbox import Sandbox
@@ -260,7 +260,7 @@ async def test_commit_refuses_a_symlink_leaving_the_tree(product, link, target):
     (wt / link).parent.mkdir(parents=True, exist_ok=True)
     (wt / link).symlink_to(target)
     tree = plain_commit_copy(wt, product["root"] / "probe")
-    assert f"120000 blob" in tree and link in tree  # liveness: plain git commits the link
+    assert "120000 blob" in tree and link in tree  # liveness: plain git commits the link
     with pytest.raises(GitError, match=f"{link} is a symlink to"):
         await product["ws"].commit(wt, "link", "builder-1", main_branch="main")
     (wt / link).unlink()
