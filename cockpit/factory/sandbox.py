@@ -56,11 +56,12 @@ DEFAULT_HIDDEN_SYSTEM = ("/run", "/var/run")
 # The only host directories a sandboxed command sees (read-only), besides toolchains and its tree.
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 # Files under /etc that hold secrets or machine credentials: an empty file (or dir) in their place.
+# (Each one present is a mount, paid at every command's start: files only root can read and
+# that hold no credential, such as /etc/sudoers, are left.)
 HIDDEN_IN_ETC = (
-    "/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers", "/etc/sudoers.d",
-    "/etc/ssh", "/etc/ssl/private", "/etc/security/opasswd", "/etc/environment", "/etc/npmrc",
-    "/etc/pip.conf", "/etc/netrc", "/etc/.pwd.lock", "/etc/machine-id", "/etc/krb5.keytab",
-    "/etc/docker", "/etc/containerd", "/etc/wireguard", "/etc/NetworkManager/system-connections",
+    "/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/ssh", "/etc/ssl/private",
+    "/etc/environment", "/etc/npmrc", "/etc/pip.conf", "/etc/netrc", "/etc/krb5.keytab", "/etc/docker",
+    "/etc/containerd", "/etc/wireguard", "/etc/NetworkManager/system-connections",
 )  # fmt: skip
 # What git inside the sandbox needs: read-only (no optional index refresh), any owner.
 _GIT_ENV = {"GIT_OPTIONAL_LOCKS": "0", "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "safe.directory",
@@ -380,14 +381,7 @@ class Sandbox:
         def inside_tree(p: str) -> bool:
             return any(p != w and p.startswith(w.rstrip("/") + "/") for w in writable_real + readable_real)
 
-        hidden: list[tuple[str, bool]] = []  # (real path, is_dir); symlinks resolved
-        seen: set[str] = set()
-        for h in (*self.hidden, *(Path(p) for p in HIDDEN_IN_ETC)):
-            real = os.path.realpath(h)
-            if real in seen or not os.path.lexists(real) or real == "/":
-                continue
-            seen.add(real)
-            hidden.append((real, os.path.isdir(real)))
+        hidden = self._hidden_entries()
 
         def hide(entries: list[tuple[str, bool]]) -> list[str]:
             out: list[str] = []
@@ -412,7 +406,9 @@ class Sandbox:
                 argv += ["--ro-bind", r, r]
         # Hidden first, then the trees (a worktree under a hidden directory stays reachable),
         # then hidden paths that lie inside a tree (still hidden).
-        argv += hide([h for h in hidden if not inside_tree(h[0]) and h[0] not in ("/run", "/var/run")])
+        # (only what is otherwise visible: the rest does not exist in here, and each mount costs start time)
+        argv += hide([h for h in hidden if not inside_tree(h[0]) and under_bound(h[0])
+                      and h[0] not in ("/run", "/var/run")])
         # the git directories the trees' `.git` files point at: read-only, config reduced
         for common, config in gitdirs:
             argv += ["--ro-bind", common, common]
@@ -431,6 +427,18 @@ class Sandbox:
             argv += ["--setenv", key, value]
         argv += ["--", shutil.which("bash") or "/bin/bash", "-c", command]
         return argv
+
+    def _hidden_entries(self) -> list[tuple[str, bool]]:
+        """(real path, is_dir) of what to hide that exists now."""
+        hidden: list[tuple[str, bool]] = []  # symlinks resolved
+        seen: set[str] = set()
+        for h in (*self.hidden, *(Path(p) for p in HIDDEN_IN_ETC)):
+            real = os.path.realpath(h)
+            if real in seen or not os.path.lexists(real) or real == "/":
+                continue
+            seen.add(real)
+            hidden.append((real, os.path.isdir(real)))
+        return hidden
 
     def visible_roots(self) -> list[str]:
         """Host directories a command sees read-only: the system dirs, the cockpit's Python, the toolchains."""
