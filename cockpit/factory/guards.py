@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import uuid
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
+from . import safe_files
 from .sandbox import Sandbox
 from .scratch import throwaway_tree
 from .workspaces import git
@@ -179,7 +181,7 @@ class CountProbe:
     def __init__(self, scratch_root: Path):
         self.dir = Path(scratch_root) / f"count-{uuid.uuid4().hex[:12]}"
         self.dir.mkdir(parents=True)
-        (self.dir / f"{_PLUGIN_NAME}.py").write_text(_PLUGIN, encoding="utf-8")
+        safe_files.write_text(self.dir, f"{_PLUGIN_NAME}.py", _PLUGIN)
         self.out = self.dir / "count.jsonl"
 
     def env(self, *, collect_only: bool) -> dict[str, str]:
@@ -189,7 +191,9 @@ class CountProbe:
     def read(self) -> CollectedTests:
         total, files = 0, {}
         try:
-            lines = self.out.read_text(encoding="utf-8").splitlines() if self.out.exists() else []
+            # the sandboxed command could write this dir: a symlink in place of the file is not followed
+            lines = (safe_files.read_text(self.dir, self.out.name, cap=5_000_000).splitlines()
+                     if os.path.lexists(self.out) else [])
             for line in lines:
                 rec = json.loads(line)
                 total += int(rec["total"])

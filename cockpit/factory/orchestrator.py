@@ -30,6 +30,7 @@ from ..domain.tasks import GUARD_GATE, DefectState, Task, TaskState, rounds_left
 from ..store import Store, StoreError
 from .agent_log import AgentLogWriter
 from .defects import ReproResult, reproduce
+from .products import factory_sandbox
 from .gates import run_tests_gate
 from .guards import DEFAULT_PROTECTED, GateGuard, GuardResult
 from .merge_queue import MergeQueue
@@ -59,10 +60,7 @@ class Orchestrator:
         self.model = model
         self.prices = config.price_table()
         store.set_budget_limits(config.budget_limits())  # whoever opened the store, the budgets hold
-        hidden = [config.store_path.parent, config.rules_path, config.worktrees_path]
-        if config.path is not None:
-            hidden.append(config.path)
-        self.sandbox = sandbox or Sandbox(config.factory.sandbox, hidden=hidden)
+        self.sandbox = sandbox or factory_sandbox(config)
         self.workspaces = workspaces or Workspaces(config.worktrees_path)
         self.merge_queue = MergeQueue(config, store, self.workspaces, self.sandbox)
         self.knowledge = Knowledge(config, store, client=model.client, prices=self.prices)  # rules + memory
