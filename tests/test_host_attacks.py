@@ -495,3 +495,17 @@ async def test_git_reads_work_and_writes_fail_in_the_sandbox(product):
     r = await box.run("git log --oneline -1 && git diff main...HEAD --stat", cwd=wt, readable=[wt], writable=[],
                       timeout_s=20, output_cap_bytes=CAP)
     assert r.ok and "calc.py" in r.output, r.output
+
+
+def test_only_safe_directory_is_kept_from_the_users_config(host_tmp, monkeypatch):
+    """The user's global config is not read by the cockpit's git, but for the repositories it
+    trusts despite their owner (`safe.directory`): config that runs nothing."""
+    home = host_tmp / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text(f"[safe]\n\tdirectory = {host_tmp}/theirs\n[core]\n\tfsmonitor = /bin/false\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(safe_git, "_trusted", None)
+    line = safe_git.argv("status")
+    assert f"safe.directory={host_tmp}/theirs" in line
+    assert "core.fsmonitor=false" in line and "core.fsmonitor=/bin/false" not in line
+    assert safe_git.hardened_env()["GIT_CONFIG_GLOBAL"] == "/dev/null"
