@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from gitrepo import GIT_ENV, host_tmp, make_repo, run_git  # noqa: F401  (host_tmp is a fixture)
 
-from cockpit.factory import safe_files
+from cockpit.factory import safe_files, safe_git
 from cockpit.factory.defects import REPRO_TEST_FILE, reproduce
 from cockpit.factory.guards import CountProbe
 from cockpit.factory.sandbox import Sandbox
