@@ -436,7 +436,8 @@ class Sandbox:
         """(real path, is_dir) of what to hide that exists now."""
         hidden: list[tuple[str, bool]] = []  # symlinks resolved
         seen: set[str] = set()
-        for h in (*self.hidden, *(Path(p) for p in HIDDEN_IN_ETC)):
+        etc = [p for p in HIDDEN_IN_ETC if os.access(p, os.R_OK)]  # unreadable to us stays unreadable in there
+        for h in (*self.hidden, *(Path(p) for p in etc)):
             real = os.path.realpath(h)
             if real in seen or not os.path.lexists(real) or real == "/":
                 continue
