@@ -509,3 +509,18 @@ def test_only_safe_directory_is_kept_from_the_users_config(host_tmp, monkeypatch
     assert f"safe.directory={host_tmp}/theirs" in line
     assert "core.fsmonitor=false" in line and "core.fsmonitor=/bin/false" not in line
     assert safe_git.hardened_env()["GIT_CONFIG_GLOBAL"] == "/dev/null"
+
+
+def test_no_git_subprocess_outside_safe_git():
+    """The rule is enforced in one place: no module of the cockpit starts git itself."""
+    import re
+
+    pkg = Path(__file__).resolve().parents[1] / "cockpit"
+    call = re.compile(r"""(subprocess\.(run|Popen|call|check_call|check_output)|create_subprocess_(exec|shell)"""
+                      r"""|os\.(system|exec\w*|spawn\w*))\(\s*\[?\s*(["']git\b|[\w.]*which\(["']git)""")
+    offenders = [str(f.relative_to(pkg)) for f in pkg.rglob("*.py")
+                 if f.name != "safe_git.py" and call.search(f.read_text(encoding="utf-8"))]
+    assert offenders == []
+    # liveness: the pattern does catch the call this rule forbids
+    assert call.search('subprocess.run(["git", "status"], cwd=wt)')
+    assert call.search('await asyncio.create_subprocess_exec("git", *args)')
