@@ -524,3 +524,46 @@ def test_no_git_subprocess_outside_safe_git():
     # liveness: the pattern does catch the call this rule forbids
     assert call.search('subprocess.run(["git", "status"], cwd=wt)')
     assert call.search('await asyncio.create_subprocess_exec("git", *args)')
+
+
+async def test_tests_gate_precheck_on_a_nested_repository_runs_nothing_on_the_host(product):
+    from cockpit.factory.gates import run_tests_gate
+
+    wt, marker = product["wt"], product["marker"]
+    nested_repo_with(wt, marker, fsmonitor=True)
+    plain_git(wt, "status", "--porcelain", "--untracked-files=no")
+    assert marker.exists()  # liveness: the gate's own pre-check, unhardened, runs it
+    marker.unlink()
+    sha = await git("rev-parse", "HEAD", cwd=wt)
+    await run_tests_gate(Sandbox("bwrap"), "true", wt, sha, timeout_s=30, output_cap_bytes=CAP)
+    assert not marker.exists()
+
+
+async def test_submodule_url_with_a_command_transport_is_never_fetched(product, monkeypatch):
+    """`.gitmodules` names `ext::sh -c ...` as the URL; the user's config allows ext (some do, for
+    remote helpers). Whatever git the cockpit runs, no transport runs."""
+    wt, marker, root = product["wt"], product["marker"], product["root"]
+    home = root / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text('[protocol "ext"]\n\tallow = always\n')
+    sha = run_git(product["repo"], "rev-parse", "HEAD")
+    (wt / ".gitmodules").write_text(f'[submodule "s"]\n\tpath = s\n\turl = "ext::sh -c touch% {marker}"\n')
+    run_git(wt, "update-index", "--add", "--cacheinfo", f"160000,{sha},s")
+    plain_git(wt, "submodule", "update", "--init", home=home)
+    assert marker.exists(), "liveness: plain git ran the ext:: transport"
+    marker.unlink()
+    monkeypatch.setenv("HOME", str(home))
+    rc, _, err = await safe_git.run("submodule", "update", "--init", cwd=wt)
+    assert rc != 0 and not marker.exists(), err
+    rc, _, err = await safe_git.run("fetch", f"ext::sh -c touch% {marker}", cwd=wt)
+    assert rc != 0 and "transport 'ext' not allowed" in err.decode(), err
+    assert not marker.exists()
+
+
+async def test_a_symlink_to_a_host_secret_reads_nothing_in_the_sandbox(product, user_home):
+    wt = product["wt"]
+    (wt / "notes").symlink_to(user_home / ".bashrc")
+    off = await Sandbox("off").run("cat notes", cwd=wt, writable=[wt], timeout_s=20, output_cap_bytes=CAP)
+    assert SECRET in off.output  # liveness
+    r = await Sandbox("bwrap").run("cat notes; echo end", cwd=wt, writable=[wt], timeout_s=20, output_cap_bytes=CAP)
+    assert SECRET not in r.output and "No such file or directory" in r.output, r.output
