@@ -35,9 +35,24 @@ from .sandbox import Sandbox
 from .scratch import throwaway_tree
 from .workspaces import git
 
-DEFAULT_PROTECTED: tuple[str, ...] = (
-    "conftest.py", "pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml", ".github/**", ".ci/**", "Makefile",
-)
+# Everything a test runner reads besides the tests, per runner: a change to any of it can turn red into
+# green without touching a test, so it waits for a human. pyproject.toml is protected whole (it holds
+# [tool.pytest*] and the entry points that load plugins); a .pth file or sitecustomize runs at interpreter
+# start, before pytest.
+RUNNER_CONFIG: dict[str, tuple[str, ...]] = {
+    "pytest": ("conftest.py", "pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml", "setup.py",
+               "sitecustomize.py", "usercustomize.py", "*.pth", ".env", ".envrc", "noxfile.py"),
+    "npm": ("package.json", "package-lock.json", ".npmrc", ".mocharc*", "jest.config.*", "vitest.config.*",
+            "vite.config.*", "karma.conf.*", "babel.config.*", ".babelrc*", "tsconfig*.json", "jest.setup.*",
+            "setupTests.*"),
+    "cargo": ("Cargo.toml", "Cargo.lock", ".cargo/**", "build.rs", "rust-toolchain", "rust-toolchain.toml",
+              ".config/nextest.toml"),
+    "go": ("go.mod", "go.sum", "go.work", "go.work.sum", "main_test.go"),
+    "ci": (".github/**", ".ci/**", "Makefile", "justfile", "Taskfile.yml"),
+}
+# The factory's own files inside a product: the rules an agent is judged by are no agent's to change.
+FACTORY_OWN: tuple[str, ...] = (".cockpit/**",)
+DEFAULT_PROTECTED: tuple[str, ...] = (*(p for ps in RUNNER_CONFIG.values() for p in ps), *FACTORY_OWN)
 
 # Names that are test code in the usual runners; any .py file under a tests/ or test/ directory too.
 TEST_FILE_PATTERNS: tuple[str, ...] = (
