@@ -110,7 +110,13 @@ async def test_attack_2_a_test_forges_the_count_after_tests_were_deleted(repo, g
     res = await check(gate, repo, sha, off=["identity", "main_copies"])  # the stream alone sees through it
     assert res.action == "block" and CONTRADICTS in res.reasons
     assert "pytest announced 2 collected tests but named 4" in res.text
-    res = await check(gate, repo, sha)  # all on: main's copy of the test file fails, and main's tests are gone
+    res = await check(gate, repo, sha)
+    assert res.action == "block" and CONTRADICTS in res.reasons
+    gate.defences -= {"evidence"}  # and the identity of main's tests alone names what went
+    try:
+        res = await gate.check(repo, "main", sha, PYTEST)
+    finally:
+        gate.defences = set(DEFENCES)
     assert res.action == "block" and res.reasons == [TESTS_REMOVED]
     assert "tests/test_calc.py::test_add, removed (its function is gone)" in res.text
     # and nothing the tests can reach can rewrite the record after the fact: the plugin dir is read-only
@@ -151,7 +157,8 @@ async def test_attack_4_an_ignored_uncommitted_test_file_pads_the_count(tmp_path
     assert "3 tests collected" in old.output, old.output
     res = await check(gate, repo, sha)
     assert res.action == "block" and res.reasons == [TESTS_REMOVED]
-    assert "tests changed: tests/test_calc.py::test_add_negative, removed (no longer collected)" in res.text
+    assert "tests changed: tests/test_calc.py::test_add_negative, removed (its function is gone)" in res.text
+    assert "tests/test_calc.py: 2 -> 1" in res.text
     assert "test_pad" not in res.verdicts[0]["detail"], "the clean checkout has no ignored file"
 
 
@@ -165,8 +172,6 @@ async def test_attack_5_assert_true_under_the_same_names(repo, gate):
     assert res.action == "block" and res.reasons == [TESTS_CHANGED]
     assert ("tests changed: tests/test_calc.py::test_add, body rewritten; "
             "tests/test_calc.py::test_add_negative, body rewritten") in res.text
-    assert "main's versions of the edited test files ran too: tests/test_calc__cockpit_main.py" in res.text
-    assert "test_calc__cockpit_main.py::test_add - assert 0 == 5" in res.text
 
 
 async def test_timeout_fails(repo, gate):

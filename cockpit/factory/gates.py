@@ -35,7 +35,7 @@ from .guards import (
 from .runner_reach import Reach, added_reach
 from .sandbox import Sandbox
 from .scratch import throwaway_tree
-from .suite_identity import changed_tests, split_id
+from .suite_identity import StaticChanges, changed_tests, split_id, static_changes
 from .workspaces import git
 
 TAIL_LINES = 60
@@ -85,6 +85,19 @@ def main_copy_name(path: str) -> str:
     else:
         name = p.stem + "__cockpit_main" + p.suffix
     return str(p.with_name(name))
+
+
+def _per_file(main_ids: list[str], ids: list[str], renamed: dict[str, str]) -> list[str]:
+    """'  tests/test_units.py: 2 -> 1' for each file of main that collects fewer tests now."""
+    def per_file(xs: list[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for i in xs:
+            out[split_id(i)[0]] = out.get(split_id(i)[0], 0) + 1
+        return out
+
+    was, now = per_file(main_ids), per_file(ids)
+    return [f"  {f}: {n} -> {now.get(renamed.get(f, f), 0)}" for f, n in sorted(was.items())
+            if now.get(renamed.get(f, f), 0) < n]
 
 
 @dataclass
@@ -205,12 +218,18 @@ class TestsGate:
             await started({"gate": GATE_TESTS, "commit": commit, "command": command})
         main = await self.baseline(repo, command, base)
         renamed = {c.old_path: c.path for c in changed if c.status == "R" and c.old_path}
-        main_files = {split_id(i)[0] for i in (main.collected if main else [])}
-        edited = [c for c in changed if c.status in "MR" and (c.old_path or c.path) in main_files]
-        copies = {}
-        for c in edited if "main_copies" in self.defences else []:
-            copies[main_copy_name(c.path)] = await git("cat-file", "-p", f"{base}:{c.old_path or c.path}", cwd=repo)
-            copies[main_copy_name(c.path)] += "\n"
+        main_ids = main.collected if main is not None and main.reported else []
+        static_ids = await static_changes(repo, base, commit, main_ids, renamed)
+        # main's version of each edited test file whose tests of main are all intact runs beside the
+        # candidate's: a rewritten fixture or helper in that file cannot hide a broken change
+        touched = {split_id(i)[0] for i in [*static_ids.why, *static_ids.renamed]}
+        main_files = {split_id(i)[0] for i in main_ids}
+        copies: dict[str, str] = {}
+        for c in changed if "main_copies" in self.defences else []:
+            src = c.old_path or c.path
+            if c.status in "MR" and src in main_files and src not in touched:
+                text = await git("cat-file", "-p", f"{base}:{src}", cwd=repo)
+                copies[main_copy_name(c.path)] = text + "\n"
         res = await self.run(repo, commit, command, main_copies=copies)
         detail = res.detail()
         if copies:
@@ -222,7 +241,7 @@ class TestsGate:
             return self._block(stage, ["tests", CONTRADICTS], f"{CONTRADICTS} on {commit[:12]}:\n{detail}{reach_text}",
                                commit, weakened=False)
         # main's tests by identity, whatever the run's outcome: a rewritten test of main waits for the human
-        reasons, lines = await self._against_main(repo, command, base, commit, main, res, renamed)
+        reasons, lines = await self._against_main(repo, command, base, main, res, renamed, static_ids)
         if reasons:
             text = "\n".join(lines) + reach_text
             stage.verdicts.append({"gate": GUARD, "commit": commit, "outcome": "fail", "detail": text})
@@ -235,12 +254,15 @@ class TestsGate:
         n = len([i for i in res.evidence.collected if "__cockpit_main" not in i]) if res.evidence else None
         summary = (f"{n} tests collected (main {base[:12]}: {len(main.collected)}), each of main's unchanged"
                    if main is not None and n is not None else "tests not counted: the command does not run pytest")
+        if static_ids.renamed:
+            summary += ("\nrenamed along with the code they test (the old names are gone from the whole tree): " +
+                        "; ".join(f"{i} ({r})" for i, r in static_ids.renamed.items()))
         stage.verdicts.append({"gate": GUARD, "commit": commit, "outcome": "pass", "detail": summary + reach_text})
         self._green[res.tree] = _Green(commit, base, res.evidence.outcomes() if res.evidence else {})
         return stage
 
-    async def _against_main(self, repo: Path, command: str, base: str, commit: str, main: Evidence | None,
-                            res: GateResult, renamed: dict[str, str]) -> tuple[list[str], list[str]]:
+    async def _against_main(self, repo: Path, command: str, base: str, main: Evidence | None, res: GateResult,
+                            renamed: dict[str, str], static: StaticChanges) -> tuple[list[str], list[str]]:
         reasons: list[str] = []
         lines: list[str] = []
         ev = res.evidence
@@ -249,19 +271,22 @@ class TestsGate:
         if not main.reported:
             return reasons, ["main's tests could not be collected, so they were not compared"]
         outcomes = ev.outcomes()
-        main_out = self._main_outcomes.get(base)
-        if main_out is None and any(outcomes.get(i) in ("skipped", "xfailed") for i in main.collected):
-            main_out = await self.main_outcomes(repo, command, base)  # learn what main skips itself
-        changed_ids = [] if "identity" not in self.defences else await changed_tests(repo, base, commit, main.collected, candidate_ids=ev.collected,
-                                          candidate_outcomes=outcomes, main_outcomes=main_out, renamed=renamed)
+        changed_ids: list[str] = []
+        if "identity" in self.defences:
+            main_out = self._main_outcomes.get(base)
+            if main_out is None and any(outcomes.get(i) in ("skipped", "xfailed") for i in main.collected):
+                main_out = await self.main_outcomes(repo, command, base)  # learn what main skips itself
+            changed_ids = changed_tests(main.collected, static, candidate_ids=ev.collected,
+                                        candidate_outcomes=outcomes, main_outcomes=main_out, renamed_files=renamed)
         if changed_ids:
-            removed = any(", removed" in c for c in changed_ids)
-            reasons.append(TESTS_REMOVED if removed and len(changed_ids) == sum(", removed" in c for c in changed_ids)
-                           else TESTS_CHANGED)
+            only_removed = all(", removed" in c for c in changed_ids)
+            reasons.append(TESTS_REMOVED if only_removed else TESTS_CHANGED)
             lines.append(f"{TESTS_CHANGED}: " + "; ".join(changed_ids[:30]) +
                          (f"; and {len(changed_ids) - 30} more" if len(changed_ids) > 30 else ""))
+            lines += _per_file(main.collected, ev.collected, renamed)
         if "runner_config" not in self.defences:
             return reasons, lines
+        before = len(lines)
         extra = sorted(set(ev.plugins) - set(main.plugins))
         if extra:
             lines.append(f"the runner loaded plugins main's run did not: {', '.join(extra)}")
@@ -270,7 +295,7 @@ class TestsGate:
                          f"on main from {main.inifile or 'no file'}")
         if ev.addopts != main.addopts:
             lines.append(f"the runner's addopts are {ev.addopts}, on main {main.addopts}")
-        if len(lines) > (1 if changed_ids else 0):
+        if len(lines) > before:
             reasons.append(RUNNER_CHANGED)
         return reasons, lines
 
