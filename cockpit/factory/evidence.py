@@ -65,6 +65,8 @@ def pytest_configure(config):
 def pytest_collectreport(report):
     if report.failed:
         _send({"ev": "collect_error", "id": report.nodeid})
+    elif report.skipped:
+        _send({"ev": "collect_skip", "id": report.nodeid})
 
 
 def pytest_collection_finish(session):
@@ -95,6 +97,7 @@ class Evidence:
     collected: list[str] = field(default_factory=list)
     collected_n: int | None = None  # the count the plugin announced after the ids
     collect_errors: list[str] = field(default_factory=list)
+    collect_skips: list[str] = field(default_factory=list)  # whole modules skipped at import
     reports: list[tuple[str, str, str, bool]] = field(default_factory=list)  # (id, when, outcome, xfail)
     finish: int | None = None
     problems: list[str] = field(default_factory=list)  # what was wrong with the stream itself
@@ -132,6 +135,7 @@ class Evidence:
             elif when == "call":
                 c["xpassed" if xfail else "passed"] += 1
         c["error"] += len(self.collect_errors)
+        c["skipped"] += len(self.collect_skips)
         return +c
 
 
@@ -155,6 +159,8 @@ def fold(lines: list[bytes], *, overflow: bool = False) -> Evidence:
                 ev.collected_n = int(rec["n"])
             elif kind == "collect_error":
                 ev.collect_errors.append(str(rec["id"]))
+            elif kind == "collect_skip":
+                ev.collect_skips.append(str(rec["id"]))
             elif kind == "report":
                 key = (str(rec["id"]), str(rec["when"]))
                 if key in seen:

@@ -140,12 +140,13 @@ class TestsGate:
     # --- one run ------------------------------------------------------------------
 
     async def run(self, repo: Path, commit: str, command: str, *, main_copies: Mapping[str, str] | None = None,
-                  collect_only: bool = False, env: Mapping[str, str] | None = None) -> GateResult:
+                  collect_only: bool = False, env: Mapping[str, str] | None = None,
+                  expect_pytest: bool = False) -> GateResult:
         """Run `command` on a fresh checkout of `commit`; pytest's outcomes are read live and cross-checked."""
         started = time.monotonic()
         tree_id = await git("rev-parse", "--verify", f"{commit}^{{tree}}", cwd=repo)
-        pytest_run = counts_pytest(command)
-        stream = OutcomeStream(self.scratch_root) if pytest_run else None
+        # always listening: a command that does not name pytest (make test, tox) may still run it
+        stream: OutcomeStream | None = OutcomeStream(self.scratch_root)
         try:
             async with throwaway_tree(repo, self.scratch_root, commit, label="gate") as tree:
                 for rel, text in (main_copies or {}).items():
@@ -167,18 +168,23 @@ class TestsGate:
         if res.timed_out:
             tail = f"{tail}\n[timed out after {self.timeout_s:g} s]".lstrip("\n")
         why: list[str] = []
-        if evidence is not None and res.ok and not collect_only and "evidence" in self.defences:
+        expected = counts_pytest(command) or expect_pytest
+        if evidence is not None and not evidence.reported and not expected:
+            tail += "\n[no pytest ran: outcomes not observed, the verdict is the exit code]"
+            evidence = None
+        elif evidence is not None and res.ok and not collect_only and "evidence" in self.defences:
             why = contradictions(evidence, res.exit_code, res.output, truncated=res.truncated)
-        elif evidence is None:
-            tail += "\n[not pytest: outcomes not observed, the verdict is the exit code]"
         return GateResult(GATE_TESTS, commit, "pass" if res.ok and not why else "fail", res.exit_code, tail,
                           res.timed_out, time.monotonic() - started, tree_id, tuple(why), evidence)
 
     # --- main's baseline ------------------------------------------------------------
 
-    async def baseline(self, repo: Path, command: str, sha: str) -> Evidence | None:
-        """What main at `sha` collects (ids, plugins, ini file): one collect-only run per main commit."""
-        if not counts_pytest(command):
+    async def baseline(self, repo: Path, command: str, sha: str, *, known_pytest: bool = False) -> Evidence | None:
+        """What main at `sha` collects (ids, plugins, ini file): one collect-only run per main commit.
+
+        Only for a command that runs pytest (named in it, or seen in a run: `known_pytest`): collect-only
+        means nothing to another runner, which would run its whole suite."""
+        if not (counts_pytest(command) or known_pytest):
             return None
         key = (str(repo), command, sha)
         if key not in self._baselines:
@@ -230,7 +236,13 @@ class TestsGate:
             if c.status in "MR" and src in main_files and src not in touched:
                 text = await git("cat-file", "-p", f"{base}:{src}", cwd=repo)
                 copies[main_copy_name(c.path)] = text + "\n"
-        res = await self.run(repo, commit, command, main_copies=copies)
+        res = await self.run(repo, commit, command, main_copies=copies,
+                             expect_pytest=bool(main is not None and main.reported))
+        if main is None and res.evidence is not None and res.evidence.reported:
+            # the command ran pytest without naming it (make test): main's baseline now, without main's copies
+            main = await self.baseline(repo, command, base, known_pytest=True)
+            main_ids = main.collected if main is not None and main.reported else []
+            static_ids = await static_changes(repo, base, commit, main_ids, renamed)
         detail = res.detail()
         if copies:
             detail += "\nmain's versions of the edited test files ran too: " + ", ".join(sorted(copies))
@@ -322,7 +334,8 @@ class TestsGate:
                               f"not run again: tree {tree[:12]} is the tree of {green.commit[:12]}, tested green from "
                               f"a clean checkout against main {base[:12]}, and main has not moved",
                               False, time.monotonic() - started, tree, reused_from=green.commit)
-        res = await self.run(repo, merged, command)
+        main = self._baselines.get((str(repo), command, base))
+        res = await self.run(repo, merged, command, expect_pytest=bool(main is not None and main.reported))
         if res.passed:
             self._green[tree] = _Green(merged, None, res.evidence.outcomes() if res.evidence else {})
             self._main_outcomes[merged] = self._green[tree].outcomes
