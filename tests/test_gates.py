@@ -116,6 +116,19 @@ async def test_attack_5_assert_true_under_the_same_names(repo, gate):
             "tests/test_calc.py::test_add_negative, body rewritten") in res.text
 
 
+async def test_tests_that_landed_on_main_since_do_not_count_against_the_branch(repo, gate):
+    sha = branch(repo, {"tests/test_sub.py": "def test_a():\n    pass\n"})
+    landed = branch(repo, {"tests/test_landed.py": "def test_x():\n    pass\n\n\ndef test_y():\n    pass\n"})
+    run_git(repo, "merge", "-q", "--ff-only", landed)  # another task lands two tests on main meanwhile
+    try:
+        res = await check(gate, repo, sha)
+        assert res.action == "pass", res.text
+        assert res.verdicts[1]["detail"].startswith("4 tests collected (main "), res.verdicts[1]["detail"]
+        assert res.verdicts[1]["detail"].endswith(": 3), each of main's unchanged")
+    finally:
+        run_git(repo, "reset", "-q", "--hard", "HEAD~1")
+
+
 async def test_timeout_fails(repo, gate):
     slow = branch(repo, {"tests/test_slow.py": "import time\n\n\ndef test_slow():\n    time.sleep(30)\n"})
     gate.timeout_s = 1

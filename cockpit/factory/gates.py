@@ -128,7 +128,7 @@ class TestsGate:
         self.scratch_root = Path(scratch_root)
         self.timeout_s = timeout_s
         self.output_cap_bytes = output_cap_bytes
-        self.guard = GateGuard(sandbox, self.scratch_root, timeout_s=timeout_s, output_cap_bytes=output_cap_bytes)
+        self.guard = GateGuard()
         self._green: dict[str, _Green] = {}  # tree -> its green run from a clean checkout
         self._baselines: dict[tuple[str, str, str], Evidence] = {}
         self._main_outcomes: dict[str, dict[str, str]] = {}  # main sha -> outcomes of a full run on it
