@@ -104,7 +104,7 @@ async def test_a_fixture_of_main_rewritten_to_skip_at_run_time(repo, gate):
         assert "tests/test_pair.py::test_pair, skipped when run (it was not on main)" in res.text
         # main's own copy of the file (its fixture intact) alone stops it too
         alone = await check(gate, repo, sha, off=["identity"])
-        assert alone.action == "back" and "test_pair__cockpit_main.py::test_pair" in alone.text
+        assert alone.action == "back" and "test_pair__cockpit_main.py::test_pair" in alone.text, alone.verdicts
     finally:
         run_git(repo, "reset", "-q", "--hard", "HEAD~1")
 

@@ -22,6 +22,7 @@ identical and whose main did not move, instead of running the suite again.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from .guards import (
 from .runner_reach import Reach, added_reach
 from .sandbox import Sandbox
 from .scratch import throwaway_tree
-from .suite_identity import StaticChanges, changed_tests, split_id, static_changes
+from .suite_identity import StaticChanges, changed_tests, file_tests, split_id, static_changes
 from .workspaces import git
 
 TAIL_LINES = 60
@@ -222,27 +223,31 @@ class TestsGate:
             return self._block(stage, static.reasons, static.detail + reach_text, commit)
         if started is not None:
             await started({"gate": GATE_TESTS, "commit": commit, "command": command})
-        main = await self.baseline(repo, command, base)
         renamed = {c.old_path: c.path for c in changed if c.status == "R" and c.old_path}
-        main_ids = main.collected if main is not None and main.reported else []
-        static_ids = await static_changes(repo, base, commit, main_ids, renamed)
+        edited = {c.old_path or c.path: c for c in changed if c.status in "MRD"}  # main's files this change touches
         # main's version of each edited test file whose tests of main are all intact runs beside the
         # candidate's: a rewritten fixture or helper in that file cannot hide a broken change
-        touched = {split_id(i)[0] for i in [*static_ids.why, *static_ids.renamed]}
-        main_files = {split_id(i)[0] for i in main_ids}
         copies: dict[str, str] = {}
-        for c in changed if "main_copies" in self.defences else []:
-            src = c.old_path or c.path
-            if c.status in "MR" and src in main_files and src not in touched:
-                text = await git("cat-file", "-p", f"{base}:{src}", cwd=repo)
+        for src, c in edited.items() if "main_copies" in self.defences else []:
+            if c.status == "D" or not (src.endswith(".py") and is_test_file(src)):
+                continue
+            text = await git("cat-file", "-p", f"{base}:{src}", cwd=repo)
+            names = [n for n in file_tests(text).tests  # pytest's default names: fixtures and helpers are not tests
+                     if n.rsplit("::", 1)[-1].startswith("test") and all(k.startswith("Test") for k in n.split("::")[:-1])]
+            intact = await static_changes(repo, base, commit, [f"{src}::{n}" for n in names], renamed)
+            if names and not intact.why and not intact.renamed:
                 copies[main_copy_name(c.path)] = text + "\n"
-        res = await self.run(repo, commit, command, main_copies=copies,
-                             expect_pytest=bool(main is not None and main.reported))
+        # main's baseline (one collect-only run per main commit) beside the candidate's run: two cores
+        main, res = await asyncio.gather(
+            self.baseline(repo, command, base),
+            self.run(repo, commit, command, main_copies=copies, expect_pytest=counts_pytest(command)))
         if main is None and res.evidence is not None and res.evidence.reported:
-            # the command ran pytest without naming it (make test): main's baseline now, without main's copies
+            # the command ran pytest without naming it (make test): main's baseline now
             main = await self.baseline(repo, command, base, known_pytest=True)
-            main_ids = main.collected if main is not None and main.reported else []
-            static_ids = await static_changes(repo, base, commit, main_ids, renamed)
+        main_ids = main.collected if main is not None and main.reported else []
+        # only files the change touched can differ from main's
+        static_ids = await static_changes(repo, base, commit, [i for i in main_ids if split_id(i)[0] in edited],
+                                          renamed)
         detail = res.detail()
         if copies:
             detail += "\nmain's versions of the edited test files ran too: " + ", ".join(sorted(copies))
