@@ -207,3 +207,15 @@ def test_runner_reach_names_each_kind_with_its_line():
     assert found == {(1, "imports the runner's internals (_pytest.runner)"), (2, "writes sys.modules"),
                      (3, "patches pytest.fail"), (4, "calls sys.exit at import time"),
                      (5, "loads pytest plugins (pytest_plugins)"), (7, "patches _pytest")}
+
+
+async def test_runner_reach_counts_only_what_the_change_adds(repo, gate):
+    main_file = "import os\n\n\ndef test_env():\n    os.kill(os.getpid(), 0)\n"
+    run_git(repo, "merge", "-q", "--ff-only", branch(repo, {"tests/test_env.py": main_file}))
+    sha = branch(repo, {"tests/test_env.py": "import atexit\natexit.register(print)\n" + main_file})
+    try:
+        found = [str(r) for r in await gate.reach(repo, run_git(repo, "rev-parse", "main"), sha)]
+        # main's own os.kill (now on line 7) is not the change's
+        assert found == ["tests/test_env.py:2: registers an atexit handler: atexit.register(print)"]
+    finally:
+        run_git(repo, "reset", "-q", "--hard", "HEAD~1")
