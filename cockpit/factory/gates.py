@@ -23,6 +23,8 @@ identical and whose main did not move, instead of running the suite again.
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from .evidence import CONTRADICTS, Evidence, OutcomeStream, contradictions
 from .guards import (
     DEFAULT_PROTECTED, PROTECTED_CHANGED, TESTS_REMOVED, GateGuard, changes, counts_pytest, is_test_file,
 )
+from . import safe_files
 from .runner_reach import Reach, added_reach
 from .sandbox import Sandbox
 from .scratch import throwaway_tree
@@ -150,9 +153,8 @@ class TestsGate:
         stream: OutcomeStream | None = OutcomeStream(self.scratch_root)
         try:
             async with throwaway_tree(repo, self.scratch_root, commit, label="gate") as tree:
-                for rel, text in (main_copies or {}).items():
-                    (tree / rel).parent.mkdir(parents=True, exist_ok=True)
-                    (tree / rel).write_text(text, encoding="utf-8")
+                for rel, text in (main_copies or {}).items():  # never through a link the commit holds
+                    safe_files.write_text(tree, rel, text)
                 run_env = {**(env or {}), **(stream.env(collect_only=collect_only) if stream else {})}
                 if stream:
                     await stream.open()
@@ -347,5 +349,17 @@ class TestsGate:
         return res
 
 
+async def run_tests_gate(sandbox: Sandbox, command: str, worktree: Path, commit: str, *, timeout_s: float,
+                         output_cap_bytes: int) -> GateResult:
+    """One run of the gate on `commit` outside a stage (benchmarks): a clean checkout made from the repository
+    `worktree` belongs to, the live outcome stream, the cross-check. Nothing is cached."""
+    scratch = Path(tempfile.mkdtemp(prefix="cockpit-gate-", dir=Path(worktree).parent))
+    try:
+        gate = TestsGate(sandbox, scratch, timeout_s=timeout_s, output_cap_bytes=output_cap_bytes)
+        return await gate.run(Path(worktree), commit, command)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 __all__ = ["GATE_TESTS", "GateResult", "PROTECTED_CHANGED", "TESTS_CHANGED", "TestsGate", "TestsStage",
-           "is_test_file"]
+           "is_test_file", "run_tests_gate"]

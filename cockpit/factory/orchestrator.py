@@ -30,6 +30,7 @@ from ..domain.tasks import DefectState, Task, TaskState, rounds_left, tests_verd
 from ..store import Store, StoreError
 from .agent_log import AgentLogWriter
 from .defects import ReproResult, reproduce
+from .products import factory_sandbox
 from .gates import TestsGate
 from .merge_queue import MergeQueue
 from .recovery import recover
@@ -58,10 +59,7 @@ class Orchestrator:
         self.model = model
         self.prices = config.price_table()
         store.set_budget_limits(config.budget_limits())  # whoever opened the store, the budgets hold
-        hidden = [config.store_path.parent, config.rules_path, config.worktrees_path]
-        if config.path is not None:
-            hidden.append(config.path)
-        self.sandbox = sandbox or Sandbox(config.factory.sandbox, hidden=hidden)
+        self.sandbox = sandbox or factory_sandbox(config)
         self.workspaces = workspaces or Workspaces(config.worktrees_path)
         self.knowledge = Knowledge(config, store, client=model.client, prices=self.prices)  # rules + memory
         self._running: dict[str, asyncio.Task] = {}
