@@ -39,13 +39,22 @@ class MergeQueue:
         self.config = config
         self.store = store
         self.workspaces = workspaces
-        self.sandbox = sandbox
         # shared with the check stage: a tree it tested green is not tested again here
         self.tests_gate = tests_gate or TestsGate(sandbox, config.worktrees_path / ".cockpit-scratch",
                                                   timeout_s=config.limits.test_timeout_s,
                                                   output_cap_bytes=config.limits.output_cap_bytes)
+        self.sandbox = sandbox
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.testing: dict[str, str] = {}  # product -> task id under test
+
+    @property
+    def sandbox(self) -> Sandbox:
+        """The sandbox the queue's runs use: the tests gate's own."""
+        return self.tests_gate.sandbox
+
+    @sandbox.setter
+    def sandbox(self, box: Sandbox) -> None:
+        self.tests_gate.sandbox = box
 
     def queue(self, product: str) -> list[str]:
         """Task ids waiting to land on `product`, the one under test first."""
