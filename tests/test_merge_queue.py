@@ -103,6 +103,7 @@ async def test_main_moving_during_the_test_run_means_test_again(tmp_path):
     flag = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="cockpit-mq-")) / "go"
     cmd = f"while [ ! -e {flag} ]; do sleep 0.05; done; {PYTEST}"
     cfg, store, ws, mq, repo = await factory(tmp_path, test_command=cmd)
+    mq.sandbox = Sandbox("bwrap", toolchains=[flag.parent])  # the allow-list shows the flag's dir, read-only
     tid = await ready_task(store, ws, repo, CALLER, "Add a report")
 
     async def move_main():

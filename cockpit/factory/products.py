@@ -260,7 +260,9 @@ def detect_toolchains(command: str, sandbox: Sandbox | None = None) -> list[str]
         words = [w for w in shlex.split(command) if "=" not in w.split("/")[0]]
     except ValueError:
         return []
-    exe = shutil.which(words[0]) if words else None
+    if not words:
+        return []
+    exe = shutil.which(words[0], path=sandbox.command_path()) or shutil.which(words[0])
     if exe is None:
         return []
     found: list[str] = []
