@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 import subprocess
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from gitrepo import GIT_ENV, host_tmp, make_repo, run_git  # noqa: F401  (host_t
 
 from cockpit.factory import safe_files, safe_git
 from cockpit.factory.defects import REPRO_TEST_FILE, reproduce
-from cockpit.factory.guards import CountProbe
+from cockpit.factory.evidence import OutcomeStream
 from cockpit.factory.sandbox import Sandbox
 from cockpit.factory.workspaces import GitError, Workspaces, check_worktree, git
 
@@ -318,20 +319,25 @@ def test_paths_that_climb_out_are_refused(host_tmp, rel):
         safe_files.write_bytes(tree, rel, b"x")
 
 
-async def test_count_file_swapped_for_a_symlink_is_not_read(host_tmp):
-    """The sandboxed test command can write the probe dir: it replaces count.jsonl by a link to a host secret."""
+async def test_the_outcome_stream_dir_cannot_be_swapped_from_the_sandbox(host_tmp):
+    """The tests gate's reporter and its FIFO live in a dir bound read-only: a link in place of either fails."""
     secret = host_tmp / "credentials"
-    secret.write_text('{"total": 99, "files": {"' + SECRET + '": 99}}\n')
-    probe = CountProbe(host_tmp / "scratch")
+    secret.write_text(SECRET)
+    stream = OutcomeStream(host_tmp / "scratch")
     try:
-        r = await Sandbox("bwrap").run(f"ln -s {secret} count.jsonl", cwd=probe.dir, writable=[probe.dir],
+        # liveness: were the dir writable, the swap would land
+        r = await Sandbox("bwrap").run(f"ln -sf {secret} outcomes.fifo", cwd=stream.dir, writable=[stream.dir],
                                        timeout_s=20, output_cap_bytes=CAP)
-        assert r.ok, r.output
-        assert SECRET in probe.out.read_text()  # liveness: a plain read follows it
-        got = probe.read()
-        assert got.total is None and SECRET not in str(got)
+        assert r.ok and (stream.dir / "outcomes.fifo").is_symlink(), r.output
+        stream.remove()
+        stream = OutcomeStream(host_tmp / "scratch")
+        r = await Sandbox("bwrap").run(f"ln -sf {secret} outcomes.fifo; ln -sf {secret} cockpit_outcomes.py",
+                                       cwd=stream.dir, writable=[], readable=[stream.dir], timeout_s=20,
+                                       output_cap_bytes=CAP)
+        assert not r.ok and "Read-only file system" in r.output
+        assert stat.S_ISFIFO(os.lstat(stream.fifo).st_mode) and SECRET not in (stream.dir / "cockpit_outcomes.py").read_text()
     finally:
-        probe.close()
+        stream.remove()
 
 
 def test_a_fifo_in_place_of_a_file_does_not_hang_the_cockpit(host_tmp):
