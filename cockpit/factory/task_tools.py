@@ -118,7 +118,7 @@ class TaskToolbox:
         message = str(inp.get("message", "")).strip()
         if not message:
             raise ToolError("commit needs a message")
-        sha = await self.workspaces.commit(self.worktree, message, author=self.agent)
+        sha = await self.workspaces.commit(self.worktree, message, author=self.agent, main_branch=self.main_branch)
         if sha is None:
             raise ToolError("nothing to commit: the worktree has no changes")
         await self.store.append(self._event(Kind.COMMITTED, sha=sha, message=message[:500]))
