@@ -248,3 +248,38 @@ def test_50_parallel_remembers(tmp_path):
                                                                   ("memory.remembered",))]
     assert sorted(events) == list(range(1, 51))
     assert os.path.exists(db)
+
+
+def test_adds_budget_raises_and_lessons_at_once_on_a_new_store(tmp_path):
+    """Every kind of row another process writes, all at once: tasks, budget raises (events the budgets are rebuilt
+    from), lessons; nothing lost, every command exit 0, and the store reads back whole."""
+    f = _factory(tmp_path / "f")
+    f.write_text(f.read_text().replace('name = "shop"\n', 'name = "shop"\nbudget_usd = 5\n'))
+    db = tmp_path / "f" / "memory" / "cockpit.db"
+    argvs = []
+    for i in range(15):
+        argvs += [["task", "add", "shop", f"task {i}", "--factory", str(f)],
+                  ["budget", "raise", "--product", "shop", "--usd", "1", "-f", str(f)],
+                  ["memory", "remember", f"mixed lesson {i}: run tool{i} before module{i}", "--task", f"T{i}",
+                   "--factory", str(f)]]
+    t0 = time.monotonic()
+    results = _parallel(tmp_path, argvs)
+    print(f"45 mixed parallel writes: {time.monotonic() - t0:.1f} s")
+    bad = [r for r in results if r["rc"] != 0]
+    assert not bad, bad[:3]
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM tasks").fetchone() == (15, 15)
+    assert con.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM lessons").fetchone() == (15, 15)
+    raises = [json.loads(d)["usd"] for (d,) in con.execute("SELECT data FROM events WHERE kind = 'budget.raised'")]
+    assert raises == [1.0] * 15
+
+    async def reopened() -> float:
+        from cockpit.domain.budget import BudgetLimits, Scope
+
+        s = await Store.open(db, budgets=BudgetLimits(product_usd={"shop": 5.0}))
+        try:
+            return s.budget.limit((Scope.PRODUCT, "shop"))
+        finally:
+            await s.close()
+
+    assert asyncio.run(reopened()) == 20.0  # the configured 5 and every one of the 15 raises
