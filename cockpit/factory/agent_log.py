@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import codecs
 import contextlib
 import logging
 import os
@@ -26,6 +27,7 @@ from pathlib import Path
 from ..config import FactoryConfig, load_factory
 from ..domain.errors import Refused
 from ..domain.events import Event, Kind
+from ..domain.visible import visible, visible_line
 from ..store import Store
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,7 @@ SUFFIX = ".log"
 _AGENT = re.compile(r"^(builder|reviewer|breaker|[a-z][a-z0-9_]*)-\d+$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,80}$")
 _BACKLOG_PAGE = 5000
+_PIECES = re.compile(r"[^\n]*\n|[^\n]+")  # lines with their newline; only \n ends a line (the rest is shown)
 
 
 def logs_dir(config: FactoryConfig) -> Path:
@@ -94,15 +97,16 @@ class LineMaker:
             return None
         head = "\n" if agent in self.mid_line else ""
         self.mid_line.discard(agent)
-        return agent, f"{head}{stamp(event.ts)} {what}\n"
+        return agent, f"{head}{stamp(event.ts)} {visible_line(what)}\n"
 
     def _text(self, agent: str, ts: float, text: str) -> str:
+        """An agent's words as written, its escape sequences and control characters shown, never obeyed."""
         out: list[str] = []
-        for piece in text.splitlines(keepends=True):
+        for piece in _PIECES.findall(visible(text)):
             if agent not in self.mid_line:
                 out.append(f"{stamp(ts)} │ ")
             out.append(piece)
-            if piece.endswith(("\n", "\r")):
+            if piece.endswith("\n"):
                 self.mid_line.discard(agent)
             else:
                 self.mid_line.add(agent)
@@ -232,14 +236,18 @@ def last_lines(path: Path, n: int, *, block: int = 65536) -> tuple[bytes, int]:
 
 def tail(path: Path, *, lines: int = 20, follow: bool = False, out=None, poll: float = 0.2,
          stop: Callable[[], bool] | None = None) -> int:
-    """Print the last `lines` of an agent's log; with `follow`, keep printing what is appended."""
+    """Print the last `lines` of an agent's log; with `follow`, keep printing what is appended.
+
+    What reaches the terminal is made visible (cockpit.domain.visible) whatever the file holds: the writer
+    already wrote it so, but a log from an older cockpit, or one edited by hand, is not trusted either."""
     out = out or sys.stdout.buffer
     while not path.exists():
         if not follow or (stop and stop()):
             raise Refused(f"no log at {path}")
         time.sleep(poll)
     data, pos = last_lines(path, lines)
-    out.write(data)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a chunk may end inside a character
+    out.write(visible(decoder.decode(data)).encode("utf-8"))
     out.flush()
     while follow and not (stop and stop()):
         time.sleep(poll)
@@ -254,7 +262,7 @@ def tail(path: Path, *, lines: int = 20, follow: bool = False, out=None, poll: f
                 f.seek(pos)
                 chunk = f.read(size - pos)
             pos += len(chunk)
-            out.write(chunk)
+            out.write(visible(decoder.decode(chunk)).encode("utf-8"))
             out.flush()
     return 0
 
