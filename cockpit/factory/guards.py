@@ -165,6 +165,9 @@ class CollectedTests:
 class GuardResult:
     reasons: list[str]  # empty: the change keeps the gate intact
     detail: str
+    # one stable key per finding, the same on a later re-merge of the same change: what a human override
+    # accepts (cockpit.domain.tasks.carry_override)
+    findings: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -238,15 +241,17 @@ def compare_counts(base: CollectedTests, head: CollectedTests, base_sha: str) ->
         return None
     if head.total is None:
         return GuardResult([TESTS_REMOVED], f"the tests could not be counted on this commit, but {base.total} were "
-                                            f"collected on main ({base_sha[:12]}): {head.note}")
+                                            f"collected on main ({base_sha[:12]}): {head.note}", ["uncounted"])
     if base.total is None:
         return None
     if head.total >= base.total:
         return GuardResult([], f"{head.total} tests collected (main {base_sha[:12]}: {base.total})")
-    lost = [f"  {name}: {n} -> {head.files.get(name, 0)}" for name, n in sorted(base.files.items())
-            if head.files.get(name, 0) < n]
+    fewer = [(name, n, head.files.get(name, 0)) for name, n in sorted(base.files.items())
+             if head.files.get(name, 0) < n]
+    lost = [f"  {name}: {n} -> {now}" for name, n, now in fewer]
+    findings = [f"fewer:{name}:{n - now}" for name, n, now in fewer] or [f"fewer:total:{base.total - head.total}"]
     return GuardResult([TESTS_REMOVED], f"{head.total} tests collected on this commit, {base.total} on main "
-                                        f"({base_sha[:12]}) where it was built from:\n" + "\n".join(lost))
+                                        f"({base_sha[:12]}) where it was built from:\n" + "\n".join(lost), findings)
 
 
 class GateGuard:
@@ -271,15 +276,18 @@ class GateGuard:
         removed = [c.old_path or c.path for c in changed
                    if (c.status == "D" and is_test_file(c.path))
                    or (c.status == "R" and c.old_path and is_test_file(c.old_path) and not is_test_file(c.path))]
+        findings: list[str] = []
         if removed:
             reasons.append(TESTS_REMOVED)
             lines.append("test files deleted: " + ", ".join(sorted(removed)))
+            findings += [f"deleted:{p}" for p in sorted(removed)]
         touched = sorted({p for c in changed for p in (c.path, c.old_path)
                           if p and is_protected(p, protected)})
         if touched:
             reasons.append(PROTECTED_CHANGED)
             lines.append("protected files changed: " + ", ".join(touched))
-        return GuardResult(reasons, "\n".join(lines))
+            findings += [f"protected:{p}" for p in touched]
+        return GuardResult(reasons, "\n".join(lines), findings)
 
     async def count(self, command: str, tree: Path) -> CollectedTests:
         return await count_tests(self.sandbox, command, tree, self.scratch_root, timeout_s=self.timeout_s,
@@ -313,3 +321,10 @@ class GateGuard:
         if compared is None:
             return GuardResult([], head.note or main.note)
         return compared
+
+
+def combine(first: GuardResult, second: GuardResult) -> GuardResult:
+    """Both checks' reasons, details and findings as one verdict."""
+    reasons = [*first.reasons, *[r for r in second.reasons if r not in first.reasons]]
+    detail = "\n".join(d for d in (first.detail, second.detail) if d)
+    return GuardResult(reasons, detail, [*first.findings, *second.findings])

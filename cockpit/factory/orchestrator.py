@@ -32,7 +32,7 @@ from .agent_log import AgentLogWriter
 from .defects import ReproResult, reproduce
 from .products import factory_sandbox
 from .gates import run_tests_gate
-from .guards import DEFAULT_PROTECTED, GateGuard, GuardResult
+from .guards import DEFAULT_PROTECTED, GateGuard, GuardResult, combine
 from .merge_queue import MergeQueue
 from .recovery import recover
 from .knowledge import Knowledge
@@ -40,7 +40,7 @@ from .sandbox import Sandbox, SandboxUnavailable
 from .scratch import clear_scratch, scratch_dir
 from .task_tools import TaskToolbox
 from .team import breaker_brief, exhausted, history, open_defects_text, round_line
-from .workspaces import GitError, Workspaces
+from .workspaces import GitError, Workspaces, _run_git
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,10 @@ class Orchestrator:
         # the gate's own guard first, from git alone: a deleted test or a touched harness file needs a human
         base, static = await self.guard.check_static(repo, product.main_branch, t.commit,
                                                      [*DEFAULT_PROTECTED, *product.protected])
-        if static.failed:
+        # a human override of an earlier commit this one merges main into may carry (only if the guard
+        # finds nothing new): then its tests still run before anything is decided
+        carry_from = await self._override_to_carry(t, repo)
+        if static.failed and carry_from is None:
             await self._guard_block(t, static)
             return
         await self.store.append(Event(kind=Kind.GATE_STARTED, actor="system", product=t.product, task_id=t.id,
@@ -294,10 +297,10 @@ class Orchestrator:
             await self._back_or_block(t, ["tests"], f"tests gate failed on {t.commit[:12]}:\n{detail}", gate="tests")
             return
         # fewer tests collected than on the main it was built from: the gate was weakened
-        guarded = await self.guard.check_count(repo, base, wt, product.test_command, counted)
+        guarded = combine(static, await self.guard.check_count(repo, base, wt, product.test_command, counted))
         await self._append(t, Kind.VERDICT, gate=GUARD_GATE, commit=t.commit, outcome="fail" if guarded.failed else "pass",
-                           detail=guarded.detail)
-        if guarded.failed:
+                           detail=guarded.detail, findings=guarded.findings)
+        if guarded.failed and carry_from is None:
             await self._guard_block(self.store.task(t.id) or t, guarded, recorded=True)
             return
         # an open defect is closed only by its own reproduction passing on this later commit
@@ -308,11 +311,44 @@ class Orchestrator:
                                 for d_id, r in still)
             await self._back_or_block(t, ["defects"], text, gate="defects")
             return
+        if guarded.failed and carry_from is not None:
+            await self._carry_override(t, carry_from, guarded)
+            return
         await self._append(t, Kind.CHECKED)
+
+    async def _override_to_carry(self, t: Task, repo: Path) -> str | None:
+        """The latest human-overridden commit of the task that its latest commit contains (it merged main into
+        it), or None. Whether the override really carries is the domain's call (carry_override)."""
+        for o in reversed(t.overrides):
+            if o.commit is None or o.carried_from is not None or o.commit not in t.commits:
+                continue
+            if o.commit == t.commit:
+                return o.commit
+            rc, _, _ = await _run_git("merge-base", "--is-ancestor", o.commit, t.commit or "", cwd=repo)
+            if rc == 0:
+                return o.commit
+        return None
+
+    async def _carry_override(self, t: Task, from_commit: str, guarded: GuardResult) -> None:
+        """Land on the human's word when the guard finds only what the human accepted; else ask again, saying why."""
+        t = self.store.task(t.id) or t
+        o = next(o for o in reversed(t.overrides) if o.commit == from_commit)
+        text = (f"{o.actor}'s override of {from_commit[:12]} carries to {(t.commit or '')[:12]}: it merges main into "
+                f"the overridden commit, its tests pass and the guard finds only what was accepted "
+                f"({', '.join(guarded.findings)}). Note on record: {o.note}")
+        try:
+            await self.store.append(Event(kind=Kind.OVERRIDE_CARRIED, actor="system", product=t.product, task_id=t.id,
+                                          data={"from_commit": from_commit, "merges_main": True, "text": text}))
+        except Refused as r:
+            await self._block(self.store.task(t.id) or t, guarded.reasons,
+                              f"{guarded.detail}\nYour override of {from_commit[:12]} does not carry to "
+                              f"{(t.commit or '')[:12]}: {r.reason}. Only a new human override lands this commit "
+                              "(or send it back with an instruction).")
 
     async def _guard_block(self, t: Task, result: GuardResult, *, recorded: bool = False) -> None:
         if not recorded:
-            await self._append(t, Kind.VERDICT, gate=GUARD_GATE, commit=t.commit, outcome="fail", detail=result.detail)
+            await self._append(t, Kind.VERDICT, gate=GUARD_GATE, commit=t.commit, outcome="fail", detail=result.detail,
+                               findings=result.findings)
         await self._block(self.store.task(t.id) or t, result.reasons,
                           f"{result.detail}\nThe tests gate itself was weakened on {(t.commit or '')[:12]}: only a human "
                           "override lands this commit (or send it back with an instruction).")

@@ -124,6 +124,8 @@ def describe(event: Event) -> str | None:
         return f"⚠ {tid} blocked: {reasons}{' — ' + detail if detail else ''}"
     if k == Kind.OVERRIDE:
         return f"✓ {tid} override: {one_line(d.get('note'), 100)}"
+    if k == Kind.OVERRIDE_CARRIED:
+        return f"✓ {tid} override carried from {short_sha(d.get('from_commit'))} to the builder's re-merge"
     if k == Kind.RETRY:
         return f"↻ {tid} retry"
     if k == Kind.MERGED:

@@ -153,6 +153,14 @@ class MainScreen(TaskActions):
                 why = fmt.block_summary([str(r) for r in e.data.get("reasons") or []], str(e.data.get("detail", "")), 90)
                 self.app.notify(f"{e.task_id} ({e.product}) waits for you: {why}", title="Blocked", severity="warning",
                                 timeout=8)
+            elif e.kind == Kind.SENT_BACK and e.data.get("gate") == "merge" and "human's override" in str(
+                    e.data.get("reason", "")):
+                self.app.notify(f"{e.task_id}: your override stays on record, but main changed under it (a merge "
+                                "conflict): its builder merges main and resolves it; then it lands on your word.",
+                                title="Override meets a conflict", severity="warning", timeout=10)
+            elif e.kind == Kind.OVERRIDE_CARRIED:
+                self.app.notify(f"{e.task_id}: your override carries to the builder's re-merge (same guard finding, "
+                                "tests pass): it is landing.", title="Override carried", timeout=8)
             elif e.kind == Kind.MERGED:
                 t = self.store.task(e.task_id or "")
                 title = f": {fmt.truncate(t.title, 50)}" if t else ""

@@ -183,7 +183,9 @@ class TaskScreen(TaskActions):
             lines.append("nothing committed yet")
         override = human_override(task)
         if override is not None:
-            lines.append(f"human override by {override.actor}: {override.note}")
+            carried = (f" (carried from {fmt.short_sha(override.carried_from)}: a re-merge of main with the same "
+                       "guard finding)" if override.carried_from else "")
+            lines.append(f"human override by {override.actor}: {override.note}{carried}")
         if task.state == TaskState.BLOCKED and task.block_detail:
             lines += ["", "why it waits for you:", task.block_detail.strip()]
         self.query_one("#gate-summary", Static).update(Text("\n".join(lines)))
