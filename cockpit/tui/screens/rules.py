@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Log, Static
+from textual.widgets import DataTable, Log, Static
 
 from ...config import FactoryConfig
 from ...factory.rules import RuleBook, RuleError, RuleFile
@@ -23,6 +23,7 @@ from ...store import Store
 from .. import format as fmt
 from .. import queries
 from ..pacing import PacedRepaint
+from ..widgets.footer import FittedFooter
 
 REFRESH_S = 2.0
 
@@ -64,7 +65,7 @@ class RulesScreen(PacedRepaint, Screen):
             yield DataTable(id="rules-files", cursor_type="row", zebra_stripes=True)
             yield DataTable(id="rules-errors", cursor_type="row")
             yield Log(id="rules-events", max_lines=500)
-        yield Footer(compact=True)
+        yield FittedFooter(compact=True)
 
     def on_mount(self) -> None:
         files = self.query_one("#rules-files", DataTable)

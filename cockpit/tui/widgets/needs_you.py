@@ -45,7 +45,7 @@ class NeedsYou(OptionList):
             self.add_options(
                 Option(
                     f"[b]{t.id}[/b] {t.product} · {escape(fmt.truncate(t.title, 48))} — "
-                    f"[i]{escape(fmt.block_summary(t.blocked_by, t.block_detail))}[/i]",
+                    f"[i]{escape(fmt.block_summary(t.blocked_by, t.block_detail, 120))}[/i]",
                     id=t.id,
                 )
                 for t in blocked
