@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -98,12 +99,14 @@ class RulesScreen(PacedRepaint, Screen):
         files = self.query_one("#rules-files", DataTable)
         files.clear()
         for f in state.files:
-            files.add_row(f.name, fmt.truncate(f.title, 40), ", ".join(f.roles) if f.roles else "all",
-                          ", ".join(f.products) if f.products else (f.product or "all"), str(f.order), key=f.name)
+            # cells as Text: a DataTable reads a str as markup, and rule text is full of [brackets]
+            files.add_row(*map(Text, (f.name, fmt.truncate(f.title, 40), ", ".join(f.roles) if f.roles else "all",
+                                      ", ".join(f.products) if f.products else (f.product or "all"), str(f.order))),
+                          key=f.name)
         errors = self.query_one("#rules-errors", DataTable)
         errors.clear()
         for e in state.errors:
-            errors.add_row(e.file, str(e.line), e.message)
+            errors.add_row(Text(e.file), Text(str(e.line)), Text(e.message))
         errors.display = bool(state.errors)
         log = self.query_one("#rules-events", Log)
         log.clear()
