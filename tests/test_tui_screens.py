@@ -316,6 +316,7 @@ async def test_m_searches_edits_pins_and_deletes_lessons(store, config):
         await until(pilot, lambda: screen.lessons and "ROUND_HALF_UP" in screen.lessons[0].text)
         await pilot.press("d")
         assert isinstance(app.screen, ConfirmScreen)
+        await pilot.pause(MemoryScreen.CONFIRM_SETTLE_S)  # a deliberate y, not one typed ahead
         await pilot.press("y")
         await until(pilot, lambda: screen.loaded and not screen.lessons)
     kinds = [(e.kind, e.actor) for e in await store.events(kinds=["memory.pinned", "memory.updated", "memory.deleted"])]

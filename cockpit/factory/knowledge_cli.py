@@ -3,7 +3,7 @@
 Rules: `check` validates every rule file, the factory's and each product's own (read from its
 main branch), and exits 2 naming file:line; `show` prints what a role is given on a product.
 Memory: export/import markdown (one file per product under the factory's memory dir), search,
-list, and the human's hygiene: edit, pin, unpin, delete (for good), supersede.
+list, and the human's hygiene: edit, pin, unpin, delete, restore (undo a delete), supersede.
 """
 
 from __future__ import annotations
@@ -163,8 +163,11 @@ def cmd_memory(args: argparse.Namespace) -> int:
             lesson = await memory.pin(args.id, actor=actor, pinned=action == "pin")
         elif action == "delete":
             await memory.delete(args.id, actor=actor)
-            print(f"L{args.id} deleted for good: it leaves recall, and neither it nor a near-duplicate comes back")
+            print(f"L{args.id} deleted: it leaves recall, and neither it nor a near-duplicate comes back "
+                  f"(`cockpit memory restore L{args.id}` undoes it)")
             return 0
+        elif action == "restore":
+            lesson = await memory.restore(args.id, actor=actor)
         elif action == "supersede":
             await memory.supersede(args.old, args.new, actor=actor)
             print(f"L{args.old} superseded by L{args.new}")
@@ -229,7 +232,8 @@ def register(sub: argparse._SubParsersAction, factory_arg: Callable[[argparse.Ar
     ed.set_defaults(func=cmd_memory)
     for name, helptext in (("pin", "always recall this lesson on its product; it never fades"),
                            ("unpin", "recall it by relevance again"),
-                           ("delete", "remove a lesson for good (a tombstone: it never comes back)")):
+                           ("delete", "remove a lesson (a tombstone: it leaves recall and is not learned again)"),
+                           ("restore", "undo a delete: the lesson is recalled again (recorded as yours)")):
         x = msub.add_parser(name, help=helptext)
         factory_arg(x)
         x.add_argument("id", type=_lesson_id)

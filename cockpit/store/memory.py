@@ -6,9 +6,9 @@ log says who taught, edited, pinned or deleted what. What this module guarantees
 
 - No unsourced lesson: each names the task (and commit, and the event: usually the
   verdict) that taught it. The table refuses a lesson without a task.
-- A deleted lesson never comes back: deletion is a tombstone, and a lesson with the same
-  normalized text, or a near-duplicate of it, is refused, whether remembered or imported
-  (a trigger backs this up in SQL).
+- A deleted lesson never comes back by itself: deletion is a tombstone, and a lesson with the
+  same normalized text, or a near-duplicate of it, is refused, whether remembered or imported
+  (a trigger backs this up in SQL). Only a human's `restore`, on record, lifts it.
 - Hygiene: a near-duplicate (token Jaccard >= 0.8) of a lesson in the same scope updates
   it instead of adding another; a lesson may supersede another; lessons unused for
   `fade_days` stop being recalled (pinned ones never fade); a human can edit, pin, delete.
@@ -52,6 +52,7 @@ UPDATED = "memory.updated"
 SUPERSEDED = "memory.superseded"
 PINNED = "memory.pinned"
 DELETED = "memory.deleted"
+RESTORED = "memory.restored"
 IMPORTED = "memory.imported"
 PROPOSED = "memory.proposed"
 REJECTED = "memory.proposal_rejected"
@@ -508,6 +509,28 @@ class Memory:
             await self._write(DELETED, actor, {"lesson_id": lesson.id, "fingerprint": lesson.fingerprint},
                               [("UPDATE lessons SET deleted = 1, pinned = 0, updated_ts = ? WHERE id = ?",
                                 (self.clock(), lesson.id))], product=lesson.product)
+
+    async def restore(self, lesson_id: int, *, actor: str) -> Lesson:
+        """Lift a human's delete (a stray key, a change of mind): the lesson is recalled again, on record.
+
+        Only a `memory.restored` event appended in the same transaction lifts the tombstone (a trigger
+        ignores any other write that tries); agents have no tool that calls this."""
+        self._human_only(actor, f"restore L{lesson_id}")
+        async with self._lock:
+            lesson = await self.get(lesson_id)
+            if lesson is None:
+                raise Refused(f"no lesson L{lesson_id}")
+            if not lesson.deleted:
+                raise Refused(f"L{lesson_id} is not deleted")
+            if lesson.text == "(deleted)" and not lesson.tags:
+                raise Refused(f"L{lesson_id} came deleted from an import: its text is not here to restore")
+            await self._write(RESTORED, actor, {"lesson_id": lesson.id, "text": lesson.text},
+                              [("UPDATE lessons SET deleted = 0, updated_ts = ? WHERE id = ?",
+                                (self.clock(), lesson.id))], product=lesson.product)
+        restored = await self.get(lesson_id)
+        if restored is None or restored.deleted:  # pragma: no cover - the trigger and this write disagree
+            raise Refused(f"L{lesson_id} could not be restored")
+        return restored
 
     async def supersede(self, old_id: int, new_id: int, *, actor: str, proposal: int | None = None) -> None:
         self._human_only(actor, f"supersede L{old_id}")

@@ -1,9 +1,13 @@
-"""The memory: the lessons agents learned; search them, edit, pin or delete one, accept or reject what an
-agent proposed (superseding a pinned or human-written lesson, which only a human may do).
+"""The memory: the lessons agents learned; search them, edit, pin, delete or restore one, accept or reject
+what an agent proposed (superseding a pinned or human-written lesson, which only a human may do).
 
 Everything goes through `cockpit.store.memory.Memory`, which records each change
-as an event with who did it; a deleted lesson never comes back (the store says
-so, not this screen).
+as an event with who did it; a deleted lesson comes back only when a human
+restores it (the store says so, not this screen).
+
+Typing lands in the search box: it has the focus when the screen opens, so a word
+typed at once searches instead of running the table's keys; a delete asks first,
+and only a deliberate `y` (not enter, not a `y` typed within a word) confirms it.
 """
 
 from __future__ import annotations
@@ -36,7 +40,12 @@ class MemoryScreen(PacedRepaint, Screen):
         Binding("d", "delete", "Delete", id="memory.delete"),
         Binding("a", "decide(True)", "Accept proposal", id="memory.accept"),
         Binding("x", "decide(False)", "Reject proposal", id="memory.reject"),
+        Binding("r", "restore", "Restore", id="memory.restore",
+                tooltip="Undo a delete: the selected deleted lesson, else the one deleted last here"),
+        Binding("D", "toggle_deleted", "Deleted on/off", id="memory.deleted", key_display="D"),
     ]
+
+    CONFIRM_SETTLE_S = 0.4  # a `y` sooner than this after the question was typed ahead, not read
 
     def __init__(self, store: Store, config: FactoryConfig) -> None:
         super().__init__()
@@ -47,6 +56,8 @@ class MemoryScreen(PacedRepaint, Screen):
         self.proposals: list[Proposal] = []
         self.query_text = ""
         self.loaded = 0
+        self.show_deleted = False
+        self.last_deleted: int | None = None
 
     @property
     def human(self) -> str:
@@ -62,7 +73,7 @@ class MemoryScreen(PacedRepaint, Screen):
         table = self.query_one("#lessons", DataTable)
         for col in ("id", "pin", "scope", "role", "lesson", "source", "used"):
             table.add_column(col, key=col)
-        table.focus()
+        self.query_one("#memory-search", Input).focus()  # what a person types first is a search
         self.load()
 
     @work(exclusive=True, group="memory")
@@ -73,16 +84,22 @@ class MemoryScreen(PacedRepaint, Screen):
             self.lessons = await self.memory.lessons()
         self.proposals = await self.memory.proposals()
         proposed = {p.lesson_id for p in self.proposals}
+        if self.show_deleted:
+            words = self.query_text.lower().split()
+            self.lessons += [lesson for lesson in await self.memory.lessons(include_deleted=True)
+                             if lesson.deleted and all(w in lesson.text.lower() for w in words)]
         table = self.query_one("#lessons", DataTable)
         keep = table.cursor_row
         table.clear()
         for lesson in self.lessons:
-            mark = ("📌" if lesson.pinned else "") + ("?" if lesson.id in proposed else "")
+            mark = ("deleted" if lesson.deleted else "📌" if lesson.pinned else "") + \
+                ("?" if lesson.id in proposed else "")
             table.add_row(f"L{lesson.id}", mark, lesson.product or "global", lesson.role or "all",
                           fmt.one_line(lesson.text, 70), lesson.source, str(lesson.use_count), key=str(lesson.id))
         if self.lessons:
             table.move_cursor(row=min(keep, len(self.lessons) - 1))
         what = f"matching {escape(visible_line(repr(self.query_text)))}" if self.query_text else "in memory"
+        what += ", deleted ones included (D hides them)" if self.show_deleted else ""
         table.border_title = f"{len(self.lessons)} lesson{'s' if len(self.lessons) != 1 else ''} {what}" + (
             f" · {len(self.proposals)} proposal{'s' if len(self.proposals) != 1 else ''} waiting (a accept, x reject)"
             if self.proposals else "")
@@ -108,7 +125,8 @@ class MemoryScreen(PacedRepaint, Screen):
         tags = f" · tags {' '.join(lesson.tags)}" if lesson.tags else ""
         roles = f"for {', '.join(lesson.roles)}" if lesson.roles else "for every role"
         text = (f"L{lesson.id} · {lesson.product or 'global'} · {roles} · source {lesson.source}{tags} · used "
-                f"{lesson.use_count}×{' · pinned' if lesson.pinned else ''}\n{lesson.text}")
+                f"{lesson.use_count}×{' · pinned' if lesson.pinned else ''}"
+                f"{' · DELETED: r restores it' if lesson.deleted else ''}\n{lesson.text}")
         proposal = self._proposal_of(lesson)
         if proposal is not None:
             other = next((x for x in self.lessons if x.id == proposal.superseded_by), None)
@@ -169,15 +187,31 @@ class MemoryScreen(PacedRepaint, Screen):
 
     def action_delete(self) -> None:
         lesson = self.selected
-        if lesson is None:
+        if lesson is None or lesson.deleted:
             return
 
         async def done(yes: bool | None) -> None:
             if yes:
+                self.last_deleted = lesson.id
                 await self._do(f"Delete L{lesson.id}", self.memory.delete(lesson.id, actor=self.human))
 
-        self.app.push_screen(ConfirmScreen(f"Delete L{lesson.id}?", f"{lesson.text}\n\nA deleted lesson never comes back: "
-                                                                    "not recalled, not remembered again."), done)
+        self.app.push_screen(ConfirmScreen(f"Delete L{lesson.id}?", f"{lesson.text}\n\nA deleted lesson is no longer "
+                                                                    "recalled nor learned again; r undoes it.",
+                                           settle_s=self.CONFIRM_SETTLE_S), done)
+
+    async def action_restore(self) -> None:
+        lesson = self.selected
+        lesson_id = lesson.id if lesson is not None and lesson.deleted else self.last_deleted
+        if lesson_id is None:
+            self.notify("Select a deleted lesson first (D shows them).", title="Restore", severity="warning")
+            return
+        if lesson_id == self.last_deleted:
+            self.last_deleted = None
+        await self._do(f"Restore L{lesson_id}", self.memory.restore(lesson_id, actor=self.human))
+
+    def action_toggle_deleted(self) -> None:
+        self.show_deleted = not self.show_deleted
+        self.load()
 
     def action_back(self) -> None:
         self.dismiss()
