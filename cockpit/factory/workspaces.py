@@ -86,19 +86,16 @@ class UnsafeChange(GitError):
     """`commit` refused the change: it would make the cockpit's git or file access leave the tree."""
 
 
-def _nested_git(worktree: Path, limit: int = 200_000) -> str | None:
-    """The first `.git` (any case) below the worktree's top, without following links, else None."""
+def _nested_git(worktree: Path) -> str | None:
+    """The first `.git` (any case) below the worktree's top, without following links, else None.
+    The whole tree is walked (a limit would let one hide deep down); callers run it in a thread."""
     top = os.path.realpath(worktree)
-    seen = 0
     for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
         for name in dirnames + filenames:
             if name.lower() == ".git" and dirpath != top:
                 return os.path.relpath(os.path.join(dirpath, name), top)
         if dirpath == top:
             dirnames[:] = [d for d in dirnames if d.lower() != ".git"]
-        seen += len(dirnames) + len(filenames)
-        if seen > limit:
-            break
     return None
 
 
@@ -252,7 +249,7 @@ class Workspaces:
         Refuses (UnsafeChange, nothing committed, the index reset) a nested `.git`, a gitlink
         unless `main_branch` (else HEAD) already has submodules, and a symlink leaving the tree."""
         check_worktree(worktree)
-        nested = _nested_git(worktree)
+        nested = await asyncio.to_thread(_nested_git, worktree)
         if nested:
             raise UnsafeChange(f"refused: {nested} is a nested git repository (a .git inside the worktree); git run "
                                "by the cockpit would read its config and hooks. Remove it (e.g. rm -rf "
