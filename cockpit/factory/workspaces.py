@@ -90,12 +90,16 @@ def _nested_git(worktree: Path) -> str | None:
     """The first `.git` (any case) below the worktree's top, without following links, else None.
     The whole tree is walked (a limit would let one hide deep down); callers run it in a thread."""
     top = os.path.realpath(worktree)
-    for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+    unreadable: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=False, onerror=lambda e: unreadable.append(
+            os.path.relpath(e.filename, top) if e.filename else "?")):
         for name in dirnames + filenames:
             if name.lower() == ".git" and dirpath != top:
                 return os.path.relpath(os.path.join(dirpath, name), top)
         if dirpath == top:
             dirnames[:] = [d for d in dirnames if d.lower() != ".git"]
+    if unreadable:  # what cannot be looked into cannot be vouched for
+        return f"{unreadable[0]} (unreadable, so it may hold one)"
     return None
 
 
