@@ -87,7 +87,8 @@ class UnsafeChange(GitError):
 
 
 def _nested_git(worktree: Path) -> str | None:
-    """The first `.git` (any case) below the worktree's top, without following links, else None.
+    """Why the tree may hold a nested repository: the first `.git` (any case) below its top,
+    found without following links, or a directory that cannot be read; else None.
     The whole tree is walked (a limit would let one hide deep down); callers run it in a thread."""
     top = os.path.realpath(worktree)
     unreadable: list[str] = []
@@ -95,11 +96,14 @@ def _nested_git(worktree: Path) -> str | None:
             os.path.relpath(e.filename, top) if e.filename else "?")):
         for name in dirnames + filenames:
             if name.lower() == ".git" and dirpath != top:
-                return os.path.relpath(os.path.join(dirpath, name), top)
+                rel = os.path.relpath(os.path.join(dirpath, name), top)
+                return (f"{rel} is a nested git repository (a .git inside the worktree); git run by the cockpit "
+                        f"would read its config and hooks. Remove it (e.g. rm -rf {rel}) and commit again")
         if dirpath == top:
             dirnames[:] = [d for d in dirnames if d.lower() != ".git"]
     if unreadable:  # what cannot be looked into cannot be vouched for
-        return f"{unreadable[0]} (unreadable, so it may hold one)"
+        return (f"{unreadable[0]} cannot be read, so it may hide a nested git repository; make it readable "
+                f"(chmod -R u+rX {unreadable[0]}) and commit again")
     return None
 
 
@@ -255,9 +259,7 @@ class Workspaces:
         check_worktree(worktree)
         nested = await asyncio.to_thread(_nested_git, worktree)
         if nested:
-            raise UnsafeChange(f"refused: {nested} is a nested git repository (a .git inside the worktree); git run "
-                               "by the cockpit would read its config and hooks. Remove it (e.g. rm -rf "
-                               f"{nested}) and commit again")
+            raise UnsafeChange(f"refused: {nested}")
         await git("add", "-A", cwd=worktree)
         # index against HEAD only (no submodule is entered), so a staged gitlink counts as a change
         rc, _, err = await _run_git("diff", "--cached", "--quiet", "--ignore-submodules=none", cwd=worktree)
