@@ -567,3 +567,33 @@ async def test_a_symlink_to_a_host_secret_reads_nothing_in_the_sandbox(product, 
     assert SECRET in off.output  # liveness
     r = await Sandbox("bwrap").run("cat notes; echo end", cwd=wt, writable=[wt], timeout_s=20, output_cap_bytes=CAP)
     assert SECRET not in r.output and "No such file or directory" in r.output, r.output
+
+
+async def test_the_commit_tool_refuses_with_the_reason_on_record(host_tmp):
+    """Through the agent's own tools: a command in the sandbox makes the link, `commit` refuses it,
+    the model reads why, and the refusal is an `action.refused` event."""
+    from cockpit.agents.tools import WorktreeTools
+    from cockpit.domain import Kind
+    from cockpit.factory import commands
+    from cockpit.factory.task_tools import TaskToolbox
+    from cockpit.store import Store
+
+    repo = make_repo(host_tmp / "repo")
+    store = await Store.open(host_tmp / "memory" / "cockpit.db")
+    try:
+        tid = (await commands.add_task(store, product="shop", title="links")).task_id
+        ws = Workspaces(host_tmp / "worktrees")
+        wt = await ws.ensure("shop", repo, "main", tid)
+        box = TaskToolbox(role="builder", agent="builder-1", task_id=tid, product="shop", worktree=wt,
+                          worktree_tools=WorktreeTools(wt, Sandbox("bwrap")), store=store, workspaces=ws,
+                          main_branch="main")
+        made = await box.call("run_command", {"command": "ln -s /etc/passwd conf && echo made"})
+        assert "made" in made.text  # liveness: the link is really there for git to commit
+        out = await box.call("commit", {"message": "add conf"})
+        assert out.is_error and out.text.startswith("refused: conf is a symlink to '/etc/passwd'"), out.text
+        await store.flush()
+        refused = await store.events(kinds=[Kind.REFUSED])
+        assert [e.data["kind"] for e in refused] == ["tool:commit"] and "conf" in refused[0].data["reason"]
+        assert run_git(wt, "log", "--oneline").count("\n") == 0  # still only main's commit
+    finally:
+        await store.close()
