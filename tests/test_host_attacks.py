@@ -335,9 +335,19 @@ async def test_count_file_swapped_for_a_symlink_is_not_read(host_tmp):
 
 
 def test_a_fifo_in_place_of_a_file_does_not_hang_the_cockpit(host_tmp):
+    import threading
+
     tree = host_tmp / "tree"
     tree.mkdir()
     os.mkfifo(tree / "count.jsonl")
+    # liveness: a plain read blocks until someone writes (here the test itself, after 0.3 s)
+    done = threading.Event()
+    reader = threading.Thread(target=lambda: ((tree / "count.jsonl").read_bytes(), done.set()), daemon=True)
+    reader.start()
+    assert not done.wait(0.3), "a plain read of the FIFO returned at once"
+    with open(tree / "count.jsonl", "wb") as w:
+        w.write(b"x")
+    reader.join(5)
     with pytest.raises(safe_files.UnsafePath, match="not a regular file"):
         safe_files.read_bytes(tree, "count.jsonl")
 
@@ -464,9 +474,11 @@ async def test_a_toolchain_in_home_shows_only_itself(host_tmp, user_home):
 async def test_home_is_empty_and_private(host_tmp, user_home):
     wd = host_tmp / "wt"
     wd.mkdir()
-    r = await Sandbox("bwrap").run("ls -A ~; echo x > ~/.bashrc; echo end", cwd=wd, writable=[wd], timeout_s=20,
-                                   output_cap_bytes=CAP)
-    assert r.output.split() == ["end"], r.output
+    off = await Sandbox("off").run(f"ls -A {user_home}", cwd=wd, writable=[wd], timeout_s=20, output_cap_bytes=CAP)
+    assert ".bashrc" in off.output  # liveness: unconfined, the user's home is right there
+    r = await Sandbox("bwrap").run(f"ls -A ~; echo x > ~/.bashrc; echo x > {user_home}/.bashrc; echo end", cwd=wd,
+                                   writable=[wd], timeout_s=20, output_cap_bytes=CAP)
+    assert r.output.splitlines()[-1] == "end" and ".bashrc" not in r.output.split(), r.output
     assert (user_home / ".bashrc").read_text() == HOME_SECRETS[".bashrc"]
 
 
