@@ -135,6 +135,7 @@ class TestsGate:
         self.guard = GateGuard()
         self._green: dict[str, _Green] = {}  # tree -> its green run from a clean checkout
         self._baselines: dict[tuple[str, str, str], Evidence] = {}
+        self._baseline_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
         self._main_outcomes: dict[str, dict[str, str]] = {}  # main sha -> outcomes of a full run on it
         self.runs = 0  # suite runs made (collect-only baselines excluded): the bench counts them
         self.reused = 0
@@ -190,9 +191,10 @@ class TestsGate:
         if not (counts_pytest(command) or known_pytest):
             return None
         key = (str(repo), command, sha)
-        if key not in self._baselines:
-            res = await self.run(repo, sha, command, collect_only=True)
-            self._baselines[key] = res.evidence or Evidence()
+        async with self._baseline_locks.setdefault(key, asyncio.Lock()):  # tasks on one main share one collection
+            if key not in self._baselines:
+                res = await self.run(repo, sha, command, collect_only=True)
+                self._baselines[key] = res.evidence or Evidence()
         return self._baselines[key]
 
     async def main_outcomes(self, repo: Path, command: str, sha: str) -> dict[str, str]:
