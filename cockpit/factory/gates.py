@@ -151,23 +151,20 @@ class TestsGate:
         started = time.monotonic()
         tree_id = await git("rev-parse", "--verify", f"{commit}^{{tree}}", cwd=repo)
         # always listening: a command that does not name pytest (make test, tox) may still run it
-        stream: OutcomeStream | None = OutcomeStream(self.scratch_root)
+        stream = OutcomeStream(self.scratch_root)
         try:
             async with throwaway_tree(repo, self.scratch_root, commit, label="gate") as tree:
                 for rel, text in (main_copies or {}).items():  # never through a link the commit holds
                     safe_files.write_text(tree, rel, text)
-                run_env = {**(env or {}), **(stream.env(collect_only=collect_only) if stream else {})}
-                if stream:
-                    await stream.open()
+                await stream.open()
                 if not collect_only:
                     self.runs += 1
-                res = await self.sandbox.run(command, cwd=tree, writable=[tree], readable=[stream.dir] if stream else [],
+                res = await self.sandbox.run(command, cwd=tree, writable=[tree], readable=[stream.dir],
                                              timeout_s=self.timeout_s, output_cap_bytes=self.output_cap_bytes,
-                                             env=run_env)
-                evidence = await stream.close() if stream else None
+                                             env={**(env or {}), **stream.env(collect_only=collect_only)})
+                evidence: Evidence | None = await stream.close()
         finally:
-            if stream:
-                stream.remove()
+            stream.remove()
         tail = _tail(res.output)
         if res.timed_out:
             tail = f"{tail}\n[timed out after {self.timeout_s:g} s]".lstrip("\n")
