@@ -1,4 +1,4 @@
-"""The bundled demo factory: three small products that are real git repos with real pytest suites.
+"""The bundled demo factory: five small products that are real git repos with real pytest suites.
 
 `write_demo(dir)` writes factory.toml, rules/, memory/, scenarios/ and the
 products, then queues the demo tasks through the store, the same way a human

@@ -120,6 +120,10 @@ class TestsStage:
     reasons: list[str] = field(default_factory=list)
     text: str = ""
     reach: list[Reach] = field(default_factory=list)
+    # one stable key per guard finding (cockpit.domain.tasks.carry_override compares them across commits)
+    findings: list[str] = field(default_factory=list)
+    # blocked by the guard alone: the tests ran from a clean checkout, passed and contradicted nothing
+    guard_only: bool = False
 
 
 class TestsGate:
@@ -209,8 +213,12 @@ class TestsGate:
 
     async def check(self, repo: Path, main_branch: str, commit: str, command: str, *,
                     protected: list[str] | tuple[str, ...] = (),
-                    started: Callable[[dict[str, Any]], Awaitable[Any]] | None = None) -> TestsStage:
-        """The whole tests stage of one commit: guard, clean run, evidence, main's tests, runner reach."""
+                    started: Callable[[dict[str, Any]], Awaitable[Any]] | None = None,
+                    run_anyway: bool = False) -> TestsStage:
+        """The whole tests stage of one commit: guard, clean run, evidence, main's tests, runner reach.
+
+        `run_anyway`: a human override may carry to this commit, so the tests run even when the git-only
+        guard fails; the stage still blocks, `guard_only` saying that the guard alone stopped it."""
         stage = TestsStage()
         defaults = DEFAULT_PROTECTED if "protected" in self.defences else ()
         base, static = await self.guard.check_static(repo, main_branch, commit, [*defaults, *protected])
@@ -218,9 +226,10 @@ class TestsGate:
         stage.reach = await added_reach(repo, base, commit, [(c.path, c.old_path) for c in changed if c.status != "D"])
         reach_text = ("\nReaching into the test runner (added by this change):\n" +
                       "\n".join(f"  {r}" for r in stage.reach)) if stage.reach else ""
-        if static.failed:
+        if static.failed and not run_anyway:
+            stage.findings = list(static.findings)
             stage.verdicts.append({"gate": GUARD, "commit": commit, "outcome": "fail",
-                                   "detail": static.detail + reach_text})
+                                   "detail": static.detail + reach_text, "findings": stage.findings})
             return self._block(stage, static.reasons, static.detail + reach_text, commit)
         if started is not None:
             await started({"gate": GATE_TESTS, "commit": commit, "command": command})
@@ -259,10 +268,17 @@ class TestsGate:
             return self._block(stage, ["tests", CONTRADICTS], f"{CONTRADICTS} on {commit[:12]}:\n{detail}{reach_text}",
                                commit, weakened=False)
         # main's tests by identity, whatever the run's outcome: a rewritten test of main waits for the human
-        reasons, lines = await self._against_main(repo, command, base, main, res, renamed, static_ids)
+        reasons, lines, findings = await self._against_main(repo, command, base, main, res, renamed, static_ids)
+        if static.failed:  # run_anyway: the git-only guard's findings stand beside what the run showed
+            reasons = [*static.reasons, *[r for r in reasons if r not in static.reasons]]
+            lines = [static.detail, *lines]
+            findings = [*static.findings, *findings]
         if reasons:
             text = "\n".join(lines) + reach_text
-            stage.verdicts.append({"gate": GUARD, "commit": commit, "outcome": "fail", "detail": text})
+            stage.findings = findings
+            stage.verdicts.append({"gate": GUARD, "commit": commit, "outcome": "fail", "detail": text,
+                                   "findings": findings})
+            stage.guard_only = res.passed
             return self._block(stage, reasons, text + ("" if res.passed else f"\n(the tests also failed:\n{detail})"),
                                commit)
         if not res.passed:
@@ -280,14 +296,16 @@ class TestsGate:
         return stage
 
     async def _against_main(self, repo: Path, command: str, base: str, main: Evidence | None, res: GateResult,
-                            renamed: dict[str, str], static: StaticChanges) -> tuple[list[str], list[str]]:
+                            renamed: dict[str, str], static: StaticChanges) -> tuple[list[str], list[str], list[str]]:
+        """(reasons, lines for the human, one stable finding key each) from comparing the run with main's."""
         reasons: list[str] = []
         lines: list[str] = []
+        findings: list[str] = []
         ev = res.evidence
         if main is None or ev is None:
-            return reasons, lines
+            return reasons, lines, findings
         if not main.reported:
-            return reasons, ["main's tests could not be collected, so they were not compared"]
+            return reasons, ["main's tests could not be collected, so they were not compared"], findings
         outcomes = ev.outcomes()
         changed_ids: list[str] = []
         if "identity" in self.defences:
@@ -302,8 +320,9 @@ class TestsGate:
             lines.append(f"{TESTS_CHANGED}: " + "; ".join(changed_ids[:30]) +
                          (f"; and {len(changed_ids) - 30} more" if len(changed_ids) > 30 else ""))
             lines += _per_file(main.collected, ev.collected, renamed)
+            findings += [f"test:{c}" for c in changed_ids]
         if "runner_config" not in self.defences:
-            return reasons, lines
+            return reasons, lines, findings
         before = len(lines)
         extra = sorted(set(ev.plugins) - set(main.plugins))
         if extra:
@@ -315,7 +334,8 @@ class TestsGate:
             lines.append(f"the runner's addopts are {ev.addopts}, on main {main.addopts}")
         if len(lines) > before:
             reasons.append(RUNNER_CHANGED)
-        return reasons, lines
+            findings += [f"runner:{line}" for line in lines[before:]]
+        return reasons, lines, findings
 
     def _block(self, stage: TestsStage, reasons: list[str], text: str, commit: str, *,
                weakened: bool = True) -> TestsStage:

@@ -14,7 +14,7 @@ not skipped is judged from the run itself by the tests gate (cockpit.factory.gat
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
@@ -127,6 +127,9 @@ async def changes(repo: Path, base: str, commit: str) -> list[Change]:
 class GuardResult:
     reasons: list[str]  # empty: the change keeps the gate intact
     detail: str
+    # one stable key per finding, the same on a later re-merge of the same change: what a human override
+    # accepts (cockpit.domain.tasks.carry_override)
+    findings: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -152,15 +155,18 @@ class GateGuard:
         removed = [c.old_path or c.path for c in changed
                    if (c.status == "D" and is_test_file(c.path))
                    or (c.status == "R" and c.old_path and is_test_file(c.old_path) and not is_test_file(c.path))]
+        findings: list[str] = []
         if removed:
             reasons.append(TESTS_REMOVED)
             lines.append("test files deleted: " + ", ".join(sorted(removed)))
+            findings += [f"deleted:{p}" for p in sorted(removed)]
         touched = sorted({p for c in changed for p in (c.path, c.old_path)
                           if p and is_protected(p, protected)})
         if touched:
             reasons.append(PROTECTED_CHANGED)
             lines.append("protected files changed: " + ", ".join(touched))
-        return GuardResult(reasons, "\n".join(lines))
+            findings += [f"protected:{p}" for p in touched]
+        return GuardResult(reasons, "\n".join(lines), findings)
 
     async def check_static(self, repo: Path, main_branch: str, commit: str,
                            protected: list[str] | tuple[str, ...]) -> tuple[str, GuardResult]:

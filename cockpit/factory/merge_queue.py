@@ -22,7 +22,7 @@ from pathlib import Path
 from ..config import FactoryConfig
 from ..domain.errors import Refused
 from ..domain.events import Event, Kind
-from ..domain.tasks import MERGE_GATE, Outcome, Task, TaskState, merge_tested_green, rounds_left
+from ..domain.tasks import MERGE_GATE, Outcome, Task, TaskState, human_override, merge_tested_green, rounds_left
 from ..store import Store
 from .gates import TestsGate
 from .sandbox import Sandbox
@@ -97,7 +97,7 @@ class MergeQueue:
                 return
             if pm.merged is None:
                 since = await self.workspaces.merged_since(repo, product.main_branch, t.commit)
-                await self._reject(t, "merge conflict", f"{pm.detail}{_since(since)}")
+                await self._reject(t, "merge conflict", f"{pm.detail}{_since(since)}{_override_kept(t)}")
                 return
             try:
                 await self._append(t, Kind.GATE_STARTED, gate=MERGE_GATE, commit=pm.merged, base=pm.base,
@@ -155,3 +155,14 @@ def _since(subjects: list[str]) -> str:
     if not tasks:
         return ""
     return f" (conflicts with {', '.join(tasks)}, merged since it branched)"
+
+
+def _override_kept(t: Task) -> str:
+    """What happens to a human override that meets a textual conflict, said plainly (builder and human read it)."""
+    o = human_override(t)
+    if o is None:
+        return ""
+    return (f". The human's override of {(t.commit or '')[:12]} ({o.actor}: {o.note}) stays on record, but a textual "
+            "conflict needs a builder: merge main into the branch (sync_main), resolve the conflict, commit and "
+            "submit. If that re-merge passes its tests and the guard finds nothing beyond what the human accepted, "
+            "it lands on the human's word without asking again")

@@ -31,7 +31,7 @@ from ..store import Store, StoreError
 from .agent_log import AgentLogWriter
 from .defects import ReproResult, reproduce
 from .products import factory_sandbox
-from .gates import TestsGate
+from .gates import TestsGate, TestsStage
 from .merge_queue import MergeQueue
 from .recovery import recover
 from .knowledge import Knowledge
@@ -39,7 +39,7 @@ from .sandbox import Sandbox, SandboxUnavailable
 from .scratch import clear_scratch, scratch_dir
 from .task_tools import TaskToolbox
 from .team import breaker_brief, exhausted, history, open_defects_text, round_line
-from .workspaces import GitError, Workspaces
+from .workspaces import GitError, Workspaces, _run_git
 
 log = logging.getLogger(__name__)
 
@@ -264,20 +264,25 @@ class Orchestrator:
 
     async def _check(self, t: Task) -> None:
         """The tests gate owns the stage (cockpit.factory.gates.TestsGate); here its verdicts are recorded and
-        acted on, then the open defects are re-run."""
+        acted on, then the open defects are re-run, and a human override may carry to a re-merge of main."""
         assert t.commit is not None
         product = self.config.product(t.product)
+        repo = self._repo(t)
+        # a human override of an earlier commit this one merges main into may carry (only if the guard
+        # finds nothing new): then the tests still run before anything is decided
+        carry_from = await self._override_to_carry(t, repo)
 
         async def started(data: dict[str, Any]) -> None:
             await self.store.append(Event(kind=Kind.GATE_STARTED, actor="system", product=t.product, task_id=t.id,
                                           data=data))
 
-        stage = await self.tests_gate.check(self._repo(t), product.main_branch, t.commit, product.test_command,
-                                            protected=product.protected, started=started)
+        stage = await self.tests_gate.check(repo, product.main_branch, t.commit, product.test_command,
+                                            protected=product.protected, started=started,
+                                            run_anyway=carry_from is not None)
         for verdict in stage.verdicts:
             await self._append(t, Kind.VERDICT, **verdict)
         t = self.store.task(t.id) or t
-        if stage.action == "block":
+        if stage.action == "block" and not (carry_from is not None and stage.guard_only):
             await self._block(t, stage.reasons, stage.text)
             return
         if stage.action == "back":
@@ -291,7 +296,39 @@ class Orchestrator:
                                 for d_id, r in still)
             await self._back_or_block(t, ["defects"], text, gate="defects")
             return
+        if stage.action == "block" and carry_from is not None:
+            await self._carry_override(t, carry_from, stage)
+            return
         await self._append(t, Kind.CHECKED)
+
+    async def _override_to_carry(self, t: Task, repo: Path) -> str | None:
+        """The latest human-overridden commit of the task that its latest commit contains (it merged main into
+        it), or None. Whether the override really carries is the domain's call (carry_override)."""
+        for o in reversed(t.overrides):
+            if o.commit is None or o.carried_from is not None or o.commit not in t.commits:
+                continue
+            if o.commit == t.commit:
+                return o.commit
+            rc, _, _ = await _run_git("merge-base", "--is-ancestor", o.commit, t.commit or "", cwd=repo)
+            if rc == 0:
+                return o.commit
+        return None
+
+    async def _carry_override(self, t: Task, from_commit: str, stage: TestsStage) -> None:
+        """Land on the human's word when the guard finds only what the human accepted; else ask again, saying why."""
+        t = self.store.task(t.id) or t
+        o = next(o for o in reversed(t.overrides) if o.commit == from_commit)
+        text = (f"{o.actor}'s override of {from_commit[:12]} carries to {(t.commit or '')[:12]}: it merges main into "
+                f"the overridden commit, its tests pass and the guard finds only what was accepted "
+                f"({', '.join(stage.findings)}). Note on record: {o.note}")
+        try:
+            await self.store.append(Event(kind=Kind.OVERRIDE_CARRIED, actor="system", product=t.product, task_id=t.id,
+                                          data={"from_commit": from_commit, "merges_main": True, "text": text}))
+        except Refused as r:
+            await self._block(self.store.task(t.id) or t, stage.reasons,
+                              f"{stage.text}\nYour override of {from_commit[:12]} does not carry to "
+                              f"{(t.commit or '')[:12]}: {r.reason}. Only a new human override lands this commit "
+                              "(or send it back with an instruction).")
 
     async def _back_or_block(self, t: Task, reasons: list[str], text: str, *, gate: str) -> None:
         """Back to the builder with the text, or to the human with the history once the rounds are spent."""

@@ -207,6 +207,14 @@ def worktree_lock(repo: Path) -> asyncio.Lock:
     return lock
 
 
+
+class MergeConflicted(Exception):
+    """Main merged into a task branch with conflicts left in the files for the builder to resolve."""
+
+    def __init__(self, files: list[str]):
+        super().__init__(f"conflict in {', '.join(files)}")
+        self.files = files
+
 class Workspaces:
     """Task worktrees under root/<product>/<task_id>, on branch cockpit/<task_id>."""
 
@@ -311,9 +319,11 @@ class Workspaces:
         rc, _, _ = await _run_git("cat-file", "-e", f"{ref}:.gitmodules", cwd=worktree)
         return rc == 0
 
-    async def sync_main(self, worktree: Path, main_branch: str, author: str) -> str | None:
+    async def sync_main(self, worktree: Path, main_branch: str, author: str, *, keep_conflicts: bool = False) -> str | None:
         """Merge main into the task branch as `author`; None if already up to date. A conflict is
-        aborted (the tree is left as it was) and raised with the conflicting files."""
+        aborted (the tree is left as it was) and raised with the conflicting files; with `keep_conflicts`
+        the merge stays in progress instead (markers in the files, raised as MergeConflicted) so a builder
+        can resolve it: its next commit is the merge."""
         check_worktree(worktree)
         ref = f"refs/heads/{main_branch}"
         rc, _, _ = await _run_git("merge-base", "--is-ancestor", ref, "HEAD", cwd=worktree)
@@ -326,6 +336,8 @@ class Workspaces:
         if rc != 0:
             conflicts = await git("diff", "--name-only", "--diff-filter=U", "-z", cwd=worktree, check=False)
             files = [f for f in conflicts.split("\0") if f]
+            if keep_conflicts and files:
+                raise MergeConflicted(files)
             await git("merge", "--abort", cwd=worktree, check=False)
             raise GitError.failed(("merge", ref), worktree, rc,
                                   f"conflict in {', '.join(files)}" if files else (err or out).strip())

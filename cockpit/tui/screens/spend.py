@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Label, Sparkline, Static
+from textual.widgets import DataTable, Label, Sparkline, Static
 
 from ...config import FactoryConfig
 from ...domain.budget import Scope
@@ -22,6 +22,7 @@ from .. import format as fmt
 from .. import queries
 from ..pacing import PacedRepaint
 from ..widgets.text_table import TextTable
+from ..widgets.footer import FittedFooter
 
 DAYS = 14
 REFRESH_S = 3.0
@@ -54,7 +55,7 @@ class SpendScreen(PacedRepaint, Screen):
                 yield Label(f"factory, last {DAYS} days ", id="trend-label")
                 yield Sparkline([], id="trend", summary_function=max)
             yield TextTable(id="spend-budgets", cursor_type="row")
-        yield Footer(compact=True)
+        yield FittedFooter(compact=True)
 
     def on_mount(self) -> None:
         products = self.query_one("#spend-products", DataTable)

@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
-from textual.widgets import ContentSwitcher, DataTable, Footer, Log, Static, Tab, Tabs
+from textual.widgets import ContentSwitcher, DataTable, Log, Static, Tab, Tabs
 
 from ...config import FactoryConfig
 from ...domain.events import Event
@@ -29,6 +29,7 @@ from ..actions import TaskActions
 from ..bridge import run_bridge
 from ..messages import EventsArrived
 from ..widgets.text_table import TextTable
+from ..widgets.footer import FittedFooter
 
 
 def _table(id: str, columns: tuple[str, ...], **kwargs) -> DataTable:
@@ -104,7 +105,7 @@ class TaskScreen(TaskActions):
                 yield _table("agent-table", ("agent", "role", "state", "doing"))
                 yield Log(id="transcript", max_lines=5000)
             yield Log(id="history", max_lines=5000)
-        yield Footer(compact=True)
+        yield FittedFooter(compact=True)
 
     def on_mount(self) -> None:
         self.refresh_task()
@@ -186,7 +187,14 @@ class TaskScreen(TaskActions):
             lines.append("nothing committed yet")
         override = human_override(task)
         if override is not None:
-            lines.append(f"human override by {override.actor}: {override.note}")
+            carried = (f" (carried from {fmt.short_sha(override.carried_from)}: a re-merge of main with the same "
+                       "guard finding)" if override.carried_from else "")
+            lines.append(f"human override by {override.actor}: {override.note}{carried}")
+        failing = next((v for v in reversed(task.verdicts) if v.gate in ("tests", "merge") and v.outcome.value == "fail"
+                        and task.commit in (v.commit, v.source)), None)
+        assertion = fmt.failing_assertion(failing.detail) if failing is not None else ""
+        if assertion:
+            lines.append(f"failing on {fmt.short_sha(failing.commit)} ({failing.gate}): {assertion}")
         if task.state == TaskState.BLOCKED and task.block_detail:
             lines += ["", "why it waits for you:", task.block_detail.strip()]
         self.query_one("#gate-summary", Static).update(safe.text("\n".join(lines)))
@@ -197,7 +205,9 @@ class TaskScreen(TaskActions):
             outcome = Text(v.outcome.value.upper(), style="bold green" if v.outcome.value == "pass" else "bold red")
             if stale:
                 outcome.append(" (older commit)", style="dim")
-            table.add_row(v.gate, fmt.short_sha(v.commit), outcome, v.actor, fmt.one_line(v.detail, 80), key=str(i))
+            detail = fmt.failing_assertion(v.detail) if v.outcome.value == "fail" else ""
+            table.add_row(v.gate, fmt.short_sha(v.commit), outcome, v.actor, fmt.one_line(detail or v.detail, 120),
+                          key=str(i))
 
     def _defects(self, task: Task) -> None:
         body = self.query_one("#defects-body", Static)

@@ -47,7 +47,7 @@ class NeedsYou(OptionList):
                 Option(
                     Text.assemble((visible_line(t.id), "bold"), f" {visible_line(t.product)} · "
                                   f"{visible_line(fmt.truncate(t.title, 48))} — ",
-                                  (visible_line(fmt.block_summary(t.blocked_by, t.block_detail)), "italic")),
+                                  (visible_line(fmt.block_summary(t.blocked_by, t.block_detail, 120)), "italic")),
                     id=t.id,
                 )
                 for t in blocked

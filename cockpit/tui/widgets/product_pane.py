@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from rich.style import Style
 from rich.text import Text
+import math
+
+from textual import events
 from textual.app import ComposeResult
 from textual.color import Color
-from textual.containers import Vertical
+from textual.containers import Container, Vertical
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import ColumnKey
 
@@ -160,7 +163,19 @@ class TaskTable(TextTable):
             raw = (t.id, fmt.truncate(t.title, _TITLE_WIDTH), state, tuple(lights[g] for g in GATES),
                    fmt.money(t.spend_usd), self._doing_of(t))
             self._put(t.id, raw)
+        self._order([t.id for t in sorted(tasks, key=lambda t: t.state != TaskState.BLOCKED)])
         self.call_after_refresh(self._fit_doing)  # a longer title or spend narrows what is left
+
+    def _order(self, wanted: list[str]) -> None:
+        """Rows in `wanted` order (blocked first, then the store's): a blocked task is never scrolled out of
+        sight below the others. The cursor stays on its task."""
+        if [row.key.value for row in self.ordered_rows] == wanted:
+            return
+        selected = self.selected_task_id
+        rank = {task_id: i for i, task_id in enumerate(wanted)}
+        self.sort("id", key=lambda task_id: rank.get(str(task_id), len(rank)))
+        if selected is not None:
+            self.select_task(selected)
 
     def _doing_of(self, t: Task) -> str:
         if t.state == TaskState.BLOCKED:
@@ -202,6 +217,7 @@ class ProductPane(Vertical):
         self.tasks: dict[str, Task] = {}
 
     def compose(self) -> ComposeResult:
+        yield PaneSummary("", classes="summary")
         yield TaskTable()
         yield Static("", classes="agents", markup=False)
 
@@ -266,3 +282,69 @@ class ProductPane(Vertical):
         if self.queue:
             sub.append("merge " + " ".join(f"{t}⚙" if t == self.testing else t for t in self.queue))
         self.border_subtitle = " · ".join(sub)
+        self.query_one(PaneSummary).update(f"▸ {self.border_title} · {self.border_subtitle}")
+
+
+class PaneSummary(Static, can_focus=True):
+    """A collapsed pane's one line (its title, counts and spend); focusing or clicking it opens the pane."""
+
+    def on_focus(self) -> None:
+        pane = self.parent
+        box = pane.parent if pane is not None else None
+        if isinstance(pane, ProductPane) and isinstance(box, ProductPanes):
+            box.expand(pane.product, focus=True)
+
+    def on_click(self, event: events.Click) -> None:
+        self.focus()
+
+
+class ProductPanes(Container):
+    """The product panes. When the terminal is too short to give each pane a few rows (k9s and lazygit at 80x24),
+    every pane but one collapses to its summary line, so every product stays in sight with its counts; the open
+    one is the pane the human works in (focus, `n`, the palette), else the first with a blocked task."""
+
+    MIN_PANE_HEIGHT = 7
+    """Border, header, three rows and an agent line: below this per pane, the panes collapse."""
+
+    def __init__(self, *children, id: str | None = None) -> None:
+        super().__init__(*children, id=id)
+        self.expanded: str | None = None
+
+    @property
+    def panes(self) -> list[ProductPane]:
+        return list(self.query_children(ProductPane))
+
+    def on_resize(self) -> None:
+        self.fit()
+
+    def columns(self) -> int:
+        screen = self.screen
+        return 3 if screen.has_class("-very-wide") else 2 if screen.has_class("-wide") else 1
+
+    def fit(self) -> None:
+        panes = self.panes
+        if not panes or not self.size.height:
+            return
+        rows = math.ceil(len(panes) / self.columns())
+        compact = self.size.height < rows * self.MIN_PANE_HEIGHT
+        names = [p.product for p in panes]
+        open_one = self.expanded if self.expanded in names else next(
+            (p.product for p in panes if p.counts.get(TaskState.BLOCKED.value)), names[0])
+        self.set_class(compact, "-compact")
+        for p in panes:
+            p.set_class(compact and p.product != open_one, "-collapsed")
+
+    def expand(self, product: str, *, focus: bool = False) -> None:
+        """Open `product`'s pane (the others collapse if the terminal is short) and bring it into view."""
+        self.expanded = product
+        self.fit()
+        pane = next((p for p in self.panes if p.product == product), None)
+        if pane is None:
+            return
+
+        def show() -> None:
+            if focus:
+                pane.table.focus()
+            pane.scroll_visible(animate=False)
+
+        self.call_after_refresh(show)
