@@ -101,7 +101,8 @@ class Evidence:
     collect_errors: list[str] = field(default_factory=list)
     collect_skips: list[str] = field(default_factory=list)  # whole modules skipped at import
     reports: list[tuple[str, str, str, bool]] = field(default_factory=list)  # (id, when, outcome, xfail)
-    finish: int | None = None
+    finish: int | None = None  # the exit status of the last session to end
+    ended: int = 0  # sessions that ended (a command may run pytest more than once, one after the other)
     summary_expected: bool = True  # pytest will print its summary line (not -qq, terminal plugin on)
     problems: list[str] = field(default_factory=list)  # what was wrong with the stream itself
 
@@ -152,6 +153,8 @@ def fold(lines: list[bytes], *, overflow: bool = False) -> Evidence:
             rec = json.loads(raw)
             kind = rec["ev"]
             if kind == "start":
+                if ev.sessions > ev.ended:
+                    ev.problems.append("a pytest session started inside another one")
                 ev.sessions += 1
                 ev.inifile = str(rec.get("inifile", ""))
                 ev.plugins = [str(p) for p in rec.get("plugins", [])]
@@ -160,7 +163,7 @@ def fold(lines: list[bytes], *, overflow: bool = False) -> Evidence:
             elif kind == "collected":
                 ev.collected += [str(i) for i in rec["ids"]]
             elif kind == "collected_all":
-                ev.collected_n = int(rec["n"])
+                ev.collected_n = (ev.collected_n or 0) + int(rec["n"])
             elif kind == "collect_error":
                 ev.collect_errors.append(str(rec["id"]))
             elif kind == "collect_skip":
@@ -173,8 +176,9 @@ def fold(lines: list[bytes], *, overflow: bool = False) -> Evidence:
                 seen.setdefault(key, outcome)
                 ev.reports.append((key[0], key[1], outcome, bool(rec.get("xfail"))))
             elif kind == "finish":
-                if ev.finish is not None:
-                    ev.problems.append("the session reported its end twice")
+                if ev.ended >= ev.sessions:
+                    ev.problems.append("a session reported its end twice")
+                ev.ended += 1
                 ev.finish = int(rec["exitstatus"])
             else:
                 ev.problems.append(f"line {n} of the outcome stream is of an unknown kind {kind!r}")
@@ -186,20 +190,24 @@ def fold(lines: list[bytes], *, overflow: bool = False) -> Evidence:
 _SUMMARY_WORD = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected|warnings?|rerun)\b")
 
 
-def runner_summary(output: str) -> Counter[str] | None:
-    """The counts of the last pytest summary line in the output ("1 failed, 3 passed in 0.12s"), or None."""
+def runner_summary(output: str, sessions: int = 1) -> Counter[str] | None:
+    """The counts of pytest's last summary lines in the output ("1 failed, 3 passed in 0.12s"), one per session
+    the run reported, summed; None when there is none."""
+    total: Counter[str] = Counter()
+    found_lines = 0
     for line in reversed(output.splitlines()):
+        if found_lines >= sessions:
+            break
         if not re.search(r"\bin [\d.]+s\b", line):
             continue
         found = _SUMMARY_WORD.findall(line)
         if found or "no tests ran" in line:
-            c: Counter[str] = Counter()
+            found_lines += 1
             for n, word in found:
                 word = {"errors": "error", "warnings": "warning"}.get(word, word)
                 if word not in ("deselected", "warning", "rerun"):
-                    c[word] += int(n)
-            return c
-    return None
+                    total[word] += int(n)
+    return total if found_lines else None
 
 
 def contradictions(ev: Evidence, exit_code: int | None, output: str, *, truncated: bool = False) -> list[str]:
@@ -208,9 +216,7 @@ def contradictions(ev: Evidence, exit_code: int | None, output: str, *, truncate
     if not ev.reported:
         return why + ["pytest never reported a single outcome: the cockpit's reporter was not loaded "
                       "(disabled with -p no:..., or the command did not run pytest)"]
-    if ev.sessions > 1:
-        why.append(f"{ev.sessions} pytest sessions reported into one gate run")
-    if ev.finish is None:
+    if ev.finish is None or ev.ended < ev.sessions:
         why.append("pytest never ended its session: the process stopped early (os._exit, a kill, a crash)")
     elif ev.finish != exit_code:
         why.append(f"pytest ended its session with status {ev.finish}, but the command exited {exit_code}")
@@ -229,7 +235,7 @@ def contradictions(ev: Evidence, exit_code: int | None, output: str, *, truncate
     foreign = sorted(set(outcomes) - collected)
     if foreign:
         why.append(f"{len(foreign)} outcomes for tests that were never collected: {', '.join(foreign[:10])}")
-    said = runner_summary(output)
+    said = runner_summary(output, max(ev.sessions, 1))
     if said is None:
         if not truncated and ev.summary_expected:
             why.append("the runner printed no summary line")
