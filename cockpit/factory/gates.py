@@ -304,6 +304,8 @@ class TestsGate:
         ev = res.evidence
         if main is None or ev is None:
             return reasons, lines, findings
+        if res.timed_out or ev.collected_n is None or ev.ended < ev.sessions:
+            return reasons, lines, findings  # a run cut short names no test as gone: it already failed
         if not main.reported:
             return reasons, ["main's tests could not be collected, so they were not compared"], findings
         outcomes = ev.outcomes()
