@@ -36,6 +36,8 @@ class FactorySection(_Strict):
     rules: str = Field("rules", description="the factory's rules directory, relative to factory.toml")
     max_rounds: int = Field(2, ge=1, le=20, description="builder rounds before a task blocks for the human")
     sandbox: Literal["bwrap", "off"] = Field("bwrap", description="'off' runs agent code unsandboxed (shown)")
+    toolchains: list[str] = Field(default_factory=list, description="directories the sandbox shows read-only "
+                                  "besides the system ones (e.g. ~/.cargo); `product add` adds what it finds")
     human: str = Field("human:you", description="actor id recorded for the person at the keyboard")
 
 

@@ -218,7 +218,7 @@ COMMANDS = {
     "factory_edit": ("exit code 1", "factory.toml: Read-only file system"),  # an empty read-only file
     "hook_via_command": ("exit code 1", "Read-only file system"),
     "hooks_path_config": ("exit code 255", "Read-only file system"),
-    "hardlink_factory": ("exit code 1", "Invalid cross-device link"),
+    "hardlink_factory": ("exit code 1", "No such file or directory"),  # the allow-list: it is not there at all
     "write_product_repo": ("exit code 1", "Read-only file system"),
     "network_model_server": ("exit code 0", "ConnectionRefusedError: [Errno 111] Connection refused"),
 }
@@ -239,7 +239,8 @@ def test_ssh_key_and_factory_contents_never_reach_the_agent(attacked):
 
 
 def test_rules_deleted_in_the_sandbox_are_untouched_outside(attacked):
-    assert attacked["builder"]["rules_edit"] == "exit code 0\ndone\n"  # it "worked", in a throwaway tmpfs
+    out = attacked["builder"]["rules_edit"]  # the rules directory does not exist in the sandbox
+    assert out.startswith("exit code 0\n") and "evil.md: No such file or directory" in out and out.endswith("done\n")
     rules = attacked["root"] / "rules"
     assert sorted(p.name for p in rules.iterdir()) == ["house.md"]
     assert "Keep changes small" in (rules / "house.md").read_text()
@@ -247,7 +248,9 @@ def test_rules_deleted_in_the_sandbox_are_untouched_outside(attacked):
 
 def test_environment_has_no_secret(attacked):
     keys = attacked["builder"]["env_dump"].splitlines()[1].split()
-    assert set(keys) == {"HOME", "LANG", "PATH", "PWD", "PYTHONDONTWRITEBYTECODE", "SHLVL", "TERM", "_"}
+    assert set(keys) == {"HOME", "LANG", "PATH", "PWD", "PYTHONDONTWRITEBYTECODE", "SHLVL", "TERM", "_",
+                         # read-only git in the sandbox: no optional locks, any owner
+                         "GIT_OPTIONAL_LOCKS", "GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0", "GIT_CONFIG_VALUE_0"}
     assert attacked["builder"]["proc_environ"] == "exit code 1\n0\n"  # grep -c found nothing, in any process
     assert all(FAKE_KEY not in str(e.data) for e in attacked["events"])
 

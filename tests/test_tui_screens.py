@@ -260,7 +260,7 @@ async def test_dollar_shows_spend_per_product_with_a_sparkline(store, config):
         assert isinstance(app.screen, SpendScreen)
         await until(pilot, lambda: app.screen.loaded > 0)
         table = app.screen.query_one("#spend-products", DataTable)
-        shop = table.get_row("shop")
+        shop = [str(c) for c in table.get_row("shop")]  # cells are Text (issue 18: never markup)
         assert shop[2] == "$0.2500" and shop[3] == "$10.00" and shop[4] == "2%" and shop[7] == "1"
         assert str(shop[1]).endswith("█") and set(str(shop[1])[:-1]) == {"▁"}  # today's spend, none before
         assert "product shop" in screen_text(app)  # its budget line

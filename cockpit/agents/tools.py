@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
+from cockpit.factory.safe_files import open_nofollow
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from cockpit.factory.sandbox import Sandbox
 
@@ -147,56 +149,6 @@ _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _BINARY_SNIFF = 8192
-
-
-def open_nofollow(root: Path, parts: Sequence[str], flags: int, *, mode: int = 0o666, make_parents: bool = False) -> int:
-    """Open `root/parts...` without following a symlink in any component below `root`.
-
-    Walks from a descriptor of `root`, opening each directory with O_DIRECTORY|O_NOFOLLOW
-    relative to its parent, then the last component with O_NOFOLLOW. A component that is
-    (or has just become) a symlink fails with ELOOP/ENOTDIR instead of being followed, so a
-    symlink swapped in after a path check cannot redirect the I/O outside the worktree.
-    With make_parents, missing directories are created on the way (mkdir never follows
-    symlinks either). Where the OS lacks dir_fd support, only the last component is
-    protected. Raises OSError; returns a descriptor the caller closes.
-    """
-    if not parts:
-        raise IsADirectoryError(errno.EISDIR, "no file name", str(root))
-    flags |= _NOFOLLOW | _CLOEXEC
-    if os.open not in os.supports_dir_fd or os.mkdir not in os.supports_dir_fd:  # pragma: no cover - not Linux/macOS
-        path = root.joinpath(*parts)
-        if make_parents:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(path, flags, mode)
-    dir_fd = os.open(root, os.O_RDONLY | _DIRECTORY | _CLOEXEC)
-    try:
-        for name in parts[:-1]:
-            try:
-                next_fd = _open_dir(name, dir_fd)
-            except FileNotFoundError:
-                if not make_parents:
-                    raise
-                try:
-                    os.mkdir(name, 0o777, dir_fd=dir_fd)
-                except FileExistsError:
-                    pass  # raced with another creator; the open below decides
-                next_fd = _open_dir(name, dir_fd)
-            os.close(dir_fd)
-            dir_fd = next_fd
-        return os.open(parts[-1], flags, mode, dir_fd=dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _open_dir(name: str, dir_fd: int) -> int:
-    """Open directory `name` under dir_fd without following it; a symlink there raises ELOOP."""
-    try:
-        return os.open(name, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC, dir_fd=dir_fd)
-    except NotADirectoryError:
-        # Linux says ENOTDIR for O_DIRECTORY|O_NOFOLLOW on a symlink; say what it is.
-        if stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
-            raise OSError(errno.ELOOP, "is a symlink", name) from None
-        raise
 
 
 def _iter_lines(f: io.BufferedReader, chunk: int) -> Iterator[tuple[bytes, bool]]:

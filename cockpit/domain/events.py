@@ -28,6 +28,8 @@ class Kind(StrEnum):
     SENT_BACK = "task.sent_back"
     BLOCKED = "task.blocked"
     OVERRIDE = "human.override"
+    # the system carries a human override to a later commit of the task (a re-merge of main into it)
+    OVERRIDE_CARRIED = "override.carried"
     RETRY = "human.retry"
     MERGED = "task.merged"
     SPEND = "spend.settled"
@@ -65,6 +67,7 @@ TASK_KINDS: frozenset[str] = frozenset(
         Kind.SENT_BACK,
         Kind.BLOCKED,
         Kind.OVERRIDE,
+        Kind.OVERRIDE_CARRIED,
         Kind.RETRY,
         Kind.MERGED,
         Kind.SPEND,

@@ -8,7 +8,9 @@ nor a bug can append a task event the domain would refuse.
 Invariants (DESIGN.md 1-3):
 1. `done` only when, for the latest commit, the tests gate passed, an actor who
    pushed no commit of the change approved it, no defect is open and the budget
-   is not exceeded; or a human override of that commit is recorded.
+   is not exceeded; or a human override of that commit is recorded (or carried to it: a later
+   commit that merges main into the overridden one, whose guard finds nothing the human did not
+   accept; see `carry_override`).
 2. Verdicts and approvals name the commit they judged; a new commit makes the
    old ones irrelevant (they stay in the history, they stop counting).
 3. No actor approves its own work; each role may only emit its own kinds.
@@ -52,6 +54,9 @@ class Verdict(BaseModel):
     # a "merge" verdict judges the merge of `source` (the task's commit) onto main at `base`
     source: str | None = None
     base: str | None = None
+    # a guard verdict's findings, one stable key each ("fewer:tests/test_x.py:1", "deleted:...",
+    # "protected:...", "uncounted"): what a human override accepted, compared across commits
+    findings: tuple[str, ...] = ()
 
 
 class Approval(BaseModel):
@@ -93,6 +98,7 @@ class Override(BaseModel):
     actor: str
     note: str
     event_id: int | None = None
+    carried_from: str | None = None  # set when the system carried the human's override from this commit
 
 
 class Task(BaseModel):
@@ -188,6 +194,45 @@ def human_override(task: Task) -> Override | None:
     return None
 
 
+def guard_verdict(task: Task, commit: str | None = None) -> Verdict | None:
+    """The latest guard verdict on `commit` (default: the latest commit)."""
+    commit = commit or task.commit
+    found = [v for v in task.verdicts if v.gate == GUARD_GATE and v.commit == commit]
+    return found[-1] if found else None
+
+
+def carry_override(task: Task, from_commit: str) -> Override:
+    """The human override of `from_commit` that may carry to the task's latest commit, or Refused saying why.
+
+    What a human accepted is a commit's guard findings (e.g. one test fewer in tests/test_units.py). When that
+    commit then conflicts with what landed since, a builder merges main into it and resolves the conflict;
+    the human's word carries to that re-merge when its tests pass, no defect is open and its guard finds
+    nothing the human did not accept. Anything new (another test removed, a protected file) asks again."""
+    o = next((o for o in reversed(task.overrides) if o.commit == from_commit and o.carried_from is None), None)
+    if o is None:
+        o = next((o for o in reversed(task.overrides) if o.commit == from_commit), None)
+    if o is None:
+        raise Refused(f"carry override: no human override of {from_commit} on {task.id}")
+    if from_commit not in task.commits or task.commit is None:
+        raise Refused(f"carry override: {from_commit} is not a commit of {task.id}")
+    tv = tests_verdict(task)
+    if tv is None or tv.outcome != Outcome.PASS:
+        raise Refused(f"carry override: the tests gate has not passed on {task.commit}")
+    if task.open_defects:
+        raise Refused(f"carry override: defects open on {task.id}: {', '.join(task.open_defects)}")
+    now = guard_verdict(task)
+    if now is None:
+        raise Refused(f"carry override: the guard has not judged {task.commit}")
+    accepted = [v for v in task.verdicts if v.gate == GUARD_GATE and v.commit == from_commit
+                and v.outcome == Outcome.FAIL]
+    allowed = set(accepted[-1].findings) if accepted else set()
+    new = [f for f in now.findings if f not in allowed]
+    if now.outcome == Outcome.FAIL and (new or not now.findings):
+        what = ", ".join(new) if new else "findings it could not name"
+        raise Refused(f"carry override: the guard found on {task.commit[:12]} what the human did not accept: {what}")
+    return o
+
+
 def rounds_left(task: Task, max_rounds: int) -> int:
     """Builder rounds left before the task must wait for the human."""
     return max_rounds - (task.rounds - task.rounds_base)
@@ -230,6 +275,7 @@ _ALLOWED: dict[str, frozenset[Role]] = {
     Kind.SENT_BACK: frozenset({Role.SYSTEM, Role.HUMAN}),
     Kind.BLOCKED: frozenset({Role.SYSTEM}),
     Kind.OVERRIDE: frozenset({Role.HUMAN}),
+    Kind.OVERRIDE_CARRIED: frozenset({Role.SYSTEM}),
     Kind.RETRY: frozenset({Role.HUMAN}),
     Kind.MERGED: frozenset({Role.SYSTEM}),
     Kind.SPEND: frozenset({Role.SYSTEM}),
@@ -332,8 +378,12 @@ def apply(task: Task, event: Event) -> Task:
             outcome = Outcome(d.get("outcome"))
         except ValueError:
             raise Refused(f"verdict: outcome must be pass or fail, not {d.get('outcome')!r}") from None
+        findings = d.get("findings") or []
+        if not isinstance(findings, list) or not all(isinstance(f, str) for f in findings):
+            raise Refused("verdict: 'findings' must be a list of strings")
         v = Verdict(gate=gate, commit=commit, actor=event.actor, outcome=outcome,
-                    detail=str(d.get("detail", ""))[:4000], event_id=event.id, source=source, base=base)
+                    detail=str(d.get("detail", ""))[:4000], event_id=event.id, source=source, base=base,
+                    findings=tuple(findings))
         up.update(verdicts=[*task.verdicts, v])
 
     elif k == Kind.CHECKED:
@@ -395,8 +445,18 @@ def apply(task: Task, event: Event) -> Task:
         if task.commit is None:
             raise Refused(f"override: {task.id} has no commit to land")
         o = Override(commit=task.commit, actor=event.actor, note=note, event_id=event.id)
+        # the human stepped in: a later send-back (a merge conflict) gets the builder's full rounds
         up.update(state=TaskState.MERGING, overrides=[*task.overrides, o], blocked_by=[], block_detail="",
-                  resume_state=None)
+                  resume_state=None, rounds_base=task.rounds)
+
+    elif k == Kind.OVERRIDE_CARRIED:
+        _need(task, {TaskState.CHECKING}, "carry override")
+        from_commit = _str(d, "from_commit", "carry override")
+        if d.get("merges_main") is not True and from_commit != task.commit:
+            raise Refused(f"carry override: {task.commit} is not a merge of main into {from_commit}")
+        o = carry_override(task, from_commit)
+        carried = Override(commit=task.commit, actor=o.actor, note=o.note, event_id=event.id, carried_from=from_commit)
+        up.update(state=TaskState.MERGING, overrides=[*task.overrides, carried])
 
     elif k == Kind.RETRY:
         _need(task, {TaskState.BLOCKED}, "retry")

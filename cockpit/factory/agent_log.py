@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import codecs
 import contextlib
 import logging
 import os
@@ -32,6 +33,7 @@ from pathlib import Path
 from ..config import FactoryConfig, load_factory
 from ..domain.errors import Refused
 from ..domain.events import Event, Kind
+from ..domain.visible import visible, visible_line
 from ..store import Store
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ SUFFIX = ".log"
 _AGENT = re.compile(r"^(builder|reviewer|breaker|[a-z][a-z0-9_]*)-\d+$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,80}$")
 _BACKLOG_PAGE = 5000
+_PIECES = re.compile(r"[^\n]*\n|[^\n]+")  # lines with their newline; only \n ends a line (the rest is shown)
 
 
 def logs_dir(config: FactoryConfig) -> Path:
@@ -120,7 +123,7 @@ class LineMaker:
             return None
         head = "\n" if agent in self.mid_line else ""
         self.mid_line.discard(agent)
-        out = f"{head}{stamp(event.ts)} {what}\n"
+        out = f"{head}{stamp(event.ts)} {visible_line(what)}\n"
         if event.kind == Kind.AGENT_TOOL_RESULT and isinstance(event.data.get("output"), str):
             out += output_block(event.data["output"])
         elif event.kind == Kind.BLOCKED and isinstance(event.data.get("detail"), str) and "\n" in event.data["detail"]:
@@ -128,12 +131,13 @@ class LineMaker:
         return agent, out
 
     def _text(self, agent: str, ts: float, text: str) -> str:
+        """An agent's words as written, its escape sequences and control characters shown, never obeyed."""
         out: list[str] = []
-        for piece in text.splitlines(keepends=True):
+        for piece in _PIECES.findall(visible(text)):
             if agent not in self.mid_line:
                 out.append(f"{stamp(ts)} │ ")
             out.append(piece)
-            if piece.endswith(("\n", "\r")):
+            if piece.endswith("\n"):
                 self.mid_line.discard(agent)
             else:
                 self.mid_line.add(agent)
@@ -142,7 +146,7 @@ class LineMaker:
 
 def output_block(text: str) -> str:
     """What a command printed, under its result line: each line marked, so a reader tells it from events."""
-    lines = text.rstrip("\n").splitlines()
+    lines = visible(text).rstrip("\n").split("\n")
     return "".join(f"{OUTPUT_PREFIX}{line}\n" for line in lines) if lines else ""
 
 
@@ -282,14 +286,18 @@ def last_lines(path: Path, n: int, *, block: int = 65536) -> tuple[bytes, int]:
 
 def tail(path: Path, *, lines: int = 20, follow: bool = False, out=None, poll: float = 0.2,
          stop: Callable[[], bool] | None = None) -> int:
-    """Print the last `lines` of an agent's log; with `follow`, keep printing what is appended."""
+    """Print the last `lines` of an agent's log; with `follow`, keep printing what is appended.
+
+    What reaches the terminal is made visible (cockpit.domain.visible) whatever the file holds: the writer
+    already wrote it so, but a log from an older cockpit, or one edited by hand, is not trusted either."""
     out = out or sys.stdout.buffer
     while not path.exists():
         if not follow or (stop and stop()):
             raise Refused(f"no log at {path}")
         time.sleep(poll)
     data, pos = last_lines(path, lines)
-    out.write(data)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a chunk may end inside a character
+    out.write(visible(decoder.decode(data)).encode("utf-8"))
     out.flush()
     while follow and not (stop and stop()):
         time.sleep(poll)
@@ -304,7 +312,7 @@ def tail(path: Path, *, lines: int = 20, follow: bool = False, out=None, poll: f
                 f.seek(pos)
                 chunk = f.read(size - pos)
             pos += len(chunk)
-            out.write(chunk)
+            out.write(visible(decoder.decode(chunk)).encode("utf-8"))
             out.flush()
     return 0
 

@@ -20,6 +20,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import safe_files
 from .sandbox import Sandbox
 from .scratch import throwaway_tree
 
@@ -106,8 +107,9 @@ async def reproduce(sandbox: Sandbox, repo: Path, scratch_root: Path, commit: st
         raise ValueError(f"kind must be 'command' or 'test_file', not {kind!r}")
     async with throwaway_tree(repo, scratch_root, commit, label="repro") as tree:
         if kind == "test_file":
-            (tree / REPRO_TEST_FILE).write_text(reproduction if reproduction.endswith("\n") else reproduction + "\n",
-                                                encoding="utf-8")
+            # the builder's commit may hold a symlink of that name to a host file: replace the entry, never follow it
+            safe_files.write_text(tree, REPRO_TEST_FILE,
+                                  reproduction if reproduction.endswith("\n") else reproduction + "\n")
             command = repro_test_command(test_command)
         else:
             command = reproduction

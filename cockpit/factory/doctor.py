@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..config import ConfigError, FactoryConfig, load_factory
 from ..store.schema import SCHEMA_VERSION
+from . import safe_git
 from .sandbox import Sandbox, SandboxUnavailable
 
 Status = Literal["ok", "warn", "fail", "skip"]
@@ -62,10 +63,23 @@ def check_git() -> Check:
     if exe is None:
         return Check("git", "fail", "git not found on PATH", "install git (e.g. 'apt-get install git')")
     try:
-        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+        out = safe_git.run_sync("--version", cwd=Path("/"), timeout=30).stdout.decode(errors="replace").strip()
     except (OSError, subprocess.TimeoutExpired) as e:
         return Check("git", "fail", f"{exe} does not run: {e}", "reinstall git")
     return Check("git", "ok", out or exe)
+
+
+def check_sandbox_view(config: FactoryConfig) -> Check:
+    """What agent commands and tests see: the allow-list, so the user can judge it."""
+    from .products import factory_sandbox
+
+    sb = factory_sandbox(config)
+    missing = [t for t in sb.toolchains if not t.is_dir()]
+    lines = "\n    ".join(sb.exposure())
+    if missing:
+        return Check("sandbox view", "warn", lines, f"[factory] toolchains names missing directories: "
+                     f"{', '.join(map(str, missing))}; fix or remove them in factory.toml")
+    return Check("sandbox view", "ok", lines)
 
 
 def check_sandbox(mode: str) -> Check:
@@ -300,6 +314,7 @@ async def run_checks(factory: Path, *, live: bool = False, quick: bool = False) 
     path = config.path or path
     sandbox = check_sandbox(config.factory.sandbox)
     checks.append(sandbox)
+    checks.append(check_sandbox_view(config))
     n = len(config.products)
     checks.append(Check("factory file", "ok", f"{path}: valid, {n} product{'' if n == 1 else 's'}, "
                                               f"[model] mode = {config.model.mode!r}"))

@@ -36,6 +36,9 @@ KEY_HELP: dict[str, tuple[str, Any]] = {
     "factory.max_rounds": ("failed builder rounds before a task blocks and waits for you", 3),
     "factory.sandbox": ("\"bwrap\" runs agent code and tests in bubblewrap; \"off\" runs them unconfined (shown)",
                         "bwrap"),
+    "factory.toolchains": ("directories agent commands and tests may read besides /usr, /bin, /lib, /etc and the "
+                           "cockpit's Python (e.g. a toolchain in your home); `product add` adds the ones it finds",
+                           ["~/.cargo", "~/.rustup"]),
     "factory.human": ("the actor recorded for what you do at the keyboard", "human:ada"),
     "limits.max_agents": ("agents working at once, across all products", 4),
     "limits.max_agents_per_product": ("agents working at once on one product", 1),

@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import re
+import shlex
 import shutil
 import sqlite3
 import sys
@@ -35,6 +36,7 @@ import tomlkit
 import tomlkit.items
 
 from ..config import ConfigError, FactoryConfig, load_factory
+from ..domain.visible import visible
 from .sandbox import CommandResult, Sandbox, SandboxUnavailable
 from .test_failure import Diagnosis, diagnose
 from .workspaces import GitError, git
@@ -197,7 +199,7 @@ def _npm_test_script(text: str) -> bool:
 
 
 async def _show(repo: Path, branch: str, name: str) -> str:
-    return await git("show", f"{branch}:{name}", cwd=repo, check=False)
+    return await git("cat-file", "blob", f"{branch}:{name}", cwd=repo, check=False)  # no textconv
 
 
 async def guess_test_commands(repo: Path, branch: str) -> list[Guess]:
@@ -243,11 +245,57 @@ async def guess_test_commands(repo: Path, branch: str) -> list[Guess]:
 
 
 def factory_sandbox(config: FactoryConfig) -> Sandbox:
-    """The sandbox the orchestrator builds: the store, rules, worktrees and factory.toml hidden."""
+    """The sandbox the orchestrator builds: the allow-list plus the factory's toolchains; the store,
+    rules, worktrees and factory.toml hidden even where they lie inside something shown."""
     hidden = [config.store_path.parent, config.rules_path, config.worktrees_path]
     if config.path is not None:
         hidden.append(config.path)
-    return Sandbox(config.factory.sandbox, hidden=hidden)
+    return Sandbox(config.factory.sandbox, hidden=hidden, toolchains=config.factory.toolchains)
+
+
+def detect_toolchains(command: str, sandbox: Sandbox | None = None) -> list[str]:
+    """Directories the test command's program needs that the sandbox does not show yet
+    (e.g. ~/.cargo and ~/.rustup for cargo, an nvm node): what `product add` names in factory.toml."""
+    sandbox = sandbox or Sandbox("bwrap")
+    shown = sandbox.visible_roots()
+    try:
+        words = [w for w in shlex.split(command) if "=" not in w.split("/")[0]]
+    except ValueError:
+        return []
+    if not words:
+        return []
+    exe = shutil.which(words[0], path=sandbox.command_path()) or shutil.which(words[0])
+    if exe is None:
+        return []
+    found: list[str] = []
+    for candidate in (exe, os.path.realpath(exe)):
+        prefix = os.path.dirname(os.path.dirname(candidate))  # .../bin/tool -> ...
+        if prefix not in ("", "/") and not any(prefix == s or prefix.startswith(s + "/") for s in shown):
+            found.append(prefix)
+    home = Path.home()
+    if words[0] in ("cargo", "rustc") and (home / ".rustup").is_dir():
+        found.append(str(home / ".rustup"))
+    if words[0] == "go" and (home / "go" / "pkg" / "mod").is_dir():
+        found.append(str(home / "go" / "pkg" / "mod"))
+    out: list[str] = []
+    for f in found:
+        if f not in out:
+            out.append(f)
+    return out
+
+
+def _add_toolchains(doc: tomlkit.TOMLDocument, dirs: list[str]) -> None:
+    factory = doc.get("factory")
+    if factory is None:
+        factory = tomlkit.table()
+        doc.add("factory", factory)
+    have = factory.get("toolchains")
+    if have is None:
+        factory.add("toolchains", tomlkit.array())
+        have = factory["toolchains"]
+    for d in dirs:
+        if d not in have:
+            have.append(d)
 
 
 async def probe_tests(config: FactoryConfig, repo: Path, branch: str, command: str) -> CommandResult:
@@ -371,6 +419,11 @@ def cmd_add(args: argparse.Namespace) -> int:
 
     print(f"product {name}: {repo.path}, branch {repo.branch} at {repo.head[:12]}")
     print(f"test command: {command}  ({why})")
+    toolchains = [t for t in detect_toolchains(command, factory_sandbox(config))
+                  if t not in config.factory.toolchains]
+    if toolchains:
+        print(f"toolchains the sandbox will show read-only ([factory] toolchains): {', '.join(toolchains)}")
+        config = edit_factory(config.path, lambda doc: _add_toolchains(doc, toolchains))
     if not args.no_run:
         print(f"running it once on a fresh worktree of {repo.branch}, in the sandbox, as the tests gate will...",
               flush=True)
@@ -383,14 +436,14 @@ def cmd_add(args: argparse.Namespace) -> int:
         diagnosis = None if result.ok else asyncio.run(_diagnose(result, command, repo))
         if diagnosis is not None and diagnosis.error:
             # the first collection error, whole (pytest's tail says "13 errors" without the cause), then the tail
-            print(f"  {describe_result(result, tail_lines=3)}")
-            print("  the first error, whole:\n    " + diagnosis.error.replace("\n", "\n    "))
+            print(f"  {visible(describe_result(result, tail_lines=3))}")  # the repo's output
+            print("  the first error, whole:\n    " + visible(diagnosis.error).replace("\n", "\n    "))
         else:
-            print(f"  {describe_result(result, tail_lines=3 if result.ok else 15)}")
+            print(f"  {visible(describe_result(result, tail_lines=3 if result.ok else 15))}")  # the repo's output
         if not result.ok:
             suggestion = ""
             if diagnosis is not None:
-                for line in diagnosis.advice():
+                for line in map(visible, diagnosis.advice()):  # names a module from the repo's output
                     print(f"  likely fix: {line}" if not line.startswith("  ") else f"  {line}")
                 if diagnosis.fixed_command and not args.test:
                     fixed = asyncio.run(probe_tests(config, repo.path, repo.branch, diagnosis.fixed_command))

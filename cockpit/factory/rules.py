@@ -304,10 +304,9 @@ class _Scope:
 
 
 def _git(repo: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    from .workspaces import _SAFE_CONFIG, _clean_env
+    from . import safe_git
 
-    return subprocess.run(["git", *_SAFE_CONFIG, *args], cwd=repo, input=stdin, capture_output=True,
-                          env=_clean_env(), timeout=30)
+    return safe_git.run_sync(*args, cwd=repo, stdin=stdin, timeout=30)
 
 
 class ProductRulesUnreadable(Exception):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from ..agents.client import ModelClient, make_client
 from ..config import FactoryConfig
+from ..domain.visible import visible_line
 from ..store import Store
 from .orchestrator import Orchestrator
 from .status import status
@@ -44,15 +45,18 @@ async def run_headless(config: FactoryConfig, *, timeout: float | None = None) -
 
 
 def summary_lines(st: dict) -> list[str]:
+    """`cockpit status` and the headless summary: one line per task, its title shown as written, never obeyed
+    by the terminal (cockpit.domain.visible)."""
     lines = []
     for p in st["products"]:
-        lines.append(f"{p['name']}:")
+        lines.append(f"{visible_line(p['name'])}:")
         for t in p["tasks"]:
-            extra = f"  blocked by: {', '.join(t['blocked_by'])}" if t["blocked_by"] else ""
-            lines.append(f"  {t['id']:<5} {t['state']:<9} {task_spend(t)}  {t['title']}{extra}")
+            extra = f"  blocked by: {visible_line(', '.join(t['blocked_by']))}" if t["blocked_by"] else ""
+            lines.append(f"  {visible_line(t['id']):<5} {t['state']:<9} {task_spend(t)}  "
+                         f"{visible_line(t['title'])}{extra}")
             why = (t.get("block_detail") or "").strip().splitlines()
             if t["state"] == "blocked" and why:
-                lines.append(f"        why: {why[0][:200]}")
+                lines.append(f"        why: {visible_line(why[0][:200])}")
     sim = st.get("simulated_usd") or 0.0
     lines.append(f"spend: ${st['spend_usd']:.4f}" + (f"  (+ ${sim:.4f} simulated: the offline scripted model's calls, "
                                                       "not real money)" if sim else ""))

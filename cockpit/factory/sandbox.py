@@ -1,10 +1,14 @@
 """Run code an agent wrote inside a real OS sandbox (bubblewrap), never behind path checks alone.
 
-Invariant 6: the worktree is writable, the rest of the machine read-only, there is no
-network, the environment carries no secrets, and the factory (store, factory.toml, rules,
-other worktrees) and the usual credential files are hidden. Every command gets a timeout,
-an output cap, and its whole process group killed when it ends, so nothing it started in
-the background outlives it.
+Invariant 6, as an allow-list: the sandbox sees only the system directories (/usr, /bin,
+/sbin, /lib*, /etc minus its secrets), the Python the cockpit runs on, the toolchains the
+factory names (`[factory] toolchains`), the task's tree (writable, or read-only for a
+reviewer) and, read-only, the git directory that tree's `.git` points at (so `git log`,
+`git diff main...HEAD` work; its config reduced to what git needs, no remote URLs). HOME
+is an empty private tmpfs; the factory's store, rules, other products and the user's
+home do not exist in there. No network, an environment built from nothing. Every command
+gets a timeout, an output cap, and its whole process group killed when it ends, so
+nothing it started in the background outlives it.
 
 With no usable sandbox we refuse (`SandboxUnavailable`, naming the fix) unless the user
 opted out in factory.toml (`sandbox = "off"`): then commands still run with the clean
@@ -48,6 +52,20 @@ DEFAULT_HIDDEN_IN_HOME = (
 # Unix sockets ignore read-only mounts and network namespaces: /run holds the docker socket,
 # D-Bus, and per-user agents (ssh, gpg, keyrings). A fresh tmpfs there closes that door.
 DEFAULT_HIDDEN_SYSTEM = ("/run", "/var/run")
+
+# The only host directories a sandboxed command sees (read-only), besides toolchains and its tree.
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+# Files under /etc that hold secrets or machine credentials: an empty file (or dir) in their place.
+# (Each one present is a mount, paid at every command's start: files only root can read and
+# that hold no credential, such as /etc/sudoers, are left.)
+HIDDEN_IN_ETC = (
+    "/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/ssh", "/etc/ssl/private",
+    "/etc/environment", "/etc/npmrc", "/etc/pip.conf", "/etc/netrc", "/etc/krb5.keytab", "/etc/docker",
+    "/etc/containerd", "/etc/wireguard", "/etc/NetworkManager/system-connections",
+)  # fmt: skip
+# What git inside the sandbox needs: read-only (no optional index refresh), any owner.
+_GIT_ENV = {"GIT_OPTIONAL_LOCKS": "0", "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "safe.directory",
+            "GIT_CONFIG_VALUE_0": "*"}
 
 _BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _SANDBOX_HOME = "/tmp/home"
@@ -180,6 +198,79 @@ def _probe_failure(bwrap: str, rc: int, output: bytes) -> str:
     )
 
 
+_configs: dict[tuple[str, float, int], str] = {}
+
+
+def _reduced_config(config: str) -> str | None:
+    """A private copy of a repository's config holding only what git needs to read it
+    (format version, extensions): remote URLs (tokens), credential helpers and the like stay out."""
+    try:
+        st = os.stat(config)
+    except OSError:
+        return None
+    key = (config, st.st_mtime, st.st_size)
+    if key in _configs and os.path.isfile(_configs[key]):
+        return _configs[key]
+    keep: list[str] = []
+    section = ""
+    try:
+        with open(config, encoding="utf-8", errors="replace") as f:
+            for raw in f:
+                line = raw.strip()
+                if line.startswith("["):
+                    section = line.strip("[]").split()[0].lower() if line.strip("[]").split() else ""
+                    continue
+                if not line or line.startswith(("#", ";")) or "=" not in line:
+                    continue
+                name, _, value = line.partition("=")
+                name, value = name.strip().lower(), value.strip()
+                if (section == "core" and name == "repositoryformatversion") or section == "extensions":
+                    keep.append(f"\t{name} = {value}" if section == "core" else f"[extensions]\n\t{name} = {value}")
+    except OSError:
+        return None
+    d = tempfile.mkdtemp(prefix="cockpit-gitconfig-")
+    out = os.path.join(d, "config")
+    core = [k for k in keep if not k.startswith("[extensions]")]
+    ext = [k for k in keep if k.startswith("[extensions]")]
+    with open(out, "w", encoding="utf-8") as f:
+        f.write("[core]\n" + "".join(k + "\n" for k in core) + "\tbare = false\n" + "".join(k + "\n" for k in ext))
+    os.chmod(out, 0o444)
+    _configs[key] = out
+    return out
+
+
+def git_dirs_of(trees: Iterable[str]) -> list[tuple[str, str | None]]:
+    """(common git dir, reduced config) for each tree that is a linked worktree: what `git log`
+    inside the sandbox needs. Its `.git` file is read without following links; a git dir inside
+    the tree, or one that does not name this tree back, is ignored."""
+    from . import safe_files
+
+    out: list[tuple[str, str | None]] = []
+    for tree in trees:
+        try:
+            text = safe_files.read_text(Path(tree), ".git", cap=4096).strip()
+        except OSError:
+            continue
+        if not text.startswith("gitdir:") or "\n" in text:
+            continue
+        admin = os.path.realpath(os.path.join(tree, text[len("gitdir:"):].strip()))
+        try:
+            rel = Path(admin, "commondir").read_text(errors="replace").strip()
+            back = Path(admin, "gitdir").read_text(errors="replace").strip()
+        except OSError:
+            continue
+        # the agent writes its `.git` file: it must name the admin dir that names this tree back
+        # (else it could bind another product's repository into its sandbox)
+        if os.path.realpath(os.path.join(admin, back)) != os.path.join(tree, ".git"):
+            continue
+        common = os.path.realpath(os.path.join(admin, rel))
+        if common == tree or common.startswith(tree.rstrip("/") + "/") or not os.path.isdir(common):
+            continue
+        if common not in (c for c, _ in out):
+            out.append((common, _reduced_config(os.path.join(common, "config"))))
+    return out
+
+
 class Sandbox:
     """Runs shell commands confined by bubblewrap ("bwrap") or, when the user opted out, plainly ("off")."""
 
@@ -192,6 +283,7 @@ class Sandbox:
         *,
         hidden: Iterable[Path] = (),
         extra_path: Iterable[Path] = (),
+        toolchains: Iterable[Path] = (),
     ) -> None:
         if mode not in ("bwrap", "off"):
             raise ValueError(f"sandbox mode must be 'bwrap' or 'off', not {mode!r}")
@@ -203,6 +295,7 @@ class Sandbox:
             + tuple(Path(p) for p in DEFAULT_HIDDEN_SYSTEM)
         )
         self.extra_path: tuple[Path, ...] = tuple(Path(p) for p in extra_path)
+        self.toolchains: tuple[Path, ...] = tuple(Path(p).expanduser() for p in toolchains)
         self._off_home: Path | None = None
 
     # -- availability -------------------------------------------------------------------
@@ -257,13 +350,13 @@ class Sandbox:
 
     def _env(self, env: Mapping[str, str] | None, home: str) -> dict[str, str]:
         """A clean environment, built from nothing: os.environ (and its secrets) never leaks in."""
-        path = [os.path.dirname(sys.executable), *(str(p) for p in self.extra_path), _BASE_PATH]
         clean = {
-            "PATH": ":".join(path),
+            "PATH": self.command_path(),
             "HOME": home,
             "LANG": "C.UTF-8",
             "TERM": "dumb",
             "PYTHONDONTWRITEBYTECODE": "1",
+            **_GIT_ENV,
         }
         for key, value in (env or {}).items():
             if not key or "=" in key or "\0" in key or "\0" in str(value):
@@ -271,24 +364,28 @@ class Sandbox:
             clean[key] = str(value)
         return clean
 
+    def command_path(self) -> str:
+        """PATH inside: the cockpit's Python, extra dirs, each toolchain's bin/, then the system's."""
+        tool_bins = [str(t / "bin") for t in self.toolchains if (t / "bin").is_dir()]
+        return ":".join([os.path.dirname(sys.executable), *(str(p) for p in self.extra_path), *tool_bins, _BASE_PATH])
+
     def _bwrap_argv(
         self, bwrap: str, command: str, cwd: Path, writable: Iterable[Path], env: dict[str, str],
         readable: Iterable[Path] = (),
     ) -> list[str]:
         writable_real = [os.path.realpath(w) for w in writable]
         readable_real = [os.path.realpath(r) for r in readable]
+        gitdirs = git_dirs_of([*writable_real, *readable_real])
+        roots = self.visible_roots()
+        bound = [*roots, *readable_real, *writable_real, *(g for g, _ in gitdirs)]
 
-        def inside_writable(p: str) -> bool:
+        def under_bound(p: str) -> bool:
+            return any(p == b or p.startswith(b.rstrip("/") + "/") for b in bound)
+
+        def inside_tree(p: str) -> bool:
             return any(p != w and p.startswith(w.rstrip("/") + "/") for w in writable_real + readable_real)
 
-        hidden: list[tuple[str, bool]] = []  # (real path, is_dir); symlinks resolved
-        seen: set[str] = set()
-        for h in self.hidden:
-            real = os.path.realpath(h)
-            if real in seen or not os.path.lexists(real) or real == "/":
-                continue
-            seen.add(real)
-            hidden.append((real, os.path.isdir(real)))
+        hidden = self._hidden_entries()
 
         def hide(entries: list[tuple[str, bool]]) -> list[str]:
             out: list[str] = []
@@ -296,37 +393,83 @@ class Sandbox:
                 out += ["--tmpfs", real] if is_dir else ["--ro-bind", _empty_file(), real]
             return out
 
-        argv = [
-            bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
-            "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-            "--dir", _SANDBOX_HOME,
+        argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
+        # The allow-list: system dirs and toolchains, read-only; a symlinked /bin stays a symlink.
+        for r in roots:
+            if os.path.islink(r) and r in SYSTEM_DIRS:
+                argv += ["--symlink", os.readlink(r), r]
+            else:
+                argv += ["--ro-bind", r, r]
+        argv += [
+            "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--dir", _SANDBOX_HOME,
+            "--tmpfs", "/run", "--dir", "/var", "--symlink", "../run", "/var/run",
         ]  # fmt: skip
-        # The toolchain may live under /tmp (a venv in a temp checkout, as in CI): the fresh
-        # tmpfs would hide it, so bring it back read-only.
-        argv += self._toolchain_binds()
-        # Hidden first, then the writable binds (a worktree under a hidden directory stays
-        # reachable), then hidden paths that lie inside a writable one (still hidden).
-        argv += hide([h for h in hidden if not inside_writable(h[0])])
+        # A toolchain under /tmp (a venv in a temp checkout, as in CI): the fresh tmpfs hid it.
+        for r in roots:
+            if r == "/tmp" or r.startswith("/tmp/"):
+                argv += ["--ro-bind", r, r]
+        # Hidden first, then the trees (a worktree under a hidden directory stays reachable),
+        # then hidden paths that lie inside a tree (still hidden).
+        # (only what is otherwise visible: the rest does not exist in here, and each mount costs start time)
+        argv += hide([h for h in hidden if not inside_tree(h[0]) and under_bound(h[0])
+                      and h[0] not in ("/run", "/var/run")])
+        # the git directories the trees' `.git` files point at: read-only, config reduced
+        for common, config in gitdirs:
+            argv += ["--ro-bind", common, common]
+            if config is not None:
+                argv += ["--ro-bind", config, os.path.join(common, "config")]
         # a reviewer's or breaker's worktree: visible (it may lie under a hidden directory) but read-only
         for r in readable_real:
             argv += ["--ro-bind", r, r]
         for w in writable_real:
             argv += ["--bind", w, w]
-        argv += hide([h for h in hidden if inside_writable(h[0])])
+        argv += hide([h for h in hidden if inside_tree(h[0])])
+        # the scaffolding bwrap made for the binds (parents of the worktree...) is not writable
+        argv += ["--remount-ro", "/"]
         argv += ["--chdir", os.path.realpath(cwd)]
         for key, value in env.items():
             argv += ["--setenv", key, value]
         argv += ["--", shutil.which("bash") or "/bin/bash", "-c", command]
         return argv
 
-    def _toolchain_binds(self) -> list[str]:
-        roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(sys.executable),
-                 *(str(p) for p in self.extra_path)}
-        out: list[str] = []
-        for r in sorted({os.path.realpath(r) for r in roots}):
-            if (r == "/tmp" or r.startswith("/tmp/")) and os.path.isdir(r):
-                out += ["--ro-bind", r, r]
-        return out
+    def _hidden_entries(self) -> list[tuple[str, bool]]:
+        """(real path, is_dir) of what to hide that exists now."""
+        hidden: list[tuple[str, bool]] = []  # symlinks resolved
+        seen: set[str] = set()
+        etc = [p for p in HIDDEN_IN_ETC if os.access(p, os.R_OK)]  # unreadable to us stays unreadable in there
+        for h in (*self.hidden, *(Path(p) for p in etc)):
+            real = os.path.realpath(h)
+            if real in seen or not os.path.lexists(real) or real == "/":
+                continue
+            seen.add(real)
+            hidden.append((real, os.path.isdir(real)))
+        return hidden
+
+    def visible_roots(self) -> list[str]:
+        """Host directories a command sees read-only: the system dirs, the cockpit's Python, the toolchains."""
+        roots = [d for d in SYSTEM_DIRS if os.path.lexists(d)]
+        py = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable)),
+              *(str(p) for p in self.extra_path), *(str(p) for p in self.toolchains)}
+        for r in sorted({os.path.realpath(r) for r in py}):
+            if os.path.isdir(r) and r != "/" and not any(r == s or r.startswith(s + "/") for s in roots):
+                roots.append(r)
+        return roots
+
+    def exposure(self) -> list[str]:
+        """What a sandboxed command sees, one line each: for `cockpit doctor` and the README."""
+        if self.mode == "off":
+            return ["sandbox off: commands see the whole machine as the cockpit's user"]
+        ro = [r for r in self.visible_roots()]
+        return [
+            "read-only: " + " ".join(ro) + " (/etc without " + ", ".join(
+                p for p in HIDDEN_IN_ETC if os.path.lexists(p)) + ")",
+            "writable: the task's worktree (a reviewer's: read-only), a private /tmp, HOME=" + _SANDBOX_HOME
+            + " (empty)",
+            "git: the product's .git read-only (objects, refs; config without remotes), no optional locks",
+            "invisible: everything else: the factory (store, rules, factory.toml), other products and worktrees, "
+            "the user's home (but for the toolchains above), /run, /var, /opt, /srv; no network; "
+            "environment built from nothing",
+        ]
 
     def _home_off(self) -> str:
         # "off" mode has no private /tmp: a private HOME beats a shared, pre-creatable /tmp/home.

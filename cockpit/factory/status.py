@@ -34,7 +34,8 @@ async def status(config: FactoryConfig, store: Store) -> dict:
                 "verdicts": [{"gate": v.gate, "commit": v.commit, "actor": v.actor, "outcome": v.outcome.value}
                              for v in t.verdicts],
                 "approvals": [{"commit": a.commit, "actor": a.actor} for a in t.approvals],
-                "overrides": [{"commit": o.commit, "actor": o.actor, "note": o.note} for o in t.overrides],
+                "overrides": [{"commit": o.commit, "actor": o.actor, "note": o.note,
+                               **({"carried_from": o.carried_from} if o.carried_from else {})} for o in t.overrides],
                 "defects": [{"id": d.id, "title": d.title, "state": d.state.value, "actor": d.actor, "commit": d.commit,
                              "closed_by": d.closed_by, "closed_commit": d.closed_commit} for d in t.defects],
             })

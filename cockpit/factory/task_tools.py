@@ -21,7 +21,7 @@ from ..store import Store
 from ..store.memory import Memory
 from .defects import ReproResult, guess_kind
 from .knowledge import REMEMBER_SPEC, remember_from_tool
-from .workspaces import GitError, Workspaces, git
+from .workspaces import GitError, MergeConflicted, Workspaces, git
 
 
 def _spec(name: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -118,7 +118,7 @@ class TaskToolbox:
         message = str(inp.get("message", "")).strip()
         if not message:
             raise ToolError("commit needs a message")
-        sha = await self.workspaces.commit(self.worktree, message, author=self.agent)
+        sha = await self.workspaces.commit(self.worktree, message, author=self.agent, main_branch=self.main_branch)
         if sha is None:
             raise ToolError("nothing to commit: the worktree has no changes")
         await self.store.append(self._event(Kind.COMMITTED, sha=sha, message=message[:500]))
@@ -139,7 +139,12 @@ class TaskToolbox:
         dirty = await git("status", "--porcelain", cwd=self.worktree)
         if dirty.strip():
             raise ToolError("sync_main: commit or discard your changes first\n" + dirty[:2000])
-        sha = await self.workspaces.sync_main(self.worktree, self.main_branch, author=self.agent)
+        try:
+            sha = await self.workspaces.sync_main(self.worktree, self.main_branch, author=self.agent, keep_conflicts=True)
+        except MergeConflicted as c:
+            return ToolOutcome(f"merged {self.main_branch} into your branch with conflicts in {', '.join(c.files)}: "
+                               "those files now hold conflict markers (<<<<<<< ours, >>>>>>> main). Edit them to keep "
+                               "both sides' intent, run the tests, then commit (that commit is the merge) and submit.")
         if sha is None:
             return ToolOutcome(f"already up to date with {self.main_branch}")
         await self.store.append(self._event(Kind.COMMITTED, sha=sha, message=f"Merge {self.main_branch}"))

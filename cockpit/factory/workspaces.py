@@ -1,9 +1,9 @@
 """Git worktrees per task, commits with the agent's name, and merges that never leave main red.
 
-Everything is real git through asyncio subprocesses (the event loop never blocks). Every
-call disables hooks (`core.hooksPath=/dev/null`: a repo's hooks are code nobody reviewed
-and would run outside the sandbox), disables prompts, and runs with a clean environment
-(an inherited GIT_DIR or GIT_INDEX_FILE would point git at the wrong repository).
+Everything is real git through asyncio subprocesses (the event loop never blocks), and
+every call goes through safe_git: no system or global config, no hooks, fsmonitor, filters'
+external diff, textconv, submodule recursion or protocols, and a clean environment. `commit`
+refuses a change that adds a gitlink (a nested repository) or a symlink leaving the tree.
 
 Merges are built in a scratch worktree and main only moves by compare-and-swap (or a
 fast-forward of the user's checkout), so two tasks merging at once cannot lose either
@@ -17,21 +17,16 @@ import asyncio
 import os
 import re
 import shutil
-import subprocess
 import uuid
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Config that must win over the repo's and the user's: no hooks, no fsmonitor daemon
-# (a command from config), no signing prompts, no pager.
-_SAFE_CONFIG = (
-    "-c", "core.hooksPath=/dev/null",
-    "-c", "core.fsmonitor=false",
-    "-c", "commit.gpgSign=false",
-    "-c", "core.pager=cat",
-)  # fmt: skip
+from . import safe_files, safe_git
+
+# Kept for callers that build their own git command line: the hardened config of safe_git.
+_SAFE_CONFIG = safe_git.HARDENED_CONFIG
 
 MERGER = "cockpit"
 
@@ -71,7 +66,7 @@ def check_worktree(worktree: Path) -> None:
     if os.path.islink(dotgit) or not os.path.isfile(dotgit):
         raise refuse(".git is not the file a linked worktree has")
     try:
-        text = Path(dotgit).read_text(errors="replace").strip()
+        text = safe_files.read_text(Path(wt), ".git", cap=4096).strip()
     except OSError as exc:
         raise refuse(f"cannot read .git: {exc}") from exc
     if not text.startswith("gitdir:") or "\n" in text:
@@ -87,37 +82,56 @@ def check_worktree(worktree: Path) -> None:
         raise refuse(f"{gitdir} belongs to another worktree ({back})")
 
 
+class UnsafeChange(GitError):
+    """`commit` refused the change: it would make the cockpit's git or file access leave the tree."""
+
+
+def _nested_git(worktree: Path, limit: int = 200_000) -> str | None:
+    """The first `.git` (any case) below the worktree's top, without following links, else None."""
+    top = os.path.realpath(worktree)
+    seen = 0
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+        for name in dirnames + filenames:
+            if name.lower() == ".git" and dirpath != top:
+                return os.path.relpath(os.path.join(dirpath, name), top)
+        if dirpath == top:
+            dirnames[:] = [d for d in dirnames if d.lower() != ".git"]
+        seen += len(dirnames) + len(filenames)
+        if seen > limit:
+            break
+    return None
+
+
+def _link_leaves(path: str, target: str, links: set[str]) -> bool:
+    """Whether symlink `path` (relative to the top) with content `target` may point outside the tree.
+
+    Lexically: absolute, or more `..` than it has depth. And through another symlink of the
+    tree (`links`) followed by anything: `b/../..` with `b -> .` climbs where the text does not."""
+    if not target or target.startswith("/") or "\0" in target:
+        return True
+    stack = path.split("/")[:-1]
+    parts = [p for p in target.split("/") if p not in ("", ".")]
+    for i, part in enumerate(parts):
+        if part == "..":
+            if not stack:
+                return True
+            stack.pop()
+            continue
+        stack.append(part)
+        if "/".join(stack) in links and i < len(parts) - 1:
+            return True
+    return False
+
+
 def _clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-        "HOME": os.environ.get("HOME", "/nonexistent"),
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C",  # stable, English messages
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_ASKPASS": "/bin/true",
-        "SSH_ASKPASS": "/bin/true",
-        "GIT_EDITOR": "true",
-        "GIT_PAGER": "cat",
-    }
-    if extra:
-        env.update(extra)
-    return env
+    return safe_git.hardened_env(extra)
 
 
 async def _run_git(
     *args: str, cwd: Path, env: Mapping[str, str] | None = None, stdin: bytes | None = None
 ) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        "git", *_SAFE_CONFIG, *args,
-        cwd=str(cwd),
-        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=_clean_env(env),
-    )  # fmt: skip
-    out, err = await proc.communicate(stdin)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode("utf-8", errors="replace"), err.decode("utf-8", errors="replace")
+    rc, out, err = await safe_git.run(*args, cwd=cwd, env=env, stdin=stdin)
+    return rc, out.decode("utf-8", errors="replace"), err.decode("utf-8", errors="replace")
 
 
 async def git(*args: str, cwd: Path, check: bool = True, env: Mapping[str, str] | None = None) -> str:
@@ -193,6 +207,14 @@ def worktree_lock(repo: Path) -> asyncio.Lock:
     return lock
 
 
+
+class MergeConflicted(Exception):
+    """Main merged into a task branch with conflicts left in the files for the builder to resolve."""
+
+    def __init__(self, files: list[str]):
+        super().__init__(f"conflict in {', '.join(files)}")
+        self.files = files
+
 class Workspaces:
     """Task worktrees under root/<product>/<task_id>, on branch cockpit/<task_id>."""
 
@@ -232,28 +254,76 @@ class Workspaces:
         await git("worktree", "add", str(path), branch, cwd=repo)
         return path
 
-    async def commit(self, worktree: Path, message: str, author: str) -> str | None:
-        """Commit everything in the worktree as `author` (with a Cockpit-Agent trailer); None if nothing changed."""
+    async def commit(self, worktree: Path, message: str, author: str, *, main_branch: str | None = None) -> str | None:
+        """Commit everything in the worktree as `author` (with a Cockpit-Agent trailer); None if nothing changed.
+
+        Refuses (UnsafeChange, nothing committed, the index reset) a nested `.git`, a gitlink
+        unless `main_branch` (else HEAD) already has submodules, and a symlink leaving the tree."""
         check_worktree(worktree)
+        nested = _nested_git(worktree)
+        if nested:
+            raise UnsafeChange(f"refused: {nested} is a nested git repository (a .git inside the worktree); git run "
+                               "by the cockpit would read its config and hooks. Remove it (e.g. rm -rf "
+                               f"{nested}) and commit again")
         await git("add", "-A", cwd=worktree)
-        rc, _, err = await _run_git("diff", "--cached", "--quiet", cwd=worktree)
+        # index against HEAD only (no submodule is entered), so a staged gitlink counts as a change
+        rc, _, err = await _run_git("diff", "--cached", "--quiet", "--ignore-submodules=none", cwd=worktree)
         if rc == 0:
             return None
         if rc != 1:
             raise GitError.failed(("diff", "--cached", "--quiet"), worktree, rc, err)
+        why = await self._unsafe_staged(worktree, main_branch)
+        if why:
+            await _run_git("reset", "-q", cwd=worktree)
+            raise UnsafeChange(f"refused: {why}")
         ident = _identity(author)
         text = f"{message.rstrip()}\n\nCockpit-Agent: {author}\n"
         await git(
-            "commit", "--no-verify", "--quiet", "--cleanup=whitespace",
+            # --allow-empty: the change was seen above; git's own check ignores a gitlink-only change
+            "commit", "--no-verify", "--quiet", "--cleanup=whitespace", "--allow-empty",
             "--author", f"{ident['GIT_AUTHOR_NAME']} <{ident['GIT_AUTHOR_EMAIL']}>",
             "-m", text,
             cwd=worktree, env=ident,
         )  # fmt: skip
         return await self.head(worktree)
 
-    async def sync_main(self, worktree: Path, main_branch: str, author: str) -> str | None:
+    async def _unsafe_staged(self, worktree: Path, main_branch: str | None) -> str | None:
+        """Why the staged change may not be committed (a gitlink, a symlink leaving the tree), else None."""
+        rc, raw, _ = await _run_git("diff", "--cached", "--raw", "-z", "--no-renames", "--no-abbrev",
+                                    "--ignore-submodules=none", cwd=worktree)
+        fields = raw.split("\0")
+        links: set[str] | None = None
+        i = 0
+        while i + 1 < len(fields):
+            meta, path = fields[i], fields[i + 1]
+            i += 2
+            parts = meta.lstrip(":").split()
+            if len(parts) < 5 or parts[4].startswith("D"):
+                continue
+            new_mode, new_sha = parts[1], parts[3]
+            if new_mode == "160000" and not await self._has_submodules(worktree, main_branch):
+                return (f"{path} is a gitlink (a submodule or nested repository) and "
+                        f"{main_branch or 'this branch'} has no submodules; commit its files instead")
+            if new_mode == "120000":
+                _, target, _ = await _run_git("cat-file", "blob", new_sha, cwd=worktree)
+                if links is None:
+                    staged = await git("ls-files", "-s", "-z", cwd=worktree)
+                    links = {e.split("\t", 1)[1] for e in staged.split("\0") if e.startswith("120000 ")}
+                if _link_leaves(path, target, links):
+                    return (f"{path} is a symlink to {target!r}, which leaves the worktree; "
+                            "link only to files inside it, or copy the file")
+        return None
+
+    async def _has_submodules(self, worktree: Path, main_branch: str | None) -> bool:
+        ref = f"refs/heads/{main_branch}" if main_branch else "HEAD"
+        rc, _, _ = await _run_git("cat-file", "-e", f"{ref}:.gitmodules", cwd=worktree)
+        return rc == 0
+
+    async def sync_main(self, worktree: Path, main_branch: str, author: str, *, keep_conflicts: bool = False) -> str | None:
         """Merge main into the task branch as `author`; None if already up to date. A conflict is
-        aborted (the tree is left as it was) and raised with the conflicting files."""
+        aborted (the tree is left as it was) and raised with the conflicting files; with `keep_conflicts`
+        the merge stays in progress instead (markers in the files, raised as MergeConflicted) so a builder
+        can resolve it: its next commit is the merge."""
         check_worktree(worktree)
         ref = f"refs/heads/{main_branch}"
         rc, _, _ = await _run_git("merge-base", "--is-ancestor", ref, "HEAD", cwd=worktree)
@@ -266,6 +336,8 @@ class Workspaces:
         if rc != 0:
             conflicts = await git("diff", "--name-only", "--diff-filter=U", "-z", cwd=worktree, check=False)
             files = [f for f in conflicts.split("\0") if f]
+            if keep_conflicts and files:
+                raise MergeConflicted(files)
             await git("merge", "--abort", cwd=worktree, check=False)
             raise GitError.failed(("merge", ref), worktree, rc,
                                   f"conflict in {', '.join(files)}" if files else (err or out).strip())

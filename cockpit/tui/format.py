@@ -7,6 +7,7 @@ without an app; how it is coloured is the widgets' business.
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -131,6 +132,8 @@ def describe(event: Event) -> str | None:
         return f"⚠ {tid} blocked: {reasons}{' — ' + detail if detail else ''}"
     if k == Kind.OVERRIDE:
         return f"✓ {tid} override: {one_line(d.get('note'), 100)}"
+    if k == Kind.OVERRIDE_CARRIED:
+        return f"✓ {tid} override carried from {short_sha(d.get('from_commit'))} to the builder's re-merge"
     if k == Kind.RETRY:
         return f"↻ {tid} retry"
     if k == Kind.MERGED:
@@ -218,7 +221,42 @@ def spend_line(spent: float, budget: float | None) -> str:
 
 
 def block_summary(reasons: list[str], detail: str, limit: int = 80) -> str:
-    """Why a task waits for the human, in one line."""
+    """Why a task waits for the human, in one line: the line of the detail that says most (see `key_line`)."""
     why = ", ".join(reasons) or "blocked"
-    detail = one_line(detail, limit)
-    return f"{why}: {detail}" if detail else why
+    key = one_line(key_line(detail), limit)
+    return f"{why}: {key}" if key else why
+
+
+_ROUNDS = re.compile(r"after (\d+) rounds")
+_ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception)\b.*")
+
+
+def failing_assertion(text: str) -> str:
+    """The line that says what failed in a test run's output: pytest's first `E ` line with an assert or an
+    error (else its first `E ` line), else a final `SomethingError: ...` line; "" when there is none."""
+    e_lines = [line[1:].strip() for line in text.splitlines() if line.startswith("E ") and line[1:].strip()]
+    for line in e_lines:
+        if "assert" in line or "Error" in line:
+            return line
+    if e_lines:
+        return e_lines[0]
+    errors = [line.strip() for line in text.splitlines() if _ERROR_LINE.match(line.strip())]
+    return errors[-1] if errors else ""
+
+
+def key_line(detail: str) -> str:
+    """The useful part of a block's detail: heads that end in ':' ("still failing ... after 2 rounds:", "... where
+    it was built from:") lead to what follows them, and a failing assertion beats everything else."""
+    lines = [line.strip() for line in (detail or "").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    rounds = _ROUNDS.search(lines[0])
+    prefix = f"after {rounds.group(1)} rounds: " if rounds else ""
+    assertion = failing_assertion(detail)
+    if assertion:
+        return prefix + assertion
+    head = lines[1:] if rounds and len(lines) > 1 else lines
+    first = head[0]
+    if first.endswith(":") and len(head) > 1:
+        return f"{prefix}{head[1]} — {first[:-1]}"
+    return prefix + first

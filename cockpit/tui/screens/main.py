@@ -14,13 +14,14 @@ moved.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 
 from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Container
+
 from textual.events import DescendantFocus
-from textual.widgets import DataTable, Footer, OptionList
+from textual.widgets import DataTable, OptionList
 
 from ...config import FactoryConfig
 from ...domain.events import Event, Kind
@@ -36,8 +37,9 @@ from ..bridge import run_bridge
 from ..messages import EventsArrived
 from ..widgets.activity import ActivityLog
 from ..widgets.needs_you import NeedsYou
-from ..widgets.product_pane import ProductPane, TaskTable
+from ..widgets.product_pane import ProductPane, ProductPanes, TaskTable
 from ..widgets.status_bar import Figures, StatusBar
+from ..widgets.footer import FittedFooter
 
 FIGURES_EVERY_S = 1.0
 """How often spend and burn rate may be recomputed (only when spend moved)."""
@@ -88,13 +90,13 @@ class MainScreen(TaskActions):
     def compose(self) -> ComposeResult:
         yield StatusBar(self.app.title, id="status-bar")
         yield NeedsYou(id="needs-you")
-        with Container(id="panes"):
+        with ProductPanes(id="panes"):
             for product in self.config.products:
                 yield self._new_pane(product.name, product.budget_usd)
             for name in self._unconfigured_products():
                 yield self._new_pane(name, None)
         yield ActivityLog(id="activity")
-        yield Footer(compact=True)
+        yield FittedFooter(compact=True)
 
     def _new_pane(self, name: str, budget: float | None) -> ProductPane:
         pane = ProductPane(name, budget_usd=budget)
@@ -124,7 +126,7 @@ class MainScreen(TaskActions):
         else:
             first = next((p for p in self.panes.values() if p.table.row_count), None)
             if first is not None:
-                first.table.focus()
+                self.focus_product(first.product)
         self.refresh_figures()
         self.set_interval(FIGURES_EVERY_S, self.refresh_figures)
         self.set_interval(AGENTS_EVERY_S, self._draw_agents)
@@ -155,6 +157,16 @@ class MainScreen(TaskActions):
         finally:
             message.consumed.set()
 
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._place_toasts)
+
+    def _place_toasts(self) -> None:
+        """Toasts rise from above the Activity stream, so its newest lines stay readable end to end."""
+        activity = self.activity
+        above = activity.outer_size.height if activity.display else 0
+        for rack in self.query("#textual-toastrack"):  # the rack Textual gives every screen
+            rack.styles.margin = (0, 0, above + 1, 0)
+
     def _toasts(self, events: list[Event]) -> None:
         """A task that blocks or merges is worth a toast, wherever the human is looking."""
         for e in events:
@@ -162,6 +174,14 @@ class MainScreen(TaskActions):
                 why = fmt.block_summary([str(r) for r in e.data.get("reasons") or []], str(e.data.get("detail", "")), 90)
                 self.app.notify(f"{e.task_id} ({e.product}) waits for you: {why}", title="Blocked", severity="warning",
                                 timeout=8)
+            elif e.kind == Kind.SENT_BACK and e.data.get("gate") == "merge" and "human's override" in str(
+                    e.data.get("reason", "")):
+                self.app.notify(f"{e.task_id}: your override stays on record, but main changed under it (a merge "
+                                "conflict): its builder merges main and resolves it; then it lands on your word.",
+                                title="Override meets a conflict", severity="warning", timeout=10)
+            elif e.kind == Kind.OVERRIDE_CARRIED:
+                self.app.notify(f"{e.task_id}: your override carries to the builder's re-merge (same guard finding, "
+                                "tests pass): it is landing.", title="Override carried", timeout=8)
             elif e.kind == Kind.MERGED:
                 t = self.store.task(e.task_id or "")
                 title = f": {fmt.truncate(t.title, 50)}" if t else ""
@@ -193,6 +213,7 @@ class MainScreen(TaskActions):
         if strip_had_focus and self.needs_you.disabled:
             self._focus_in_pane(selected)
         self._show_figures()
+        self.query_one(ProductPanes).fit()
 
     def _draw_agents(self) -> None:
         if self._agents_dirty:
@@ -236,7 +257,7 @@ class MainScreen(TaskActions):
         if pane is not None:
             if task is not None:
                 pane.table.select_task(task.id)
-            pane.table.focus()
+            self.focus_product(pane.product)
 
     # --- selection -----------------------------------------------------------------
 
@@ -252,6 +273,12 @@ class MainScreen(TaskActions):
     def on_descendant_focus(self, event: DescendantFocus) -> None:
         if isinstance(event.widget, (TaskTable, NeedsYou)):
             self._source = event.widget
+        pane = event.widget.parent
+        if isinstance(event.widget, TaskTable) and isinstance(pane, ProductPane):
+            box = self.query_one(ProductPanes)
+            if box.expanded != pane.product:
+                box.expanded = pane.product
+                box.fit()
 
     @on(OptionList.OptionHighlighted, "#needs-you")
     def _follow_strip(self, event: OptionList.OptionHighlighted) -> None:
@@ -273,19 +300,17 @@ class MainScreen(TaskActions):
         if task is None:
             return
         pane = self.panes.get(task.product)
+        in_strip = self.needs_you.select_task(task_id)
         if pane is not None:
             pane.table.select_task(task_id)
-        in_strip = self.needs_you.select_task(task_id)
+            # open its pane (a short terminal collapses the others) and scroll it into view
+            self.query_one(ProductPanes).expand(task.product, focus=not (in_strip and not focus_pane))
         if in_strip and not focus_pane:
             self.needs_you.focus()
-        elif pane is not None:
-            pane.table.focus()
 
     def focus_product(self, product: str) -> None:
-        pane = self.panes.get(product)
-        if pane is not None:
-            pane.table.focus()
-            pane.scroll_visible()
+        if product in self.panes:
+            self.query_one(ProductPanes).expand(product, focus=True)
 
     # --- actions -------------------------------------------------------------------
 
@@ -341,4 +366,5 @@ class MainScreen(TaskActions):
                             self.action_next_blocked)
         yield SystemCommand("New task", "Add a task to a product", self.action_new_task)
         for name, pane in self.panes.items():
-            yield SystemCommand(f"Go to {name}", f"Focus the {name} pane", pane.table.focus, discover=False)
+            yield SystemCommand(f"Go to {name}", f"Focus the {name} pane", partial(self.focus_product, name),
+                                discover=False)

@@ -17,6 +17,7 @@ from textual.screen import ModalScreen
 from textual.validation import Function
 from textual.widgets import Input, Label, Static
 
+from ...domain.visible import visible
 from ..pacing import PacedRepaint
 from ..widgets.inputs import CockpitInput
 
@@ -43,7 +44,7 @@ class PromptScreen(PacedRepaint, ModalScreen[str | None]):
             dialog.border_title = self.prompt_title
             dialog.border_subtitle = "enter submit · esc cancel"
             if self.context:
-                yield Static(self.context, id="context", markup=False)
+                yield Static(visible(self.context), id="context", markup=False)
             yield CockpitInput(
                 value=self.value,
                 placeholder=self.placeholder,
@@ -97,7 +98,7 @@ class ConfirmScreen(PacedRepaint, ModalScreen[bool]):
         with Vertical(id="dialog") as dialog:
             dialog.border_title = self.prompt_title
             dialog.border_subtitle = "y yes · n/enter no"
-            yield Static(self.context or self.prompt_title, id="context", markup=False)
+            yield Static(visible(self.context or self.prompt_title), id="context", markup=False)
 
     def on_mount(self) -> None:
         self.shown_at = time.monotonic()

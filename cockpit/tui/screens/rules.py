@@ -10,19 +10,23 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Log, Static
+from textual.widgets import DataTable, Log, Static
 
 from ...config import FactoryConfig
+from ...domain.visible import visible_line
 from ...factory.rules import RuleBook, RuleError, RuleFile
 from ...store import Store
 from .. import format as fmt
 from .. import queries
 from ..pacing import PacedRepaint
+from ..widgets.text_table import TextTable
+from ..widgets.footer import FittedFooter
 
 REFRESH_S = 2.0
 
@@ -61,10 +65,10 @@ class RulesScreen(PacedRepaint, Screen):
     def compose(self) -> ComposeResult:
         yield Static("", id="rules-summary")
         with Vertical(id="rules-body"):
-            yield DataTable(id="rules-files", cursor_type="row", zebra_stripes=True)
-            yield DataTable(id="rules-errors", cursor_type="row")
+            yield TextTable(id="rules-files", cursor_type="row", zebra_stripes=True)
+            yield TextTable(id="rules-errors", cursor_type="row")
             yield Log(id="rules-events", max_lines=500)
-        yield Footer(compact=True)
+        yield FittedFooter(compact=True)
 
     def on_mount(self) -> None:
         files = self.query_one("#rules-files", DataTable)
@@ -97,16 +101,18 @@ class RulesScreen(PacedRepaint, Screen):
         files = self.query_one("#rules-files", DataTable)
         files.clear()
         for f in state.files:
-            files.add_row(f.name, fmt.truncate(f.title, 40), ", ".join(f.roles) if f.roles else "all",
-                          ", ".join(f.products) if f.products else (f.product or "all"), str(f.order), key=f.name)
+            # cells as Text: a DataTable reads a str as markup, and rule text is full of [brackets]
+            files.add_row(*map(Text, (f.name, fmt.truncate(f.title, 40), ", ".join(f.roles) if f.roles else "all",
+                                      ", ".join(f.products) if f.products else (f.product or "all"), str(f.order))),
+                          key=f.name)
         errors = self.query_one("#rules-errors", DataTable)
         errors.clear()
         for e in state.errors:
-            errors.add_row(e.file, str(e.line), e.message)
+            errors.add_row(Text(e.file), Text(str(e.line)), Text(e.message))
         errors.display = bool(state.errors)
         log = self.query_one("#rules-events", Log)
         log.clear()
-        log.write_lines([line for e in events if (line := fmt.event_line(e)) is not None] or
+        log.write_lines([visible_line(line) for e in events if (line := fmt.event_line(e)) is not None] or
                         ["no reload or error recorded yet"])
         self.loaded += 1
 

@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Label, Sparkline, Static
+from textual.widgets import DataTable, Label, Sparkline, Static
 
 from ...config import FactoryConfig
 from ...domain.budget import Scope
@@ -21,6 +21,8 @@ from ...store import Store
 from .. import format as fmt
 from .. import queries
 from ..pacing import PacedRepaint
+from ..widgets.text_table import TextTable
+from ..widgets.footer import FittedFooter
 
 DAYS = 14
 REFRESH_S = 3.0
@@ -48,12 +50,12 @@ class SpendScreen(PacedRepaint, Screen):
     def compose(self) -> ComposeResult:
         yield Static("", id="spend-summary")
         with Vertical(id="spend-body"):
-            yield DataTable(id="spend-products", cursor_type="row", zebra_stripes=True)
+            yield TextTable(id="spend-products", cursor_type="row", zebra_stripes=True)
             with Horizontal(id="spend-trend"):
                 yield Label(f"factory, last {DAYS} days ", id="trend-label")
                 yield Sparkline([], id="trend", summary_function=max)
-            yield DataTable(id="spend-budgets", cursor_type="row")
-        yield Footer(compact=True)
+            yield TextTable(id="spend-budgets", cursor_type="row")
+        yield FittedFooter(compact=True)
 
     def on_mount(self) -> None:
         products = self.query_one("#spend-products", DataTable)

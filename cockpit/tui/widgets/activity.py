@@ -7,6 +7,7 @@ agents produce text by the thousand lines and `RichLog` costs more per write.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable
 from typing import Self
 
@@ -19,6 +20,7 @@ from textual.timer import Timer
 from textual.widgets import Log
 
 from ...domain.events import Event, Kind
+from ...domain.visible import visible_line
 from .. import format as fmt
 
 _LINE = re.compile(r"^(?P<time>\d\d:\d\d:\d\d) (?P<actor>\S+)")
@@ -80,6 +82,7 @@ class ActivityLog(Log):
         self.following = True
         self._partial: dict[str, tuple[float, str]] = {}
         self._flush_timer: Timer | None = None
+        self._day: str | None = None  # the local date of the last line written
 
     def on_mount(self) -> None:
         self.border_title = "Activity"
@@ -98,6 +101,7 @@ class ActivityLog(Log):
                 if ev.id <= self.last_event_id:
                     continue  # already shown (history and live stream may overlap)
                 self.last_event_id = ev.id
+            lines.extend(self._day_line(ev.ts))
             lines.extend(self._lines_for(ev))
         if lines:
             self._write(lines)
@@ -105,6 +109,18 @@ class ActivityLog(Log):
             if self._flush_timer is not None:
                 self._flush_timer.stop()
             self._flush_timer = self.set_timer(self.FLUSH_AFTER, self.flush_partial)
+
+    def _day_line(self, ts: float) -> list[str]:
+        """A date line where the stream changes day (and before a first day that is not today): times alone
+        would mix days."""
+        day = time.strftime("%Y-%m-%d", time.localtime(ts))
+        if day == self._day:
+            return []
+        clock = getattr(self.app, "clock", time.time) if self.is_attached else time.time
+        shown_before, self._day = self._day, day
+        if shown_before is None and day == time.strftime("%Y-%m-%d", time.localtime(clock())):
+            return []
+        return [f"── {time.strftime('%a %d %b %Y', time.localtime(ts))} ──"]
 
     def flush_partial(self) -> None:
         """Show every half-written line now."""
@@ -122,7 +138,8 @@ class ActivityLog(Log):
         for a repaint and the scrollbar is updated here (a scrollbar that appears still gets its layout)."""
         self._content_only = True
         try:
-            self.write_lines([fmt.truncate(line, self.LINE_WIDTH) for line in lines], scroll_end=self.following)
+            self.write_lines([fmt.truncate(visible_line(line), self.LINE_WIDTH) for line in lines],
+                             scroll_end=self.following)
         finally:
             self._content_only = False
         self._scroll_update(self.virtual_size)

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 from rich.style import Style
 from rich.text import Text
+import math
+
+from textual import events
 from textual.app import ComposeResult
 from textual.color import Color
-from textual.containers import Vertical
+from textual.containers import Container, Vertical
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import ColumnKey
 
 from ...domain.tasks import Task, TaskState, gate_lights
+from ...domain.visible import visible_line
 from .. import format as fmt
+from .. import safe
 from ..agents import AgentState
+from .text_table import TextTable
 
 GATES = ("tests", "review", "defects", "budget")
 """Gate light columns, in the order they are shown: t, r, d, $."""
@@ -25,7 +31,7 @@ _GATE_LABELS = {"tests": "t", "review": "r", "defects": "d", "budget": "$"}
 _TITLE_WIDTH = 32
 
 
-class TaskTable(DataTable):
+class TaskTable(TextTable):
     """The tasks of one product, a row each (key: the task id): title, state, a light per gate, spend, and a note:
     why it waits for the human, or what landed.
 
@@ -123,10 +129,10 @@ class TaskTable(DataTable):
         task_id, title, state, lights, spend, doing = raw
         c = self._colors
         state_text = Text(str(state), style=c["blocked"] if state == TaskState.BLOCKED.value else "")
-        return [task_id, Text(str(title)), state_text,
+        return [task_id, safe.line(title), state_text,
                 *(Text("●", style=c[light]) for light in lights),  # type: ignore[union-attr]
                 Text(str(spend), justify="right"),
-                Text(fmt.truncate(str(doing), self._doing_width), style=c["doing"], no_wrap=True)]
+                Text(fmt.truncate(visible_line(doing), self._doing_width), style=c["doing"], no_wrap=True)]
 
     def _put(self, task_id: str, raw: tuple[object, ...], *, redraw: bool = False) -> None:
         old = self._rows.get(task_id)
@@ -157,7 +163,19 @@ class TaskTable(DataTable):
             raw = (t.id, fmt.truncate(t.title, _TITLE_WIDTH), state, tuple(lights[g] for g in GATES),
                    fmt.task_money(t.spend_usd, t.simulated_usd), self._doing_of(t))
             self._put(t.id, raw)
+        self._order([t.id for t in sorted(tasks, key=lambda t: t.state != TaskState.BLOCKED)])
         self.call_after_refresh(self._fit_doing)  # a longer title or spend narrows what is left
+
+    def _order(self, wanted: list[str]) -> None:
+        """Rows in `wanted` order (blocked first, then the store's): a blocked task is never scrolled out of
+        sight below the others. The cursor stays on its task."""
+        if [row.key.value for row in self.ordered_rows] == wanted:
+            return
+        selected = self.selected_task_id
+        rank = {task_id: i for i, task_id in enumerate(wanted)}
+        self.sort("id", key=lambda task_id: rank.get(str(task_id), len(rank)))
+        if selected is not None:
+            self.select_task(selected)
 
     def _doing_of(self, t: Task) -> str:
         if t.state == TaskState.BLOCKED:
@@ -199,6 +217,7 @@ class ProductPane(Vertical):
         self.tasks: dict[str, Task] = {}
 
     def compose(self) -> ComposeResult:
+        yield PaneSummary("", classes="summary")
         yield TaskTable()
         yield Static("", classes="agents", markup=False)
 
@@ -227,7 +246,8 @@ class ProductPane(Vertical):
 
     def show_agents(self, agents: list[AgentState]) -> None:
         """One line per agent at work: `builder-3 T4 ▸ write_file shop/export.py` (a short pane clips them first)."""
-        lines = [f"{'⏸ ' if a.paused else ''}{a.agent} {a.task_id or ''} {a.line}".rstrip() for a in agents]
+        lines = [visible_line(f"{'⏸ ' if a.paused else ''}{a.agent} {a.task_id or ''} {a.line}".rstrip())
+                 for a in agents]
         if lines == self.agent_lines:
             return
         same_height = len(lines) == len(self.agent_lines)
@@ -262,3 +282,69 @@ class ProductPane(Vertical):
         if self.queue:
             sub.append("merge " + " ".join(f"{t}⚙" if t == self.testing else t for t in self.queue))
         self.border_subtitle = " · ".join(sub)
+        self.query_one(PaneSummary).update(f"▸ {self.border_title} · {self.border_subtitle}")
+
+
+class PaneSummary(Static, can_focus=True):
+    """A collapsed pane's one line (its title, counts and spend); focusing or clicking it opens the pane."""
+
+    def on_focus(self) -> None:
+        pane = self.parent
+        box = pane.parent if pane is not None else None
+        if isinstance(pane, ProductPane) and isinstance(box, ProductPanes):
+            box.expand(pane.product, focus=True)
+
+    def on_click(self, event: events.Click) -> None:
+        self.focus()
+
+
+class ProductPanes(Container):
+    """The product panes. When the terminal is too short to give each pane a few rows (k9s and lazygit at 80x24),
+    every pane but one collapses to its summary line, so every product stays in sight with its counts; the open
+    one is the pane the human works in (focus, `n`, the palette), else the first with a blocked task."""
+
+    MIN_PANE_HEIGHT = 7
+    """Border, header, three rows and an agent line: below this per pane, the panes collapse."""
+
+    def __init__(self, *children, id: str | None = None) -> None:
+        super().__init__(*children, id=id)
+        self.expanded: str | None = None
+
+    @property
+    def panes(self) -> list[ProductPane]:
+        return list(self.query_children(ProductPane))
+
+    def on_resize(self) -> None:
+        self.fit()
+
+    def columns(self) -> int:
+        screen = self.screen
+        return 3 if screen.has_class("-very-wide") else 2 if screen.has_class("-wide") else 1
+
+    def fit(self) -> None:
+        panes = self.panes
+        if not panes or not self.size.height:
+            return
+        rows = math.ceil(len(panes) / self.columns())
+        compact = self.size.height < rows * self.MIN_PANE_HEIGHT
+        names = [p.product for p in panes]
+        open_one = self.expanded if self.expanded in names else next(
+            (p.product for p in panes if p.counts.get(TaskState.BLOCKED.value)), names[0])
+        self.set_class(compact, "-compact")
+        for p in panes:
+            p.set_class(compact and p.product != open_one, "-collapsed")
+
+    def expand(self, product: str, *, focus: bool = False) -> None:
+        """Open `product`'s pane (the others collapse if the terminal is short) and bring it into view."""
+        self.expanded = product
+        self.fit()
+        pane = next((p for p in self.panes if p.product == product), None)
+        if pane is None:
+            return
+
+        def show() -> None:
+            if focus:
+                pane.table.focus()
+            pane.scroll_visible(animate=False)
+
+        self.call_after_refresh(show)

@@ -1,0 +1,78 @@
+"""A human override across a later merge (issue 20, point 1), in the domain where it is enforced.
+
+The human overrode commit a1 whose guard found one test fewer in tests/test_units.py. Main then moved and a1
+conflicts: a builder merges main into it (a2). The override carries to a2 when a2's tests pass, no defect is
+open and a2's guard finds nothing the human did not accept; anything new asks the human again.
+"""
+
+import pytest
+
+from cockpit.domain import Event, Kind, Refused, TaskState, apply, create
+from cockpit.domain.tasks import human_override, may_merge
+
+ACCEPTED = ["fewer:tests/test_units.py:1"]
+
+
+def ev(kind, actor="system", **data):
+    return Event(kind=kind, actor=actor, product="weather", task_id="T10", data=data)
+
+
+def overridden_then_sent_back():
+    """a1 guard-blocked, overridden by the human, then sent back by the merge queue (a textual conflict)."""
+    t = create(ev(Kind.TASK_CREATED, "human:you", title="Round Kelvin to one decimal"))
+    t = apply(t, ev(Kind.TASK_STARTED, agent="builder-1"))
+    t = apply(t, ev(Kind.COMMITTED, "builder-1", sha="a1"))
+    t = apply(t, ev(Kind.SUBMITTED, "builder-1"))
+    t = apply(t, ev(Kind.VERDICT, gate="tests", commit="a1", outcome="pass"))
+    t = apply(t, ev(Kind.VERDICT, gate="guard", commit="a1", outcome="fail", findings=ACCEPTED))
+    t = apply(t, ev(Kind.BLOCKED, reasons=["tests removed"]))
+    t = apply(t, ev(Kind.OVERRIDE, "human:you", note="the removed test was a duplicate"))
+    assert t.state == TaskState.MERGING and t.rounds_base == t.rounds
+    t = apply(t, ev(Kind.SENT_BACK, reason="merge conflict: conflict in weather/units.py", gate="merge"))
+    # the builder merges main into a1 and resolves the conflict: a2, then the tests gate passes on it
+    t = apply(t, ev(Kind.COMMITTED, "builder-1", sha="a2"))
+    t = apply(t, ev(Kind.SUBMITTED, "builder-1"))
+    return apply(t, ev(Kind.VERDICT, gate="tests", commit="a2", outcome="pass"))
+
+
+def test_the_override_carries_to_a_re_merge_with_the_same_guard_finding_and_lands():
+    t = overridden_then_sent_back()
+    t = apply(t, ev(Kind.VERDICT, gate="guard", commit="a2", outcome="fail", findings=ACCEPTED))
+    # without the carry, nothing moves a guard-failed commit on: checked is refused, so it would block again
+    with pytest.raises(Refused, match="only a human override lands it"):
+        apply(t, ev(Kind.CHECKED))
+    assert human_override(t) is None and not may_merge(t)
+    t = apply(t, ev(Kind.OVERRIDE_CARRIED, from_commit="a1", merges_main=True))
+    assert t.state == TaskState.MERGING
+    carried = human_override(t)
+    assert carried is not None and carried.commit == "a2" and carried.carried_from == "a1"
+    assert carried.actor == "human:you" and carried.note == "the removed test was a duplicate"
+    t = apply(t, ev(Kind.VERDICT, gate="merge", commit="m2", source="a2", base="b2", outcome="pass"))
+    t = apply(t, ev(Kind.MERGED, merged_commit="m2"))
+    assert t.state == TaskState.DONE
+
+
+@pytest.mark.parametrize("findings, why", [
+    (["fewer:tests/test_units.py:2"], "fewer:tests/test_units.py:2"),  # a second test removed
+    ([*ACCEPTED, "protected:conftest.py"], "protected:conftest.py"),     # the harness touched as well
+    ([], "could not name"),                                              # a failure without findings
+])
+def test_the_override_does_not_carry_what_the_human_did_not_accept(findings, why):
+    t = overridden_then_sent_back()
+    t = apply(t, ev(Kind.VERDICT, gate="guard", commit="a2", outcome="fail", findings=findings))
+    with pytest.raises(Refused, match=why):
+        apply(t, ev(Kind.OVERRIDE_CARRIED, from_commit="a1", merges_main=True))
+
+
+def test_the_override_does_not_carry_without_passing_tests_a_merge_of_main_or_from_an_agent():
+    t = overridden_then_sent_back()
+    t = apply(t, ev(Kind.VERDICT, gate="guard", commit="a2", outcome="fail", findings=ACCEPTED))
+    with pytest.raises(Refused, match="not a merge of main"):
+        apply(t, ev(Kind.OVERRIDE_CARRIED, from_commit="a1"))
+    with pytest.raises(Refused, match="may not override.carried"):
+        apply(t, ev(Kind.OVERRIDE_CARRIED, "builder-1", from_commit="a1", merges_main=True))
+    with pytest.raises(Refused, match="no human override of a0"):
+        apply(t, ev(Kind.OVERRIDE_CARRIED, from_commit="a0", merges_main=True))
+    failing = apply(t, ev(Kind.VERDICT, gate="tests", commit="a2", outcome="fail"))
+    with pytest.raises(Refused, match="tests gate has not passed on a2"):
+        apply(failing, ev(Kind.OVERRIDE_CARRIED, from_commit="a1", merges_main=True))
