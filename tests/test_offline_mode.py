@@ -83,6 +83,11 @@ def test_offline_a_task_blocks_with_no_model_its_spend_is_simulated_and_the_run_
     code, out, _ = run(capsys, "spend", "--factory", factory)
     assert "simulated calls (the offline scripted model's, not real money)" in out
 
+    # the rate's cost metrics count real money only: the call is there, its simulated dollars are not
+    code, out, _ = run(capsys, "rate", "--json", "--factory", factory)
+    totals = json.loads(out)["factory"]["totals"]
+    assert totals["model_calls"] == 1 and totals["tokens"] > 0 and totals["usd"] == 0
+
     # the agent's log says the same as the task
     code, out, _ = run(capsys, "tail", "builder-1", "-n", "50", "--factory", factory)
     assert code == 0 and "blocked: no model" in out and "sim $" in out
