@@ -127,7 +127,7 @@ def _run(config: FactoryConfig, *, headless: bool, timeout: float | None) -> int
     if headless:
         st = asyncio.run(run_headless(config, timeout=timeout))
         print("\n".join(summary_lines(st)))
-        return 0
+        return headless_exit_code(st)
 
     from .tui.app import CockpitApp
 
@@ -138,6 +138,22 @@ def _run(config: FactoryConfig, *, headless: bool, timeout: float | None) -> int
 
     asyncio.run(_app())
     return 0
+
+
+# `run --headless` / `demo --headless` exit codes, for scripts and CI (the README lists them)
+EXIT_ALL_DONE = 0        # nothing is left open: every task is done
+EXIT_WAITS_FOR_YOU = 3   # every task that is not done is blocked: the factory waits for a human
+EXIT_STILL_WORKING = 4   # stopped (--timeout) while tasks were still queued or in progress
+
+
+def headless_exit_code(st: dict) -> int:
+    """What a headless run's end means for whoever called it (1 and 2 stay: refused, bad input)."""
+    states = [t["state"] for p in st["products"] for t in p["tasks"]]
+    if any(s not in ("done", "blocked") for s in states):
+        return EXIT_STILL_WORKING
+    if "blocked" in states:
+        return EXIT_WAITS_FOR_YOU
+    return EXIT_ALL_DONE
 
 
 async def _with_store(config: FactoryConfig, fn):

@@ -27,6 +27,7 @@ from ...config import FactoryConfig
 from ...domain.events import Event, Kind
 from ...domain.tasks import Task, TaskState
 from ...factory import commands
+from ...agents.client import offline_reason
 from ...factory.meter import burn_rate
 from ...store import Store
 from .. import format as fmt
@@ -75,6 +76,14 @@ class MainScreen(TaskActions):
         self._figures_dirty = True
         self._burn = 0.0
         self._agents_dirty: set[str] = set()
+
+    @property
+    def _offline(self) -> str | None:
+        """Why the agents this cockpit drives talk to the scripted model (None: online, or driven elsewhere)."""
+        model = getattr(self.orchestrator, "model", None)
+        if getattr(model, "mode", None) != "scripted":
+            return None
+        return offline_reason(self.config) or "scripted model"
 
     # --- layout ------------------------------------------------------------------
 
@@ -236,7 +245,8 @@ class MainScreen(TaskActions):
         bars.first().show(Figures(
             needs_you=len(self.needs_you.task_ids), today_usd=spend["today"] or 0.0, day_limit_usd=spend["day_limit"],
             total_usd=spend["total"] or 0.0, factory_limit_usd=spend["factory_limit"], burn_usd_per_hour=self._burn,
-            working=len(self.board.working()), note=self.app.sub_title))
+            working=len(self.board.working()), note=self.app.sub_title, offline=self._offline or "",
+            sim_today_usd=spend["sim_today"] or 0.0, sim_total_usd=spend["sim_total"] or 0.0))
 
     def _focus_in_pane(self, selected: str | None) -> None:
         """The strip emptied under the human: carry on with the same task, in its pane."""
