@@ -327,4 +327,8 @@ def combine(first: GuardResult, second: GuardResult) -> GuardResult:
     """Both checks' reasons, details and findings as one verdict."""
     reasons = [*first.reasons, *[r for r in second.reasons if r not in first.reasons]]
     detail = "\n".join(d for d in (first.detail, second.detail) if d)
-    return GuardResult(reasons, detail, [*first.findings, *second.findings])
+    findings = [*first.findings, *second.findings]
+    # a deleted test file also collects fewer tests: the deletion says it (the same finding with or without a count)
+    deleted = {f.removeprefix("deleted:") for f in findings if f.startswith("deleted:")}
+    findings = [f for f in findings if not (f.startswith("fewer:") and f.split(":")[1] in deleted)]
+    return GuardResult(reasons, detail, findings)
