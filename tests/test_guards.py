@@ -1,21 +1,15 @@
-"""The guard of the tests gate: deleted or fewer tests and touched harness files need a human.
+"""The git-only guard of the tests gate: deleted test files and touched runner or factory files need a human.
 
-Real git repos, the real bwrap sandbox, real pytest collection.
+Real git repos. (Main's tests by identity, counted from the run itself: tests/test_gates.py.)
 """
-
-import sys
 
 import pytest
 
 from cockpit.factory.guards import (
-    DEFAULT_PROTECTED, PROTECTED_CHANGED, TESTS_REMOVED, GateGuard, CollectedTests, compare_counts, is_protected, is_test_file,
-    path_matches,
+    DEFAULT_PROTECTED, PROTECTED_CHANGED, TESTS_REMOVED, GateGuard, is_protected, is_test_file, path_matches,
 )
-from cockpit.factory.sandbox import Sandbox
-from cockpit.factory.scratch import throwaway_tree
 from gitrepo import commit_files, make_repo, run_git
 
-PYTEST = f"PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {sys.executable} -m pytest -q -p no:cacheprovider"
 BASE = {
     "calc.py": "def add(a, b):\n    return a + b\n",
     "pytest.ini": "[pytest]\npythonpath = .\n",
@@ -37,14 +31,16 @@ def branch(repo, files, delete=(), name="task", message="change"):
 
 
 @pytest.fixture
-def guard(tmp_path):
-    return GateGuard(Sandbox("bwrap"), tmp_path / "scratch", timeout_s=60, output_cap_bytes=64_000)
+def guard():
+    return GateGuard()
 
 
 def test_patterns_match_like_gitignore():
     assert all(is_protected(p, DEFAULT_PROTECTED) for p in (
-        "conftest.py", "tests/conftest.py", "pytest.ini", "sub/tox.ini", "setup.cfg", "pyproject.toml",
-        ".github/workflows/ci.yml", ".ci/run", "Makefile"))
+        "conftest.py", "tests/conftest.py", "a/b/c/conftest.py", "pytest.ini", ".pytest.ini", "sub/tox.ini",
+        "setup.cfg", "pyproject.toml", ".github/workflows/ci.yml", ".ci/run", "Makefile", "sitecustomize.py",
+        "usercustomize.py", "lib/x.pth", "package.json", "jest.config.ts", ".cargo/config.toml", "build.rs",
+        "go.mod", ".cockpit/rules/00-review.md"))
     assert not any(is_protected(p, DEFAULT_PROTECTED) for p in ("calc.py", "tests/test_calc.py", "docs/Makefile.md",
                                                                  "src/.github.py", "x/.ci/run"))
     assert path_matches("db/migrations/0001.sql", "db/migrations/") and path_matches("a/b/c.lock", "*.lock")
@@ -83,49 +79,6 @@ async def test_protected_files_and_a_product_widened_list(tmp_path, guard):
     assert res.reasons == [PROTECTED_CHANGED] and res.detail == "protected files changed: tests/conftest.py"
     _, res = await guard.check_static(repo, "main", sha, [*DEFAULT_PROTECTED, "db/migrations/"])
     assert res.detail == "protected files changed: db/migrations/1.sql, tests/conftest.py"
-
-
-async def test_fewer_tests_collected_than_on_main_is_tests_removed(tmp_path, guard):
-    repo = make_repo(tmp_path / "repo", BASE)
-    # the builder deletes the failing test function (the file stays, so only counting sees it)
-    sha = branch(repo, {"tests/test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n",
-                        "calc.py": "def add(a, b):\n    return abs(a) + b\n"})
-    base, static = await guard.check_static(repo, "main", sha, DEFAULT_PROTECTED)
-    assert not static.failed
-    async with throwaway_tree(repo, tmp_path / "trees", sha) as tree:
-        res = await guard.check_count(repo, base, tree, PYTEST)
-    assert res.reasons == [TESTS_REMOVED]
-    assert res.detail.startswith(f"2 tests collected on this commit, 3 on main ({base[:12]})")
-    assert "tests/test_calc.py: 2 -> 1" in res.detail and "test_more" not in res.detail
-
-
-async def test_more_tests_pass_and_tests_landed_on_main_since_do_not_count_against_the_branch(tmp_path, guard):
-    repo = make_repo(tmp_path / "repo", BASE)
-    sha = branch(repo, {"tests/test_sub.py": "def test_a():\n    pass\n"})
-    # meanwhile another task lands two tests on main: the branch is compared with where it was built from
-    commit_files(repo, {"tests/test_landed.py": "def test_x():\n    pass\n\n\ndef test_y():\n    pass\n"})
-    base, _ = await guard.check_static(repo, "main", sha, DEFAULT_PROTECTED)
-    assert base != run_git(repo, "rev-parse", "main")
-    async with throwaway_tree(repo, tmp_path / "trees", sha) as tree:
-        res = await guard.check_count(repo, base, tree, PYTEST)
-        # printing a fake summary fools nothing: the count comes from the collection itself
-        assert not res.failed and res.detail == f"4 tests collected (main {base[:12]}: 3)"
-    assert list((tmp_path / "scratch").iterdir()) == [], "the count's scratch files and checkouts are removed"
-
-
-async def test_another_runner_is_not_counted_and_says_so(tmp_path, guard):
-    repo = make_repo(tmp_path / "repo", BASE)
-    sha = branch(repo, {"calc.py": "def add(a, b):\n    return b + a\n"})
-    base, _ = await guard.check_static(repo, "main", sha, DEFAULT_PROTECTED)
-    async with throwaway_tree(repo, tmp_path / "trees", sha) as tree:
-        res = await guard.check_count(repo, base, tree, "./run-tests.sh")
-    assert not res.failed and "does not run pytest" in res.detail and "deleted test files are checked" in res.detail
-
-
-def test_an_uncountable_branch_against_a_counted_main_is_tests_removed():
-    res = compare_counts(CollectedTests(3, {"tests/t.py": 3}), CollectedTests(None, note="collecting the tests failed"), "b" * 40)
-    assert res is not None and res.reasons == [TESTS_REMOVED] and "3 were collected on main" in res.detail
-    assert compare_counts(CollectedTests(None), CollectedTests(None), "b" * 40) is None
 
 
 async def test_what_a_crash_left_in_the_scratch_area_is_cleared_at_start(tmp_path):

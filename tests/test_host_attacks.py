@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 import subprocess
 from pathlib import Path
 
 import pytest
 from gitrepo import GIT_ENV, host_tmp, make_repo, run_git  # noqa: F401  (host_tmp is a fixture)
 
-from cockpit.factory import safe_files
+from cockpit.factory import safe_files, safe_git
 from cockpit.factory.defects import REPRO_TEST_FILE, reproduce
-from cockpit.factory.guards import CountProbe
+from cockpit.factory.evidence import OutcomeStream
 from cockpit.factory.sandbox import Sandbox
 from cockpit.factory.workspaces import GitError, Workspaces, check_worktree, git
 
@@ -318,20 +319,25 @@ def test_paths_that_climb_out_are_refused(host_tmp, rel):
         safe_files.write_bytes(tree, rel, b"x")
 
 
-async def test_count_file_swapped_for_a_symlink_is_not_read(host_tmp):
-    """The sandboxed test command can write the probe dir: it replaces count.jsonl by a link to a host secret."""
+async def test_the_outcome_stream_dir_cannot_be_swapped_from_the_sandbox(host_tmp):
+    """The tests gate's reporter and its FIFO live in a dir bound read-only: a link in place of either fails."""
     secret = host_tmp / "credentials"
-    secret.write_text('{"total": 99, "files": {"' + SECRET + '": 99}}\n')
-    probe = CountProbe(host_tmp / "scratch")
+    secret.write_text(SECRET)
+    stream = OutcomeStream(host_tmp / "scratch")
     try:
-        r = await Sandbox("bwrap").run(f"ln -s {secret} count.jsonl", cwd=probe.dir, writable=[probe.dir],
+        # liveness: were the dir writable, the swap would land
+        r = await Sandbox("bwrap").run(f"ln -sf {secret} outcomes.fifo", cwd=stream.dir, writable=[stream.dir],
                                        timeout_s=20, output_cap_bytes=CAP)
-        assert r.ok, r.output
-        assert SECRET in probe.out.read_text()  # liveness: a plain read follows it
-        got = probe.read()
-        assert got.total is None and SECRET not in str(got)
+        assert r.ok and (stream.dir / "outcomes.fifo").is_symlink(), r.output
+        stream.remove()
+        stream = OutcomeStream(host_tmp / "scratch")
+        r = await Sandbox("bwrap").run(f"ln -sf {secret} outcomes.fifo; ln -sf {secret} cockpit_outcomes.py",
+                                       cwd=stream.dir, writable=[], readable=[stream.dir], timeout_s=20,
+                                       output_cap_bytes=CAP)
+        assert not r.ok and "Read-only file system" in r.output
+        assert stat.S_ISFIFO(os.lstat(stream.fifo).st_mode) and SECRET not in (stream.dir / "cockpit_outcomes.py").read_text()
     finally:
-        probe.close()
+        stream.remove()
 
 
 def test_a_fifo_in_place_of_a_file_does_not_hang_the_cockpit(host_tmp):
@@ -495,3 +501,75 @@ async def test_git_reads_work_and_writes_fail_in_the_sandbox(product):
     r = await box.run("git log --oneline -1 && git diff main...HEAD --stat", cwd=wt, readable=[wt], writable=[],
                       timeout_s=20, output_cap_bytes=CAP)
     assert r.ok and "calc.py" in r.output, r.output
+
+
+def test_only_safe_directory_is_kept_from_the_users_config(host_tmp, monkeypatch):
+    """The user's global config is not read by the cockpit's git, but for the repositories it
+    trusts despite their owner (`safe.directory`): config that runs nothing."""
+    home = host_tmp / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text(f"[safe]\n\tdirectory = {host_tmp}/theirs\n[core]\n\tfsmonitor = /bin/false\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(safe_git, "_trusted", None)
+    line = safe_git.argv("status")
+    assert f"safe.directory={host_tmp}/theirs" in line
+    assert "core.fsmonitor=false" in line and "core.fsmonitor=/bin/false" not in line
+    assert safe_git.hardened_env()["GIT_CONFIG_GLOBAL"] == "/dev/null"
+
+
+def test_no_git_subprocess_outside_safe_git():
+    """The rule is enforced in one place: no module of the cockpit starts git itself."""
+    import re
+
+    pkg = Path(__file__).resolve().parents[1] / "cockpit"
+    call = re.compile(r"""(subprocess\.(run|Popen|call|check_call|check_output)|create_subprocess_(exec|shell)"""
+                      r"""|os\.(system|exec\w*|spawn\w*))\(\s*\[?\s*(["']git\b|[\w.]*which\(["']git)""")
+    offenders = [str(f.relative_to(pkg)) for f in pkg.rglob("*.py")
+                 if f.name != "safe_git.py" and call.search(f.read_text(encoding="utf-8"))]
+    assert offenders == []
+    # liveness: the pattern does catch the call this rule forbids
+    assert call.search('subprocess.run(["git", "status"], cwd=wt)')
+    assert call.search('await asyncio.create_subprocess_exec("git", *args)')
+
+
+async def test_tests_gate_precheck_on_a_nested_repository_runs_nothing_on_the_host(product):
+    from cockpit.factory.gates import run_tests_gate
+
+    wt, marker = product["wt"], product["marker"]
+    nested_repo_with(wt, marker, fsmonitor=True)
+    plain_git(wt, "status", "--porcelain", "--untracked-files=no")
+    assert marker.exists()  # liveness: the gate's own pre-check, unhardened, runs it
+    marker.unlink()
+    sha = await git("rev-parse", "HEAD", cwd=wt)
+    await run_tests_gate(Sandbox("bwrap"), "true", wt, sha, timeout_s=30, output_cap_bytes=CAP)
+    assert not marker.exists()
+
+
+async def test_submodule_url_with_a_command_transport_is_never_fetched(product, monkeypatch):
+    """`.gitmodules` names `ext::sh -c ...` as the URL; the user's config allows ext (some do, for
+    remote helpers). Whatever git the cockpit runs, no transport runs."""
+    wt, marker, root = product["wt"], product["marker"], product["root"]
+    home = root / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text('[protocol "ext"]\n\tallow = always\n')
+    sha = run_git(product["repo"], "rev-parse", "HEAD")
+    (wt / ".gitmodules").write_text(f'[submodule "s"]\n\tpath = s\n\turl = "ext::sh -c touch% {marker}"\n')
+    run_git(wt, "update-index", "--add", "--cacheinfo", f"160000,{sha},s")
+    plain_git(wt, "submodule", "update", "--init", home=home)
+    assert marker.exists(), "liveness: plain git ran the ext:: transport"
+    marker.unlink()
+    monkeypatch.setenv("HOME", str(home))
+    rc, _, err = await safe_git.run("submodule", "update", "--init", cwd=wt)
+    assert rc != 0 and not marker.exists(), err
+    rc, _, err = await safe_git.run("fetch", f"ext::sh -c touch% {marker}", cwd=wt)
+    assert rc != 0 and "transport 'ext' not allowed" in err.decode(), err
+    assert not marker.exists()
+
+
+async def test_a_symlink_to_a_host_secret_reads_nothing_in_the_sandbox(product, user_home):
+    wt = product["wt"]
+    (wt / "notes").symlink_to(user_home / ".bashrc")
+    off = await Sandbox("off").run("cat notes", cwd=wt, writable=[wt], timeout_s=20, output_cap_bytes=CAP)
+    assert SECRET in off.output  # liveness
+    r = await Sandbox("bwrap").run("cat notes; echo end", cwd=wt, writable=[wt], timeout_s=20, output_cap_bytes=CAP)
+    assert SECRET not in r.output and "No such file or directory" in r.output, r.output

@@ -260,11 +260,14 @@ async def test_session_prompt_injects_lessons_after_the_rules_and_records_their_
     await k.memory.remember("Ledger: the accountant wants ROUND_HALF_UP, never banker's rounding, in invoices.",
                             product="ledger", role="builder", source_task="T2", actor="builder-2")
     task = type("T", (), {"id": "T3", "product": "ledger", "title": "Round invoice totals", "body": "half-up, decimal"})
-    prompt = await k.session_prompt(role="reviewer", agent="reviewer-1", task=task)
+    # builders' lessons are for builders (issue 18: recall follows the roles a lesson is for)
+    assert (await k.session_prompt(role="reviewer", agent="reviewer-1", task=task)).lessons == []
+    prompt = await k.session_prompt(role="builder", agent="builder-3", task=task)
     assert len(prompt.lessons) == 1  # the 40-token budget holds one of the two
     (lesson,) = prompt.lessons
     s = prompt.system
-    assert s.index("THE RULES") < s.index(f"[L{lesson.id}] {lesson.text}") < s.index("ROLE: reviewer")
+    assert s.index("THE RULES") < s.index(f"[L{lesson.id}] {lesson.text}") < s.index("ROLE: builder")
+    assert f"(source: {lesson.source_actor} on {lesson.source_task}" in s  # who taught it, from which task
     system, facts = await prompt.refresh()
     assert system == s and facts["lesson_ids"] == [lesson.id] and facts["rules_hash"] == prompt.rules.hash
     assert facts["memory_hash"]

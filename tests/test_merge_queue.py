@@ -103,6 +103,7 @@ async def test_main_moving_during_the_test_run_means_test_again(tmp_path):
     flag = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="cockpit-mq-")) / "go"
     cmd = f"while [ ! -e {flag} ]; do sleep 0.05; done; {PYTEST}"
     cfg, store, ws, mq, repo = await factory(tmp_path, test_command=cmd)
+    mq.sandbox = Sandbox("bwrap", toolchains=[flag.parent])  # the allow-list shows the flag's dir, read-only
     tid = await ready_task(store, ws, repo, CALLER, "Add a report")
 
     async def move_main():
@@ -123,6 +124,41 @@ async def test_main_moving_during_the_test_run_means_test_again(tmp_path):
     assert run_git(repo, "rev-parse", "main") == t.merged_commit == merge_verdicts[1].commit
     notes = [e.data["text"] for e in await store.events(kinds=[Kind.NOTE])]
     assert any("main moved while" in n for n in notes)
+    await store.close()
+
+
+async def test_a_tree_tested_green_is_not_tested_again_unless_main_moved(tmp_path):
+    """The check stage's green run on a clean checkout carries over to the identical merge tree; a task built
+    on an older main is run again (liveness: the same queue without the check's verdict runs the suite)."""
+    cfg, store, ws, mq, repo = await factory(tmp_path)
+    gate = mq.tests_gate
+    t1 = await ready_task(store, ws, repo, {"calc.py": "def add(a, b):\n    return b + a\n"}, "One")
+    t2 = await ready_task(store, ws, repo, CALLER, "Two", builder="builder-2")
+    for tid in (t1, t2):  # the check stage, as the orchestrator runs it
+        stage = await gate.check(repo, "main", store.task(tid).commit, PYTEST)
+        assert stage.action == "pass", stage.text
+    assert gate.runs == 2
+    await mq.land(t1)  # built on the current main: its merge has the very tree tested green
+    a = store.task(t1)
+    assert a.state == TaskState.DONE and gate.runs == 2 and gate.reused == 1
+    (mv,) = [v for v in a.verdicts if v.gate == "merge"]
+    assert mv.outcome == "pass" and mv.commit == a.merged_commit
+    reuse = [e for e in await store.events(kinds=[Kind.VERDICT]) if e.data.get("gate") == "merge"][-1]
+    assert "not run again: tree" in reuse.data["detail"] and "main has not moved" in reuse.data["detail"]
+    await mq.land(t2)  # main moved under it: the merge is a new tree, tested again
+    assert store.task(t2).state == TaskState.DONE and gate.runs == 3 and gate.reused == 1
+    # 2 tasks merged with 3 suite runs: 1.5 per task here (each check needs its own run)
+    await store.close()
+
+
+async def test_a_green_run_on_another_base_is_not_reused(tmp_path):
+    cfg, store, ws, mq, repo = await factory(tmp_path)
+    gate = mq.tests_gate
+    tid = await ready_task(store, ws, repo, {"calc.py": "def add(a, b):\n    return b + a\n"}, "One")
+    assert (await gate.check(repo, "main", store.task(tid).commit, PYTEST)).action == "pass"
+    commit_files(repo, {"README": "moved\n"}, "someone else landed")  # main moves after the check
+    await mq.land(tid)
+    assert store.task(tid).state == TaskState.DONE and gate.reused == 0 and gate.runs == 2
     await store.close()
 
 

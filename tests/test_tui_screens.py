@@ -259,7 +259,7 @@ async def test_dollar_shows_spend_per_product_with_a_sparkline(store, config):
         assert isinstance(app.screen, SpendScreen)
         await until(pilot, lambda: app.screen.loaded > 0)
         table = app.screen.query_one("#spend-products", DataTable)
-        shop = table.get_row("shop")
+        shop = [str(c) for c in table.get_row("shop")]  # cells are Text (issue 18: never markup)
         assert shop[2] == "$0.2500" and shop[3] == "$10.00" and shop[4] == "2%" and shop[7] == "1"
         assert str(shop[1]).endswith("█") and set(str(shop[1])[:-1]) == {"▁"}  # today's spend, none before
         assert "product shop" in screen_text(app)  # its budget line
@@ -316,6 +316,7 @@ async def test_m_searches_edits_pins_and_deletes_lessons(store, config):
         await until(pilot, lambda: screen.lessons and "ROUND_HALF_UP" in screen.lessons[0].text)
         await pilot.press("d")
         assert isinstance(app.screen, ConfirmScreen)
+        await pilot.pause(MemoryScreen.CONFIRM_SETTLE_S)  # a deliberate y, not one typed ahead
         await pilot.press("y")
         await until(pilot, lambda: screen.loaded and not screen.lessons)
     kinds = [(e.kind, e.actor) for e in await store.events(kinds=["memory.pinned", "memory.updated", "memory.deleted"])]

@@ -154,7 +154,7 @@ class AgentSession:
                 self.store.post(self._event(Kind.AGENT_TOOL, name=tu.name, input=_clip_input(tool_input)))
                 outcome = await self._call_tool(tu.name, tool_input)
                 self.store.post(self._event(Kind.AGENT_TOOL_RESULT, name=tu.name, is_error=outcome.is_error,
-                                            summary=_summary(outcome.text)))
+                                            summary=_summary(outcome.text), output=clip_output(outcome.text)))
                 results.append({"type": "tool_result", "tool_use_id": tu.id, "content": outcome.text,
                                 "is_error": outcome.is_error})
                 if outcome.ends_session and not outcome.is_error:
@@ -329,6 +329,18 @@ def _usage_of(u: Any, prev: Usage) -> Usage:
 def _summary(text: str, limit: int = 160) -> str:
     first = text.strip().splitlines()[0] if text.strip() else ""
     return first[:limit]
+
+
+LOG_OUTPUT_CHARS = 16000
+
+
+def clip_output(text: str, limit: int = LOG_OUTPUT_CHARS) -> str:
+    """The tool's answer as the model got it (already capped by [limits] output_cap_bytes), for the agent's
+    log: kept whole up to `limit` characters, else its head and tail around a line that says what was cut."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n... ({len(text) - 2 * half} characters not logged; the model got them) ...\n{text[-half:]}"
 
 
 def _clip_input(d: dict[str, Any], limit: int = 400) -> dict[str, Any]:

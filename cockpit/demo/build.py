@@ -8,12 +8,12 @@ adding them would. Runs before the event loop starts, so plain subprocesses are 
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
 from importlib import resources
 from pathlib import Path
 
+from ..factory import safe_git
 from ..factory.commands import add_task
 from ..store import Store
 
@@ -118,11 +118,10 @@ def default_rules_dir() -> Path:
 
 
 def _git(*args: str, cwd: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(GIT_AUTHOR_NAME="demo", GIT_AUTHOR_EMAIL="demo@cockpit.local",
-               GIT_COMMITTER_NAME="demo", GIT_COMMITTER_EMAIL="demo@cockpit.local")
-    subprocess.run(["git", "-c", "core.hooksPath=/dev/null", *args], cwd=cwd, check=True, env=env,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = safe_git.run_sync(*args, cwd=cwd, env={"GIT_AUTHOR_NAME": "demo", "GIT_AUTHOR_EMAIL": "demo@cockpit.local",
+                                               "GIT_COMMITTER_NAME": "demo", "GIT_COMMITTER_EMAIL": "demo@cockpit.local"})
+    if p.returncode != 0:
+        raise subprocess.CalledProcessError(p.returncode, ["git", *args], p.stdout, p.stderr)
 
 
 def write_demo(directory: Path, *, chunk_delay_s: float = 0.0) -> Path:

@@ -15,7 +15,6 @@ and each product is a real (bare) git repository whose main holds every commit t
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import subprocess
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..domain.events import Event, Kind
+from ..factory import safe_git
 from ..domain.prices import Usage, default_prices
 from ..store import Store
 
@@ -304,10 +304,8 @@ class _Sim:
 
 
 def _git_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(GIT_AUTHOR_NAME="demo history", GIT_AUTHOR_EMAIL="demo@cockpit.local",
-               GIT_COMMITTER_NAME="demo history", GIT_COMMITTER_EMAIL="demo@cockpit.local")
-    return env
+    return safe_git.hardened_env({"GIT_AUTHOR_NAME": "demo history", "GIT_AUTHOR_EMAIL": "demo@cockpit.local",
+                                  "GIT_COMMITTER_NAME": "demo history", "GIT_COMMITTER_EMAIL": "demo@cockpit.local"})
 
 
 def _data(text: str) -> bytes:
@@ -355,11 +353,11 @@ def write_repos(products_dir: Path, plans: dict[str, list[_TaskPlan]], start: fl
     for name, tasks in plans.items():
         repo = products_dir / name
         repo.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(repo)], check=True, env=env,
+        subprocess.run(safe_git.argv("init", "-q", "--bare", "-b", "main", str(repo)), check=True, env=env,
                        capture_output=True)
         stream, marks = fast_import_stream(name, tasks, start)
         marks_file = repo / "demo-history-marks"
-        proc = subprocess.Popen(["git", "fast-import", "--quiet", f"--export-marks={marks_file}"], cwd=repo, env=env,
+        proc = subprocess.Popen(safe_git.argv("fast-import", "--quiet", f"--export-marks={marks_file}"), cwd=repo, env=env,
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         jobs.append((proc, stream, marks, marks_file))
     resolved: dict[str, str] = {}

@@ -7,13 +7,20 @@ record; a log is a rendering of it that can always be rebuilt (delete `logs/` an
 The writer subscribes to the store (before it reads the backlog, so nothing falls between),
 catches up from the id in `logs/.cursor`, and appends in batches from a thread. Streamed text is
 written as it comes: a prefix at each line start, no waiting for the newline, so a follower sees
-an agent type.
+an agent type. When it stops it reads the store up to its last committed event, so a session
+shorter than one batch (a headless run whose builder blocks at its first call) still ends in its
+log, and a run that stopped early is caught up by the next one.
+
+Complete means: an agent's own events, what its commands printed (the `output` of a tool result,
+as the model got it, capped by the loop), and the events of the task it builds that name no agent
+(its verdicts, why it blocked, its merge), which go to the log of the task's builder.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import codecs
 import contextlib
 import logging
 import os
@@ -26,6 +33,7 @@ from pathlib import Path
 from ..config import FactoryConfig, load_factory
 from ..domain.errors import Refused
 from ..domain.events import Event, Kind
+from ..domain.visible import visible, visible_line
 from ..store import Store
 
 log = logging.getLogger(__name__)
@@ -36,6 +44,7 @@ SUFFIX = ".log"
 _AGENT = re.compile(r"^(builder|reviewer|breaker|[a-z][a-z0-9_]*)-\d+$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,80}$")
 _BACKLOG_PAGE = 5000
+_PIECES = re.compile(r"[^\n]*\n|[^\n]+")  # lines with their newline; only \n ends a line (the rest is shown)
 
 
 def logs_dir(config: FactoryConfig) -> Path:
@@ -71,20 +80,38 @@ def stamp(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
-class LineMaker:
-    """Events → text per agent. Text chunks are written as they come, prefixed at each line start."""
+OUTPUT_PREFIX = "    ┆ "
 
-    def __init__(self, describe: Callable[[Event], str | None] | None = None) -> None:
+
+class LineMaker:
+    """Events → text per agent. Text chunks are written as they come, prefixed at each line start.
+
+    `builders` (task id → its builder), when given, routes a task's events that name no agent (a
+    verdict, a block, a merge) to the builder's log; it follows `task.started` as the events pass."""
+
+    def __init__(self, describe: Callable[[Event], str | None] | None = None, *,
+                 builders: dict[str, str] | None = None) -> None:
         if describe is None:
             from ..tui.format import describe as describe_event  # pure, no Textual
 
             describe = describe_event
         self.describe = describe
         self.mid_line: set[str] = set()  # agents whose last write ended without a newline
+        self.builders = builders
+
+    def _owner(self, event: Event) -> str | None:
+        agent = agent_of(event)
+        if self.builders is None:
+            return agent
+        if event.kind == Kind.TASK_STARTED and event.task_id and isinstance(event.data.get("agent"), str):
+            self.builders[event.task_id] = event.data["agent"]
+        if agent is None and event.task_id:
+            return self.builders.get(event.task_id)
+        return agent
 
     def feed(self, event: Event) -> tuple[str, str] | None:
         """(agent, text to append) or None when the event is not an agent's or not worth a line."""
-        agent = agent_of(event)
+        agent = self._owner(event)
         if agent is None:
             return None
         if event.kind == Kind.AGENT_TEXT:
@@ -94,19 +121,31 @@ class LineMaker:
             return None
         head = "\n" if agent in self.mid_line else ""
         self.mid_line.discard(agent)
-        return agent, f"{head}{stamp(event.ts)} {what}\n"
+        out = f"{head}{stamp(event.ts)} {visible_line(what)}\n"
+        if event.kind == Kind.AGENT_TOOL_RESULT and isinstance(event.data.get("output"), str):
+            out += output_block(event.data["output"])
+        elif event.kind == Kind.BLOCKED and isinstance(event.data.get("detail"), str) and "\n" in event.data["detail"]:
+            out += output_block(event.data["detail"])  # the whole reason, not its first line
+        return agent, out
 
     def _text(self, agent: str, ts: float, text: str) -> str:
+        """An agent's words as written, its escape sequences and control characters shown, never obeyed."""
         out: list[str] = []
-        for piece in text.splitlines(keepends=True):
+        for piece in _PIECES.findall(visible(text)):
             if agent not in self.mid_line:
                 out.append(f"{stamp(ts)} │ ")
             out.append(piece)
-            if piece.endswith(("\n", "\r")):
+            if piece.endswith("\n"):
                 self.mid_line.discard(agent)
             else:
                 self.mid_line.add(agent)
         return "".join(out)
+
+
+def output_block(text: str) -> str:
+    """What a command printed, under its result line: each line marked, so a reader tells it from events."""
+    lines = visible(text).rstrip("\n").split("\n")
+    return "".join(f"{OUTPUT_PREFIX}{line}\n" for line in lines) if lines else ""
 
 
 def _append(directory: Path, chunks: dict[str, list[str]], cursor: int) -> None:
@@ -143,7 +182,7 @@ class AgentLogWriter:
         self.store = store
         self.directory = Path(directory)
         self.interval = interval
-        self.lines = LineMaker()
+        self.lines = LineMaker(builders={t.id: t.assignee for t in store.tasks() if t.assignee})
         self.cursor = read_cursor(self.directory)
         self._task: asyncio.Task | None = None
         self._pending: list[Event] = []
@@ -199,17 +238,30 @@ class AgentLogWriter:
         self.cursor = cursor
 
     async def stop(self) -> None:
-        """Write what was received, then end (called as the orchestrator stops)."""
+        """Write everything the store holds up to now, then end (called as the orchestrator stops).
+
+        Whatever the live loop had not reached yet (events still queued in the store's writer, a batch
+        being gathered, a backlog not read because the session was that short) is read back from the
+        store, so the log ends where the record does."""
         task, self._task = self._task, None
         if task is None:
             return
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-        if self._pending:
-            pending, self._pending = self._pending, []
-            with contextlib.suppress(Exception):
+        pending, self._pending = self._pending, []
+        with contextlib.suppress(Exception):
+            if pending:
                 await self.write(pending)
+            await self.store.flush()  # what agents posted (fire and forget) is committed first
+            while True:
+                page = await self.store.events(after_id=self.cursor, limit=_BACKLOG_PAGE)
+                if not page:
+                    break
+                before = self.cursor
+                await self.write(page)
+                if self.cursor == before:
+                    break
 
 
 # --- reading: `cockpit tail` -------------------------------------------------------------------
@@ -232,14 +284,18 @@ def last_lines(path: Path, n: int, *, block: int = 65536) -> tuple[bytes, int]:
 
 def tail(path: Path, *, lines: int = 20, follow: bool = False, out=None, poll: float = 0.2,
          stop: Callable[[], bool] | None = None) -> int:
-    """Print the last `lines` of an agent's log; with `follow`, keep printing what is appended."""
+    """Print the last `lines` of an agent's log; with `follow`, keep printing what is appended.
+
+    What reaches the terminal is made visible (cockpit.domain.visible) whatever the file holds: the writer
+    already wrote it so, but a log from an older cockpit, or one edited by hand, is not trusted either."""
     out = out or sys.stdout.buffer
     while not path.exists():
         if not follow or (stop and stop()):
             raise Refused(f"no log at {path}")
         time.sleep(poll)
     data, pos = last_lines(path, lines)
-    out.write(data)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a chunk may end inside a character
+    out.write(visible(decoder.decode(data)).encode("utf-8"))
     out.flush()
     while follow and not (stop and stop()):
         time.sleep(poll)
@@ -254,7 +310,7 @@ def tail(path: Path, *, lines: int = 20, follow: bool = False, out=None, poll: f
                 f.seek(pos)
                 chunk = f.read(size - pos)
             pos += len(chunk)
-            out.write(chunk)
+            out.write(visible(decoder.decode(chunk)).encode("utf-8"))
             out.flush()
     return 0
 

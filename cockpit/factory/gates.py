@@ -1,27 +1,53 @@
-"""The tests gate: run the product's test command on one exact commit, inside the sandbox.
+"""The tests gate: one object that owns the stage from commit to verdicts, and trusts nothing the tests say.
 
-The command always comes from factory.toml (the caller), never from the worktree, and the
-verdict comes from the exit code, never from what the output says. The tests are the
-builder's code, so they run sandboxed with only the worktree writable: a test that tries to
-edit factory.toml, the store or the repo's hooks fails instead.
+How it decides (docs/gates.md has the whole story):
 
-A verdict names the commit it judged (invariant 2), so the gate first checks that the
-worktree really is at that commit with no local edits: what is tested is what lands.
+1. A clean tree: the commit is checked out by the cockpit into a fresh directory of its own
+   (`git worktree add --detach`), never the builder's worktree: nothing uncommitted,
+   ignored or generated there takes part.
+2. Before anything runs, from git alone: no test file deleted, no runner configuration or
+   factory file (`.cockpit/`) touched (cockpit.factory.guards).
+3. The product's configured command (factory.toml, never the tree) runs in the sandbox.
+   For pytest, each test's outcome leaves the process live through a FIFO
+   (cockpit.factory.evidence) and is cross-checked with the exit code and the runner's own
+   summary: any disagreement fails with "the test run contradicts itself".
+4. Main's tests by identity (cockpit.factory.suite_identity): each test main collects must
+   still be collected, unchanged, and not skipped; main's version of each test file the
+   change edited runs against the candidate too.
+5. Code that reaches into the runner (cockpit.factory.runner_reach) is named, file:line.
+
+A passing verdict belongs to a tree: the merge queue reuses it for a merge whose tree is
+identical and whose main did not move, instead of running the suite again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import tempfile
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
 
-from cockpit.factory.sandbox import Sandbox
-from cockpit.factory.workspaces import GitError, check_worktree, git
+from .evidence import CONTRADICTS, Evidence, OutcomeStream, contradictions
+from .guards import (
+    DEFAULT_PROTECTED, PROTECTED_CHANGED, TESTS_REMOVED, GateGuard, changes, counts_pytest, is_test_file,
+)
+from . import safe_files
+from .runner_reach import Reach, added_reach
+from .sandbox import Sandbox
+from .scratch import throwaway_tree
+from .suite_identity import StaticChanges, changed_tests, file_tests, split_id, static_changes
+from .workspaces import git
 
 TAIL_LINES = 60
 GATE_TESTS = "tests"
+GUARD = "guard"
+DEFENCES = ("evidence", "identity", "runner_config", "protected", "main_copies")
+TESTS_CHANGED = "tests changed"
+RUNNER_CHANGED = "runner configuration changed"
 
 
 @dataclass(frozen=True)
@@ -33,68 +59,327 @@ class GateResult:
     tail: str
     timed_out: bool
     duration_s: float
+    tree: str = ""
+    contradictions: tuple[str, ...] = ()
+    evidence: Evidence | None = None
+    reused_from: str | None = None  # the commit whose green run on the same tree this verdict reuses
 
     @property
     def passed(self) -> bool:
         return self.outcome == "pass"
+
+    def detail(self) -> str:
+        if self.reused_from:
+            return self.tail
+        head = f"exit code {self.exit_code}{' (timed out)' if self.timed_out else ''}"
+        if self.contradictions:
+            head += f"\n{CONTRADICTS}:\n" + "\n".join(f"  - {c}" for c in self.contradictions)
+        return f"{head}\n{self.tail}"
 
 
 def _tail(text: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
 
 
-async def _worktree_problem(worktree: Path, commit: str) -> str | None:
-    """Why the worktree is not exactly `commit`, or None."""
+def main_copy_name(path: str) -> str:
+    """Where main's version of a changed test file runs beside the candidate's: a name pytest still collects."""
+    p = PurePosixPath(path)
+    if p.name.endswith("_test.py"):
+        name = p.name[: -len("_test.py")] + "__cockpit_main_test.py"
+    else:
+        name = p.stem + "__cockpit_main" + p.suffix
+    return str(p.with_name(name))
+
+
+def _per_file(main_ids: list[str], ids: list[str], renamed: dict[str, str]) -> list[str]:
+    """'  tests/test_units.py: 2 -> 1' for each file of main that collects fewer tests now."""
+    def per_file(xs: list[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for i in xs:
+            out[split_id(i)[0]] = out.get(split_id(i)[0], 0) + 1
+        return out
+
+    was, now = per_file(main_ids), per_file(ids)
+    return [f"  {f}: {n} -> {now.get(renamed.get(f, f), 0)}" for f, n in sorted(was.items())
+            if now.get(renamed.get(f, f), 0) < n]
+
+
+@dataclass
+class _Green:
+    commit: str
+    base: str | None  # the main commit the run was judged against (None: the merge run, main itself moved)
+    outcomes: dict[str, str]
+
+
+@dataclass
+class TestsStage:
+    """What the check stage decided: verdicts to record in order, then one action."""
+
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+    action: Literal["pass", "back", "block"] = "pass"
+    reasons: list[str] = field(default_factory=list)
+    text: str = ""
+    reach: list[Reach] = field(default_factory=list)
+    # one stable key per guard finding (cockpit.domain.tasks.carry_override compares them across commits)
+    findings: list[str] = field(default_factory=list)
+    # blocked by the guard alone: the tests ran from a clean checkout, passed and contradicted nothing
+    guard_only: bool = False
+
+
+class TestsGate:
+    """The tests gate of one factory: its runs, its baselines of main, its green trees."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, sandbox: Sandbox, scratch_root: Path, *, timeout_s: float, output_cap_bytes: int) -> None:
+        self.sandbox = sandbox
+        self.scratch_root = Path(scratch_root)
+        self.timeout_s = timeout_s
+        self.output_cap_bytes = output_cap_bytes
+        self.guard = GateGuard()
+        self._green: dict[str, _Green] = {}  # tree -> its green run from a clean checkout
+        self._baselines: dict[tuple[str, str, str], Evidence] = {}
+        self._main_outcomes: dict[str, dict[str, str]] = {}  # main sha -> outcomes of a full run on it
+        self.runs = 0  # suite runs made (collect-only baselines excluded): the bench counts them
+        self.reused = 0
+        # each defence by name; the attack tests switch one off to show their attack then lands
+        self.defences: set[str] = set(DEFENCES)
+
+    # --- one run ------------------------------------------------------------------
+
+    async def run(self, repo: Path, commit: str, command: str, *, main_copies: Mapping[str, str] | None = None,
+                  collect_only: bool = False, env: Mapping[str, str] | None = None,
+                  expect_pytest: bool = False) -> GateResult:
+        """Run `command` on a fresh checkout of `commit`; pytest's outcomes are read live and cross-checked."""
+        started = time.monotonic()
+        tree_id = await git("rev-parse", "--verify", f"{commit}^{{tree}}", cwd=repo)
+        # always listening: a command that does not name pytest (make test, tox) may still run it
+        stream: OutcomeStream | None = OutcomeStream(self.scratch_root)
+        try:
+            async with throwaway_tree(repo, self.scratch_root, commit, label="gate") as tree:
+                for rel, text in (main_copies or {}).items():  # never through a link the commit holds
+                    safe_files.write_text(tree, rel, text)
+                run_env = {**(env or {}), **(stream.env(collect_only=collect_only) if stream else {})}
+                if stream:
+                    await stream.open()
+                if not collect_only:
+                    self.runs += 1
+                res = await self.sandbox.run(command, cwd=tree, writable=[tree], readable=[stream.dir] if stream else [],
+                                             timeout_s=self.timeout_s, output_cap_bytes=self.output_cap_bytes,
+                                             env=run_env)
+                evidence = await stream.close() if stream else None
+        finally:
+            if stream:
+                stream.remove()
+        tail = _tail(res.output)
+        if res.timed_out:
+            tail = f"{tail}\n[timed out after {self.timeout_s:g} s]".lstrip("\n")
+        why: list[str] = []
+        expected = counts_pytest(command) or expect_pytest
+        if evidence is not None and not evidence.reported and not expected:
+            tail += "\n[no pytest ran: outcomes not observed, the verdict is the exit code]"
+            evidence = None
+        elif evidence is not None and res.ok and not collect_only and "evidence" in self.defences:
+            why = contradictions(evidence, res.exit_code, res.output, truncated=res.truncated)
+        return GateResult(GATE_TESTS, commit, "pass" if res.ok and not why else "fail", res.exit_code, tail,
+                          res.timed_out, time.monotonic() - started, tree_id, tuple(why), evidence)
+
+    # --- main's baseline ------------------------------------------------------------
+
+    async def baseline(self, repo: Path, command: str, sha: str, *, known_pytest: bool = False) -> Evidence | None:
+        """What main at `sha` collects (ids, plugins, ini file): one collect-only run per main commit.
+
+        Only for a command that runs pytest (named in it, or seen in a run: `known_pytest`): collect-only
+        means nothing to another runner, which would run its whole suite."""
+        if not (counts_pytest(command) or known_pytest):
+            return None
+        key = (str(repo), command, sha)
+        if key not in self._baselines:
+            res = await self.run(repo, sha, command, collect_only=True)
+            self._baselines[key] = res.evidence or Evidence()
+        return self._baselines[key]
+
+    async def main_outcomes(self, repo: Path, command: str, sha: str) -> dict[str, str]:
+        """Each main test's outcome on main: from a green run the cockpit made, or one full run now."""
+        if sha not in self._main_outcomes:
+            res = await self.run(repo, sha, command)
+            self._main_outcomes[sha] = res.evidence.outcomes() if res.evidence else {}
+        return self._main_outcomes[sha]
+
+    # --- the check stage ------------------------------------------------------------
+
+    async def reach(self, repo: Path, base: str, commit: str) -> list[Reach]:
+        changed = await changes(repo, base, commit)
+        return await added_reach(repo, base, commit, [(c.path, c.old_path) for c in changed if c.status != "D"])
+
+    async def check(self, repo: Path, main_branch: str, commit: str, command: str, *,
+                    protected: list[str] | tuple[str, ...] = (),
+                    started: Callable[[dict[str, Any]], Awaitable[Any]] | None = None,
+                    run_anyway: bool = False) -> TestsStage:
+        """The whole tests stage of one commit: guard, clean run, evidence, main's tests, runner reach.
+
+        `run_anyway`: a human override may carry to this commit, so the tests run even when the git-only
+        guard fails; the stage still blocks, `guard_only` saying that the guard alone stopped it."""
+        stage = TestsStage()
+        defaults = DEFAULT_PROTECTED if "protected" in self.defences else ()
+        base, static = await self.guard.check_static(repo, main_branch, commit, [*defaults, *protected])
+        changed = await changes(repo, base, commit)
+        stage.reach = await added_reach(repo, base, commit, [(c.path, c.old_path) for c in changed if c.status != "D"])
+        reach_text = ("\nReaching into the test runner (added by this change):\n" +
+                      "\n".join(f"  {r}" for r in stage.reach)) if stage.reach else ""
+        if static.failed and not run_anyway:
+            stage.findings = list(static.findings)
+            stage.verdicts.append({"gate": GUARD, "commit": commit, "outcome": "fail",
+                                   "detail": static.detail + reach_text, "findings": stage.findings})
+            return self._block(stage, static.reasons, static.detail + reach_text, commit)
+        if started is not None:
+            await started({"gate": GATE_TESTS, "commit": commit, "command": command})
+        renamed = {c.old_path: c.path for c in changed if c.status == "R" and c.old_path}
+        edited = {c.old_path or c.path: c for c in changed if c.status in "MRD"}  # main's files this change touches
+        # main's version of each edited test file whose tests of main are all intact runs beside the
+        # candidate's: a rewritten fixture or helper in that file cannot hide a broken change
+        copies: dict[str, str] = {}
+        for src, c in edited.items() if "main_copies" in self.defences else []:
+            if c.status == "D" or not (src.endswith(".py") and is_test_file(src)):
+                continue
+            text = await git("cat-file", "-p", f"{base}:{src}", cwd=repo)
+            names = [n for n in file_tests(text).tests  # pytest's default names: fixtures and helpers are not tests
+                     if n.rsplit("::", 1)[-1].startswith("test") and all(k.startswith("Test") for k in n.split("::")[:-1])]
+            intact = await static_changes(repo, base, commit, [f"{src}::{n}" for n in names], renamed)
+            if names and not intact.why and not intact.renamed:
+                copies[main_copy_name(c.path)] = text + "\n"
+        # main's baseline (one collect-only run per main commit) beside the candidate's run: two cores
+        main, res = await asyncio.gather(
+            self.baseline(repo, command, base),
+            self.run(repo, commit, command, main_copies=copies, expect_pytest=counts_pytest(command)))
+        if main is None and res.evidence is not None and res.evidence.reported:
+            # the command ran pytest without naming it (make test): main's baseline now
+            main = await self.baseline(repo, command, base, known_pytest=True)
+        main_ids = main.collected if main is not None and main.reported else []
+        # only files the change touched can differ from main's
+        static_ids = await static_changes(repo, base, commit, [i for i in main_ids if split_id(i)[0] in edited],
+                                          renamed)
+        detail = res.detail()
+        if copies:
+            detail += "\nmain's versions of the edited test files ran too: " + ", ".join(sorted(copies))
+        stage.verdicts.append({"gate": GATE_TESTS, "commit": commit, "outcome": res.outcome,
+                               "detail": detail + reach_text, "exit_code": res.exit_code,
+                               "seconds": round(res.duration_s, 3), "tree": res.tree})
+        if res.contradictions:
+            return self._block(stage, ["tests", CONTRADICTS], f"{CONTRADICTS} on {commit[:12]}:\n{detail}{reach_text}",
+                               commit, weakened=False)
+        # main's tests by identity, whatever the run's outcome: a rewritten test of main waits for the human
+        reasons, lines, findings = await self._against_main(repo, command, base, main, res, renamed, static_ids)
+        if static.failed:  # run_anyway: the git-only guard's findings stand beside what the run showed
+            reasons = [*static.reasons, *[r for r in reasons if r not in static.reasons]]
+            lines = [static.detail, *lines]
+            findings = [*static.findings, *findings]
+        if reasons:
+            text = "\n".join(lines) + reach_text
+            stage.findings = findings
+            stage.verdicts.append({"gate": GUARD, "commit": commit, "outcome": "fail", "detail": text,
+                                   "findings": findings})
+            stage.guard_only = res.passed
+            return self._block(stage, reasons, text + ("" if res.passed else f"\n(the tests also failed:\n{detail})"),
+                               commit)
+        if not res.passed:
+            stage.action, stage.reasons = "back", ["tests"]
+            stage.text = f"tests gate failed on {commit[:12]}:\n{detail}{reach_text}"
+            return stage
+        n = len([i for i in res.evidence.collected if "__cockpit_main" not in i]) if res.evidence else None
+        summary = (f"{n} tests collected (main {base[:12]}: {len(main.collected)}), each of main's unchanged"
+                   if main is not None and n is not None else "tests not counted: the command does not run pytest")
+        if static_ids.renamed:
+            summary += ("\nrenamed along with the code they test (the old names are gone from the whole tree): " +
+                        "; ".join(f"{i} ({r})" for i, r in static_ids.renamed.items()))
+        stage.verdicts.append({"gate": GUARD, "commit": commit, "outcome": "pass", "detail": summary + reach_text})
+        self._green[res.tree] = _Green(commit, base, res.evidence.outcomes() if res.evidence else {})
+        return stage
+
+    async def _against_main(self, repo: Path, command: str, base: str, main: Evidence | None, res: GateResult,
+                            renamed: dict[str, str], static: StaticChanges) -> tuple[list[str], list[str], list[str]]:
+        """(reasons, lines for the human, one stable finding key each) from comparing the run with main's."""
+        reasons: list[str] = []
+        lines: list[str] = []
+        findings: list[str] = []
+        ev = res.evidence
+        if main is None or ev is None:
+            return reasons, lines, findings
+        if not main.reported:
+            return reasons, ["main's tests could not be collected, so they were not compared"], findings
+        outcomes = ev.outcomes()
+        changed_ids: list[str] = []
+        if "identity" in self.defences:
+            main_out = self._main_outcomes.get(base)
+            if main_out is None and any(outcomes.get(i) in ("skipped", "xfailed") for i in main.collected):
+                main_out = await self.main_outcomes(repo, command, base)  # learn what main skips itself
+            changed_ids = changed_tests(main.collected, static, candidate_ids=ev.collected,
+                                        candidate_outcomes=outcomes, main_outcomes=main_out, renamed_files=renamed)
+        if changed_ids:
+            only_removed = all(", removed" in c for c in changed_ids)
+            reasons.append(TESTS_REMOVED if only_removed else TESTS_CHANGED)
+            lines.append(f"{TESTS_CHANGED}: " + "; ".join(changed_ids[:30]) +
+                         (f"; and {len(changed_ids) - 30} more" if len(changed_ids) > 30 else ""))
+            lines += _per_file(main.collected, ev.collected, renamed)
+            findings += [f"test:{c}" for c in changed_ids]
+        if "runner_config" not in self.defences:
+            return reasons, lines, findings
+        before = len(lines)
+        extra = sorted(set(ev.plugins) - set(main.plugins))
+        if extra:
+            lines.append(f"the runner loaded plugins main's run did not: {', '.join(extra)}")
+        if ev.inifile != main.inifile:
+            lines.append(f"the runner read its configuration from {ev.inifile or 'no file'}, "
+                         f"on main from {main.inifile or 'no file'}")
+        if ev.addopts != main.addopts:
+            lines.append(f"the runner's addopts are {ev.addopts}, on main {main.addopts}")
+        if len(lines) > before:
+            reasons.append(RUNNER_CHANGED)
+            findings += [f"runner:{line}" for line in lines[before:]]
+        return reasons, lines, findings
+
+    def _block(self, stage: TestsStage, reasons: list[str], text: str, commit: str, *,
+               weakened: bool = True) -> TestsStage:
+        stage.action, stage.reasons = "block", list(reasons)
+        stage.text = text + (f"\nThe tests gate itself was weakened on {commit[:12]}: only a human override lands "
+                             "this commit (or send it back with an instruction)." if weakened else
+                             "\nThe run's own evidence disagrees with its exit code: look at the test code "
+                             "before anything else.")
+        return stage
+
+    # --- the merge queue's run ------------------------------------------------------
+
+    async def merge_run(self, repo: Path, command: str, merged: str, base: str) -> GateResult:
+        """Test the merge result from a clean checkout, or reuse a green verdict on the very same tree."""
+        started = time.monotonic()
+        tree = await git("rev-parse", "--verify", f"{merged}^{{tree}}", cwd=repo)
+        green = self._green.get(tree)
+        if green is not None and green.base == base:
+            self.reused += 1
+            self._main_outcomes[merged] = green.outcomes
+            return GateResult(GATE_TESTS, merged, "pass", 0,
+                              f"not run again: tree {tree[:12]} is the tree of {green.commit[:12]}, tested green from "
+                              f"a clean checkout against main {base[:12]}, and main has not moved",
+                              False, time.monotonic() - started, tree, reused_from=green.commit)
+        main = self._baselines.get((str(repo), command, base))
+        res = await self.run(repo, merged, command, expect_pytest=bool(main is not None and main.reported))
+        if res.passed:
+            self._green[tree] = _Green(merged, None, res.evidence.outcomes() if res.evidence else {})
+            self._main_outcomes[merged] = self._green[tree].outcomes
+        return res
+
+
+async def run_tests_gate(sandbox: Sandbox, command: str, worktree: Path, commit: str, *, timeout_s: float,
+                         output_cap_bytes: int) -> GateResult:
+    """One run of the gate on `commit` outside a stage (benchmarks): a clean checkout made from the repository
+    `worktree` belongs to, the live outcome stream, the cross-check. Nothing is cached."""
+    scratch = Path(tempfile.mkdtemp(prefix="cockpit-gate-", dir=Path(worktree).parent))
     try:
-        check_worktree(worktree)  # before any git runs there, outside the sandbox
-        head = await git("rev-parse", "HEAD", cwd=worktree)
-        want = await git("rev-parse", "--verify", f"{commit}^{{commit}}", cwd=worktree, check=False)
-        if head != (want or commit):
-            return f"worktree HEAD is {head}, not the commit under test {commit}"
-        dirty = await git("status", "--porcelain", "--untracked-files=no", cwd=worktree)
-        if dirty:
-            return f"worktree has uncommitted changes to tracked files, so it is not {commit}:\n{dirty}"
-    except (GitError, OSError) as exc:
-        return f"cannot verify the worktree: {exc}"
-    return None
+        gate = TestsGate(sandbox, scratch, timeout_s=timeout_s, output_cap_bytes=output_cap_bytes)
+        return await gate.run(Path(worktree), commit, command)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
-async def run_tests_gate(
-    sandbox: Sandbox,
-    command: str,
-    worktree: Path,
-    commit: str,
-    *,
-    timeout_s: float,
-    output_cap_bytes: int,
-    env: Mapping[str, str] | None = None,
-    also_writable: Iterable[Path] = (),
-) -> GateResult:
-    """Pass only on exit code 0 within the timeout. Raises SandboxUnavailable rather than run unconfined.
-
-    `env` and `also_writable`: for the guard's test count (cockpit.factory.guards), which rides along."""
-    started = time.monotonic()
-    problem = await _worktree_problem(worktree, commit)
-    if problem is not None:
-        return GateResult(GATE_TESTS, commit, "fail", None, problem, False, time.monotonic() - started)
-
-    result = await sandbox.run(
-        command,
-        cwd=worktree,
-        writable=[worktree, *also_writable],
-        timeout_s=timeout_s,
-        output_cap_bytes=output_cap_bytes,
-        env=env,
-    )
-    tail = _tail(result.output)
-    if result.timed_out:
-        tail = f"{tail}\n[timed out after {timeout_s:g} s]".lstrip("\n")
-    return GateResult(
-        gate=GATE_TESTS,
-        commit=commit,
-        outcome="pass" if result.ok else "fail",
-        exit_code=result.exit_code,
-        tail=tail,
-        timed_out=result.timed_out,
-        duration_s=time.monotonic() - started,
-    )
+__all__ = ["GATE_TESTS", "GateResult", "PROTECTED_CHANGED", "TESTS_CHANGED", "TestsGate", "TestsStage",
+           "is_test_file", "run_tests_gate"]

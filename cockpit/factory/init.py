@@ -11,6 +11,7 @@ Nothing is overwritten without --force, and even then the store in memory/ is ne
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 import typing
@@ -193,8 +194,15 @@ def _comment_line(k: KeyInfo, *, active: bool = False, value: Any = None) -> lis
     return lines
 
 
-def factory_template(name: str) -> str:
-    """A factory.toml with every schema key, commented; valid as it stands (no products yet)."""
+# What `cockpit init` proposes as the day's budget: enough for a few dozen tasks on a Sonnet-class model,
+# small enough that a runaway loop stops the same day. The human changes it; `--day-budget none` leaves it out.
+PROPOSED_DAY_USD = 20.0
+
+
+def factory_template(name: str, *, day_usd: float | None = PROPOSED_DAY_USD) -> str:
+    """A factory.toml with every schema key, commented; valid as it stands (no products yet).
+
+    `day_usd` is written as an active `[budgets] day_usd`: a new factory starts with a ceiling on a day's spend."""
     keys = schema_keys()
     out = [_HEADER]
     sections: dict[str, list[KeyInfo]] = {}
@@ -229,6 +237,9 @@ def factory_template(name: str) -> str:
             for k in ks:
                 if k.key == "factory.name":
                     out += _comment_line(k, active=True, value=name)
+                elif k.key == "budgets.day_usd" and day_usd is not None:
+                    out += _comment_line(k, active=True, value=day_usd)
+                    out[-1] += "    # proposed by cockpit init: raise it, or remove the line for no limit"
                 else:
                     out += _comment_line(k)
             out.append("")
@@ -257,7 +268,7 @@ class InitRefused(Exception):
     """init would overwrite something; the message names it."""
 
 
-def init_factory(directory: Path, *, force: bool = False) -> list[Path]:
+def init_factory(directory: Path, *, force: bool = False, day_usd: float | None = PROPOSED_DAY_USD) -> list[Path]:
     """Write a new factory into `directory`; returns what was written. Never touches the store."""
     from ..demo.build import default_rules_dir
 
@@ -276,7 +287,7 @@ def init_factory(directory: Path, *, force: bool = False) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     name = "".join(c if c.isalnum() or c in "-_." else "-" for c in directory.name) or "factory"
     written = []
-    factory.write_text(factory_template(name), encoding="utf-8")
+    factory.write_text(factory_template(name, day_usd=day_usd), encoding="utf-8")
     written.append(factory)
     rules.mkdir(exist_ok=True)
     for f in sorted(rules_src.glob("*.md")):
@@ -303,13 +314,18 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     directory = Path(args.dir) if args.dir else Path.cwd()
     try:
-        written = init_factory(directory, force=args.force)
+        written = init_factory(directory, force=args.force, day_usd=args.day_budget)
     except InitRefused as e:
         print(f"cockpit: {e}", file=sys.stderr)
         return 2
     factory = written[0]
     load_factory(factory)  # what init writes must load; a failure here is a bug, and exits 2 loudly
     print(f"wrote {', '.join(str(p) + ('/' if p.is_dir() else '') for p in written)}")
+    if args.day_budget is not None:
+        print(f"daily budget: ${args.day_budget:.2f} of model spend, proposed ([budgets] day_usd in {factory}; "
+              "change it there, or `cockpit init --day-budget USD|none`)")
+    else:
+        print(f"daily budget: none (no limit on a day's spend; set [budgets] day_usd in {factory})")
     f = f" --factory {factory}" if Path.cwd().resolve() != factory.parent else ""
     steps = [
         (f"cockpit product add PATH/TO/REPO{f}", "checks it and runs its tests once"),
@@ -324,8 +340,23 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _day_budget(text: str) -> float | None:
+    if text.strip().lower() in ("none", "0", "off"):
+        return None
+    try:
+        usd = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an amount in USD (or 'none')") from None
+    if not math.isfinite(usd) or usd < 0:
+        raise argparse.ArgumentTypeError("the day's budget is a positive amount in USD (or 'none')")
+    return usd
+
+
 def register(sub: argparse._SubParsersAction, factory_arg: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser("init", help="write a new factory: factory.toml, rules/, memory/, scenarios/")
     p.add_argument("dir", nargs="?", help="where (default: the current directory)")
     p.add_argument("--force", action="store_true", help="overwrite factory.toml and the default rules (never the store)")
+    p.add_argument("--day-budget", type=_day_budget, default=PROPOSED_DAY_USD, metavar="USD|none",
+                   help=f"the day's model spend limit written to [budgets] day_usd (default: {PROPOSED_DAY_USD:g}; "
+                        "none: no limit)")
     p.set_defaults(func=cmd_init)

@@ -127,8 +127,8 @@ def render_lessons(lessons: list[Lesson]) -> str:
     ]
     for lesson in lessons:
         text = lesson.text.replace("\n", "\n  ")
-        scope = "every product" if lesson.product is None else lesson.source_task
-        lines.append(f"- [L{lesson.id}] {text} (from {scope})")
+        scope = "; every product" if lesson.product is None else ""
+        lines.append(f"- [L{lesson.id}] {text} (source: {lesson.source}{scope})")
     return "\n".join(lines)
 
 
@@ -196,16 +196,18 @@ class Knowledge:
     async def stop(self) -> None:
         await self.watcher.stop()
 
-    async def recall(self, task: Task) -> list[Lesson]:
+    async def recall(self, task: Task, role: str | None = None) -> list[Lesson]:
+        """The lessons for `role` on `task` (a judge never gets one the task's own builder wrote)."""
         try:
             return await self.memory.recall(f"{task.title}\n{task.body}", product=task.product,
-                                            token_budget=self.config.memory.inject_tokens)
+                                            token_budget=self.config.memory.inject_tokens, role=role,
+                                            task_id=task.id)
         except sqlite3.Error as e:  # memory is a help, never a reason for a session not to start
             log.warning("recall for %s failed: %s", task.id, e)
             return []
 
     async def session_prompt(self, *, role: str, agent: str, task: Task) -> SessionPrompt:
-        lessons = await self.recall(task)
+        lessons = await self.recall(task, role)
         if lessons:
             await self.memory.mark_used(lesson.id for lesson in lessons)
         lessons_text = render_lessons(lessons)

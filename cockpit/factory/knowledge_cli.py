@@ -3,7 +3,7 @@
 Rules: `check` validates every rule file, the factory's and each product's own (read from its
 main branch), and exits 2 naming file:line; `show` prints what a role is given on a product.
 Memory: export/import markdown (one file per product under the factory's memory dir), search,
-list, and the human's hygiene: edit, pin, unpin, delete (for good), supersede.
+list, and the human's hygiene: edit, pin, unpin, delete, restore (undo a delete), supersede.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from ..agents.roles import ROLE_TOOLS
 from ..config import ConfigError, FactoryConfig, load_factory
 from ..domain.errors import Refused
+from ..domain.visible import visible, visible_line
 from ..store import Store
 from ..store.memory import Lesson, Memory
 from .rules import RuleBook, check_rules
@@ -40,7 +41,7 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
         rules_dir, products = config.rules_path, _products(config)
     files, errors = check_rules(rules_dir, products)
     for e in errors:
-        print(str(e))
+        print(visible(str(e)))
     if errors:
         print(f"{len(errors)} error{'s' if len(errors) != 1 else ''} in the rules; the last good version of a broken "
               "file stays in force while the cockpit runs.", file=sys.stderr)
@@ -74,7 +75,7 @@ def cmd_rules_show(args: argparse.Namespace) -> int:
         print(f"cockpit: broken, not shown: {e}", file=sys.stderr)
     print(f"# rules for {args.role} on {args.product or '(any product)'}: hash {rules.hash}, "
           f"{len(rules.files)} file{'s' if len(rules.files) != 1 else ''}", file=sys.stderr)
-    print(rules.text)
+    print(visible(rules.text))  # a product's rules come from its repository: shown, never obeyed
     return 0
 
 
@@ -98,8 +99,8 @@ def _lesson_line(lesson: Lesson, now: float, fade_days: float) -> str:
                              (f"superseded by L{lesson.superseded_by}", lesson.superseded_by is not None)) if on]
     scope = lesson.product or "global"
     text = " ".join(lesson.text.split())
-    return (f"L{lesson.id:<5} {scope:<10} {lesson.source:<28} {'[' + ', '.join(flags) + '] ' if flags else ''}"
-            f"{text[:200]}")
+    return visible_line(f"L{lesson.id:<5} {scope:<10} {lesson.source:<28} "
+                        f"{'[' + ', '.join(flags) + '] ' if flags else ''}{text[:200]}")
 
 
 def _print_lessons(lessons: list[Lesson], as_json: bool, memory: Memory) -> None:
@@ -147,6 +148,13 @@ def cmd_memory(args: argparse.Namespace) -> int:
             product = "*" if args.product is None else (None if args.product == "global" else args.product)
             _print_lessons(await memory.lessons(product=product, include_deleted=args.deleted), args.json, memory)
             return 0
+        if action == "remember":
+            result = await memory.remember(args.text, tags=args.tags, product=args.product, role=args.role,
+                                           source_task=args.task, actor=actor, source_commit=args.commit)
+            if result.action == "refused":
+                raise Refused(result.message)
+            print(f"L{result.lesson_id} {result.action}: {result.message}")
+            return 0
         if action == "edit":
             if args.text is None and args.tags is None:
                 raise Refused("give --text and/or --tags")
@@ -155,8 +163,11 @@ def cmd_memory(args: argparse.Namespace) -> int:
             lesson = await memory.pin(args.id, actor=actor, pinned=action == "pin")
         elif action == "delete":
             await memory.delete(args.id, actor=actor)
-            print(f"L{args.id} deleted for good: it leaves recall, and neither it nor a near-duplicate comes back")
+            print(f"L{args.id} deleted: it leaves recall, and neither it nor a near-duplicate comes back "
+                  f"(`cockpit memory restore L{args.id}` undoes it)")
             return 0
+        elif action == "restore":
+            lesson = await memory.restore(args.id, actor=actor)
         elif action == "supersede":
             await memory.supersede(args.old, args.new, actor=actor)
             print(f"L{args.old} superseded by L{args.new}")
@@ -204,6 +215,15 @@ def register(sub: argparse._SubParsersAction, factory_arg: Callable[[argparse.Ar
     ls.add_argument("--deleted", action="store_true", help="include deleted lessons (tombstones)")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_memory)
+    rm = msub.add_parser("remember", help="write a lesson yourself (a human's lesson: only a human changes it)")
+    factory_arg(rm)
+    rm.add_argument("text")
+    rm.add_argument("--task", required=True, help="the task that taught it (no unsourced lesson)")
+    rm.add_argument("--commit", help="the commit it is about")
+    rm.add_argument("--product", help="the product it is for (default: every product)")
+    rm.add_argument("--role", choices=sorted(ROLE_TOOLS), help="the role it is for (default: every role)")
+    rm.add_argument("--tags", help="comma-separated")
+    rm.set_defaults(func=cmd_memory)
     ed = msub.add_parser("edit", help="change a lesson's text or tags")
     factory_arg(ed)
     ed.add_argument("id", type=_lesson_id)
@@ -212,7 +232,8 @@ def register(sub: argparse._SubParsersAction, factory_arg: Callable[[argparse.Ar
     ed.set_defaults(func=cmd_memory)
     for name, helptext in (("pin", "always recall this lesson on its product; it never fades"),
                            ("unpin", "recall it by relevance again"),
-                           ("delete", "remove a lesson for good (a tombstone: it never comes back)")):
+                           ("delete", "remove a lesson (a tombstone: it leaves recall and is not learned again)"),
+                           ("restore", "undo a delete: the lesson is recalled again (recorded as yours)")):
         x = msub.add_parser(name, help=helptext)
         factory_arg(x)
         x.add_argument("id", type=_lesson_id)

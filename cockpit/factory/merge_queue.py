@@ -24,7 +24,7 @@ from ..domain.errors import Refused
 from ..domain.events import Event, Kind
 from ..domain.tasks import MERGE_GATE, Outcome, Task, TaskState, human_override, merge_tested_green, rounds_left
 from ..store import Store
-from .gates import run_tests_gate
+from .gates import TestsGate
 from .sandbox import Sandbox
 from .workspaces import Workspaces, _run_git
 
@@ -34,13 +34,27 @@ MAX_RETESTS = 5
 
 
 class MergeQueue:
-    def __init__(self, config: FactoryConfig, store: Store, workspaces: Workspaces, sandbox: Sandbox):
+    def __init__(self, config: FactoryConfig, store: Store, workspaces: Workspaces, sandbox: Sandbox, *,
+                 tests_gate: TestsGate | None = None):
         self.config = config
         self.store = store
         self.workspaces = workspaces
+        # shared with the check stage: a tree it tested green is not tested again here
+        self.tests_gate = tests_gate or TestsGate(sandbox, config.worktrees_path / ".cockpit-scratch",
+                                                  timeout_s=config.limits.test_timeout_s,
+                                                  output_cap_bytes=config.limits.output_cap_bytes)
         self.sandbox = sandbox
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.testing: dict[str, str] = {}  # product -> task id under test
+
+    @property
+    def sandbox(self) -> Sandbox:
+        """The sandbox the queue's runs use: the tests gate's own."""
+        return self.tests_gate.sandbox
+
+    @sandbox.setter
+    def sandbox(self, box: Sandbox) -> None:
+        self.tests_gate.sandbox = box
 
     def queue(self, product: str) -> list[str]:
         """Task ids waiting to land on `product`, the one under test first."""
@@ -88,10 +102,9 @@ class MergeQueue:
             try:
                 await self._append(t, Kind.GATE_STARTED, gate=MERGE_GATE, commit=pm.merged, base=pm.base,
                                    command=product.test_command, attempt=attempt)
-                res = await run_tests_gate(self.sandbox, product.test_command, pm.scratch, pm.merged,
-                                           timeout_s=self.config.limits.test_timeout_s,
-                                           output_cap_bytes=self.config.limits.output_cap_bytes)
-                detail = f"exit code {res.exit_code}{' (timed out)' if res.timed_out else ''}\n{res.tail}"
+                # a fresh checkout of the merge commit, never the merge's scratch worktree
+                res = await self.tests_gate.merge_run(repo, product.test_command, pm.merged, pm.base)
+                detail = res.detail()
                 await self._append(t, Kind.VERDICT, gate=MERGE_GATE, commit=pm.merged, source=t.commit,
                                    base=pm.base, outcome=res.outcome, detail=detail)
                 t = self.store.task(task_id) or t

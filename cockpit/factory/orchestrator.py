@@ -26,13 +26,12 @@ from ..domain.actors import agent_id
 from ..domain.budget import BudgetExceeded
 from ..domain.errors import Refused
 from ..domain.events import Event, Kind
-from ..domain.tasks import GUARD_GATE, DefectState, Task, TaskState, rounds_left, tests_verdict, valid_approvals
+from ..domain.tasks import DefectState, Task, TaskState, rounds_left, tests_verdict, valid_approvals
 from ..store import Store, StoreError
 from .agent_log import AgentLogWriter
 from .defects import ReproResult, reproduce
 from .products import factory_sandbox
-from .gates import run_tests_gate
-from .guards import DEFAULT_PROTECTED, GateGuard, GuardResult, combine
+from .gates import TestsGate, TestsStage
 from .merge_queue import MergeQueue
 from .recovery import recover
 from .knowledge import Knowledge
@@ -62,7 +61,6 @@ class Orchestrator:
         store.set_budget_limits(config.budget_limits())  # whoever opened the store, the budgets hold
         self.sandbox = sandbox or factory_sandbox(config)
         self.workspaces = workspaces or Workspaces(config.worktrees_path)
-        self.merge_queue = MergeQueue(config, store, self.workspaces, self.sandbox)
         self.knowledge = Knowledge(config, store, client=model.client, prices=self.prices)  # rules + memory
         self._running: dict[str, asyncio.Task] = {}
         self._agents: dict[str, asyncio.Task] = {}
@@ -77,8 +75,10 @@ class Orchestrator:
         self.agent_tasks: dict[str, str] = {}  # running agent -> its task id
         # agents' scratch dirs, reproductions and test counts: outside every product tree
         self.scratch_root = config.worktrees_path / ".cockpit-scratch"
-        self.guard = GateGuard(self.sandbox, self.scratch_root, timeout_s=config.limits.test_timeout_s,
-                               output_cap_bytes=config.limits.output_cap_bytes)
+        # the tests gate owns its stage; the merge queue shares it, so a tree tested green is not tested again
+        self.tests_gate = TestsGate(self.sandbox, self.scratch_root, timeout_s=config.limits.test_timeout_s,
+                                    output_cap_bytes=config.limits.output_cap_bytes)
+        self.merge_queue = MergeQueue(config, store, self.workspaces, self.sandbox, tests_gate=self.tests_gate)
 
     # --- the main loop -------------------------------------------------------------
 
@@ -263,56 +263,41 @@ class Orchestrator:
             await self._block(after, ["builder"], f"{builder} {why}. Its last words:\n{result.final_text[-2000:]}")
 
     async def _check(self, t: Task) -> None:
+        """The tests gate owns the stage (cockpit.factory.gates.TestsGate); here its verdicts are recorded and
+        acted on, then the open defects are re-run, and a human override may carry to a re-merge of main."""
         assert t.commit is not None
-        wt = await self._worktree(t)
         product = self.config.product(t.product)
         repo = self._repo(t)
-        # the gate's own guard first, from git alone: a deleted test or a touched harness file needs a human
-        base, static = await self.guard.check_static(repo, product.main_branch, t.commit,
-                                                     [*DEFAULT_PROTECTED, *product.protected])
         # a human override of an earlier commit this one merges main into may carry (only if the guard
-        # finds nothing new): then its tests still run before anything is decided
+        # finds nothing new): then the tests still run before anything is decided
         carry_from = await self._override_to_carry(t, repo)
-        if static.failed and carry_from is None:
-            await self._guard_block(t, static)
-            return
-        await self.store.append(Event(kind=Kind.GATE_STARTED, actor="system", product=t.product, task_id=t.id,
-                                      data={"gate": "tests", "commit": t.commit, "command": product.test_command}))
-        probe = self.guard.probe(product.test_command)  # counts the collected tests during this very run
-        try:
-            res = await run_tests_gate(self.sandbox, product.test_command, wt, t.commit,
-                                       timeout_s=self.config.limits.test_timeout_s,
-                                       output_cap_bytes=self.config.limits.output_cap_bytes,
-                                       env=probe.env(collect_only=False) if probe else None,
-                                       also_writable=[probe.dir] if probe else [])
-            counted = probe.read() if probe else None
-        finally:
-            if probe:
-                probe.close()
-        detail = f"exit code {res.exit_code}{' (timed out)' if res.timed_out else ''}\n{res.tail}"
-        await self._append(t, Kind.VERDICT, gate="tests", commit=t.commit, outcome=res.outcome, detail=detail,
-                           exit_code=res.exit_code, seconds=round(res.duration_s, 3))
+
+        async def started(data: dict[str, Any]) -> None:
+            await self.store.append(Event(kind=Kind.GATE_STARTED, actor="system", product=t.product, task_id=t.id,
+                                          data=data))
+
+        stage = await self.tests_gate.check(repo, product.main_branch, t.commit, product.test_command,
+                                            protected=product.protected, started=started,
+                                            run_anyway=carry_from is not None)
+        for verdict in stage.verdicts:
+            await self._append(t, Kind.VERDICT, **verdict)
         t = self.store.task(t.id) or t
-        if res.outcome != "pass":
-            await self._back_or_block(t, ["tests"], f"tests gate failed on {t.commit[:12]}:\n{detail}", gate="tests")
+        if stage.action == "block" and not (carry_from is not None and stage.guard_only):
+            await self._block(t, stage.reasons, stage.text)
             return
-        # fewer tests collected than on the main it was built from: the gate was weakened
-        guarded = combine(static, await self.guard.check_count(repo, base, wt, product.test_command, counted))
-        await self._append(t, Kind.VERDICT, gate=GUARD_GATE, commit=t.commit, outcome="fail" if guarded.failed else "pass",
-                           detail=guarded.detail, findings=guarded.findings)
-        if guarded.failed and carry_from is None:
-            await self._guard_block(self.store.task(t.id) or t, guarded, recorded=True)
+        if stage.action == "back":
+            await self._back_or_block(t, stage.reasons, stage.text, gate="tests")
             return
         # an open defect is closed only by its own reproduction passing on this later commit
-        still = await self._recheck_defects(self.store.task(t.id) or t)
+        still = await self._recheck_defects(t)
         t = self.store.task(t.id) or t
         if still:
             text = "\n\n".join(f"defect {d_id} still reproduces on {t.commit[:12]} ({r.why}):\n{r.tail(20)}"
                                 for d_id, r in still)
             await self._back_or_block(t, ["defects"], text, gate="defects")
             return
-        if guarded.failed and carry_from is not None:
-            await self._carry_override(t, carry_from, guarded)
+        if stage.action == "block" and carry_from is not None:
+            await self._carry_override(t, carry_from, stage)
             return
         await self._append(t, Kind.CHECKED)
 
@@ -329,29 +314,21 @@ class Orchestrator:
                 return o.commit
         return None
 
-    async def _carry_override(self, t: Task, from_commit: str, guarded: GuardResult) -> None:
+    async def _carry_override(self, t: Task, from_commit: str, stage: TestsStage) -> None:
         """Land on the human's word when the guard finds only what the human accepted; else ask again, saying why."""
         t = self.store.task(t.id) or t
         o = next(o for o in reversed(t.overrides) if o.commit == from_commit)
         text = (f"{o.actor}'s override of {from_commit[:12]} carries to {(t.commit or '')[:12]}: it merges main into "
                 f"the overridden commit, its tests pass and the guard finds only what was accepted "
-                f"({', '.join(guarded.findings)}). Note on record: {o.note}")
+                f"({', '.join(stage.findings)}). Note on record: {o.note}")
         try:
             await self.store.append(Event(kind=Kind.OVERRIDE_CARRIED, actor="system", product=t.product, task_id=t.id,
                                           data={"from_commit": from_commit, "merges_main": True, "text": text}))
         except Refused as r:
-            await self._block(self.store.task(t.id) or t, guarded.reasons,
-                              f"{guarded.detail}\nYour override of {from_commit[:12]} does not carry to "
+            await self._block(self.store.task(t.id) or t, stage.reasons,
+                              f"{stage.text}\nYour override of {from_commit[:12]} does not carry to "
                               f"{(t.commit or '')[:12]}: {r.reason}. Only a new human override lands this commit "
                               "(or send it back with an instruction).")
-
-    async def _guard_block(self, t: Task, result: GuardResult, *, recorded: bool = False) -> None:
-        if not recorded:
-            await self._append(t, Kind.VERDICT, gate=GUARD_GATE, commit=t.commit, outcome="fail", detail=result.detail,
-                               findings=result.findings)
-        await self._block(self.store.task(t.id) or t, result.reasons,
-                          f"{result.detail}\nThe tests gate itself was weakened on {(t.commit or '')[:12]}: only a human "
-                          "override lands this commit (or send it back with an instruction).")
 
     async def _back_or_block(self, t: Task, reasons: list[str], text: str, *, gate: str) -> None:
         """Back to the builder with the text, or to the human with the history once the rounds are spent."""
@@ -391,12 +368,14 @@ class Orchestrator:
         wt = await self._worktree(t)
         product = self.config.product(t.product)
         diff = await self.workspaces.diff(self._repo(t), product.main_branch, t.commit or "HEAD")
+        base = await self.tests_gate.guard.base_of(self._repo(t), product.main_branch, t.commit or "HEAD")
+        reach = [str(r) for r in await self.tests_gate.reach(self._repo(t), base, t.commit or "HEAD")]
         reviewer, breaker = self.new_agent("reviewer"), self.new_agent("breaker")
         scratch = scratch_dir(self.scratch_root / "agents", f"{t.id}-{breaker}")
         max_rounds = self.config.factory.max_rounds
         try:
             results = await asyncio.gather(
-                self._session("reviewer", reviewer, t, wt, self._reviewer_brief(t, diff)),
+                self._session("reviewer", reviewer, t, wt, self._reviewer_brief(t, diff, reach)),
                 self._session("breaker", breaker, t, wt, breaker_brief(t, diff, scratch, max_rounds), scratch=scratch),
                 return_exceptions=True)
         finally:
@@ -499,10 +478,12 @@ class Orchestrator:
                 lines.append(f"{label}: {text}")
         return "\n".join(lines)
 
-    def _reviewer_brief(self, t: Task, diff: str) -> str:
+    def _reviewer_brief(self, t: Task, diff: str, reach: list[str] | None = None) -> str:
         tv = tests_verdict(t)
         if len(diff) > _DIFF_LIMIT:
             diff = diff[:_DIFF_LIMIT] + f"\n[... diff cut at {_DIFF_LIMIT} characters ...]"
+        flags = (["", "This change reaches into the test runner (check each: it can make the tests report what they "
+                  "did not do):", *(f"  {r}" for r in reach)] if reach else [])
         return "\n".join([
             f"Review task {t.id} on product '{t.product}': {t.title}",
             "",
@@ -511,6 +492,7 @@ class Orchestrator:
             f"Commit: {t.commit}",
             round_line(t, self.config.factory.max_rounds),
             f"Tests gate on this commit: {tv.outcome.value if tv else 'not run'}",
+            *flags,
             "",
             "The change (diff against main):",
             diff,

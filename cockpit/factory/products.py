@@ -36,6 +36,7 @@ import tomlkit
 import tomlkit.items
 
 from ..config import ConfigError, FactoryConfig, load_factory
+from ..domain.visible import visible
 from .sandbox import CommandResult, Sandbox, SandboxUnavailable
 from .workspaces import GitError, git
 
@@ -260,7 +261,9 @@ def detect_toolchains(command: str, sandbox: Sandbox | None = None) -> list[str]
         words = [w for w in shlex.split(command) if "=" not in w.split("/")[0]]
     except ValueError:
         return []
-    exe = shutil.which(words[0]) if words else None
+    if not words:
+        return []
+    exe = shutil.which(words[0], path=sandbox.command_path()) or shutil.which(words[0])
     if exe is None:
         return []
     found: list[str] = []
@@ -422,7 +425,7 @@ def cmd_add(args: argparse.Namespace) -> int:
             return _fail(f"{e}\n(or add the product without running its tests: --no-run)")
         except GitError as e:
             return _fail(f"could not make a scratch worktree: {e}")
-        print(f"  {describe_result(result, tail_lines=3 if result.ok else 15)}")
+        print(f"  {visible(describe_result(result, tail_lines=3 if result.ok else 15))}")  # the repo's output
         if not result.ok:
             if args.yes or not _ask("The tests do not pass on the branch: every task's tests gate would fail. "
                                     "Add it anyway?", False):

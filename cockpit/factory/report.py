@@ -11,12 +11,20 @@ import argparse
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from html import escape
+from html import escape as _html_escape
 from pathlib import Path
 
 from ..config import load_factory
 from ..domain.metrics import CORE, FACTORY, METRIC, METRICS, TOO_FEW, Period, Rate, ScopeRate, Trend, describe_change
+from ..domain.visible import visible
 from .rate import ARROWS, CHARTED, fmt_value, rate_of
+
+
+def escape(text: object) -> str:
+    """HTML-escaped, and its control characters shown (cockpit.domain.visible): a product's name or the
+    factory's is text from outside."""
+    return _html_escape(visible(text))
+
 
 COLORS = {"improving": "#2e7d32", "worse": "#c62828", "flat": "#6d6d6d", "rising": "#1565c0", "falling": "#1565c0",
           "unknown": "#9e9e9e"}

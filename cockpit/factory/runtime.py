@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from ..agents.client import ModelClient, make_client
 from ..config import FactoryConfig
+from ..domain.visible import visible_line
 from ..store import Store
 from .orchestrator import Orchestrator
 from .status import status
@@ -44,12 +45,15 @@ async def run_headless(config: FactoryConfig, *, timeout: float | None = None) -
 
 
 def summary_lines(st: dict) -> list[str]:
+    """`cockpit status` and the headless summary: one line per task, its title shown as written, never obeyed
+    by the terminal (cockpit.domain.visible)."""
     lines = []
     for p in st["products"]:
-        lines.append(f"{p['name']}:")
+        lines.append(f"{visible_line(p['name'])}:")
         for t in p["tasks"]:
-            extra = f"  blocked by: {', '.join(t['blocked_by'])}" if t["blocked_by"] else ""
-            lines.append(f"  {t['id']:<5} {t['state']:<9} ${t['spend_usd']:.4f}  {t['title']}{extra}")
+            extra = f"  blocked by: {visible_line(', '.join(t['blocked_by']))}" if t["blocked_by"] else ""
+            lines.append(f"  {visible_line(t['id']):<5} {t['state']:<9} ${t['spend_usd']:.4f}  "
+                         f"{visible_line(t['title'])}{extra}")
     lines.append(f"spend: ${st['spend_usd']:.4f}")
     return lines
 

@@ -102,11 +102,31 @@ def hardened_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 _DIFFING = frozenset({"diff", "log", "show", "whatchanged", "format-patch", "diff-tree", "diff-index", "diff-files"})
 
 
+_trusted: tuple[str, ...] | None = None
+
+
+def trusted_directories() -> tuple[str, ...]:
+    """The user's `safe.directory` entries (system and global config), read once: the one key of
+    that config kept, so a repository the user trusted despite its owner still opens. Reading
+    config runs nothing."""
+    global _trusted
+    if _trusted is None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+        try:
+            p = subprocess.run(["git", "config", "--get-all", "safe.directory"], capture_output=True, text=True,
+                               env=env, cwd="/", timeout=10)
+            _trusted = tuple(line for line in p.stdout.splitlines() if line and "\0" not in line)
+        except (OSError, subprocess.TimeoutExpired):
+            _trusted = ()
+    return _trusted
+
+
 def argv(*args: str) -> list[str]:
     """The full command line for `git args...`, hardened."""
     if args and args[0] in _DIFFING:
         args = (args[0], "--no-ext-diff", "--no-textconv", *args[1:])
-    return ["git", *HARDENED_CONFIG, *args]
+    trusted = [x for d in trusted_directories() for x in ("-c", f"safe.directory={d}")]
+    return ["git", *HARDENED_CONFIG, *trusted, *args]
 
 
 async def run(

@@ -350,9 +350,8 @@ class Sandbox:
 
     def _env(self, env: Mapping[str, str] | None, home: str) -> dict[str, str]:
         """A clean environment, built from nothing: os.environ (and its secrets) never leaks in."""
-        path = [os.path.dirname(sys.executable), *(str(p) for p in self.extra_path), _BASE_PATH]
         clean = {
-            "PATH": ":".join(path),
+            "PATH": self.command_path(),
             "HOME": home,
             "LANG": "C.UTF-8",
             "TERM": "dumb",
@@ -364,6 +363,11 @@ class Sandbox:
                 raise ValueError(f"bad environment variable name or value: {key!r}")
             clean[key] = str(value)
         return clean
+
+    def command_path(self) -> str:
+        """PATH inside: the cockpit's Python, extra dirs, each toolchain's bin/, then the system's."""
+        tool_bins = [str(t / "bin") for t in self.toolchains if (t / "bin").is_dir()]
+        return ":".join([os.path.dirname(sys.executable), *(str(p) for p in self.extra_path), *tool_bins, _BASE_PATH])
 
     def _bwrap_argv(
         self, bwrap: str, command: str, cwd: Path, writable: Iterable[Path], env: dict[str, str],
@@ -432,7 +436,8 @@ class Sandbox:
         """(real path, is_dir) of what to hide that exists now."""
         hidden: list[tuple[str, bool]] = []  # symlinks resolved
         seen: set[str] = set()
-        for h in (*self.hidden, *(Path(p) for p in HIDDEN_IN_ETC)):
+        etc = [p for p in HIDDEN_IN_ETC if os.access(p, os.R_OK)]  # unreadable to us stays unreadable in there
+        for h in (*self.hidden, *(Path(p) for p in etc)):
             real = os.path.realpath(h)
             if real in seen or not os.path.lexists(real) or real == "/":
                 continue

@@ -6,14 +6,19 @@ log says who taught, edited, pinned or deleted what. What this module guarantees
 
 - No unsourced lesson: each names the task (and commit, and the event: usually the
   verdict) that taught it. The table refuses a lesson without a task.
-- A deleted lesson never comes back: deletion is a tombstone, and a lesson with the same
-  normalized text, or a near-duplicate of it, is refused, whether remembered or imported
-  (a trigger backs this up in SQL).
+- A deleted lesson never comes back by itself: deletion is a tombstone, and a lesson with the
+  same normalized text, or a near-duplicate of it, is refused, whether remembered or imported
+  (a trigger backs this up in SQL). Only a human's `restore`, on record, lifts it.
 - Hygiene: a near-duplicate (token Jaccard >= 0.8) of a lesson in the same scope updates
   it instead of adding another; a lesson may supersede another; lessons unused for
   `fade_days` stop being recalled (pinned ones never fade); a human can edit, pin, delete.
 - Recall: bm25 over the task's title and body, the product's lessons and the global ones,
-  pinned lessons first, within a token budget.
+  pinned lessons first, within a token budget; only lessons for the recalling role (a lesson is for
+  its writer's role unless it says otherwise; a human's is for every role), and never a lesson the
+  task's own builder wrote to that task's reviewer or breaker (it could be written to sway them).
+- A human's word stands: a pinned or human-written lesson changes only by a human hand. An agent's
+  near-duplicate of one leaves it as it is; an agent's supersede of one becomes a proposal
+  (`memory.proposed`) the human accepts or rejects (the memory screen, `a`/`x`).
 
 Export/import is markdown, one file per product (`_global.md` for global lessons), stable
 and diff-friendly, so `memory/` can live in git.
@@ -32,9 +37,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from ..domain.actors import Role, role_of
 from ..domain.errors import Refused
 from ..domain.events import Event
-from .store import Store
+from .store import NEW_ID, Store
 
 NEAR_DUPLICATE = 0.8
 MAX_TEXT = 1200
@@ -46,7 +52,24 @@ UPDATED = "memory.updated"
 SUPERSEDED = "memory.superseded"
 PINNED = "memory.pinned"
 DELETED = "memory.deleted"
+RESTORED = "memory.restored"
 IMPORTED = "memory.imported"
+PROPOSED = "memory.proposed"
+REJECTED = "memory.proposal_rejected"
+
+def _whose(lesson: "Lesson") -> str:
+    return "pinned" if lesson.pinned else "a human's lesson"
+
+
+JUDGES = ("reviewer", "breaker")
+"""Roles that judge a task's work: a lesson its own builder wrote never reaches them on that task."""
+
+
+def is_human(actor: str) -> bool:
+    try:
+        return role_of(actor) == Role.HUMAN
+    except Refused:
+        return False
 
 _COLS = ("id, text, product, role, tags, source_task, source_commit, source_event, source_actor, created_ts, "
          "updated_ts, last_used_ts, use_count, superseded_by, pinned, deleted, fingerprint")
@@ -161,8 +184,26 @@ class Lesson:
 
     @property
     def source(self) -> str:
+        """Who taught it, on which task and commit: `builder-2 on T7@1a2b3c4d5e6f event 41`."""
         where = self.source_task + (f"@{self.source_commit[:12]}" if self.source_commit else "")
-        return where + (f" event {self.source_event}" if self.source_event else "")
+        return f"{self.source_actor} on {where}" + (f" event {self.source_event}" if self.source_event else "")
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The roles it is for (the `role` column, comma-separated); empty: every role."""
+        return tuple(r for r in (self.role or "").split(",") if r)
+
+    def for_role(self, role: str) -> bool:
+        return not self.roles or role in self.roles
+
+    @property
+    def human_written(self) -> bool:
+        return is_human(self.source_actor)
+
+    @property
+    def protected(self) -> bool:
+        """Pinned or written by a human: only a human changes it."""
+        return self.pinned or self.human_written
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -177,6 +218,18 @@ class Remembered:
     action: Literal["added", "updated", "known", "refused"]
     lesson_id: int | None
     message: str
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """An agent proposed that `superseded_by` replace `lesson_id`, a lesson only a human may retire."""
+
+    id: int  # the event that proposed it
+    lesson_id: int
+    superseded_by: int
+    actor: str
+    task_id: str | None
+    ts: float
 
 
 @dataclass
@@ -196,7 +249,6 @@ class Memory:
         self.fade_days = fade_days
         self.clock = clock
         self._lock = asyncio.Lock()
-        self._next_id = 0
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -239,18 +291,29 @@ class Memory:
         return [Lesson.from_row(r, score=r[17]) for r in await self.store.query(sql, tuple(params))]
 
     async def recall(self, query: str, *, product: str | None, limit: int = 10,
-                     token_budget: int | None = None) -> list[Lesson]:
+                     token_budget: int | None = None, role: str | None = None,
+                     task_id: str | None = None) -> list[Lesson]:
         """The lessons to put in front of an agent: pinned ones of the scope first, then the best bm25
-        matches of `query`, leaving out faded, superseded and deleted ones, within `token_budget`."""
+        matches of `query`, leaving out faded, superseded and deleted ones, within `token_budget`.
+
+        `role`: only lessons for that role. `task_id` with a judging role (reviewer, breaker): never a lesson an
+        agent wrote from that very task (its builder could write one to sway its judges)."""
+
+        def fits(lesson: Lesson) -> bool:
+            if role is not None and not lesson.for_role(role):
+                return False
+            return not (role in JUDGES and task_id is not None and lesson.source_task == task_id
+                        and not lesson.human_written)
+
         pinned_rows = await self.store.query(
             f"SELECT {_COLS} FROM lessons INDEXED BY lessons_pinned WHERE pinned = 1 AND deleted = 0 "
             "AND superseded_by IS NULL "
-            "AND (product = ? OR product IS NULL) ORDER BY id LIMIT ?", (product, limit))
-        chosen = [Lesson.from_row(r) for r in pinned_rows]
+            "AND (product = ? OR product IS NULL) ORDER BY id LIMIT ?", (product, limit * 4))
+        chosen = [lesson for lesson in map(Lesson.from_row, pinned_rows) if fits(lesson)][:limit]
         if len(chosen) < limit:
             ids = {lesson.id for lesson in chosen}
-            for lesson in await self.search(query, product=product, limit=limit, include_faded=False):
-                if lesson.id not in ids and len(chosen) < limit:
+            for lesson in await self.search(query, product=product, limit=limit * 4, include_faded=False):
+                if lesson.id not in ids and len(chosen) < limit and fits(lesson):
                     chosen.append(lesson)
         if token_budget is None:
             return chosen
@@ -300,17 +363,12 @@ class Memory:
 
     # --- writing ---------------------------------------------------------------------------
 
-    async def _new_id(self) -> int:
-        (max_id,) = (await self.store.query("SELECT COALESCE(MAX(id), 0) FROM lessons"))[0]
-        self._next_id = max(self._next_id, int(max_id) + 1)
-        n = self._next_id
-        self._next_id += 1
-        return n
-
     async def _write(self, kind: str, actor: str, data: dict[str, Any], sql: list[tuple[str, tuple[Any, ...]]],
-                     *, product: str | None = None, task_id: str | None = None) -> Event:
+                     *, product: str | None = None, task_id: str | None = None, new_lesson: bool = False) -> Event:
+        """One change, its event and its SQL in one transaction. `new_lesson`: NEW_ID in the SQL is the new
+        lesson's id, assigned by the store under the write lock (two processes never take the same one)."""
         return await self.store.append(Event(kind=kind, actor=actor, product=product, task_id=task_id, data=data),
-                                       sql=sql)
+                                       sql=sql, new_id=("lessons", "lesson_id") if new_lesson else None)
 
     async def remember(self, text: str, *, tags: Iterable[str] | str | None = (), product: str | None,
                        role: str | None, source_task: str | None, actor: str, source_commit: str | None = None,
@@ -347,6 +405,9 @@ class Memory:
                                                             f"L{lesson.superseded_by}; not recorded again")
                 if lesson.product != product:
                     return Remembered("known", lesson.id, f"already known as global lesson L{lesson.id}")
+                if lesson.protected and not is_human(actor):
+                    return Remembered("known", lesson.id, f"L{lesson.id} says this already; it is {_whose(lesson)}, "
+                                                          "so only a human changes it")
                 merged = normalize_tags([*lesson.tags, *tag_t])
                 new_text = lesson.text if lesson.pinned else text  # a pinned lesson's wording is the human's
                 now = self.clock()
@@ -357,21 +418,55 @@ class Memory:
                       (new_text, " ".join(merged), fingerprint(new_text), now, lesson.id))],
                     product=product, task_id=source_task)
                 return Remembered("updated", lesson.id, f"updated L{lesson.id}, which said nearly the same")
-            lesson_id = await self._new_id()
             now = self.clock()
             sql: list[tuple[str, tuple[Any, ...]]] = [(
                 f"INSERT INTO lessons({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (lesson_id, text, product, role, " ".join(tag_t), source_task, source_commit, source_event, actor,
+                (NEW_ID, text, product, role, " ".join(tag_t), source_task, source_commit, source_event, actor,
                  now, now, None, 0, None, 0, 0, fingerprint(text)))]
-            data: dict[str, Any] = {"lesson_id": lesson_id, "text": text, "tags": list(tag_t), "role": role,
+            data: dict[str, Any] = {"text": text, "tags": list(tag_t), "role": role,
                                     "source_task": source_task, "source_commit": source_commit,
                                     "source_event": source_event}
-            if old is not None:
-                sql.append(("UPDATE lessons SET superseded_by = ?, updated_ts = ? WHERE id = ?", (lesson_id, now, old.id)))
+            propose = old is not None and old.protected and not is_human(actor)
+            if old is not None and not propose:
+                sql.append(("UPDATE lessons SET superseded_by = ?, updated_ts = ? WHERE id = ?", (NEW_ID, now, old.id)))
                 data["supersedes"] = old.id
-            await self._write(REMEMBERED, actor, data, sql, product=product, task_id=source_task)
-            extra = f"; it supersedes L{old.id}" if old is not None else ""
+            ev = await self._write(REMEMBERED, actor, data, sql, product=product, task_id=source_task, new_lesson=True)
+            lesson_id = int(ev.data["lesson_id"])
+            extra = f"; it supersedes L{old.id}" if old is not None and not propose else ""
+            if propose:
+                assert old is not None
+                await self._write(PROPOSED, actor, {"lesson_id": old.id, "superseded_by": lesson_id},
+                                  [], product=product, task_id=source_task)
+                extra = (f"; L{old.id} is {_whose(old)}: that it be superseded is proposed to the human, and it "
+                         "stays in force until they accept")
             return Remembered("added", lesson_id, f"remembered as L{lesson_id}{extra}")
+
+    @staticmethod
+    def _human_only(actor: str, what: str) -> None:
+        """Editing, pinning, deleting and superseding are a human's: an agent proposes (see `remember`)."""
+        if not is_human(actor):
+            raise Refused(f"{what}: only a human may do this ({actor} is not one); an agent proposes instead")
+
+    async def proposals(self) -> list[Proposal]:
+        """Supersedes agents proposed of lessons only a human may retire, not yet accepted or rejected."""
+        events = await self.store.events(kinds=[PROPOSED, SUPERSEDED, REJECTED])
+        decided = {int(e.data["proposal"]) for e in events if e.kind != PROPOSED and e.data.get("proposal")}
+        return [Proposal(id=int(e.id or 0), lesson_id=int(e.data["lesson_id"]),
+                         superseded_by=int(e.data["superseded_by"]), actor=e.actor, task_id=e.task_id, ts=e.ts)
+                for e in events if e.kind == PROPOSED and e.id not in decided]
+
+    async def decide(self, proposal_id: int, *, actor: str, accept: bool) -> None:
+        """The human accepts (the lesson is superseded) or rejects (it stays) an agent's proposal."""
+        self._human_only(actor, "accept or reject a proposal")
+        found = next((p for p in await self.proposals() if p.id == proposal_id), None)
+        if found is None:
+            raise Refused(f"no open proposal {proposal_id}")
+        if accept:
+            await self.supersede(found.lesson_id, found.superseded_by, actor=actor, proposal=found.id)
+            return
+        async with self._lock:
+            await self._write(REJECTED, actor, {"proposal": found.id, "lesson_id": found.lesson_id,
+                                                "superseded_by": found.superseded_by}, [])
 
     async def _require(self, lesson_id: int) -> Lesson:
         lesson = await self.get(lesson_id)
@@ -383,6 +478,7 @@ class Memory:
 
     async def edit(self, lesson_id: int, *, actor: str, text: str | None = None,
                    tags: Iterable[str] | str | None = None) -> Lesson:
+        self._human_only(actor, f"edit L{lesson_id}")
         async with self._lock:
             lesson = await self._require(lesson_id)
             new_text = normalize_text(text) if text is not None else lesson.text
@@ -397,6 +493,7 @@ class Memory:
         return await self._require(lesson_id)
 
     async def pin(self, lesson_id: int, *, actor: str, pinned: bool = True) -> Lesson:
+        self._human_only(actor, f"pin L{lesson_id}")
         async with self._lock:
             lesson = await self._require(lesson_id)
             await self._write(PINNED, actor, {"lesson_id": lesson.id, "pinned": pinned},
@@ -406,20 +503,47 @@ class Memory:
 
     async def delete(self, lesson_id: int, *, actor: str) -> None:
         """Tombstone a lesson: it leaves recall for good, and its text can never be remembered again."""
+        self._human_only(actor, f"delete L{lesson_id}")
         async with self._lock:
             lesson = await self._require(lesson_id)
             await self._write(DELETED, actor, {"lesson_id": lesson.id, "fingerprint": lesson.fingerprint},
                               [("UPDATE lessons SET deleted = 1, pinned = 0, updated_ts = ? WHERE id = ?",
                                 (self.clock(), lesson.id))], product=lesson.product)
 
-    async def supersede(self, old_id: int, new_id: int, *, actor: str) -> None:
+    async def restore(self, lesson_id: int, *, actor: str) -> Lesson:
+        """Lift a human's delete (a stray key, a change of mind): the lesson is recalled again, on record.
+
+        Only a `memory.restored` event appended in the same transaction lifts the tombstone (a trigger
+        ignores any other write that tries); agents have no tool that calls this."""
+        self._human_only(actor, f"restore L{lesson_id}")
+        async with self._lock:
+            lesson = await self.get(lesson_id)
+            if lesson is None:
+                raise Refused(f"no lesson L{lesson_id}")
+            if not lesson.deleted:
+                raise Refused(f"L{lesson_id} is not deleted")
+            if lesson.text == "(deleted)" and not lesson.tags:
+                raise Refused(f"L{lesson_id} came deleted from an import: its text is not here to restore")
+            await self._write(RESTORED, actor, {"lesson_id": lesson.id, "text": lesson.text},
+                              [("UPDATE lessons SET deleted = 0, updated_ts = ? WHERE id = ?",
+                                (self.clock(), lesson.id))], product=lesson.product)
+        restored = await self.get(lesson_id)
+        if restored is None or restored.deleted:  # pragma: no cover - the trigger and this write disagree
+            raise Refused(f"L{lesson_id} could not be restored")
+        return restored
+
+    async def supersede(self, old_id: int, new_id: int, *, actor: str, proposal: int | None = None) -> None:
+        self._human_only(actor, f"supersede L{old_id}")
         async with self._lock:
             old, new = await self._require(old_id), await self._require(new_id)
             if old.id == new.id:
                 raise Refused("a lesson cannot supersede itself")
             if new.superseded_by is not None:
                 raise Refused(f"L{new.id} is itself superseded by L{new.superseded_by}")
-            await self._write(SUPERSEDED, actor, {"lesson_id": old.id, "superseded_by": new.id},
+            data: dict[str, Any] = {"lesson_id": old.id, "superseded_by": new.id}
+            if proposal is not None:
+                data["proposal"] = proposal
+            await self._write(SUPERSEDED, actor, data,
                               [("UPDATE lessons SET superseded_by = ?, updated_ts = ? WHERE id = ?",
                                 (new.id, self.clock(), old.id))], product=old.product)
 
@@ -483,13 +607,14 @@ class Memory:
                                 (now, lesson.id))], product=lesson.product)
             report.deleted.append(lesson.id)
         if not live:
-            lesson_id = t.id if t.id > 0 and await self.get(t.id) is None else await self._new_id()
-            self._next_id = max(self._next_id, lesson_id + 1)
-            await self._write(DELETED, actor, {"lesson_id": lesson_id, "fingerprint": t.fingerprint, "via": "import"},
-                              [(f"INSERT INTO lessons({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                                (lesson_id, "(deleted)", scope, None, "", t.source_task, None, None, actor,
-                                 t.created_ts or now, now, None, 0, None, 0, 1, t.fingerprint))], product=scope)
-            report.deleted.append(lesson_id)
+            own = t.id > 0 and await self.get(t.id) is None  # the file's id where it is free, else the next one
+            ev = await self._write(DELETED, actor, {"lesson_id": t.id if own else None, "fingerprint": t.fingerprint,
+                                                    "via": "import"},
+                                   [(f"INSERT INTO lessons({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                     (t.id if own else NEW_ID, "(deleted)", scope, None, "", t.source_task, None,
+                                      None, actor, t.created_ts or now, now, None, 0, None, 0, 1, t.fingerprint))],
+                                   product=scope, new_lesson=not own)
+            report.deleted.append(int(ev.data["lesson_id"]))
 
     async def _import_lesson(self, scope: str | None, pl: "ParsedLesson", actor: str, report: ImportReport,
                              id_map: dict[int, int]) -> None:
@@ -524,16 +649,18 @@ class Memory:
                                    normalize_tags([*lesson.tags, *pl.tags]), lesson.pinned or pl.pinned, pl, actor,
                                    report)
             return
-        lesson_id = pl.id if same is None and pl.id > 0 else await self._new_id()
-        self._next_id = max(self._next_id, lesson_id + 1)
+        own = same is None and pl.id > 0  # the file's id where it is free, else the next one
         now = self.clock()
-        await self._write(IMPORTED, actor, {"lesson_id": lesson_id, "text": text, "tags": list(pl.tags),
-                                            "source_task": pl.source_task, "from": pl.where},
-                          [(f"INSERT INTO lessons({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                            (lesson_id, text, scope, pl.role, " ".join(pl.tags), pl.source_task, pl.source_commit,
-                             pl.source_event, pl.source_actor or actor, pl.created_ts or now, pl.updated_ts or now,
-                             pl.last_used_ts, pl.use_count, None, int(pl.pinned), 0, fingerprint(text)))],
-                          product=scope, task_id=pl.source_task)
+        ev = await self._write(IMPORTED, actor, {"lesson_id": pl.id if own else None, "text": text,
+                                                 "tags": list(pl.tags), "source_task": pl.source_task,
+                                                 "from": pl.where},
+                               [(f"INSERT INTO lessons({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                 (pl.id if own else NEW_ID, text, scope, pl.role, " ".join(pl.tags), pl.source_task,
+                                  pl.source_commit, pl.source_event, pl.source_actor or actor, pl.created_ts or now,
+                                  pl.updated_ts or now, pl.last_used_ts, pl.use_count, None, int(pl.pinned), 0,
+                                  fingerprint(text)))],
+                               product=scope, task_id=pl.source_task, new_lesson=not own)
+        lesson_id = int(ev.data["lesson_id"])
         id_map[pl.id] = lesson_id
         report.added.append(lesson_id)
 

@@ -111,6 +111,20 @@ MIGRATIONS: list[str] = [
     CREATE INDEX events_actor ON events(actor);
     CREATE INDEX events_kind  ON events(kind);
     """,
+    # 4: a human may restore a deleted lesson, on record: the tombstone lifts only in the transaction that
+    # appends a `memory.restored` event for that lesson after its last `memory.deleted` (cockpit.store.memory).
+    # Any other write that clears `deleted` is still ignored, whoever sends it.
+    """
+    DROP TRIGGER lessons_stay_deleted;
+    CREATE TRIGGER lessons_stay_deleted BEFORE UPDATE OF deleted ON lessons
+    WHEN OLD.deleted = 1 AND NEW.deleted = 0 AND NOT EXISTS (
+        SELECT 1 FROM events r WHERE r.kind = 'memory.restored' AND json_extract(r.data, '$.lesson_id') = OLD.id
+        AND r.id > COALESCE((SELECT MAX(d.id) FROM events d WHERE d.kind = 'memory.deleted'
+                             AND json_extract(d.data, '$.lesson_id') = OLD.id), 0)
+    ) BEGIN
+        SELECT RAISE(IGNORE);
+    END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

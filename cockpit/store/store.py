@@ -37,6 +37,7 @@ from ..domain import tasks as domain
 from ..domain.errors import Refused
 from ..domain.events import TASK_KINDS, Event, Kind
 from ..domain.tasks import Task
+from ..domain.visible import encodable
 from .schema import MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -47,26 +48,44 @@ CHECKPOINT_EVERY_S = 0.5
 """How often the WAL is copied back into the database while events are being written."""
 OTHERS_POLL_S = 1.0
 """How often an idle store looks for events another process committed."""
+BUSY_TIMEOUT_MS = 60_000
+"""How long a connection waits for another process's write lock. Every writer holds it for one short
+transaction, but 100 `cockpit task add` started at once on a busy machine queue for it longer than 5 s."""
 
 
 class StoreError(Exception):
     """The store cannot be used or written; the message names the file and what to do."""
 
 
+class _NewId:
+    """A row id the store assigns inside the write transaction (`NEW_ID` in an append's SQL parameters)."""
+
+    def __repr__(self) -> str:
+        return "NEW_ID"
+
+
+NEW_ID: Any = _NewId()
+"""Put this in `append(..., new_id=(table, key))`'s SQL parameters: the store replaces it by `table`'s next id,
+read under the write lock (so two processes never take the same one), and sets it as the event's `data[key]`."""
+
+
 class _Item:
     """One entry of the writer's queue (slots: the ingest path makes one per event)."""
 
-    __slots__ = ("event", "sql", "future", "ledger", "owned")
+    __slots__ = ("event", "sql", "future", "ledger", "owned", "new_id", "template")
 
     def __init__(self, event: Event | None, sql: list[tuple[str, tuple[Any, ...]]] | tuple = (),
                  future: asyncio.Future | None = None,
-                 ledger: budget.Reservation | budget.Settlement | None = None, owned: bool = False) -> None:
+                 ledger: budget.Reservation | budget.Settlement | None = None, owned: bool = False,
+                 new_id: tuple[str, str] | None = None) -> None:
         self.event = event
         self.sql = sql
         self.future = future
         # a ledger change, checked against the budgets in the same batch step that commits it
         self.ledger = ledger
         self.owned = owned  # posted: the store may set the event's id in place
+        self.new_id = new_id  # (table, data key): a row id to assign under the write lock
+        self.template = (event, sql)  # as submitted, NEW_ID still in it (a retried write assigns again)
 
 
 @dataclass
@@ -164,9 +183,10 @@ class Store:
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
             self._w = await aiosqlite.connect(p, isolation_level=None)
+            # the wait first: switching a new file to WAL takes a lock another process may hold
+            await self._w.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             await self._w.execute("PRAGMA journal_mode=WAL")
             await self._w.execute("PRAGMA synchronous=NORMAL")
-            await self._w.execute("PRAGMA busy_timeout=5000")
             # The writer never checkpoints: a commit that crossed the WAL's threshold used to copy it back into
             # the database (and fsync) before the next batch could start: with 4 MB that cost ingest ~20%, with
             # 40 MB it held agent output back ~100 ms (event -> screen p99 110 -> 177 ms). `_checkpoints` does
@@ -174,9 +194,9 @@ class Store:
             await self._w.execute("PRAGMA wal_autocheckpoint=0")
             await self._migrate()
             self._c = await aiosqlite.connect(p, isolation_level=None)
-            await self._c.execute("PRAGMA busy_timeout=5000")
+            await self._c.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self._r = await aiosqlite.connect(p, isolation_level=None)
-            await self._r.execute("PRAGMA busy_timeout=5000")
+            await self._r.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             await self._r.execute("PRAGMA query_only=ON")
             await self._load()
         except sqlite3.DatabaseError as e:
@@ -227,36 +247,48 @@ class Store:
         self.budget.limits = limits
 
     async def _migrate(self) -> None:
+        """Bring the schema up to date, under the write lock: the version is read inside the transaction
+        that migrates, so two processes opening a new file at once never both create the tables."""
         assert self._w is not None
-        (version,) = await (await self._w.execute("PRAGMA user_version")).fetchone()  # type: ignore[misc]
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path}: schema version {version} is newer than this cockpit understands "
-                f"({SCHEMA_VERSION}). Upgrade cockpit; the file was not touched."
-            )
-        for v in range(version, SCHEMA_VERSION):
+        while True:
             await self._w.execute("BEGIN IMMEDIATE")
             try:
-                for stmt in _split_sql(MIGRATIONS[v]):
+                (version,) = await (await self._w.execute("PRAGMA user_version")).fetchone()  # type: ignore[misc]
+                if version > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"{self.path}: schema version {version} is newer than this cockpit understands "
+                        f"({SCHEMA_VERSION}). Upgrade cockpit; the file was not touched."
+                    )
+                if version == SCHEMA_VERSION:
+                    await self._w.execute("COMMIT")
+                    return
+                for stmt in _split_sql(MIGRATIONS[version]):
                     await self._w.execute(stmt)
-                await self._w.execute(f"PRAGMA user_version={v + 1}")
+                await self._w.execute(f"PRAGMA user_version={version + 1}")
                 await self._w.execute("COMMIT")
             except BaseException:
                 await self._w.execute("ROLLBACK")
                 raise
 
     async def _load(self) -> None:
+        """Everything in memory from one snapshot (one read transaction): read in separate steps, another
+        process could commit a task between the tasks and the highest event id, and this store would then
+        hand out that task's id again."""
         assert self._w is not None
-        await self._load_tasks()
-        (max_id,) = await (await self._w.execute("SELECT COALESCE(MAX(id), 0) FROM events")).fetchone()  # type: ignore[misc]
-        self._next_id = max_id + 1
-        self.last_event_id = max_id
-        # budgets: every ledger row counts (unsettled and orphaned reservations too), and every raise
-        await self._load_ledger()
-        async with self._w.execute("SELECT actor, task_id, data FROM events WHERE kind = ?",
-                                   (Kind.BUDGET_RAISED.value,)) as cur:
-            async for actor, task_id, data in cur:
-                self.budget.load_raise(actor, task_id, json.loads(data))
+        await self._w.execute("BEGIN")
+        try:
+            (max_id,) = await (await self._w.execute("SELECT COALESCE(MAX(id), 0) FROM events")).fetchone()  # type: ignore[misc]
+            await self._load_tasks()
+            self._next_id = max_id + 1
+            self.last_event_id = max_id
+            # budgets: every ledger row counts (unsettled and orphaned reservations too), and every raise
+            await self._load_ledger()
+            async with self._w.execute("SELECT actor, task_id, data FROM events WHERE kind = ?",
+                                       (Kind.BUDGET_RAISED.value,)) as cur:
+                async for actor, task_id, data in cur:
+                    self.budget.load_raise(actor, task_id, json.loads(data))
+        finally:
+            await self._w.execute("COMMIT")
 
     async def _load_tasks(self, after_id: int = 0) -> None:
         """The projection rows changed after event `after_id` (all of them at open), into memory."""
@@ -316,19 +348,26 @@ class Store:
         if self._writer.done():
             raise StoreError(f"{self.path}: the store writer stopped; restart the cockpit")
 
-    async def append(self, event: Event, sql: list[tuple[str, tuple[Any, ...]]] | None = None) -> Event:
+    async def append(self, event: Event, sql: list[tuple[str, tuple[Any, ...]]] | None = None, *,
+                     new_id: tuple[str, str] | None = None) -> Event:
         """Commit one event (and optional statements in the same transaction); return it with its id.
+
+        `new_id=(table, key)`: every `NEW_ID` in `sql`'s parameters becomes `table`'s next row id, assigned
+        inside the write transaction, and the returned event's `data[key]` says which.
 
         Raises Refused if the domain refuses it (the refusal is recorded), StoreError if
         the write failed (nothing of that batch was committed).
         """
-        return await self.submit(event, sql)
+        return await self.submit(event, sql, new_id=new_id)
 
-    def submit(self, event: Event | None, sql: list[tuple[str, tuple[Any, ...]]] | None = None) -> asyncio.Future:
+    def submit(self, event: Event | None, sql: list[tuple[str, tuple[Any, ...]]] | None = None, *,
+               new_id: tuple[str, str] | None = None) -> asyncio.Future:
         """Queue without waiting; the returned future resolves after the commit."""
         self._check_open()
+        if new_id is not None and event is None:
+            raise ValueError("new_id needs an event to record the id in")
         fut = asyncio.get_running_loop().create_future()
-        self._put(_Item(event=event, sql=list(sql or []), future=fut))
+        self._put(_Item(event=event, sql=list(sql or []), future=fut, new_id=new_id))
         return fut
 
     def post(self, event: Event) -> None:
@@ -393,6 +432,10 @@ class Store:
                 next_id += 1
                 continue
             err: Exception | None = None
+            if not _encodable_event(ev, it.sql):  # a lone surrogate would fail the whole batch's write
+                ev = ev.model_copy(update={"data": encodable(ev.data), "actor": encodable(ev.actor),
+                                           "product": encodable(ev.product), "task_id": encodable(ev.task_id)})
+                it.sql = [(stmt, tuple(encodable(p) for p in params)) for stmt, params in it.sql]
             try:
                 step, ev = self._budget_step(b.txn, it, ev, pending)
                 if ev.is_task_event:
@@ -439,25 +482,32 @@ class Store:
             await self._w.execute("BEGIN IMMEDIATE")
             async with self._w.execute("SELECT MAX(id) FROM events") as cur:
                 (max_id,) = await cur.fetchone()  # type: ignore[misc]
+            foreign: list[Event] | None = None
             if (max_id or 0) >= b.first_id:
                 foreign = await self._catch_up(max_id)
+            if await self._assign_new_ids([r[0] for r in b.results]) or foreign is not None:
                 b = self._prepare([r[0] for r in b.results], self._next_id)
-                b.foreign = foreign
+                b.foreign = foreign or []
             if b.rows:
                 await self._w.executemany(
                     "INSERT INTO events(id, ts, kind, actor, product, task_id, data) VALUES (?,?,?,?,?,?,?)", b.rows
                 )
             if b.pending:
-                await self._w.executemany(
-                    "INSERT INTO tasks(id, seq, product, state, last_event_id, body) VALUES (?,?,?,?,?,?) "
-                    "ON CONFLICT(id) DO UPDATE SET state=excluded.state, last_event_id=excluded.last_event_id, "
-                    "body=excluded.body",
-                    [
-                        (t.id, b.seqs.get(t.id, self._task_seq.get(t.id, 0)), t.product, t.state.value,
-                         t.last_event_id, t.model_dump_json())
-                        for t in b.pending.values()
-                    ],
-                )
+                rows = [(t.id, b.seqs.get(t.id, self._task_seq.get(t.id, 0)), t.product, t.state.value,
+                         t.last_event_id, t.model_dump_json()) for t in b.pending.values()]
+                # a task created in this batch is a new row: if another process has it, the write fails
+                # (and nothing of it is recorded) rather than overwrite theirs
+                created = [r for r in rows if r[0] in b.seqs and r[0] not in self._tasks]
+                if created:
+                    await self._w.executemany(
+                        "INSERT INTO tasks(id, seq, product, state, last_event_id, body) VALUES (?,?,?,?,?,?)", created)
+                changed = [r for r in rows if not (r[0] in b.seqs and r[0] not in self._tasks)]
+                if changed:
+                    # a row only moves forward: never back to an older event than the one it holds
+                    await self._w.executemany(
+                        "INSERT INTO tasks(id, seq, product, state, last_event_id, body) VALUES (?,?,?,?,?,?) "
+                        "ON CONFLICT(id) DO UPDATE SET state=excluded.state, last_event_id=excluded.last_event_id, "
+                        "body=excluded.body WHERE excluded.last_event_id > tasks.last_event_id", changed)
             for stmt, params in b.sql:
                 await self._w.execute(stmt, params)
             await self._w.execute("COMMIT")
@@ -468,6 +518,30 @@ class Store:
             except Exception:
                 pass
             raise
+
+    async def _assign_new_ids(self, items: list[_Item]) -> bool:
+        """Give each item that asked for one (`new_id`) its table's next row id, read inside the write
+        transaction: into its SQL (for NEW_ID) and its event's data. False if no item asked."""
+        assert self._w is not None
+        asking = [it for it in items if it.new_id is not None]
+        if not asking:
+            return False
+        nxt: dict[str, int] = {}
+        for it in asking:
+            table, key = it.new_id  # type: ignore[misc]
+            if table not in nxt:
+                if not table.isidentifier():
+                    raise ValueError(f"not a table name: {table!r}")
+                async with self._w.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {table}") as cur:
+                    (top,) = await cur.fetchone()  # type: ignore[misc]
+                nxt[table] = int(top) + 1
+            n = nxt[table]
+            nxt[table] = n + 1
+            ev, sql = it.template
+            assert ev is not None
+            it.event = ev.model_copy(update={"data": {**ev.data, key: n}})
+            it.sql = [(stmt, tuple(n if p is NEW_ID else p for p in params)) for stmt, params in sql]
+        return True
 
     async def _catch_up(self, max_id: int) -> list[Event]:
         """What another process committed after our last event (ids up to `max_id`), read inside our write
@@ -707,6 +781,22 @@ def _seq_of(task_id: str, default: int) -> int:
         return int(task_id.lstrip("T"))
     except ValueError:
         return default
+
+
+def _encodable_event(ev: Event, sql: Any = ()) -> bool:
+    """True if every string of `ev` and of its statements' parameters can be written as UTF-8 (checked only on
+    the checked path, not on posts: their JSON escapes a surrogate)."""
+    params = [p for _, ps in sql for p in ps if isinstance(p, str)]
+    try:
+        orjson.dumps([ev.actor, ev.product, ev.task_id, ev.data, params], default=str,
+                     option=orjson.OPT_NON_STR_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        try:
+            json.dumps([ev.actor, ev.product, ev.task_id, ev.data, params], default=str,
+                       ensure_ascii=False).encode("utf-8")
+        except (UnicodeEncodeError, TypeError, ValueError):
+            return False
+    return True
 
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from textual.theme import Theme
 from textual.worker import Worker, WorkerState
 
 from ..config import FactoryConfig
+from ..domain.visible import visible, visible_line
 from ..factory.agent_log import log_path, logs_dir
 from ..store import Store
 from .agents import AgentBoard
@@ -91,6 +92,14 @@ class CockpitApp(App[None]):
             self.register_theme(t)
         self.theme = theme
         self._lock_fd: int | None = None
+
+    def notify(self, message: str, *, title: str = "", severity: Any = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every toast is text: its message and title often carry a task's title, an agent's words or a
+        refusal's reason, so they are never read as markup (`[@click=app.quit]` would be a button) and their
+        control characters are shown (cockpit.domain.visible). `markup` is accepted and ignored."""
+        super().notify(visible(message), title=visible_line(title), severity=severity, timeout=timeout,
+                       markup=False)
 
     def get_default_screen(self) -> Screen:
         return MainScreen(self.store, self.config)

@@ -6,12 +6,28 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.content import Content
+from textual.fuzzy import Matcher
+from textual.markup import escape
 
 from ..domain.tasks import TaskState
+from ..domain.visible import visible_line
 from . import queries
 
 if TYPE_CHECKING:
     from .app import CockpitApp
+
+
+def highlight(matcher: Matcher, text: str) -> Content:
+    """`text` with the letters the query matched highlighted, as text: Matcher.highlight reads it as markup,
+    so a task titled `[@click=app.quit]` would become a button that quits."""
+    content = Content(text)
+    score, offsets = matcher.fuzzy_search.match(matcher.query, text)
+    if score:
+        for offset in offsets:
+            if not text[offset].isspace():
+                content = content.stylize(matcher.match_style, offset, offset + 1)
+    return content
 
 
 class CockpitCommands(Provider):
@@ -31,7 +47,7 @@ class CockpitCommands(Provider):
         for name in self.products:
             yield f"product {name}", partial(app.focus_product, name), f"Go to the {name} pane"
         for t in self.tasks:
-            yield (f"task {t.id} {t.title}", partial(app.open_task, t.id),
+            yield (visible_line(f"task {t.id} {t.title}"), partial(app.open_task, t.id),
                    f"{t.product} · {t.state.value}" + (" · needs you" if t.state == TaskState.BLOCKED else ""))
         for agent, product, task_id in self.agents:
             yield (f"agent {agent}", partial(app.open_agent_log, agent),
@@ -42,14 +58,15 @@ class CockpitCommands(Provider):
         for text, callback, help_text in self._candidates():
             score = matcher.match(text)
             if score > 0:
-                yield Hit(score, matcher.highlight(text), callback, text=text, help=help_text)
+                yield Hit(score, highlight(matcher, text), callback, text=text, help=escape(visible_line(help_text)))
 
     async def discover(self) -> Hits:
         """With nothing typed: what needs the human first, then the products."""
         app: CockpitApp = self.app  # type: ignore[assignment]
         for t in self.tasks:
             if t.state == TaskState.BLOCKED:
-                yield DiscoveryHit(f"task {t.id} {t.title}", partial(app.open_task, t.id),
-                                   help=f"{t.product} · blocked: {', '.join(t.blocked_by)}")
+                label = visible_line(f"task {t.id} {t.title}")
+                yield DiscoveryHit(Content(label), partial(app.open_task, t.id), text=label,
+                                   help=escape(visible_line(f"{t.product} · blocked: {', '.join(t.blocked_by)}")))
         for name in self.products:
             yield DiscoveryHit(f"product {name}", partial(app.focus_product, name), help=f"Go to the {name} pane")

@@ -14,6 +14,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Input, Static
 
+from ...domain.visible import visible_line
 from ..pacing import PacedRepaint
 from ..widgets.inputs import CockpitInput
 from ..widgets.log_view import LogView
@@ -67,7 +68,7 @@ class AgentLogScreen(PacedRepaint, Screen):
             where = f"line {view.current_match + 1:,}" if view.current_match is not None else "not found yet"
             parts.append(f"find {view.search_term!r}: {where}")
         parts.append(self.label)
-        self.query_one("#log-status", Static).update(" · ".join(parts))
+        self.query_one("#log-status", Static).update(visible_line(" · ".join(parts)))
 
     def action_back(self) -> None:
         search = self.query_one("#log-search", Input)

@@ -6,6 +6,7 @@ an invalid) answer is refused on the spot, the modal stays open and says why.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from textual import on
@@ -16,6 +17,7 @@ from textual.screen import ModalScreen
 from textual.validation import Function
 from textual.widgets import Input, Label, Static
 
+from ...domain.visible import visible
 from ..pacing import PacedRepaint
 from ..widgets.inputs import CockpitInput
 
@@ -42,7 +44,7 @@ class PromptScreen(PacedRepaint, ModalScreen[str | None]):
             dialog.border_title = self.prompt_title
             dialog.border_subtitle = "enter submit · esc cancel"
             if self.context:
-                yield Static(self.context, id="context", markup=False)
+                yield Static(visible(self.context), id="context", markup=False)
             yield CockpitInput(
                 value=self.value,
                 placeholder=self.placeholder,
@@ -74,23 +76,34 @@ class PromptScreen(PacedRepaint, ModalScreen[str | None]):
 
 
 class ConfirmScreen(PacedRepaint, ModalScreen[bool]):
-    """Yes or no: `y`/enter confirms, `n`/escape cancels."""
+    """Yes or no, and no is the default: only `y` confirms; `n`, escape and enter cancel.
+
+    `settle_s`: a `y` that arrives sooner than this after the question appeared was typed before
+    anyone could read it (a word typed into the wrong place: "daily" is d, a, i, l, y) and is ignored.
+    """
 
     BINDINGS = [
-        Binding("y,enter", "answer(True)", "Yes", id="confirm.yes"),
-        Binding("n,escape", "answer(False)", "No", id="confirm.no"),
+        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
+        Binding("n,escape,enter", "answer(False)", "No", id="confirm.no"),
     ]
 
-    def __init__(self, title: str, context: str = "") -> None:
+    def __init__(self, title: str, context: str = "", *, settle_s: float = 0.0) -> None:
         super().__init__()
         self.prompt_title = title
         self.context = context
+        self.settle_s = settle_s
+        self.shown_at = time.monotonic()
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog") as dialog:
             dialog.border_title = self.prompt_title
-            dialog.border_subtitle = "y yes · n no"
-            yield Static(self.context or self.prompt_title, id="context", markup=False)
+            dialog.border_subtitle = "y yes · n/enter no"
+            yield Static(visible(self.context or self.prompt_title), id="context", markup=False)
+
+    def on_mount(self) -> None:
+        self.shown_at = time.monotonic()
 
     def action_answer(self, yes: bool) -> None:
+        if yes and time.monotonic() - self.shown_at < self.settle_s:
+            return  # typed ahead, not read: wait for a deliberate y
         self.dismiss(yes)

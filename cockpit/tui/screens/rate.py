@@ -24,6 +24,7 @@ from ...domain.metrics import CORE, FACTORY, METRIC, METRICS, TOO_FEW, Rate, Sco
 from ...factory.rate import ARROWS, LogReader, compute_rate, fmt_value, sparkline, summary_line
 from ...store import Store
 from ..pacing import PacedRepaint
+from ..widgets.text_table import TextTable
 
 __all__ = ["RateScreen", "product_summaries", "summary_line"]
 
@@ -114,7 +115,7 @@ class RateScreen(PacedRepaint, Screen):
                 with Grid(id="rate-cards"):
                     for metric in CORE:
                         yield MetricCard(metric)
-                yield DataTable(id="rate-table", cursor_type="row", zebra_stripes=True)
+                yield TextTable(id="rate-table", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:

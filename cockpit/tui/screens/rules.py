@@ -19,11 +19,13 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Log, Static
 
 from ...config import FactoryConfig
+from ...domain.visible import visible_line
 from ...factory.rules import RuleBook, RuleError, RuleFile
 from ...store import Store
 from .. import format as fmt
 from .. import queries
 from ..pacing import PacedRepaint
+from ..widgets.text_table import TextTable
 from ..widgets.footer import FittedFooter
 
 REFRESH_S = 2.0
@@ -63,8 +65,8 @@ class RulesScreen(PacedRepaint, Screen):
     def compose(self) -> ComposeResult:
         yield Static("", id="rules-summary")
         with Vertical(id="rules-body"):
-            yield DataTable(id="rules-files", cursor_type="row", zebra_stripes=True)
-            yield DataTable(id="rules-errors", cursor_type="row")
+            yield TextTable(id="rules-files", cursor_type="row", zebra_stripes=True)
+            yield TextTable(id="rules-errors", cursor_type="row")
             yield Log(id="rules-events", max_lines=500)
         yield FittedFooter(compact=True)
 
@@ -110,7 +112,7 @@ class RulesScreen(PacedRepaint, Screen):
         errors.display = bool(state.errors)
         log = self.query_one("#rules-events", Log)
         log.clear()
-        log.write_lines([line for e in events if (line := fmt.event_line(e)) is not None] or
+        log.write_lines([visible_line(line) for e in events if (line := fmt.event_line(e)) is not None] or
                         ["no reload or error recorded yet"])
         self.loaded += 1
 

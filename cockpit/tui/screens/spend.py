@@ -21,6 +21,7 @@ from ...store import Store
 from .. import format as fmt
 from .. import queries
 from ..pacing import PacedRepaint
+from ..widgets.text_table import TextTable
 from ..widgets.footer import FittedFooter
 
 DAYS = 14
@@ -49,11 +50,11 @@ class SpendScreen(PacedRepaint, Screen):
     def compose(self) -> ComposeResult:
         yield Static("", id="spend-summary")
         with Vertical(id="spend-body"):
-            yield DataTable(id="spend-products", cursor_type="row", zebra_stripes=True)
+            yield TextTable(id="spend-products", cursor_type="row", zebra_stripes=True)
             with Horizontal(id="spend-trend"):
                 yield Label(f"factory, last {DAYS} days ", id="trend-label")
                 yield Sparkline([], id="trend", summary_function=max)
-            yield DataTable(id="spend-budgets", cursor_type="row")
+            yield TextTable(id="spend-budgets", cursor_type="row")
         yield FittedFooter(compact=True)
 
     def on_mount(self) -> None:

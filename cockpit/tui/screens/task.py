@@ -20,18 +20,20 @@ from textual.widgets import ContentSwitcher, DataTable, Log, Static, Tab, Tabs
 from ...config import FactoryConfig
 from ...domain.events import Event
 from ...domain.tasks import DefectState, Task, TaskState, gate_lights, human_override, missing_gates
+from ...domain.visible import visible, visible_line
 from ...factory.agent_log import LineMaker, agent_of
 from ...store import Store
 from .. import format as fmt
-from .. import queries
+from .. import queries, safe
 from ..actions import TaskActions
 from ..bridge import run_bridge
 from ..messages import EventsArrived
+from ..widgets.text_table import TextTable
 from ..widgets.footer import FittedFooter
 
 
 def _table(id: str, columns: tuple[str, ...], **kwargs) -> DataTable:
-    table = DataTable(id=id, cursor_type="row", **kwargs)
+    table = TextTable(id=id, cursor_type="row", **kwargs)
     for col in columns:
         table.add_column(col, key=col)
     return table
@@ -139,7 +141,7 @@ class TaskScreen(TaskActions):
                 self._history_seen = eid
                 line = fmt.event_line(e)
                 if line is not None:
-                    history.write_line(line)
+                    history.write_line(visible_line(line))
 
     # --- drawing -----------------------------------------------------------------------------
 
@@ -158,11 +160,12 @@ class TaskScreen(TaskActions):
 
     def _head(self, task: Task) -> None:
         lights = gate_lights(task)
-        pieces: list[str | tuple[str, str]] = [(f"{task.id}", "bold"), f" · {task.product} · ", (task.title, "bold"),
+        pieces: list[str | tuple[str, str]] = [(f"{task.id}", "bold"), f" · {visible_line(task.product)} · ",
+                                               (visible_line(task.title), "bold"),
                                                "\n", (task.state.value, "bold $text-error" if task.state == TaskState.BLOCKED
                                                       else "bold")]
         if task.state == TaskState.BLOCKED:
-            pieces.append(f" — {fmt.block_summary(task.blocked_by, task.block_detail, 100)}")
+            pieces.append(f" — {visible_line(fmt.block_summary(task.blocked_by, task.block_detail, 100))}")
         pieces.append("   ")
         for gate in ("tests", "review", "defects", "budget"):
             mark, style = _LIGHT[lights[gate]]
@@ -170,7 +173,7 @@ class TaskScreen(TaskActions):
         budget = f" / {fmt.money(task.budget_usd)}" if task.budget_usd is not None else ""
         pieces.append(f"· spend {fmt.money(task.spend_usd)}{budget} · round {task.rounds + 1}")
         if task.assignee:
-            pieces.append(f" · {task.assignee}")
+            pieces.append(f" · {visible_line(task.assignee)}")
         self.query_one("#task-head", Static).update(Content.assemble(*pieces))
         self.sub_title = f"{task.id} {task.state.value}"
 
@@ -194,7 +197,7 @@ class TaskScreen(TaskActions):
             lines.append(f"failing on {fmt.short_sha(failing.commit)} ({failing.gate}): {assertion}")
         if task.state == TaskState.BLOCKED and task.block_detail:
             lines += ["", "why it waits for you:", task.block_detail.strip()]
-        self.query_one("#gate-summary", Static).update(Text("\n".join(lines)))
+        self.query_one("#gate-summary", Static).update(safe.text("\n".join(lines)))
         table = self.query_one("#verdicts", DataTable)
         table.clear()
         for i, v in enumerate(task.verdicts):
@@ -215,14 +218,15 @@ class TaskScreen(TaskActions):
         for d in sorted(task.defects, key=lambda d: d.state != DefectState.OPEN):
             head = Text.assemble((f"{d.id} ", "bold"), (d.state.value.upper(), "bold red" if d.state == DefectState.OPEN
                                                            else "bold green"),
-                                 f" · {d.title} · found by {d.actor} on {fmt.short_sha(d.commit)}")
+                                 f" · {visible_line(d.title)} · found by {visible_line(d.actor)} on "
+                                 f"{fmt.short_sha(d.commit)}")
             if d.closed_by:
-                head.append(f" · closed by {d.closed_by}")
+                head.append(f" · closed by {visible_line(d.closed_by)}")
             parts += [head, Text(f"reproduction ({d.kind}):", style="dim")]
-            parts.append(Syntax(d.reproduction, "python" if d.kind == "test_file" else "bash", word_wrap=True,
+            parts.append(Syntax(visible(d.reproduction), "python" if d.kind == "test_file" else "bash", word_wrap=True,
                                 background_color="default"))
             if d.detail:
-                parts += [Text("it failed with:", style="dim"), Text(d.detail.strip()[-1500:])]
+                parts += [Text("it failed with:", style="dim"), safe.text(d.detail.strip()[-1500:])]
             parts.append(Text(""))
         from rich.console import Group
 
@@ -246,7 +250,7 @@ class TaskScreen(TaskActions):
             out.append("Human overrides\n", style="bold")
             for o in task.overrides:
                 out.append(f"  {o.actor} @{fmt.short_sha(o.commit)}: {o.note}\n")
-        self.query_one("#review-body", Static).update(out if out.plain else "No review yet.")
+        self.query_one("#review-body", Static).update(safe.shown(out) if out.plain else "No review yet.")
 
     @work(exclusive=True, group="diff")
     async def load_diff(self) -> None:
@@ -254,9 +258,9 @@ class TaskScreen(TaskActions):
         if task is None:
             return
         label, diff = await queries.task_diff(self.config, task)
-        self.query_one("#diff-label", Static).update(label)
+        self.query_one("#diff-label", Static).update(visible(label))
         body = self.query_one("#diff-body", Static)
-        body.update(Syntax(diff, "diff", word_wrap=False, background_color="default") if diff else "")
+        body.update(Syntax(visible(diff), "diff", word_wrap=False, background_color="default") if diff else "")
 
     def _refresh_agents(self, force: bool = False) -> None:
         """The agents table from the board (no I/O); at most twice a second while they stream."""
@@ -305,7 +309,7 @@ class TaskScreen(TaskActions):
         events = await queries.task_history(self.store, self.task_id)
         log = self.query_one("#history", Log)
         log.clear()
-        log.write_lines([line for e in events if (line := fmt.event_line(e)) is not None])
+        log.write_lines([visible_line(line) for e in events if (line := fmt.event_line(e)) is not None])
         self._history_seen = max(self._history_seen, events[-1].id or 0) if events else self._history_seen
 
     # --- keys ----------------------------------------------------------------------------------

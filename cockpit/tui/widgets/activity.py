@@ -20,6 +20,7 @@ from textual.timer import Timer
 from textual.widgets import Log
 
 from ...domain.events import Event, Kind
+from ...domain.visible import visible_line
 from .. import format as fmt
 
 _LINE = re.compile(r"^(?P<time>\d\d:\d\d:\d\d) (?P<actor>\S+)")
@@ -137,7 +138,8 @@ class ActivityLog(Log):
         for a repaint and the scrollbar is updated here (a scrollbar that appears still gets its layout)."""
         self._content_only = True
         try:
-            self.write_lines([fmt.truncate(line, self.LINE_WIDTH) for line in lines], scroll_end=self.following)
+            self.write_lines([fmt.truncate(visible_line(line), self.LINE_WIDTH) for line in lines],
+                             scroll_end=self.following)
         finally:
             self._content_only = False
         self._scroll_update(self.virtual_size)

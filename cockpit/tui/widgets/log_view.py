@@ -33,6 +33,9 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+# a log file is outside text: shown, never obeyed
+from ...domain.visible import visible_line
+
 BLOCK = 64 * 1024
 """Target bytes per index block (a block always ends at a line end)."""
 CHUNK = 4 * 1024 * 1024
@@ -376,7 +379,7 @@ class LogView(ScrollView, can_focus=True):
         cached = self._strips.get(key)
         if cached is not None:
             return cached
-        text = Text(self.get_line(line), no_wrap=True, end="")
+        text = Text(visible_line(self.get_line(line)), no_wrap=True, end="")
         m = _TIME.match(text.plain)
         if m:
             text.stylize(self._style("log-view--time"), *m.span())

@@ -6,11 +6,12 @@ quiet line and takes no focus.
 
 from __future__ import annotations
 
-from textual.markup import escape
+from rich.text import Text
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from ...domain.tasks import Task
+from ...domain.visible import visible_line
 from .. import format as fmt
 
 
@@ -44,8 +45,9 @@ class NeedsYou(OptionList):
         if blocked:
             self.add_options(
                 Option(
-                    f"[b]{t.id}[/b] {t.product} · {escape(fmt.truncate(t.title, 48))} — "
-                    f"[i]{escape(fmt.block_summary(t.blocked_by, t.block_detail, 120))}[/i]",
+                    Text.assemble((visible_line(t.id), "bold"), f" {visible_line(t.product)} · "
+                                  f"{visible_line(fmt.truncate(t.title, 48))} — ",
+                                  (visible_line(fmt.block_summary(t.blocked_by, t.block_detail, 120)), "italic")),
                     id=t.id,
                 )
                 for t in blocked

@@ -18,8 +18,11 @@ from textual.widgets import DataTable, Static
 from textual.widgets.data_table import ColumnKey
 
 from ...domain.tasks import Task, TaskState, gate_lights
+from ...domain.visible import visible_line
 from .. import format as fmt
+from .. import safe
 from ..agents import AgentState
+from .text_table import TextTable
 
 GATES = ("tests", "review", "defects", "budget")
 """Gate light columns, in the order they are shown: t, r, d, $."""
@@ -28,7 +31,7 @@ _GATE_LABELS = {"tests": "t", "review": "r", "defects": "d", "budget": "$"}
 _TITLE_WIDTH = 32
 
 
-class TaskTable(DataTable):
+class TaskTable(TextTable):
     """The tasks of one product, a row each (key: the task id): title, state, a light per gate, spend, and a note:
     why it waits for the human, or what landed.
 
@@ -126,10 +129,10 @@ class TaskTable(DataTable):
         task_id, title, state, lights, spend, doing = raw
         c = self._colors
         state_text = Text(str(state), style=c["blocked"] if state == TaskState.BLOCKED.value else "")
-        return [task_id, Text(str(title)), state_text,
+        return [task_id, safe.line(title), state_text,
                 *(Text("●", style=c[light]) for light in lights),  # type: ignore[union-attr]
                 Text(str(spend), justify="right"),
-                Text(fmt.truncate(str(doing), self._doing_width), style=c["doing"], no_wrap=True)]
+                Text(fmt.truncate(visible_line(doing), self._doing_width), style=c["doing"], no_wrap=True)]
 
     def _put(self, task_id: str, raw: tuple[object, ...], *, redraw: bool = False) -> None:
         old = self._rows.get(task_id)
@@ -243,7 +246,8 @@ class ProductPane(Vertical):
 
     def show_agents(self, agents: list[AgentState]) -> None:
         """One line per agent at work: `builder-3 T4 ▸ write_file shop/export.py` (a short pane clips them first)."""
-        lines = [f"{'⏸ ' if a.paused else ''}{a.agent} {a.task_id or ''} {a.line}".rstrip() for a in agents]
+        lines = [visible_line(f"{'⏸ ' if a.paused else ''}{a.agent} {a.task_id or ''} {a.line}".rstrip())
+                 for a in agents]
         if lines == self.agent_lines:
             return
         same_height = len(lines) == len(self.agent_lines)

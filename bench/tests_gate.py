@@ -1,0 +1,140 @@
+"""The tests gate in the headless demo: how long a check stage takes, and test-suite runs per merged task.
+
+The demo (`cockpit demo --headless`) runs for real; everything is read back from its event log:
+- check stage time: from `gate.started` (tests) to the stage's last verdict (the guard's, or the tests
+  verdict when it failed), median over the run's checks; it covers the clean checkout, the run with
+  its live outcome stream, main's baseline and the identity comparison;
+- suite runs: one per tests verdict, one per merge verdict that really ran (a reused green tree says
+  "not run again"); per merged task, counting the runs its landing cost (the check of the commit
+  that landed and its merge runs), and beside it every run of the demo (failed rounds included).
+
+Anchor (same run): the product's test command alone on a plain checkout, in the sandbox: the floor
+any gate that runs the suite pays.
+
+    python bench/tests_gate.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+GOAL_RUNS_PER_MERGE = 1.2
+
+
+def _events(db: Path) -> list[tuple[float, str, str | None, dict[str, Any]]]:
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as raw:
+        rows = raw.execute("SELECT ts, kind, task_id, data FROM events WHERE kind IN "
+                           "('gate.started', 'gate.verdict', 'task.merged') ORDER BY id").fetchall()
+    out = [(ts, kind, task, json.loads(data)) for ts, kind, task, data in rows]
+    return [e for e in out if not e[3].get("demo_history")]
+
+
+def fold(events: list[tuple[float, str, str | None, dict[str, Any]]]) -> dict[str, Any]:
+    stages: list[float] = []
+    open_at: dict[str, float] = {}
+    runs = reused = 0
+    merged: set[str] = set()
+    checked: dict[tuple[str | None, str], int] = {}  # (task, commit) -> check runs on it
+    merge_runs: dict[str | None, int] = {}
+    landed: dict[str, str] = {}  # task -> the commit of it that merged
+    for ts, kind, task, data in events:
+        gate = data.get("gate")
+        if kind == "gate.started" and gate == "tests" and task:
+            open_at[task] = ts
+        elif kind == "gate.verdict" and gate == "tests":
+            runs += 1
+            key = (task, str(data.get("commit")))
+            checked[key] = checked.get(key, 0) + 1
+            if data.get("outcome") == "fail" and task in open_at:
+                stages.append(ts - open_at.pop(task))
+        elif kind == "gate.verdict" and gate == "guard" and task in open_at:
+            stages.append(ts - open_at.pop(task))
+        elif kind == "gate.verdict" and gate == "merge":
+            if str(data.get("detail", "")).startswith("not run again"):
+                reused += 1
+            else:
+                runs += 1
+                merge_runs[task] = merge_runs.get(task, 0) + 1
+            if data.get("outcome") == "pass" and task:
+                landed[task] = str(data.get("source"))
+        elif kind == "task.merged" and task:
+            merged.add(task)
+    # the runs a merged task's landing cost: the check of the commit that landed, and its merge runs (rounds
+    # that failed on earlier commits are the demo's story, counted in runs_per_merged)
+    landing = sum(checked.get((t, landed.get(t, "")), 0) + merge_runs.get(t, 0) for t in merged)
+    return {"stage_median_s": statistics.median(stages) if stages else float("nan"), "checks": len(stages),
+            "runs": runs, "reused": reused, "merged": len(merged),
+            "runs_per_merged": runs / len(merged) if merged else float("nan"),
+            "landing_runs_per_merged": landing / len(merged) if merged else float("nan")}
+
+
+async def _floor(product: Path, command: str, repeats: int = 5) -> float:
+    from cockpit.factory.sandbox import Sandbox
+
+    sandbox = Sandbox("bwrap")
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        await sandbox.run(command, cwd=product, writable=[product], timeout_s=120, output_cap_bytes=64_000)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def measure(root: Path = ROOT) -> dict[str, Any]:
+    base = Path(tempfile.mkdtemp(prefix="bench-gate-", dir=os.environ.get("BENCH_TMP")))
+    demo = base / "factory"
+    try:
+        t0 = time.perf_counter()
+        run = subprocess.run([sys.executable, "-m", "cockpit", "demo", "--headless", "--dir", str(demo),
+                              "--timeout", "300"], cwd=root, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if run.returncode != 0:
+            raise RuntimeError(f"the headless demo exited {run.returncode}: {run.stderr[-2000:]}")
+        m = fold(_events(demo / "memory" / "cockpit.db"))
+        from cockpit.config import load_factory
+
+        cfg = load_factory(demo / "factory.toml")
+        product = cfg.products[0]
+        plain = base / "plain"
+        subprocess.run(["git", "clone", "-q", str(cfg.product_path(product.name)), str(plain)], check=True)
+        m["floor_s"] = asyncio.run(_floor(plain, product.test_command))
+        m["wall_s"] = wall
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return m
+
+
+def bench_rows() -> dict[str, Any]:
+    m = measure()
+    return {"rows": [
+        {"what": f"demo tests gate, check stage ({m['checks']} checks)", "figure": f"{m['stage_median_s']:.2f} s median",
+         "goal": "within 15% of before", "anchor": f"test command alone {m['floor_s']:.2f} s",
+         "ratio": f"{m['stage_median_s'] / m['floor_s']:.2f}", "verdict": "info"},
+        {"what": "demo suite runs per merged task, landing", "figure": f"{m['landing_runs_per_merged']:.2f}",
+         "goal": f"<= {GOAL_RUNS_PER_MERGE}", "anchor": f"{m['reused']} merges reused a green tree, {m['merged']} merged",
+         "ratio": f"{m['landing_runs_per_merged'] / GOAL_RUNS_PER_MERGE:.2f} of goal",
+         "ok": m["landing_runs_per_merged"] <= GOAL_RUNS_PER_MERGE},
+        {"what": "  the same with every round's run", "figure": f"{m['runs_per_merged']:.2f}",
+         "goal": "(failed rounds are the demo's story)", "anchor": f"{m['runs']} runs, {m['merged']} merged",
+         "ratio": "", "verdict": "info"},
+    ]}
+
+
+if __name__ == "__main__":
+    root = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else ROOT
+    print(json.dumps(measure(root), indent=2))

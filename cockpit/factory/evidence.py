@@ -1,0 +1,320 @@
+"""What the tests did, as they did it: per-test outcomes that leave pytest live, read by the cockpit.
+
+A test run's exit code and printed summary are written by the code under test: an
+`atexit` handler can turn a red run into exit 0, a test can print "5 passed". So the
+cockpit injects a tiny pytest plugin from a read-only directory outside the tree
+(`-p cockpit_outcomes`). The plugin writes one JSON line per report to a FIFO the cockpit
+reads while the run goes on, outside the sandbox: what already left the process cannot be
+rewritten afterwards. The cockpit then folds the lines and cross-checks them against the
+exit code and the runner's own summary; any disagreement means "the test run contradicts
+itself", which fails the gate (`contradictions`).
+
+The stream also carries what the runner was configured with (ini file, plugins, addopts)
+and every collected node id, so the same run counts the tests and names them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PLUGIN_NAME = "cockpit_outcomes"
+STREAM_CAP_BYTES = 32 * 1024 * 1024  # more than this on the stream is a flood, not a report
+CONTRADICTS = "the test run contradicts itself"
+
+_PLUGIN = '''"""Written by the cockpit: reports each test report, as it happens, to the cockpit (nothing else)."""
+import json
+import os
+
+_fd = None
+
+
+def _send(rec):
+    if _fd is None:
+        return
+    try:
+        os.write(_fd, (json.dumps(rec) + "\\n").encode())
+    except OSError:
+        pass
+
+
+def pytest_configure(config):
+    # read once, then keep nested pytest runs the tests start from reporting into the same stream
+    global _fd
+    path = os.environ.pop("COCKPIT_OUTCOMES", None)
+    os.environ.pop("PYTEST_ADDOPTS", None)
+    if os.environ.get("PYTHONPATH") == os.path.dirname(os.path.abspath(__file__)):
+        del os.environ["PYTHONPATH"]
+    if path and _fd is None:
+        _fd = os.open(path, os.O_WRONLY)
+    names = sorted(n for n, p in config.pluginmanager.list_name_plugin()
+                   if p is not None and "/" not in n and not n.isdigit())
+    ini = getattr(config, "inipath", None)
+    ini = os.path.relpath(str(ini), str(config.rootpath)) if ini else ""
+    _send({"ev": "start", "pid": os.getpid(), "inifile": ini,
+           "plugins": names, "addopts": list(config.getini("addopts"))})
+
+
+def pytest_collectreport(report):
+    if report.failed:
+        _send({"ev": "collect_error", "id": report.nodeid})
+    elif report.skipped:
+        _send({"ev": "collect_skip", "id": report.nodeid})
+
+
+def pytest_collection_finish(session):
+    ids = [item.nodeid for item in session.items]
+    for i in range(0, len(ids), 40):  # short lines: each write to the pipe is atomic
+        _send({"ev": "collected", "ids": ids[i:i + 40]})
+    _send({"ev": "collected_all", "n": len(ids)})
+
+
+def pytest_runtest_logreport(report):
+    _send({"ev": "report", "id": report.nodeid, "when": report.when, "outcome": report.outcome,
+           "xfail": hasattr(report, "wasxfail")})
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _send({"ev": "finish", "exitstatus": int(exitstatus)})
+'''
+
+
+@dataclass
+class Evidence:
+    """The folded stream of one run."""
+
+    sessions: int = 0
+    inifile: str = ""
+    plugins: list[str] = field(default_factory=list)
+    addopts: list[str] = field(default_factory=list)
+    collected: list[str] = field(default_factory=list)
+    collected_n: int | None = None  # the count the plugin announced after the ids
+    collect_errors: list[str] = field(default_factory=list)
+    collect_skips: list[str] = field(default_factory=list)  # whole modules skipped at import
+    reports: list[tuple[str, str, str, bool]] = field(default_factory=list)  # (id, when, outcome, xfail)
+    finish: int | None = None
+    problems: list[str] = field(default_factory=list)  # what was wrong with the stream itself
+
+    @property
+    def reported(self) -> bool:
+        return self.sessions > 0
+
+    def outcomes(self) -> dict[str, str]:
+        """Each test's outcome: passed, failed, error, skipped, xfailed or xpassed."""
+        out: dict[str, str] = {}
+        for nodeid, when, outcome, xfail in self.reports:
+            prev = out.get(nodeid)
+            if outcome == "failed":
+                now = "failed" if when == "call" else "error"
+            elif outcome == "skipped":
+                now = "xfailed" if xfail else "skipped"
+            elif when == "call":
+                now = "xpassed" if xfail else "passed"
+            else:
+                now = prev or "passed"  # a passing setup or teardown changes nothing
+            if prev in ("failed", "error"):
+                now = prev
+            out[nodeid] = now
+        return out
+
+    def stats(self) -> Counter[str]:
+        """Counted the way pytest's own summary counts them (per report, not per test)."""
+        c: Counter[str] = Counter()
+        for _nodeid, when, outcome, xfail in self.reports:
+            if outcome == "failed":
+                c["failed" if when == "call" else "error"] += 1
+            elif outcome == "skipped":
+                c["xfailed" if xfail else "skipped"] += 1
+            elif when == "call":
+                c["xpassed" if xfail else "passed"] += 1
+        c["error"] += len(self.collect_errors)
+        c["skipped"] += len(self.collect_skips)
+        return +c
+
+
+def fold(lines: list[bytes], *, overflow: bool = False) -> Evidence:
+    ev = Evidence()
+    if overflow:
+        ev.problems.append(f"the outcome stream carried more than {STREAM_CAP_BYTES} bytes (a flood, not reports)")
+    seen: set[tuple[str, str]] = set()
+    for n, raw in enumerate(lines, 1):
+        try:
+            rec = json.loads(raw)
+            kind = rec["ev"]
+            if kind == "start":
+                ev.sessions += 1
+                ev.inifile = str(rec.get("inifile", ""))
+                ev.plugins = [str(p) for p in rec.get("plugins", [])]
+                ev.addopts = [str(a) for a in rec.get("addopts", [])]
+            elif kind == "collected":
+                ev.collected += [str(i) for i in rec["ids"]]
+            elif kind == "collected_all":
+                ev.collected_n = int(rec["n"])
+            elif kind == "collect_error":
+                ev.collect_errors.append(str(rec["id"]))
+            elif kind == "collect_skip":
+                ev.collect_skips.append(str(rec["id"]))
+            elif kind == "report":
+                key = (str(rec["id"]), str(rec["when"]))
+                if key in seen:
+                    ev.problems.append(f"{key[0]} reported its {key[1]} twice")
+                seen.add(key)
+                ev.reports.append((key[0], key[1], str(rec["outcome"]), bool(rec.get("xfail"))))
+            elif kind == "finish":
+                if ev.finish is not None:
+                    ev.problems.append("the session reported its end twice")
+                ev.finish = int(rec["exitstatus"])
+            else:
+                ev.problems.append(f"line {n} of the outcome stream is of an unknown kind {kind!r}")
+        except (ValueError, KeyError, TypeError):
+            ev.problems.append(f"line {n} of the outcome stream is not a report: {raw[:120]!r}")
+    return ev
+
+
+_SUMMARY_WORD = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected|warnings?|rerun)\b")
+
+
+def runner_summary(output: str) -> Counter[str] | None:
+    """The counts of the last pytest summary line in the output ("1 failed, 3 passed in 0.12s"), or None."""
+    for line in reversed(output.splitlines()):
+        if not re.search(r"\bin [\d.]+s\b", line):
+            continue
+        found = _SUMMARY_WORD.findall(line)
+        if found or "no tests ran" in line:
+            c: Counter[str] = Counter()
+            for n, word in found:
+                word = {"errors": "error", "warnings": "warning"}.get(word, word)
+                if word not in ("deselected", "warning", "rerun"):
+                    c[word] += int(n)
+            return c
+    return None
+
+
+def contradictions(ev: Evidence, exit_code: int | None, output: str, *, truncated: bool = False) -> list[str]:
+    """Where the run disagrees with itself; checked when the exit code says it passed."""
+    why = list(ev.problems)
+    if not ev.reported:
+        return why + ["pytest never reported a single outcome: the cockpit's reporter was not loaded "
+                      "(disabled with -p no:..., or the command did not run pytest)"]
+    if ev.sessions > 1:
+        why.append(f"{ev.sessions} pytest sessions reported into one gate run")
+    if ev.finish is None:
+        why.append("pytest never ended its session: the process stopped early (os._exit, a kill, a crash)")
+    elif ev.finish != exit_code:
+        why.append(f"pytest ended its session with status {ev.finish}, but the command exited {exit_code}")
+    outcomes = ev.outcomes()
+    bad = sorted(i for i, o in outcomes.items() if o in ("failed", "error"))
+    if bad and exit_code == 0:
+        why.append(f"exit code 0 although {len(bad)} failed: {', '.join(bad[:10])}")
+    if ev.collect_errors and exit_code == 0:
+        why.append(f"exit code 0 although collecting failed: {', '.join(ev.collect_errors[:10])}")
+    if ev.collected_n is not None and ev.collected_n != len(ev.collected):
+        why.append(f"pytest announced {ev.collected_n} collected tests but named {len(ev.collected)}")
+    collected = set(ev.collected)
+    silent = [i for i in ev.collected if i not in outcomes]
+    if silent:
+        why.append(f"{len(silent)} collected tests never reported: {', '.join(silent[:10])}")
+    foreign = sorted(set(outcomes) - collected)
+    if foreign:
+        why.append(f"{len(foreign)} outcomes for tests that were never collected: {', '.join(foreign[:10])}")
+    said = runner_summary(output)
+    if said is None:
+        if not truncated:
+            why.append("the runner printed no summary line")
+    else:
+        seen = ev.stats()
+        if said != seen:
+            fmt = lambda c: ", ".join(f"{n} {w}" for w, n in sorted(c.items())) or "nothing"  # noqa: E731
+            why.append(f"the runner's summary says {fmt(said)}, the reports say {fmt(seen)}")
+    return why
+
+
+class _Lines(asyncio.Protocol):
+    def __init__(self, cap: int) -> None:
+        self.buf = bytearray()
+        self.lines: list[bytes] = []
+        self.total = 0
+        self.cap = cap
+        self.overflow = False
+        self.eof = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        self.total += len(data)
+        if self.total > self.cap:
+            self.overflow = True
+            return
+        self.buf += data
+        *done, rest = self.buf.split(b"\n")
+        self.lines += [bytes(d) for d in done if d.strip()]
+        self.buf = bytearray(rest)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.buf.strip() and not self.overflow:
+            self.lines.append(bytes(self.buf))
+        if not self.eof.done():
+            self.eof.set_result(None)
+
+
+class OutcomeStream:
+    """A scratch dir outside the tree with the reporter plugin and the FIFO it writes; read live.
+
+    Bind the dir read-only into the sandbox (`readable`): writing a FIFO works on a read-only
+    mount, replacing the plugin or the FIFO does not."""
+
+    def __init__(self, scratch_root: Path, *, cap: int = STREAM_CAP_BYTES) -> None:
+        self.dir = Path(scratch_root) / f"outcomes-{uuid.uuid4().hex[:12]}"
+        self.dir.mkdir(parents=True)
+        (self.dir / f"{PLUGIN_NAME}.py").write_text(_PLUGIN, encoding="utf-8")
+        self.fifo = self.dir / "outcomes.fifo"
+        os.mkfifo(self.fifo, 0o600)
+        self.cap = cap
+        self._keep: int | None = None
+        self._transport: asyncio.ReadTransport | None = None
+        self._proto: _Lines | None = None
+
+    def env(self, *, collect_only: bool = False) -> dict[str, str]:
+        opts = f"{'--collect-only ' if collect_only else ''}-p {PLUGIN_NAME}"
+        return {"PYTEST_ADDOPTS": opts, "PYTHONPATH": str(self.dir), "COCKPIT_OUTCOMES": str(self.fifo)}
+
+    async def open(self) -> None:
+        """Start reading before the run starts; our own idle writer keeps EOF away until `close`."""
+        rfd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK)
+        self._keep = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+        loop = asyncio.get_running_loop()
+        self._transport, self._proto = await loop.connect_read_pipe(lambda: _Lines(self.cap),
+                                                                    os.fdopen(rfd, "rb", buffering=0))
+
+    async def close(self, grace_s: float = 2.0) -> Evidence:
+        """After the run: drop our writer, drain what is left, fold it."""
+        if self._keep is not None:
+            os.close(self._keep)
+            self._keep = None
+        proto = self._proto
+        if proto is None:
+            return fold([])
+        try:
+            await asyncio.wait_for(asyncio.shield(proto.eof), grace_s)
+        except asyncio.TimeoutError:  # a writer escaped the sandbox's kill: stop listening
+            proto.lines.append(b'{"ev": "stream held open after the run"}')
+        finally:
+            if self._transport is not None:
+                self._transport.close()
+        return fold(proto.lines, overflow=proto.overflow)
+
+    def remove(self) -> None:
+        if self._keep is not None:
+            os.close(self._keep)
+            self._keep = None
+        if self._transport is not None:
+            self._transport.close()
+        shutil.rmtree(self.dir, ignore_errors=True)

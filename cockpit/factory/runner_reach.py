@@ -1,0 +1,174 @@
+"""Code that reaches into the test runner: flagged with file:line for the reviewer and the human.
+
+A test suite that registers an `atexit` handler, calls `os._exit`, exits at import time,
+writes `sys.modules`, patches pytest/_pytest/unittest, installs signal handlers or signals
+other processes can make the runner report what it did not do. The outcome stream catches
+the effect (cockpit.factory.evidence); this scan names the cause, from git objects alone
+(nothing of the change runs): only what the change adds counts.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+from dataclasses import dataclass
+
+from .workspaces import git
+
+_RUNNER_MODULES = ("pytest", "_pytest", "unittest", "pluggy")
+
+
+@dataclass(frozen=True)
+class Reach:
+    path: str
+    line: int
+    what: str
+    code: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.what}: {self.code}"
+
+
+def _dotted(node: ast.AST) -> str:
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+    elif isinstance(node, ast.Subscript):
+        return _dotted(node.value) + "[]"
+    return ".".join(reversed(parts))
+
+
+class _Scan(ast.NodeVisitor):
+    def __init__(self, path: str, lines: list[str]) -> None:
+        self.path = path
+        self.lines = lines
+        self.found: list[Reach] = []
+        self.depth = 0  # inside a function body: not import time
+        self.conftest = path.rsplit("/", 1)[-1] == "conftest.py"
+
+    def add(self, node: ast.AST, what: str) -> None:
+        line = getattr(node, "lineno", 0)
+        code = self.lines[line - 1].strip() if 0 < line <= len(self.lines) else ""
+        self.found.append(Reach(self.path, line, what, code[:160]))
+
+    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        if node.name.startswith("pytest_") and not self.conftest and self.depth == 0:
+            self.add(node, f"defines the pytest hook {node.name} outside a conftest")
+        self.depth += 1
+        self.generic_visit(node)
+        self.depth -= 1
+
+    visit_FunctionDef = _function
+    visit_AsyncFunctionDef = _function
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        self.depth += 1
+        self.generic_visit(node)
+        self.depth -= 1
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for a in node.names:
+            if a.name.split(".")[0] in ("_pytest", "pluggy"):
+                self.add(node, f"imports the runner's internals ({a.name})")
+        self.generic_visit(node)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        mod = (node.module or "").split(".")[0]
+        if mod in ("_pytest", "pluggy"):
+            self.add(node, f"imports the runner's internals ({node.module})")
+        if mod == "atexit" or (mod == "os" and any(a.name == "_exit" for a in node.names)):
+            self.add(node, f"imports {', '.join(a.name for a in node.names)} from {node.module}")
+        self.generic_visit(node)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        name = _dotted(node.func)
+        last = name.rsplit(".", 1)[-1]
+        if name.endswith("atexit.register") or name == "atexit.register":
+            self.add(node, "registers an atexit handler")
+        elif name in ("os._exit", "_exit", "posix._exit"):
+            self.add(node, "calls os._exit")
+        elif name in ("sys.exit", "exit", "quit", "os.abort") and self.depth == 0:
+            self.add(node, f"calls {name} at import time")
+        elif name.startswith("signal.") and last in ("signal", "setitimer", "alarm", "pthread_kill", "raise_signal"):
+            self.add(node, f"touches signals ({name})")
+        elif name in ("os.kill", "os.killpg", "os.getppid"):
+            self.add(node, f"signals other processes ({name})")
+        elif name.startswith("sys.modules.") and last in ("update", "setdefault", "pop", "__setitem__", "clear",
+                                                            "__delitem__", "popitem"):
+            self.add(node, "writes sys.modules")
+        elif last == "setattr" and node.args:
+            target = node.args[0]
+            root = (target.value.split(".")[0] if isinstance(target, ast.Constant) and isinstance(target.value, str)
+                    else _dotted(target).split(".")[0])
+            if root in _RUNNER_MODULES or _dotted(target).startswith("sys.modules"):
+                self.add(node, f"patches {root}")
+        self.generic_visit(node)
+
+    def _targets(self, node: ast.AST, targets: list[ast.expr]) -> None:
+        for t in targets:
+            name = _dotted(t)
+            if name.startswith("sys.modules"):
+                self.add(node, "writes sys.modules")
+            elif isinstance(t, ast.Attribute) and name.split(".")[0] in _RUNNER_MODULES:
+                self.add(node, f"patches {name}")
+            elif isinstance(t, ast.Name) and t.id == "pytest_plugins" and self.depth == 0:
+                self.add(node, "loads pytest plugins (pytest_plugins)")
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        self._targets(node, node.targets)
+        self.generic_visit(node)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        self._targets(node, [node.target])
+        self.generic_visit(node)
+
+    def visit_Delete(self, node: ast.Delete) -> None:
+        self._targets(node, node.targets)
+        self.generic_visit(node)
+
+    def visit_Raise(self, node: ast.Raise) -> None:
+        if self.depth == 0 and node.exc is not None and _dotted(getattr(node.exc, "func", node.exc)) == "SystemExit":
+            self.add(node, "raises SystemExit at import time")
+        self.generic_visit(node)
+
+
+def scan(path: str, source: str) -> list[Reach]:
+    """Every reach into the runner in one Python file; an unparsable file is one finding."""
+    try:
+        tree = ast.parse(source, filename=path)
+    except (SyntaxError, ValueError) as exc:
+        return [Reach(path, getattr(exc, "lineno", 0) or 0, "does not parse, so it cannot be checked", str(exc)[:160])]
+    s = _Scan(path, source.splitlines())
+    s.visit(tree)
+    return s.found
+
+
+async def _blob(repo, sha: str, path: str) -> str | None:
+    out = await git("cat-file", "-p", f"{sha}:{path}", cwd=repo, check=False)
+    return out if out else None
+
+
+async def added_reach(repo, base: str, commit: str, changed: list[tuple[str, str | None]]) -> list[Reach]:
+    """What `commit` adds over `base`: (path, old path or None) per added or modified file."""
+    found: list[Reach] = []
+    for path, old in changed:
+        if not path.endswith((".py", ".pth")):
+            continue
+        new_src = await _blob(repo, commit, path)
+        if new_src is None:
+            continue
+        if path.endswith(".pth"):
+            found += [Reach(path, i, "a .pth line the interpreter executes at start-up", line.strip()[:160])
+                      for i, line in enumerate(new_src.splitlines(), 1) if line.startswith(("import ", "import\t"))]
+            continue
+        old_src = await _blob(repo, base, old or path)
+        had = Counter((r.what, r.code) for r in scan(path, old_src)) if old_src else Counter()
+        for r in scan(path, new_src):
+            if had[(r.what, r.code)] > 0:
+                had[(r.what, r.code)] -= 1
+            else:
+                found.append(r)
+    return found

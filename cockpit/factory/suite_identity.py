@@ -1,0 +1,179 @@
+"""Main's tests by identity: a test of main may not disappear, be skipped, xfailed or rewritten unseen.
+
+Counting tests lets `assert True` replace a real test of the same name. So the baseline is
+every node id main collects, and for each the source of its test function as committed on
+main (its AST with decorators, the enclosing class's marks, the module's marks). A change
+that removes one, rewrites its body, changes its marks, or makes it skip or xfail when it
+runs, is named test by test for the human: "tests changed: tests/test_calc.py::test_add,
+body rewritten". The sources come from git objects, never from a checkout the tests wrote.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from copy import deepcopy
+from dataclasses import dataclass, field
+
+from .workspaces import _run_git, git
+
+
+def _h(node: ast.AST | list[ast.AST] | None) -> str:
+    if node is None:
+        return ""
+    nodes = node if isinstance(node, list) else [node]
+    text = "\n".join(ast.dump(n, annotate_fields=False, include_attributes=False) for n in nodes)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _shape(nodes: list[ast.AST]) -> tuple[str, frozenset[str]]:
+    """(hash of the nodes with every identifier blanked, the identifiers)."""
+    names: set[str] = set()
+    dumps = []
+    for n in nodes:
+        copy = deepcopy(n)
+        for sub in ast.walk(copy):
+            for attr in ("id", "attr", "arg"):
+                v = getattr(sub, attr, None)
+                if isinstance(v, str):
+                    names.add(v)
+                    setattr(sub, attr, "_")
+        dumps.append(ast.dump(copy, annotate_fields=False, include_attributes=False))
+    return hashlib.sha256("\n".join(dumps).encode()).hexdigest()[:16], frozenset(names)
+
+
+def _marky(stmt: ast.stmt) -> bool:
+    """A module- or class-level statement that runs when the file is imported (a skip, a mark, a patch of
+    the code under test): anything but a definition, an import or the docstring."""
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)):
+        return False
+    return not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))
+
+
+@dataclass(frozen=True)
+class TestSource:
+    __test__ = False
+
+    body: str
+    decorators: str
+    marks: str  # the class's and module's import-time statements (marks, skips, patches) that apply to it
+    shape: str = ""  # the body with every name blanked: equal shapes differ in names only
+    names: frozenset[str] = frozenset()
+
+
+@dataclass
+class FileTests:
+    tests: dict[str, TestSource] = field(default_factory=dict)  # "test_add", "TestX::test_y"
+    parsed: bool = True
+
+
+def file_tests(source: str) -> FileTests:
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return FileTests(parsed=False)
+    out = FileTests()
+    module_marks = _h([s for s in tree.body if _marky(s)])
+
+    def funcs(body: list[ast.stmt], prefix: str, marks: str) -> None:
+        for s in body:
+            if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body_nodes: list[ast.AST] = [s.args, *s.body]
+                out.tests[prefix + s.name] = TestSource(_h(body_nodes), _h(list(s.decorator_list)), marks,
+                                                        *_shape(body_nodes))
+            elif isinstance(s, ast.ClassDef):
+                cls_marks = _h([*s.decorator_list, *[b for b in s.body if _marky(b)]])
+                funcs(s.body, f"{prefix}{s.name}::", f"{marks}/{cls_marks}")
+
+    funcs(tree.body, "", module_marks)
+    return out
+
+
+def split_id(nodeid: str) -> tuple[str, str]:
+    """('tests/test_calc.py', 'TestX::test_y') from a node id, parameters dropped."""
+    path, _, rest = nodeid.partition("::")
+    return path, rest.split("[", 1)[0]
+
+
+async def _sources(repo, sha: str, paths: set[str]) -> dict[str, FileTests | None]:
+    out: dict[str, FileTests | None] = {}
+    for p in sorted(paths):
+        rc_text = await git("cat-file", "-p", f"{sha}:{p}", cwd=repo, check=False)
+        exists = await git("cat-file", "-t", f"{sha}:{p}", cwd=repo, check=False)
+        out[p] = file_tests(rc_text) if exists == "blob" else None
+    return out
+
+
+async def _gone(repo, commit: str, names: set[str]) -> bool:
+    """True when none of `names` appears anywhere in `commit`'s tree: they were renamed, not kept beside."""
+    for name in sorted(names):
+        rc, _, _ = await _run_git("grep", "-q", "-w", "-F", "-e", name, commit, "--", cwd=repo)
+        if rc == 0:
+            return False
+    return True
+
+
+@dataclass
+class StaticChanges:
+    why: dict[str, str] = field(default_factory=dict)  # main node id -> what the change did to its source
+    renamed: dict[str, str] = field(default_factory=dict)  # main node id -> "old -> new" (renamed with the code)
+    gone_files: set[str] = field(default_factory=set)
+
+
+async def static_changes(repo, base: str, commit: str, main_ids: list[str],
+                         renamed_files: dict[str, str] | None = None) -> StaticChanges:
+    """From git objects alone: each main test whose source the change rewrote, re-marked or dropped.
+
+    A body that differs only in names the change renamed everywhere (`count_items` gone from the
+    whole tree, `total_quantity` in its place) follows the code it tests: noted, not blocked."""
+    renamed_files = renamed_files or {}
+    files = {split_id(i)[0] for i in main_ids}
+    old = await _sources(repo, base, files)
+    new = await _sources(repo, commit, {renamed_files.get(f, f) for f in files})
+    out = StaticChanges()
+    for nodeid in main_ids:
+        path, name = split_id(nodeid)
+        was, now = old.get(path), new.get(renamed_files.get(path, path))
+        if now is None:
+            out.why[nodeid] = "removed (its file is gone)"
+            out.gone_files.add(path)
+            continue
+        if was is None or not was.parsed or name not in was.tests:
+            continue  # generated or parametrised from elsewhere: the run's ids still cover it
+        a, b = was.tests[name], now.tests.get(name)
+        if b is None:
+            out.why[nodeid] = "removed (its function is gone)"
+        elif a.body != b.body:
+            old_names, new_names = a.names - b.names, b.names - a.names
+            if a.shape == b.shape and old_names and await _gone(repo, commit, old_names):
+                out.renamed[nodeid] = f"{', '.join(sorted(old_names))} -> {', '.join(sorted(new_names))}"
+            else:
+                out.why[nodeid] = "body rewritten"
+        elif a.decorators != b.decorators:
+            out.why[nodeid] = "decorators changed"
+        elif a.marks != b.marks:
+            out.why[nodeid] = "class- or module-level code changed"
+    return out
+
+
+def changed_tests(main_ids: list[str], static: StaticChanges, *, candidate_ids: list[str],
+                  candidate_outcomes: dict[str, str], main_outcomes: dict[str, str] | None,
+                  renamed_files: dict[str, str] | None = None) -> list[str]:
+    """'node id, why' for each test of main the candidate removed, rewrote, re-marked, skipped or xfailed."""
+    renamed_files = renamed_files or {}
+    have = set(candidate_ids)
+    out: list[str] = []
+    for nodeid in main_ids:
+        path, _ = split_id(nodeid)
+        moved = renamed_files.get(path, path)
+        new_id = nodeid if moved == path else moved + nodeid[len(path):]
+        why = static.why.get(nodeid, "")
+        if not why and new_id not in have:
+            why = "removed (no longer collected)"
+        if not why:
+            o = candidate_outcomes.get(new_id)
+            if o in ("skipped", "xfailed") and (main_outcomes or {}).get(nodeid) != o:
+                why = f"{o} when run (it {'was not' if main_outcomes else 'may not have been'} on main)"
+        if why:
+            out.append(f"{nodeid}, {why}")
+    return out

@@ -1,0 +1,73 @@
+"""Test helpers for the tests gate: a product repo outside /tmp, one TestsGate per module, branches, checks.
+
+Import what you need (`from gate_kit import repo, gate, branch, check`); the fixtures are module-scoped
+so main's baseline is collected once per module.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from gitrepo import commit_files, make_repo, run_git
+
+from cockpit.factory.gates import DEFENCES, TestsGate
+from cockpit.factory.sandbox import Sandbox
+
+PYTEST = f"PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {sys.executable} -m pytest -q -p no:cacheprovider"
+CALC_TESTS = ("from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n\n\n"
+              "def test_add_negative():\n    assert add(-2, 1) == -1\n")
+BASE = {
+    "calc.py": "def add(a, b):\n    return a + b\n",
+    "pytest.ini": "[pytest]\npythonpath = .\n",
+    "tests/test_calc.py": CALC_TESTS,
+    "tests/test_more.py": "def test_truth():\n    assert True\n",
+    "Makefile": "test:\n\tPYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q -p no:cacheprovider\n",
+}
+BROKEN = {"calc.py": "def add(a, b):\n    return a - b\n"}
+# a plugin that turns every failure into a pass (attack 3)
+GREENWASH = ("import pytest\n\n\n@pytest.hookimpl(hookwrapper=True)\ndef pytest_runtest_makereport(item, call):\n"
+             "    out = yield\n    rep = out.get_result()\n    rep.outcome = 'passed'\n")
+
+
+@pytest.fixture(scope="module")
+def repo():
+    """Outside /tmp (the sandbox's /tmp is its own), so a write to it from a test really is refused."""
+    d = Path(tempfile.mkdtemp(prefix="cockpit-gates-", dir="/var/tmp"))
+    yield make_repo(d / "repo", BASE)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def gate(tmp_path_factory):
+    """One gate for the module (main's baseline is collected once); each test restores its defences."""
+    g = TestsGate(Sandbox("bwrap"), tmp_path_factory.mktemp("scratch"), timeout_s=60, output_cap_bytes=64_000)
+    yield g
+    g.defences = set(DEFENCES)
+
+
+_n = iter(range(1000))
+
+
+def branch(repo, files, delete=()):
+    """A commit on a new branch off main (main stays checked out); returns its sha."""
+    name = f"b{next(_n)}"
+    run_git(repo, "checkout", "-q", "-b", name, "main")
+    for path in delete:
+        run_git(repo, "rm", "-q", path)
+    sha = commit_files(repo, files, name)
+    run_git(repo, "checkout", "-q", "main")
+    return sha
+
+
+async def check(gate, repo, sha, *, off=(), command=PYTEST):
+    gate.defences = set(DEFENCES) - set(off)
+    try:
+        return await gate.check(repo, "main", sha, command)
+    finally:
+        gate.defences = set(DEFENCES)
+
+
