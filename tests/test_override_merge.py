@@ -122,7 +122,9 @@ async def test_an_override_does_not_carry_a_re_merge_that_drops_another_test(tmp
     assert t.commit != overridden
     assert [v.outcome.value for v in t.verdicts if v.gate == "tests" and v.commit == t.commit] == ["pass"]
     guard = [v for v in t.verdicts if v.gate == "guard" and v.commit == t.commit][-1]
-    assert set(guard.findings) == {"deleted:tests/test_more.py", "fewer:tests/test_extra.py:1"}, guard.findings
+    assert set(guard.findings) == {"deleted:tests/test_more.py",
+                                   "test:tests/test_extra.py::test_two, removed (its function is gone)"}, guard.findings
     assert t.state == TaskState.BLOCKED and t.blocked_by == ["tests removed"], (t.state, t.block_detail)
-    assert "does not carry" in t.block_detail and "fewer:tests/test_extra.py:1" in t.block_detail, t.block_detail
+    assert "does not carry" in t.block_detail and "tests/test_extra.py::test_two, removed" in t.block_detail, \
+        t.block_detail
     assert run_git(repo, "show", "main:calc.py") != RESOLVED.strip()  # nothing of it landed
