@@ -82,6 +82,9 @@ class Demo:
     def start(self) -> None:
         w, h = self.size
         self.tmux.run("new-session", "-d", "-s", self.tmux.name, "-x", str(w), "-y", str(h))
+        # the size stays what the test asked for, whatever clients attach or the server's default-size says
+        self.tmux.run("set-option", "-t", self.tmux.name, "window-size", "manual")
+        self.tmux.run("resize-window", "-t", self.tmux.name, "-x", str(w), "-y", str(h))
         self.tmux.run("set-option", "-t", self.tmux.name, "remain-on-exit", "on")
         # the shell writes the cockpit's exit status to a file: tmux 3.3 can mark the pane dead (its pty closed)
         # before it has reaped the process, and then #{pane_dead_status} stays empty
@@ -174,6 +177,8 @@ def walk(demo: Demo) -> dict[str, Task]:
     tmux = demo.tmux
     demo.start()
     tmux.wait("the cockpit", lambda s: "Cockpit — demo" in s, 120)
+    width = tmux.run("display-message", "-p", "-t", tmux.name, "#{window_width}x#{window_height}").strip()
+    assert width == f"{demo.size[0]}x{demo.size[1]}", width
     started = time.monotonic()
     sent_back = overrides = 0
     found_with_n = False

@@ -49,6 +49,9 @@ AGENTS_EVERY_S = 0.25
 class MainScreen(TaskActions):
     """Reads the store's projection; live through the coalescing bridge."""
 
+    AUTO_FOCUS = ""
+    """on_mount chooses: the Needs you strip when something waits (its task's pane open), else the first pane."""
+
     BINDINGS = [
         Binding("enter", "open_task", "Open", id="open", priority=True, key_display="⏎",
                 tooltip="Open the selected task: gates, diff, defects, review, transcripts"),
