@@ -75,6 +75,12 @@ async def test_every_product_in_sight_and_n_brings_the_blocked_row_into_view(sto
         assert all(p.has_class("-collapsed") for p in box.query(ProductPane) if p.product != "weather")
         await until(pilot, lambda: footer_is_whole(app))
         assert screen_text(app).rstrip().endswith("^p Find")
+        # back from a task's screen (the footer recomposed while covered): still cut at a whole key
+        app.open_task(blocked)
+        await until(pilot, lambda: f"{blocked} · weather ·" in screen_text(app))
+        await pilot.press("escape")
+        await until(pilot, lambda: "Needs you (1)" in screen_text(app) and footer_is_whole(app))
+        assert screen_text(app).rstrip().endswith("^p Find")
 
 
 async def test_with_room_for_every_pane_nothing_folds(store, tmp_path):
