@@ -8,6 +8,7 @@ Fahrenheit task lands: then the override meets a merge conflict, a builder resol
 both must land. On every size it reads each product's counts on screen, sees the Needs you strip, finds a blocked
 task's row with `n`, and sees a footer cut at a key.
 
+The scripted model streams without the on-screen pace (`--pace 0`): the same story, told faster.
 Every wait is on a fact: the store's (its SQLite file, read-only) or the screen's; the time limits are ceilings for
 a loaded machine, never the reason a step goes on. Textual draws on stderr: it is not redirected.
 """
@@ -89,7 +90,8 @@ class Demo:
         # the shell writes the cockpit's exit status to a file: tmux 3.3 can mark the pane dead (its pty closed)
         # before it has reaped the process, and then #{pane_dead_status} stays empty
         self.tmux.run("respawn-pane", "-k", "-t", self.tmux.name,
-                      f"cd {REPO} && {sys.executable} -m cockpit demo --dir {self.dir}; echo $? > {self.exit_file}")
+                      f"cd {REPO} && {sys.executable} -m cockpit demo --dir {self.dir} --pace 0; "
+                      f"echo $? > {self.exit_file}")
 
     def tasks(self) -> dict[str, Task]:
         """Every task as the store holds it now (its projection table; WAL lets a reader in beside the writer)."""
