@@ -281,6 +281,7 @@ class MainScreen(TaskActions):
         task = self.store.task(event.option.id) if event.option.id else None
         if task is not None and task.product in self.panes:
             self.panes[task.product].table.select_task(task.id)
+            self.query_one(ProductPanes).expand(task.product)  # a short terminal opens its pane
 
     @on(OptionList.OptionSelected, "#needs-you")
     @on(DataTable.RowSelected)
