@@ -62,11 +62,14 @@ async def test_every_product_in_sight_and_n_brings_the_blocked_row_into_view(sto
         await until(pilot, lambda: all(w in screen_text(app) for w in wanted))
         assert "Needs you (1)" in screen_text(app)
         # at the start, the pane of what waits for the human is the open one
-        assert box.expanded is None and not next(p for p in box.query(ProductPane)
-                                                 if p.product == "weather").has_class("-collapsed")
+        assert box.expanded in (None, "weather") and not next(p for p in box.query(ProductPane)
+                                                              if p.product == "weather").has_class("-collapsed")
         # blocked first in its pane, whatever the store's order (it was created last)
         weather = next(p for p in box.query(ProductPane) if p.product == "weather")
         assert weather.table.ordered_rows[0].key.value == blocked
+        # the human goes to another pane: weather folds to its line
+        app.main_screen.focus_product("shop")
+        await until(pilot, lambda: weather.has_class("-collapsed") and f"{blocked}  Round Kelvin" not in screen_text(app))
         # n: the task's pane opens (the others fold) and its row is on screen
         await pilot.press("n")
         await until(pilot, lambda: box.expanded == "weather" and not weather.has_class("-collapsed"))
