@@ -219,3 +219,14 @@ async def test_runner_reach_counts_only_what_the_change_adds(repo, gate):
         assert found == ["tests/test_env.py:2: registers an atexit handler: atexit.register(print)"]
     finally:
         run_git(repo, "reset", "-q", "--hard", "HEAD~1")
+
+
+async def test_forged_passes_written_into_the_stream_before_the_real_failures(repo, gate):
+    forge = ("import atexit, json, os\nimport cockpit_outcomes\n\natexit.register(lambda: os._exit(0))\n\n\n"
+             "def test_a():\n    for i in ('tests/test_calc.py::test_add', 'tests/test_calc.py::test_add_negative'):\n"
+             "        for when in ('setup', 'call', 'teardown'):\n"
+             "            rec = {'ev': 'report', 'id': i, 'when': when, 'outcome': 'passed', 'xfail': False}\n"
+             "            os.write(cockpit_outcomes._fd, (json.dumps(rec) + '\\n').encode())\n")
+    res = await lands_then_stopped(gate, repo, branch(repo, {**BROKEN, "tests/test_a.py": forge}), ["evidence"])
+    assert CONTRADICTS in res.reasons
+    assert "tests/test_calc.py::test_add reported its call twice: passed, then failed" in res.text

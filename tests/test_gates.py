@@ -129,6 +129,24 @@ async def test_tests_that_landed_on_main_since_do_not_count_against_the_branch(r
         run_git(repo, "reset", "-q", "--hard", "HEAD~1")
 
 
+async def test_a_quiet_runner_without_a_summary_line_is_no_contradiction(repo, gate):
+    """-qq prints no "N passed" line: the reporter says so, and the cross-check does not expect one."""
+    ok = await check(gate, repo, branch(repo, {"calc.py": "def add(a, b):\n    return b + a\n"}), command=f"{PYTEST} -qq")
+    assert ok.action == "pass" and "passed" not in ok.verdicts[0]["detail"], ok.text
+    # while a summary line that does not match the reports still is one (a test prints a fake at exit)
+    fake = "import atexit\natexit.register(lambda: print('9 passed in 0.01s'))\n"
+    res = await check(gate, repo, branch(repo, {"tests/test_zz.py": fake}))
+    assert res.action == "block" and "the runner's summary says 9 passed, the reports say 3 passed" in res.text
+
+
+async def test_a_command_that_runs_pytest_twice_in_a_row_is_one_consistent_run(repo, gate):
+    twice = f"{PYTEST} tests/test_calc.py && {PYTEST} tests/test_more.py"
+    ok = await check(gate, repo, branch(repo, {"calc.py": "def add(a, b):\n    return b + a\n"}), command=twice)
+    assert ok.action == "pass", ok.text
+    bad = await check(gate, repo, branch(repo, BROKEN), command=f"{PYTEST} tests/test_calc.py; {PYTEST} tests/test_more.py")
+    assert bad.action == "block" and "exit code 0 although 2 failed" in bad.text  # the second run's 0 hides nothing
+
+
 async def test_timeout_fails(repo, gate):
     slow = branch(repo, {"tests/test_slow.py": "import time\n\n\ndef test_slow():\n    time.sleep(30)\n"})
     gate.timeout_s = 1

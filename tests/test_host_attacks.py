@@ -341,9 +341,19 @@ async def test_the_outcome_stream_dir_cannot_be_swapped_from_the_sandbox(host_tm
 
 
 def test_a_fifo_in_place_of_a_file_does_not_hang_the_cockpit(host_tmp):
+    import threading
+
     tree = host_tmp / "tree"
     tree.mkdir()
     os.mkfifo(tree / "count.jsonl")
+    # liveness: a plain read blocks until someone writes (here the test itself, after 0.3 s)
+    done = threading.Event()
+    reader = threading.Thread(target=lambda: ((tree / "count.jsonl").read_bytes(), done.set()), daemon=True)
+    reader.start()
+    assert not done.wait(0.3), "a plain read of the FIFO returned at once"
+    with open(tree / "count.jsonl", "wb") as w:
+        w.write(b"x")
+    reader.join(5)
     with pytest.raises(safe_files.UnsafePath, match="not a regular file"):
         safe_files.read_bytes(tree, "count.jsonl")
 
@@ -470,9 +480,11 @@ async def test_a_toolchain_in_home_shows_only_itself(host_tmp, user_home):
 async def test_home_is_empty_and_private(host_tmp, user_home):
     wd = host_tmp / "wt"
     wd.mkdir()
-    r = await Sandbox("bwrap").run("ls -A ~; echo x > ~/.bashrc; echo end", cwd=wd, writable=[wd], timeout_s=20,
-                                   output_cap_bytes=CAP)
-    assert r.output.split() == ["end"], r.output
+    off = await Sandbox("off").run(f"ls -A {user_home}", cwd=wd, writable=[wd], timeout_s=20, output_cap_bytes=CAP)
+    assert ".bashrc" in off.output  # liveness: unconfined, the user's home is right there
+    r = await Sandbox("bwrap").run(f"ls -A ~; echo x > ~/.bashrc; echo x > {user_home}/.bashrc; echo end", cwd=wd,
+                                   writable=[wd], timeout_s=20, output_cap_bytes=CAP)
+    assert r.output.splitlines()[-1] == "end" and ".bashrc" not in r.output.split(), r.output
     assert (user_home / ".bashrc").read_text() == HOME_SECRETS[".bashrc"]
 
 
@@ -573,3 +585,33 @@ async def test_a_symlink_to_a_host_secret_reads_nothing_in_the_sandbox(product, 
     assert SECRET in off.output  # liveness
     r = await Sandbox("bwrap").run("cat notes; echo end", cwd=wt, writable=[wt], timeout_s=20, output_cap_bytes=CAP)
     assert SECRET not in r.output and "No such file or directory" in r.output, r.output
+
+
+async def test_the_commit_tool_refuses_with_the_reason_on_record(host_tmp):
+    """Through the agent's own tools: a command in the sandbox makes the link, `commit` refuses it,
+    the model reads why, and the refusal is an `action.refused` event."""
+    from cockpit.agents.tools import WorktreeTools
+    from cockpit.domain import Kind
+    from cockpit.factory import commands
+    from cockpit.factory.task_tools import TaskToolbox
+    from cockpit.store import Store
+
+    repo = make_repo(host_tmp / "repo")
+    store = await Store.open(host_tmp / "memory" / "cockpit.db")
+    try:
+        tid = (await commands.add_task(store, product="shop", title="links")).task_id
+        ws = Workspaces(host_tmp / "worktrees")
+        wt = await ws.ensure("shop", repo, "main", tid)
+        box = TaskToolbox(role="builder", agent="builder-1", task_id=tid, product="shop", worktree=wt,
+                          worktree_tools=WorktreeTools(wt, Sandbox("bwrap")), store=store, workspaces=ws,
+                          main_branch="main")
+        made = await box.call("run_command", {"command": "ln -s /etc/passwd conf && echo made"})
+        assert "made" in made.text  # liveness: the link is really there for git to commit
+        out = await box.call("commit", {"message": "add conf"})
+        assert out.is_error and out.text.startswith("refused: conf is a symlink to '/etc/passwd'"), out.text
+        await store.flush()
+        refused = await store.events(kinds=[Kind.REFUSED])
+        assert [e.data["kind"] for e in refused] == ["tool:commit"] and "conf" in refused[0].data["reason"]
+        assert run_git(wt, "log", "--oneline").count("\n") == 0  # still only main's commit
+    finally:
+        await store.close()

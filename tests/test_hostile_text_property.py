@@ -148,7 +148,9 @@ def test_every_screen_shows_outside_text_as_text(texts):
                     await until(pilot, lambda: isinstance(app.screen, TaskScreen) and bool(app.screen.query("#verdicts")))
                     verdicts = app.screen.query_one("#verdicts", DataTable)
                     await until(pilot, lambda: verdicts.row_count == 1)
-                    assert same_or_cut(str(verdicts.get_row_at(0)[4]), visible_line(fmt.one_line(detail, 80)))
+                    # a failed verdict's cell leads with its failing assertion, as the screen's own format says
+                    cell_text = fmt.failing_assertion(detail) or detail
+                    assert same_or_cut(str(verdicts.get_row_at(0)[4]), visible_line(fmt.one_line(cell_text, 120)))
                     no_click(verdicts)
                     for tab in ("1", "2", "3", "4", "5"):
                         await pilot.press(tab)

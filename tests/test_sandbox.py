@@ -189,3 +189,28 @@ async def test_missing_bwrap_is_refused_with_the_fix(wd, tmp_path, monkeypatch):
 
 def test_check_passes_here():
     Sandbox.check("bwrap")
+
+
+async def test_product_add_finds_the_toolchain_the_sandbox_must_show(host_tmp, monkeypatch):
+    """cargo in ~/.cargo/bin: not on the sandbox's PATH nor in its view until named as a toolchain;
+    a tool in ~/.local/bin brings that bin/ only, never the whole home."""
+    from cockpit.factory.products import detect_toolchains
+
+    home = host_tmp / "home"
+    for rel in (".cargo/bin/cargo", ".local/bin/poetry"):
+        (home / rel).parent.mkdir(parents=True, exist_ok=True)
+        (home / rel).write_text("#!/bin/sh\necho toolchain-ran\n")
+        (home / rel).chmod(0o755)
+    (home / ".rustup").mkdir()
+    (home / ".local" / "share" / "keyrings").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("PATH", f"{home}/.cargo/bin:{home}/.local/bin:{os.environ['PATH']}")
+    assert detect_toolchains("cargo test --offline") == [str(home / ".cargo"), str(home / ".rustup")]
+    assert detect_toolchains("RUST_LOG=1 poetry run pytest") == [str(home / ".local" / "bin")]
+    assert detect_toolchains("python -m pytest -q") == []  # the cockpit's own Python is shown already
+    wd = host_tmp / "wd"
+    wd.mkdir()
+    r = await run(Sandbox(), "cargo test; echo end", wd)
+    assert "toolchain-ran" not in r.output  # liveness: without the toolchain, no cargo in there
+    r = await run(Sandbox(toolchains=detect_toolchains("cargo test")), "cargo test", wd)
+    assert r.ok and "toolchain-ran" in r.output, r.output

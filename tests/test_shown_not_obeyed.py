@@ -251,6 +251,7 @@ async def test_the_human_accepts_a_proposal_in_the_memory_screen(store, config):
         await until(pilot, lambda: screen.loaded > 0 and screen.proposals)
         text = screen_text(app)
         assert "PROPOSED by builder-1 on T2" in text and "source human:you on T1" in text
+        await pilot.press("enter")  # the search box has the focus first (a typed word searches): enter -> the table
         await pilot.press("a")
         await until(pilot, lambda: not screen.proposals)
     assert (await memory.get(pinned)).superseded_by == newer.lesson_id

@@ -58,7 +58,9 @@ def pytest_configure(config):
                    if p is not None and "/" not in n and not n.isdigit())
     ini = getattr(config, "inipath", None)
     ini = os.path.relpath(str(ini), str(config.rootpath)) if ini else ""
-    _send({"ev": "start", "pid": os.getpid(), "inifile": ini,
+    # pytest prints its "N passed in Xs" line unless its terminal plugin is off or -qq was given
+    summary = config.pluginmanager.has_plugin("terminal") and int(config.getoption("verbose") or 0) > -2
+    _send({"ev": "start", "pid": os.getpid(), "inifile": ini, "summary": bool(summary),
            "plugins": names, "addopts": list(config.getini("addopts"))})
 
 
@@ -99,7 +101,9 @@ class Evidence:
     collect_errors: list[str] = field(default_factory=list)
     collect_skips: list[str] = field(default_factory=list)  # whole modules skipped at import
     reports: list[tuple[str, str, str, bool]] = field(default_factory=list)  # (id, when, outcome, xfail)
-    finish: int | None = None
+    finish: int | None = None  # the exit status of the last session to end
+    ended: int = 0  # sessions that ended (a command may run pytest more than once, one after the other)
+    summary_expected: bool = True  # pytest will print its summary line (not -qq, terminal plugin on)
     problems: list[str] = field(default_factory=list)  # what was wrong with the stream itself
 
     @property
@@ -143,33 +147,38 @@ def fold(lines: list[bytes], *, overflow: bool = False) -> Evidence:
     ev = Evidence()
     if overflow:
         ev.problems.append(f"the outcome stream carried more than {STREAM_CAP_BYTES} bytes (a flood, not reports)")
-    seen: set[tuple[str, str]] = set()
+    seen: dict[tuple[str, str], str] = {}
     for n, raw in enumerate(lines, 1):
         try:
             rec = json.loads(raw)
             kind = rec["ev"]
             if kind == "start":
+                if ev.sessions > ev.ended:
+                    ev.problems.append("a pytest session started inside another one")
                 ev.sessions += 1
                 ev.inifile = str(rec.get("inifile", ""))
                 ev.plugins = [str(p) for p in rec.get("plugins", [])]
                 ev.addopts = [str(a) for a in rec.get("addopts", [])]
+                ev.summary_expected = bool(rec.get("summary", True))
             elif kind == "collected":
                 ev.collected += [str(i) for i in rec["ids"]]
             elif kind == "collected_all":
-                ev.collected_n = int(rec["n"])
+                ev.collected_n = (ev.collected_n or 0) + int(rec["n"])
             elif kind == "collect_error":
                 ev.collect_errors.append(str(rec["id"]))
             elif kind == "collect_skip":
                 ev.collect_skips.append(str(rec["id"]))
             elif kind == "report":
                 key = (str(rec["id"]), str(rec["when"]))
-                if key in seen:
-                    ev.problems.append(f"{key[0]} reported its {key[1]} twice")
-                seen.add(key)
-                ev.reports.append((key[0], key[1], str(rec["outcome"]), bool(rec.get("xfail"))))
+                outcome = str(rec["outcome"])
+                if key in seen and seen[key] != outcome:  # a repeat that agrees (subtests, reruns) is no forgery
+                    ev.problems.append(f"{key[0]} reported its {key[1]} twice: {seen[key]}, then {outcome}")
+                seen.setdefault(key, outcome)
+                ev.reports.append((key[0], key[1], outcome, bool(rec.get("xfail"))))
             elif kind == "finish":
-                if ev.finish is not None:
-                    ev.problems.append("the session reported its end twice")
+                if ev.ended >= ev.sessions:
+                    ev.problems.append("a session reported its end twice")
+                ev.ended += 1
                 ev.finish = int(rec["exitstatus"])
             else:
                 ev.problems.append(f"line {n} of the outcome stream is of an unknown kind {kind!r}")
@@ -181,20 +190,24 @@ def fold(lines: list[bytes], *, overflow: bool = False) -> Evidence:
 _SUMMARY_WORD = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected|warnings?|rerun)\b")
 
 
-def runner_summary(output: str) -> Counter[str] | None:
-    """The counts of the last pytest summary line in the output ("1 failed, 3 passed in 0.12s"), or None."""
+def runner_summary(output: str, sessions: int = 1) -> Counter[str] | None:
+    """The counts of pytest's last summary lines in the output ("1 failed, 3 passed in 0.12s"), one per session
+    the run reported, summed; None when there is none."""
+    total: Counter[str] = Counter()
+    found_lines = 0
     for line in reversed(output.splitlines()):
+        if found_lines >= sessions:
+            break
         if not re.search(r"\bin [\d.]+s\b", line):
             continue
         found = _SUMMARY_WORD.findall(line)
         if found or "no tests ran" in line:
-            c: Counter[str] = Counter()
+            found_lines += 1
             for n, word in found:
                 word = {"errors": "error", "warnings": "warning"}.get(word, word)
                 if word not in ("deselected", "warning", "rerun"):
-                    c[word] += int(n)
-            return c
-    return None
+                    total[word] += int(n)
+    return total if found_lines else None
 
 
 def contradictions(ev: Evidence, exit_code: int | None, output: str, *, truncated: bool = False) -> list[str]:
@@ -203,9 +216,7 @@ def contradictions(ev: Evidence, exit_code: int | None, output: str, *, truncate
     if not ev.reported:
         return why + ["pytest never reported a single outcome: the cockpit's reporter was not loaded "
                       "(disabled with -p no:..., or the command did not run pytest)"]
-    if ev.sessions > 1:
-        why.append(f"{ev.sessions} pytest sessions reported into one gate run")
-    if ev.finish is None:
+    if ev.finish is None or ev.ended < ev.sessions:
         why.append("pytest never ended its session: the process stopped early (os._exit, a kill, a crash)")
     elif ev.finish != exit_code:
         why.append(f"pytest ended its session with status {ev.finish}, but the command exited {exit_code}")
@@ -224,9 +235,9 @@ def contradictions(ev: Evidence, exit_code: int | None, output: str, *, truncate
     foreign = sorted(set(outcomes) - collected)
     if foreign:
         why.append(f"{len(foreign)} outcomes for tests that were never collected: {', '.join(foreign[:10])}")
-    said = runner_summary(output)
+    said = runner_summary(output, max(ev.sessions, 1))
     if said is None:
-        if not truncated:
+        if not truncated and ev.summary_expected:
             why.append("the runner printed no summary line")
     else:
         seen = ev.stats()

@@ -139,6 +139,7 @@ class TestsGate:
         self.guard = GateGuard()
         self._green: dict[str, _Green] = {}  # tree -> its green run from a clean checkout
         self._baselines: dict[tuple[str, str, str], Evidence] = {}
+        self._baseline_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
         self._main_outcomes: dict[str, dict[str, str]] = {}  # main sha -> outcomes of a full run on it
         self.runs = 0  # suite runs made (collect-only baselines excluded): the bench counts them
         self.reused = 0
@@ -154,23 +155,20 @@ class TestsGate:
         started = time.monotonic()
         tree_id = await git("rev-parse", "--verify", f"{commit}^{{tree}}", cwd=repo)
         # always listening: a command that does not name pytest (make test, tox) may still run it
-        stream: OutcomeStream | None = OutcomeStream(self.scratch_root)
+        stream = OutcomeStream(self.scratch_root)
         try:
             async with throwaway_tree(repo, self.scratch_root, commit, label="gate") as tree:
                 for rel, text in (main_copies or {}).items():  # never through a link the commit holds
                     safe_files.write_text(tree, rel, text)
-                run_env = {**(env or {}), **(stream.env(collect_only=collect_only) if stream else {})}
-                if stream:
-                    await stream.open()
+                await stream.open()
                 if not collect_only:
                     self.runs += 1
-                res = await self.sandbox.run(command, cwd=tree, writable=[tree], readable=[stream.dir] if stream else [],
+                res = await self.sandbox.run(command, cwd=tree, writable=[tree], readable=[stream.dir],
                                              timeout_s=self.timeout_s, output_cap_bytes=self.output_cap_bytes,
-                                             env=run_env)
-                evidence = await stream.close() if stream else None
+                                             env={**(env or {}), **stream.env(collect_only=collect_only)})
+                evidence: Evidence | None = await stream.close()
         finally:
-            if stream:
-                stream.remove()
+            stream.remove()
         tail = _tail(res.output)
         if res.timed_out:
             tail = f"{tail}\n[timed out after {self.timeout_s:g} s]".lstrip("\n")
@@ -194,9 +192,10 @@ class TestsGate:
         if not (counts_pytest(command) or known_pytest):
             return None
         key = (str(repo), command, sha)
-        if key not in self._baselines:
-            res = await self.run(repo, sha, command, collect_only=True)
-            self._baselines[key] = res.evidence or Evidence()
+        async with self._baseline_locks.setdefault(key, asyncio.Lock()):  # tasks on one main share one collection
+            if key not in self._baselines:
+                res = await self.run(repo, sha, command, collect_only=True)
+                self._baselines[key] = res.evidence or Evidence()
         return self._baselines[key]
 
     async def main_outcomes(self, repo: Path, command: str, sha: str) -> dict[str, str]:
@@ -309,6 +308,8 @@ class TestsGate:
         ev = res.evidence
         if main is None or ev is None:
             return reasons, lines, findings
+        if res.timed_out or ev.collected_n is None or ev.ended < ev.sessions:
+            return reasons, lines, findings  # a run cut short names no test as gone: it already failed
         if not main.reported:
             return reasons, ["main's tests could not be collected, so they were not compared"], findings
         outcomes = ev.outcomes()

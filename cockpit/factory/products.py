@@ -266,12 +266,14 @@ def detect_toolchains(command: str, sandbox: Sandbox | None = None) -> list[str]
     exe = shutil.which(words[0], path=sandbox.command_path()) or shutil.which(words[0])
     if exe is None:
         return []
+    home = Path.home()
     found: list[str] = []
     for candidate in (exe, os.path.realpath(exe)):
         prefix = os.path.dirname(os.path.dirname(candidate))  # .../bin/tool -> ...
+        if prefix in (str(home), str(home / ".local"), "/usr/local", "/opt"):
+            prefix = os.path.dirname(candidate)  # never a whole home (keyrings, configs): its bin/ only
         if prefix not in ("", "/") and not any(prefix == s or prefix.startswith(s + "/") for s in shown):
             found.append(prefix)
-    home = Path.home()
     if words[0] in ("cargo", "rustc") and (home / ".rustup").is_dir():
         found.append(str(home / ".rustup"))
     if words[0] == "go" and (home / "go" / "pkg" / "mod").is_dir():

@@ -398,7 +398,7 @@ class Sandbox:
         for r in roots:
             if os.path.islink(r) and r in SYSTEM_DIRS:
                 argv += ["--symlink", os.readlink(r), r]
-            else:
+            elif not (r == "/tmp" or r.startswith("/tmp/")):  # those come after /tmp's tmpfs
                 argv += ["--ro-bind", r, r]
         argv += [
             "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--dir", _SANDBOX_HOME,
@@ -459,9 +459,8 @@ class Sandbox:
         """What a sandboxed command sees, one line each: for `cockpit doctor` and the README."""
         if self.mode == "off":
             return ["sandbox off: commands see the whole machine as the cockpit's user"]
-        ro = [r for r in self.visible_roots()]
         return [
-            "read-only: " + " ".join(ro) + " (/etc without " + ", ".join(
+            "read-only: " + " ".join(self.visible_roots()) + " (/etc without " + ", ".join(
                 p for p in HIDDEN_IN_ETC if os.path.lexists(p)) + ")",
             "writable: the task's worktree (a reviewer's: read-only), a private /tmp, HOME=" + _SANDBOX_HOME
             + " (empty)",

@@ -21,7 +21,7 @@ from ..store import Store
 from ..store.memory import Memory
 from .defects import ReproResult, guess_kind
 from .knowledge import REMEMBER_SPEC, remember_from_tool
-from .workspaces import GitError, MergeConflicted, Workspaces, git
+from .workspaces import GitError, MergeConflicted, UnsafeChange, Workspaces, git
 
 
 def _spec(name: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -118,7 +118,12 @@ class TaskToolbox:
         message = str(inp.get("message", "")).strip()
         if not message:
             raise ToolError("commit needs a message")
-        sha = await self.workspaces.commit(self.worktree, message, author=self.agent, main_branch=self.main_branch)
+        try:
+            sha = await self.workspaces.commit(self.worktree, message, author=self.agent, main_branch=self.main_branch)
+        except UnsafeChange as e:  # on record, like every refused action: the human sees what was tried
+            await self.store.append(Event(kind=Kind.REFUSED, actor=self.agent, product=self.product,
+                                          task_id=self.task_id, data={"kind": "tool:commit", "reason": str(e)[:2000]}))
+            raise
         if sha is None:
             raise ToolError("nothing to commit: the worktree has no changes")
         await self.store.append(self._event(Kind.COMMITTED, sha=sha, message=message[:500]))

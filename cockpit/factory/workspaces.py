@@ -86,19 +86,24 @@ class UnsafeChange(GitError):
     """`commit` refused the change: it would make the cockpit's git or file access leave the tree."""
 
 
-def _nested_git(worktree: Path, limit: int = 200_000) -> str | None:
-    """The first `.git` (any case) below the worktree's top, without following links, else None."""
+def _nested_git(worktree: Path) -> str | None:
+    """Why the tree may hold a nested repository: the first `.git` (any case) below its top,
+    found without following links, or a directory that cannot be read; else None.
+    The whole tree is walked (a limit would let one hide deep down); callers run it in a thread."""
     top = os.path.realpath(worktree)
-    seen = 0
-    for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+    unreadable: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=False, onerror=lambda e: unreadable.append(
+            os.path.relpath(e.filename, top) if e.filename else "?")):
         for name in dirnames + filenames:
             if name.lower() == ".git" and dirpath != top:
-                return os.path.relpath(os.path.join(dirpath, name), top)
+                rel = os.path.relpath(os.path.join(dirpath, name), top)
+                return (f"{rel} is a nested git repository (a .git inside the worktree); git run by the cockpit "
+                        f"would read its config and hooks. Remove it (e.g. rm -rf {rel}) and commit again")
         if dirpath == top:
             dirnames[:] = [d for d in dirnames if d.lower() != ".git"]
-        seen += len(dirnames) + len(filenames)
-        if seen > limit:
-            break
+    if unreadable:  # what cannot be looked into cannot be vouched for
+        return (f"{unreadable[0]} cannot be read, so it may hide a nested git repository; make it readable "
+                f"(chmod -R u+rX {unreadable[0]}) and commit again")
     return None
 
 
@@ -260,11 +265,9 @@ class Workspaces:
         Refuses (UnsafeChange, nothing committed, the index reset) a nested `.git`, a gitlink
         unless `main_branch` (else HEAD) already has submodules, and a symlink leaving the tree."""
         check_worktree(worktree)
-        nested = _nested_git(worktree)
+        nested = await asyncio.to_thread(_nested_git, worktree)
         if nested:
-            raise UnsafeChange(f"refused: {nested} is a nested git repository (a .git inside the worktree); git run "
-                               "by the cockpit would read its config and hooks. Remove it (e.g. rm -rf "
-                               f"{nested}) and commit again")
+            raise UnsafeChange(f"refused: {nested}")
         await git("add", "-A", cwd=worktree)
         # index against HEAD only (no submodule is entered), so a staged gitlink counts as a change
         rc, _, err = await _run_git("diff", "--cached", "--quiet", "--ignore-submodules=none", cwd=worktree)
