@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dir", type=Path, help="where to write it (default: a new temp dir)")
     d.add_argument("--headless", action="store_true", help="no screen: run until idle, print a summary")
     d.add_argument("--timeout", type=float, default=None, help="headless: stop after this many seconds")
+    d.add_argument("--pace", type=float, default=None, metavar="S",
+                   help="seconds between the scripted model's streamed events (default: 0.03 on screen, to watch "
+                        "the agents type; 0 headless)")
     d.set_defaults(func=cmd_demo)
 
     r = sub.add_parser("run", help="open the cockpit on a factory")
@@ -108,7 +111,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo.build import build_demo
 
     directory = args.dir or Path(tempfile.mkdtemp(prefix="cockpit-demo-"))
-    factory = build_demo(directory, chunk_delay_s=0.0 if args.headless else 0.03)
+    pace = args.pace if args.pace is not None else 0.0 if args.headless else 0.03
+    if pace < 0:
+        print("cockpit demo: --pace must be 0 or more seconds", file=sys.stderr)
+        return 2
+    factory = build_demo(directory, chunk_delay_s=pace)
     print(f"demo factory written to {factory}", file=sys.stderr)
     config = load_factory(factory)
     return _run(config, headless=args.headless, timeout=args.timeout)

@@ -54,7 +54,7 @@ class Verdict(BaseModel):
     # a "merge" verdict judges the merge of `source` (the task's commit) onto main at `base`
     source: str | None = None
     base: str | None = None
-    # a guard verdict's findings, one stable key each ("fewer:tests/test_x.py:1", "deleted:...",
+    # a guard verdict's findings, one stable key each ("test:tests/test_x.py::test_a, removed ...", "deleted:...",
     # "protected:...", "uncounted"): what a human override accepted, compared across commits
     findings: tuple[str, ...] = ()
 

@@ -50,6 +50,9 @@ AGENTS_EVERY_S = 0.25
 class MainScreen(TaskActions):
     """Reads the store's projection; live through the coalescing bridge."""
 
+    AUTO_FOCUS = ""
+    """on_mount chooses: the Needs you strip when something waits (its task's pane open), else the first pane."""
+
     BINDINGS = [
         Binding("enter", "open_task", "Open", id="open", priority=True, key_display="⏎",
                 tooltip="Open the selected task: gates, diff, defects, review, transcripts"),
@@ -288,6 +291,7 @@ class MainScreen(TaskActions):
         task = self.store.task(event.option.id) if event.option.id else None
         if task is not None and task.product in self.panes:
             self.panes[task.product].table.select_task(task.id)
+            self.query_one(ProductPanes).expand(task.product)  # a short terminal opens its pane
 
     @on(OptionList.OptionSelected, "#needs-you")
     @on(DataTable.RowSelected)
