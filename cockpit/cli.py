@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dir", type=Path, help="where to write it (default: a new temp dir)")
     d.add_argument("--headless", action="store_true", help="no screen: run until idle, print a summary")
     d.add_argument("--timeout", type=float, default=None, help="headless: stop after this many seconds")
+    d.add_argument("--pace", type=float, default=None, metavar="S",
+                   help="seconds between the scripted model's streamed events (default: 0.03 on screen, to watch "
+                        "the agents type; 0 headless)")
     d.set_defaults(func=cmd_demo)
 
     r = sub.add_parser("run", help="open the cockpit on a factory")
@@ -108,7 +111,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo.build import build_demo
 
     directory = args.dir or Path(tempfile.mkdtemp(prefix="cockpit-demo-"))
-    factory = build_demo(directory, chunk_delay_s=0.0 if args.headless else 0.03)
+    pace = args.pace if args.pace is not None else 0.0 if args.headless else 0.03
+    if pace < 0:
+        print("cockpit demo: --pace must be 0 or more seconds", file=sys.stderr)
+        return 2
+    factory = build_demo(directory, chunk_delay_s=pace)
     print(f"demo factory written to {factory}", file=sys.stderr)
     config = load_factory(factory)
     return _run(config, headless=args.headless, timeout=args.timeout)
@@ -127,7 +134,7 @@ def _run(config: FactoryConfig, *, headless: bool, timeout: float | None) -> int
     if headless:
         st = asyncio.run(run_headless(config, timeout=timeout))
         print("\n".join(summary_lines(st)))
-        return 0
+        return headless_exit_code(st)
 
     from .tui.app import CockpitApp
 
@@ -138,6 +145,22 @@ def _run(config: FactoryConfig, *, headless: bool, timeout: float | None) -> int
 
     asyncio.run(_app())
     return 0
+
+
+# `run --headless` / `demo --headless` exit codes, for scripts and CI (the README lists them)
+EXIT_ALL_DONE = 0        # nothing is left open: every task is done
+EXIT_WAITS_FOR_YOU = 3   # every task that is not done is blocked: the factory waits for a human
+EXIT_STILL_WORKING = 4   # stopped (--timeout) while tasks were still queued or in progress
+
+
+def headless_exit_code(st: dict) -> int:
+    """What a headless run's end means for whoever called it (1 and 2 stay: refused, bad input)."""
+    states = [t["state"] for p in st["products"] for t in p["tasks"]]
+    if any(s not in ("done", "blocked") for s in states):
+        return EXIT_STILL_WORKING
+    if "blocked" in states:
+        return EXIT_WAITS_FOR_YOU
+    return EXIT_ALL_DONE
 
 
 async def _with_store(config: FactoryConfig, fn):

@@ -64,18 +64,32 @@ async def test_a_word_typed_on_the_memory_screen_searches_and_deletes_nothing(st
         # the keys did reach the screen: the word was searched for
         await until(pilot, lambda: screen.query_text == "decimal" and [x.id for x in screen.lessons] == [a])
         assert not isinstance(app.screen, ConfirmScreen)
-        # now the table has the focus; a second word typed there opens the delete question at `d`, but
-        # neither enter nor the `y` inside "daily" (typed ahead, not read) confirms it
-        await type_text(pilot, "daily")
+        # now the table has the focus; the same word typed there opens the delete question at `d`, and the
+        # enter after it means no
+        await type_text(pilot, "decimal")
         await pilot.press("enter")
-        await pilot.pause()
-        assert isinstance(app.screen, MemoryScreen)
+        await until(pilot, lambda: isinstance(app.screen, MemoryScreen))
     assert await store.events(kinds=["memory.deleted"]) == []
     assert [lesson.id for lesson in await memory.lessons()] == sorted([a, _])
 
 
-async def test_without_the_settle_guard_the_typed_word_would_delete(store, config, monkeypatch):
-    """Liveness of the attack above: with no settle time, the `y` of "daily" typed on the table deletes L1."""
+async def test_a_y_typed_ahead_does_not_confirm(store, config):
+    """The settle guard, without timing races: a `y` sooner than `settle_s` is ignored, a later one confirms."""
+    answers: list[bool] = []
+    app = CockpitApp(store, config)
+    async with app.run_test(size=SIZE) as pilot:
+        app.push_screen(ConfirmScreen("Delete L1?", settle_s=3600), answers.append)
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen) and answers == []
+        app.screen.settle_s = 0  # the question has been read
+        await pilot.press("y")
+        await until(pilot, lambda: answers == [True])
+
+
+async def test_without_the_settle_guard_a_typed_word_would_delete(store, config, monkeypatch):
+    """Liveness of the attack: with no settle time, the `y` of "daily" typed on the table deletes L1."""
     memory, a, _ = await two_lessons(store)
     monkeypatch.setattr(MemoryScreen, "CONFIRM_SETTLE_S", 0.0)
     app = CockpitApp(store, config)

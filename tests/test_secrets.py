@@ -97,7 +97,7 @@ def test_the_key_is_never_written(tmp_path, mode):
         assert add.returncode == 0, add.stderr
         run = subprocess.run([*cli, "run", "--headless", "--factory", str(factory), "--timeout", "240"],
                              env=env, capture_output=True, timeout=300)
-        assert run.returncode == 0, run.stderr.decode()[-3000:]
+        assert run.returncode in (0, 3), run.stderr.decode()[-3000:]  # 3: a task waits for the human
         if server is not None:
             assert server.faults.api_keys_seen == {FAKE_KEY}  # the key really was in use, sent to the API
             assert server.faults.requests_seen > 5

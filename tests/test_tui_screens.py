@@ -186,8 +186,9 @@ async def test_t_tails_the_agents_log_with_follow_search_and_jumps(store, config
             assert isinstance(app.screen, AgentLogScreen) and app.screen.agent == "builder-1"
             view = app.screen.view
             await until(pilot, lambda: "│ Reading the tests first." in screen_text(app))
-            await until(pilot, lambda: "11 lines · following" in screen_text(app))  # the task's events too
-            assert view.line_count == 11
+            # its own 8 lines, then its task's verdict and block (events that name no agent go to the builder's log)
+            await until(pilot, lambda: "10 lines · following" in screen_text(app))
+            assert view.line_count == 10 and "blocked: tests" in view.get_line(9)
             # the agent goes on: the new lines show up, and the view stays at the end
             for i in range(60):
                 store.post(Event(kind=Kind.AGENT_TEXT, actor="builder-1", product="shop", task_id=t1,

@@ -15,6 +15,20 @@ from ..config import FactoryConfig
 from .scripted import ScriptedModel, ScriptedModelServer
 
 
+# Why a task blocks when, offline, the scripted model had nothing to say to its agent: no model worked on it.
+NO_MODEL = "no model"
+NO_MODEL_HINT = "no model: set ANTHROPIC_API_KEY (or write a scenario for the offline scripted model)"
+
+
+def offline_reason(config: FactoryConfig) -> str | None:
+    """Why this factory runs on the scripted model, or None when it uses the API; shown in the header and doctor."""
+    if not use_scripted(config):
+        return None
+    if config.model.mode == "scripted":
+        return '[model] mode = "scripted"'
+    return "no ANTHROPIC_API_KEY"
+
+
 @dataclass
 class ModelClient:
     client: anthropic.AsyncAnthropic

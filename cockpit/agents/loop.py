@@ -105,7 +105,10 @@ class AgentSession:
         cache_ttl: CacheTTL = "5m",
         stream_retries: int = 2,
         retry_delay_s: float = 0.5,
+        simulated: bool = False,
     ):
+        """`simulated`: the client is the offline scripted model; its calls' spend is simulated, kept apart."""
+        self.simulated = simulated
         self.agent = agent
         self.role = role
         self.product = product
@@ -217,7 +220,7 @@ class AgentSession:
             await self.before_call(reserve_usd)
         # raises BudgetExceeded when a budget would pass its limit: then the call is never made
         await self.store.reserve(call_id=call_id, task_id=self.task_id, product=self.product, actor=self.agent,
-                                 model=self.model, usd=reserve_usd)
+                                 model=self.model, usd=reserve_usd, simulated=self.simulated)
         usage = Usage()
         started = time.monotonic()
         buf: list[str] = []
@@ -265,6 +268,7 @@ class AgentSession:
             raise
         usd = await self._settle(call_id, usage, complete=True)
         self.store.post(self._event(Kind.MODEL_CALL, call_id=call_id, model=self.model, usd=usd,
+                                    **({"simulated": True} if self.simulated else {}),
                                     usage=usage.model_dump(), stop_reason=msg.stop_reason,
                                     **{**self.call_facts, "rules_hash": self.rules_hash},
                                     seconds=round(time.monotonic() - started, 3)))

@@ -16,6 +16,10 @@ product, the local day it was reserved on, the whole factory) as:
 - unsettled: what was received (settled) plus the rest of its reservation, held
              until reconciled (a call that died mid-stream, or was cut by a crash).
 
+Simulated spend (calls answered by the offline scripted model) is kept apart: it counts against
+the same budgets' limits but in a pool of its own (keys named `sim:...`), so a day of offline play
+never eats the real day's budget, and real totals never include it.
+
 Effective limit = configured + every raise a human recorded. A task's limit is
 its own `budget_usd` (recorded at creation; a task-scope raise is a task event
 the state machine folds into it), so the task gate and the ledger agree.
@@ -54,6 +58,22 @@ class Scope(StrEnum):
 
 ScopeKey = tuple[Scope, str]
 FACTORY_KEY: ScopeKey = (Scope.FACTORY, "")
+SIM = "sim:"  # the key prefix of the simulated pool
+SIM_FACTORY_KEY: ScopeKey = (Scope.FACTORY, SIM)
+
+
+def simulated_key(key: ScopeKey) -> ScopeKey:
+    """The simulated pool's twin of a real budget key."""
+    return key if is_simulated(key) else (key[0], SIM + key[1])
+
+
+def is_simulated(key: ScopeKey) -> bool:
+    return key[1].startswith(SIM)
+
+
+def real_key(key: ScopeKey) -> ScopeKey:
+    """The budget a (possibly simulated) key's limit and raises are those of."""
+    return (key[0], key[1][len(SIM):]) if is_simulated(key) else key
 
 
 def day_of(ts: float) -> str:
@@ -61,8 +81,8 @@ def day_of(ts: float) -> str:
     return time.strftime("%Y-%m-%d", time.localtime(ts))
 
 
-def scopes_of(task_id: str | None, product: str | None, day: str) -> tuple[ScopeKey, ...]:
-    """Every budget a call with these attributes counts against, narrowest first."""
+def scopes_of(task_id: str | None, product: str | None, day: str, simulated: bool = False) -> tuple[ScopeKey, ...]:
+    """Every budget a call with these attributes counts against, narrowest first (simulated: their sim pool)."""
     out: list[ScopeKey] = []
     if task_id:
         out.append((Scope.TASK, task_id))
@@ -70,7 +90,7 @@ def scopes_of(task_id: str | None, product: str | None, day: str) -> tuple[Scope
         out.append((Scope.PRODUCT, product))
     out.append((Scope.DAY, day))
     out.append(FACTORY_KEY)
-    return tuple(out)
+    return tuple(simulated_key(k) for k in out) if simulated else tuple(out)
 
 
 class BudgetLimits(BaseModel):
@@ -121,10 +141,11 @@ class Reservation:
     model: str
     usd: float
     ts: float = field(default_factory=time.time)
+    simulated: bool = False
 
     @property
     def scopes(self) -> tuple[ScopeKey, ...]:
-        return scopes_of(self.task_id, self.product, day_of(self.ts))
+        return scopes_of(self.task_id, self.product, day_of(self.ts), self.simulated)
 
 
 @dataclass(frozen=True)
@@ -141,15 +162,17 @@ class BudgetExceeded(Refused):
     """The next call would take a budget past its limit: the call is not made."""
 
     def __init__(self, *, scope: Scope, key: str, spent: float, reserved: float, limit: float, estimate: float):
+        self.simulated = key.startswith(SIM)
+        key = key[len(SIM):] if self.simulated else key
         self.scope, self.key = scope, key
         self.spent, self.reserved, self.limit, self.estimate = spent, reserved, limit, estimate
         super().__init__(
-            f"{scope_label(scope, key)} budget: spent ${spent:.4f} + reserved ${reserved:.4f} + next call "
+            f"{scope_label(scope, key)} budget{' (simulated spend, offline)' if self.simulated else ''}: spent ${spent:.4f} + reserved ${reserved:.4f} + next call "
             f"estimate ${estimate:.4f} > limit ${limit:.4f}"
         )
 
     def figures(self) -> dict[str, Any]:
-        return {"scope": self.scope.value, "key": self.key, "spent_usd": round(self.spent, 6),
+        return {"scope": self.scope.value, "key": self.key, **({"simulated": True} if self.simulated else {}), "spent_usd": round(self.spent, 6),
                 "reserved_usd": round(self.reserved, 6), "limit_usd": round(self.limit, 6),
                 "estimate_usd": round(self.estimate, 6)}
 
@@ -200,8 +223,8 @@ class BudgetBook:
     # --- loading (at store open) ---------------------------------------------------
 
     def load_row(self, *, call_id: str, ts: float, task_id: str | None, product: str | None, state: str,
-                 reserved_usd: float, settled_usd: float) -> None:
-        scopes = scopes_of(task_id, product, day_of(ts))
+                 reserved_usd: float, settled_usd: float, simulated: bool = False) -> None:
+        scopes = scopes_of(task_id, product, day_of(ts), simulated)
         reserved, settled = nano(reserved_usd), nano(settled_usd)
         s, h = row_counts(state, reserved, settled)
         for k in scopes:
@@ -212,7 +235,7 @@ class BudgetBook:
             self.open[call_id] = Hold(scopes, state, reserved, settled, live=False)
 
     def reload_row(self, *, call_id: str, ts: float, task_id: str | None, product: str | None, state: str,
-                   reserved_usd: float, settled_usd: float) -> None:
+                   reserved_usd: float, settled_usd: float, simulated: bool = False) -> None:
         """A row another process wrote (or changed): what this book held for it is replaced by the row."""
         old = self.open.pop(call_id, None)
         if old is not None:
@@ -222,7 +245,7 @@ class BudgetBook:
                 t.settled -= s
                 t.held -= h
         self.load_row(call_id=call_id, ts=ts, task_id=task_id, product=product, state=state,
-                      reserved_usd=reserved_usd, settled_usd=settled_usd)
+                      reserved_usd=reserved_usd, settled_usd=settled_usd, simulated=simulated)
 
     def load_raise(self, actor: str, task_id: str | None, data: dict[str, Any]) -> None:
         try:
@@ -236,8 +259,9 @@ class BudgetBook:
 
     def limit(self, key: ScopeKey, task_budget_usd: float | None = None,
               limits: BudgetLimits | None = None, extra_raise: int = 0) -> float | None:
-        """Effective limit in USD (configured + raises); None: unlimited."""
+        """Effective limit in USD (configured + raises); None: unlimited. A simulated pool has its budget's limit."""
         lim = limits or self.limits
+        key = real_key(key)  # a raise is recorded against the real key: it lifts both pools
         scope, name = key
         if scope == Scope.TASK:
             return task_budget_usd  # raises are folded into the task's budget by the state machine
@@ -288,7 +312,7 @@ class BudgetTxn:
         return self.book.open.get(call_id)
 
     def limit(self, key: ScopeKey, task_budget_usd: float | None) -> float | None:
-        return self.book.limit(key, task_budget_usd, extra_raise=self.raises.get(key, 0))
+        return self.book.limit(key, task_budget_usd, extra_raise=self.raises.get(real_key(key), 0))
 
     def prepare_reserve(self, res: Reservation, task_budget_usd: float | None) -> Step:
         """Refuse (BudgetExceeded) if any budget would pass its limit with this reservation held."""

@@ -134,7 +134,9 @@ METRICS: tuple[Metric, ...] = (
     _m("blocked_items", "blocked", "count", "down", "human", "times a task blocked and waited for the human",
        extensive=True),
     _m("blocked_wait_min", "wait (min)", "minutes", "down", "human", "minutes a blocked item waited, mean"),
-    _m("usd", "spend", "usd", None, "cost", "dollars spent on model calls", extensive=True),
+    _m("usd", "spend", "usd", None, "cost",
+       "dollars spent on model calls (real money: the offline scripted model's simulated spend is left out)",
+       extensive=True),
     _m("usd_per_merged", "$/task", "usd", "down", "cost", "dollars per merged task", per_merged=True),
     _m("tokens", "tokens", "tokens", None, "cost", "tokens (input, output, cache writes and reads)", extensive=True),
     _m("tokens_per_merged", "tokens/task", "tokens", "down", "cost", "tokens per merged task", per_merged=True),
@@ -408,6 +410,7 @@ class _Call:
     spend_usage: dict[str, Any] | None = None
     call_usd: float | None = None
     call_usage: dict[str, Any] | None = None
+    simulated: bool = False  # the offline scripted model's: its dollars are not real, so not spend
 
 
 class _Book:
@@ -593,6 +596,7 @@ def compute(events: Iterable[EventLike], *, since: float | None = None, until: f
             if isinstance(ids, list):
                 s.lessons.update(i for i in ids if isinstance(i, (int, str)))
             c = calls.setdefault(str(d.get("call_id") or f"#{seq}"), _Call(e.ts, product))
+            c.simulated = c.simulated or bool(d.get("simulated"))
             if isinstance(d.get("usd"), (int, float)):
                 c.call_usd = float(d["usd"])
             if isinstance(d.get("usage"), dict):
@@ -601,6 +605,7 @@ def compute(events: Iterable[EventLike], *, since: float | None = None, until: f
             c = calls.setdefault(str(d.get("call_id") or f"#{seq}"), _Call(e.ts, product))
             c.ts = min(c.ts, e.ts)
             c.product = c.product or product
+            c.simulated = c.simulated or bool(d.get("simulated"))
             if isinstance(d.get("usd"), (int, float)):
                 c.spend_usd = (c.spend_usd or 0.0) + float(d["usd"])
             if isinstance(d.get("usage"), dict):
@@ -647,7 +652,8 @@ def compute(events: Iterable[EventLike], *, since: float | None = None, until: f
         usage = c.spend_usage if c.spend_usage is not None else (c.call_usage or {})
         inp, out = _int(usage.get("input_tokens")), _int(usage.get("output_tokens"))
         cw, cr = _int(usage.get("cache_creation_input_tokens")), _int(usage.get("cache_read_input_tokens"))
-        book.bump(c.product, c.ts, "usd", usd)
+        if not c.simulated:
+            book.bump(c.product, c.ts, "usd", usd)
         book.bump(c.product, c.ts, "tokens", inp + out + cw + cr)
         book.bump(c.product, c.ts, "cache_read", cr)
         book.bump(c.product, c.ts, "input_all", inp + cw + cr)

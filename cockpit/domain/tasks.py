@@ -54,7 +54,7 @@ class Verdict(BaseModel):
     # a "merge" verdict judges the merge of `source` (the task's commit) onto main at `base`
     source: str | None = None
     base: str | None = None
-    # a guard verdict's findings, one stable key each ("fewer:tests/test_x.py:1", "deleted:...",
+    # a guard verdict's findings, one stable key each ("test:tests/test_x.py::test_a, removed ...", "deleted:...",
     # "protected:...", "uncounted"): what a human override accepted, compared across commits
     findings: tuple[str, ...] = ()
 
@@ -129,6 +129,7 @@ class Task(BaseModel):
     assignee: str | None = None
     budget_usd: float | None = None
     spend_usd: float = 0.0
+    simulated_usd: float = 0.0  # what the offline scripted model's calls would have cost: not real, kept apart
     merged_commit: str | None = None
     created_ts: float = 0.0
     updated_ts: float = 0.0
@@ -163,7 +164,7 @@ def gate_lights(task: Task) -> dict[str, str]:
 
 
 def over_budget(task: Task) -> bool:
-    return task.budget_usd is not None and task.spend_usd > task.budget_usd + 1e-9
+    return task.budget_usd is not None and max(task.spend_usd, task.simulated_usd) > task.budget_usd + 1e-9
 
 
 def missing_gates(task: Task) -> list[str]:
@@ -483,7 +484,10 @@ def apply(task: Task, event: Event) -> Task:
         usd = d.get("usd")
         if not isinstance(usd, (int, float)) or usd < 0:
             raise Refused("spend: needs a non-negative 'usd'")
-        up.update(spend_usd=round(task.spend_usd + float(usd), 9))
+        if d.get("simulated"):
+            up.update(simulated_usd=round(task.simulated_usd + float(usd), 9))
+        else:
+            up.update(spend_usd=round(task.spend_usd + float(usd), 9))
 
     elif k == Kind.BUDGET_RAISED:
         usd = d.get("usd")

@@ -81,6 +81,8 @@ def stamp(ts: float) -> str:
 
 
 OUTPUT_PREFIX = "    ┆ "
+# a task's events its builder's log leaves out: made before the builder was; a call's cost (its model.call says it)
+_NOT_ROUTED = frozenset({Kind.TASK_CREATED, Kind.SPEND})
 
 
 class LineMaker:
@@ -105,7 +107,7 @@ class LineMaker:
             return agent
         if event.kind == Kind.TASK_STARTED and event.task_id and isinstance(event.data.get("agent"), str):
             self.builders[event.task_id] = event.data["agent"]
-        if agent is None and event.task_id:
+        if agent is None and event.task_id and event.kind not in _NOT_ROUTED:
             return self.builders.get(event.task_id)
         return agent
 

@@ -173,6 +173,20 @@ def check_store(config: FactoryConfig) -> Check:
 # --- the model --------------------------------------------------------------------------
 
 
+def check_mode(config: FactoryConfig) -> Check:
+    """Online or OFFLINE, first thing: offline, a task on one's own repository finds no model to work it."""
+    from ..agents.client import NO_MODEL_HINT, offline_reason
+
+    why = offline_reason(config)
+    if why is None:
+        return Check("mode", "ok", "online: agents talk to the real API")
+    detail = (f"OFFLINE ({why}): the scripted model plays {config.model.scenarios}/; a task it has no script "
+              f"for blocks with \"{NO_MODEL_HINT}\", and its spend is simulated, shown apart from real spend")
+    if config.model.mode == "scripted":
+        return Check("mode", "ok", detail)
+    return Check("mode", "warn", detail, "export ANTHROPIC_API_KEY=... to use Claude")
+
+
 def check_api_key(config: FactoryConfig) -> Check:
     from ..agents.client import use_scripted
 
@@ -307,6 +321,7 @@ async def run_checks(factory: Path, *, live: bool = False, quick: bool = False) 
     checks.append(check_rules(config))
     checks += await check_products(config, quick=quick, sandbox_ok=sandbox.status != "fail")
     checks.append(check_store(config))
+    checks.append(check_mode(config))
     checks.append(check_api_key(config))
     checks += await check_model(config, live=live)
     return checks, path

@@ -272,7 +272,11 @@ class TestsGate:
         if static.failed:  # run_anyway: the git-only guard's findings stand beside what the run showed
             reasons = [*static.reasons, *[r for r in reasons if r not in static.reasons]]
             lines = [static.detail, *lines]
-            findings = [*static.findings, *findings]
+            # a deleted test file's tests are gone with it: the deletion is the finding, the same on a re-merge
+            # whether or not the tests ran (a human override of the deletion carries to it)
+            deleted = {f.removeprefix("deleted:") for f in static.findings if f.startswith("deleted:")}
+            findings = [*static.findings, *[f for f in findings if not (
+                f.startswith("test:") and f.removeprefix("test:").split("::", 1)[0] in deleted and ", removed" in f)]]
         if reasons:
             text = "\n".join(lines) + reach_text
             stage.findings = findings

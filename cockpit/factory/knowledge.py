@@ -175,8 +175,10 @@ def reflection_brief(task: Task, human_steps: list[str]) -> str:
 class Knowledge:
     """Rules and memory for one factory run."""
 
-    def __init__(self, config: FactoryConfig, store: Store, *, client: Any = None, prices: PriceTable | None = None):
+    def __init__(self, config: FactoryConfig, store: Store, *, client: Any = None, prices: PriceTable | None = None,
+                 simulated: bool = False):
         self.config = config
+        self.simulated = simulated  # the client is the offline scripted model: its spend is simulated
         self.store = store
         self.client = client
         self.prices = prices
@@ -255,5 +257,5 @@ class Knowledge:
             toolbox=LessonToolbox(self.memory, self.store, agent=builder, role="builder", task_id=task.id,
                                   product=task.product),
             store=self.store, prices=self.prices, max_turns=REFLECTION_MAX_TURNS,
-            rules_hash=prompt.rules.hash, refresh=prompt.refresh)
+            rules_hash=prompt.rules.hash, refresh=prompt.refresh, simulated=self.simulated)
         return await session.run(reflection_brief(task, steps))

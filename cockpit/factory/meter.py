@@ -5,6 +5,10 @@ the CLI (`cockpit spend`, `cockpit status --json`) and the cockpit's panes call
 them. Every amount is USD. "Reserved" is what calls in flight hold, plus the
 rest of unsettled calls' reservations (they count against budgets until
 reconciled).
+
+Simulated spend (the offline scripted model's calls) is never added to real spend: its rows are
+their own (" (simulated)" after the key), totals and burn are real, and the simulated pool of each
+budget shows as its own line once something was spent in it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from typing import Any, Literal
 
 from ..config import FactoryConfig
 from ..domain.actors import role_of
-from ..domain.budget import FACTORY_KEY, Scope, ScopeKey, day_of, scope_label, usd_of
+from ..domain.budget import (FACTORY_KEY, Scope, ScopeKey, day_of, is_simulated, real_key,
+                             scope_label, simulated_key, usd_of)
 from ..domain.errors import Refused
 from ..domain.tasks import TaskState
 from ..store import Store
@@ -39,6 +44,7 @@ class SpendRow:
     output_tokens: int = 0
     cache_creation_tokens: int = 0
     cache_read_tokens: int = 0
+    simulated: bool = False
 
     @property
     def cache_read_ratio(self) -> float:
@@ -55,6 +61,8 @@ class SpendRow:
         d["settled_usd"] = round(self.settled_usd, 6)
         d["reserved_usd"] = round(self.reserved_usd, 6)
         d["cache_read_ratio"] = round(self.cache_read_ratio, 4)
+        if not self.simulated:
+            del d["simulated"]
         return d
 
 
@@ -72,15 +80,16 @@ async def spend_by(store: Store, by: str = "product") -> list[SpendRow]:
     col = _COLUMN.get(by, "actor" if by == "role" else "ts")
     rows = await store.query(
         f"SELECT {col}, SUM(settled_usd), SUM({_HELD}), COUNT(*), SUM(input_tokens), SUM(output_tokens), "
-        f"SUM(cache_creation_tokens), SUM(cache_read_tokens) FROM ledger GROUP BY {col}")
+        f"SUM(cache_creation_tokens), SUM(cache_read_tokens), simulated FROM ledger GROUP BY {col}, simulated")
     out: dict[str, SpendRow] = {}
-    for key, *vals in rows:
+    for key, *vals, simulated in rows:
         if by == "role":
             key = _role(key)
         elif by == "day":
             key = day_of(key)
-        name = "(none)" if key is None else str(key)
-        row = SpendRow(name, float(vals[0] or 0), float(vals[1] or 0), *(int(v or 0) for v in vals[2:]))
+        name = ("(none)" if key is None else str(key)) + (" (simulated)" if simulated else "")
+        row = SpendRow(name, float(vals[0] or 0), float(vals[1] or 0), *(int(v or 0) for v in vals[2:]),
+                       simulated=bool(simulated))
         if name in out:
             out[name].add(row)
         else:
@@ -88,19 +97,23 @@ async def spend_by(store: Store, by: str = "product") -> list[SpendRow]:
     return sorted(out.values(), key=lambda r: (-r.settled_usd, r.key))
 
 
-async def totals(store: Store) -> SpendRow:
+async def totals(store: Store, *, simulated: bool = False) -> SpendRow:
+    """Real spend (or, `simulated`, the scripted model's), summed over every call."""
     rows = await spend_by(store, "model")
-    total = SpendRow("total")
+    total = SpendRow("simulated" if simulated else "total", simulated=simulated)
     for r in rows:
-        total.add(r)
+        if r.simulated == simulated:
+            total.add(r)
     return total
 
 
 async def burn_rate(store: Store, *, now: float | None = None, window_s: float = BURN_WINDOW_S,
                     scope: ScopeKey = FACTORY_KEY) -> float:
-    """USD per hour settled over the last `window_s` seconds (15 minutes), in one budget's scope."""
+    """USD per hour settled over the last `window_s` seconds (15 minutes), in one budget's scope (a `sim:` key: its
+    simulated pool)."""
     now = time.time() if now is None else now
-    where, params = ["settled_ts > ?", "settled_ts <= ?"], [now - window_s, now]
+    where, params = ["settled_ts > ?", "settled_ts <= ?", "simulated = ?"], [now - window_s, now, int(is_simulated(scope))]
+    scope = real_key(scope)
     if scope[0] == Scope.TASK:
         where.append("task_id = ?")
         params.append(scope[1])
@@ -152,6 +165,8 @@ async def budget_lines(config: FactoryConfig, store: Store, *, now: float | None
     keys: list[tuple[ScopeKey, float | None]] = [(FACTORY_KEY, None), ((Scope.DAY, day_of(now)), None)]
     keys += [((Scope.PRODUCT, p.name), None) for p in config.products]
     keys += [((Scope.TASK, t.id), t.budget_usd) for t in store.tasks() if t.state != TaskState.DONE]
+    # a budget's simulated pool, once the scripted model spent in it
+    keys += [(simulated_key(k), b) for k, b in list(keys) if store.budget.total(simulated_key(k)).used]
     out = []
     for key, task_budget in keys:
         limit = store.budget.limit(key, task_budget, limits=limits)
@@ -161,7 +176,8 @@ async def budget_lines(config: FactoryConfig, store: Store, *, now: float | None
         spent, held = usd_of(tot.settled), usd_of(tot.held)
         left = max(limit - spent - held, 0.0)
         burn = await burn_rate(store, now=now, scope=key)
-        out.append(BudgetLine(key[0].value, key[1], scope_label(*key), limit, spent, held, left, burn,
+        label = scope_label(*real_key(key)) + (" (simulated)" if is_simulated(key) else "")
+        out.append(BudgetLine(key[0].value, key[1], label, limit, spent, held, left, burn,
                               left / burn if burn > 0 else None))
     return out
 
@@ -176,12 +192,15 @@ async def spend_report(config: FactoryConfig, store: Store, by: str = "product",
     now = time.time() if now is None else now
     rows = await spend_by(store, by)
     total = await totals(store)
+    sim = await totals(store, simulated=True)
     return {
         "by": by,
         "rows": [r.as_dict() for r in rows],
         "total_usd": round(total.settled_usd, 6),
         "reserved_usd": round(total.reserved_usd, 6),
         "calls": total.calls,
+        "simulated_usd": round(sim.settled_usd, 6),
+        "simulated_calls": sim.calls,
         "burn_usd_per_hour": round(await burn_rate(store, now=now), 6),
         "projection_end_of_day_usd": round(await projection_end_of_day(store, now=now), 6),
         "cache_read_ratio": round(total.cache_read_ratio, 4),
@@ -202,6 +221,9 @@ def report_lines(report: dict) -> list[str]:
                                 "calls": report["calls"], "cache_read_ratio": report["cache_read_ratio"]}]:
         lines.append(f"{r['key']:<{width}}  {_usd(r['settled_usd']):>10}  {_usd(r['reserved_usd']):>10}  "
                      f"{r['calls']:>5}  {r['cache_read_ratio']:>10.0%}")
+    if report.get("simulated_calls"):
+        lines.append(f"the total is real spend; {report['simulated_calls']} simulated calls (the offline scripted "
+                     f"model's, not real money) came to {_usd(report['simulated_usd'])}")
     lines.append(f"burn {_usd(report['burn_usd_per_hour'])}/h over the last 15 min; "
                  f"projected today {_usd(report['projection_end_of_day_usd'])}")
     for b in report["budgets"]:

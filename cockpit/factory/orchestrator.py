@@ -18,8 +18,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..agents.client import ModelClient
+from ..agents.client import NO_MODEL, NO_MODEL_HINT, ModelClient, offline_reason
 from ..agents.loop import AgentSession, ModelUnavailable, SessionResult
+from ..agents.scripted import NO_SCRIPT_TEXT
 from ..agents.tools import WorktreeTools
 from ..config import FactoryConfig
 from ..domain.actors import agent_id
@@ -61,7 +62,8 @@ class Orchestrator:
         store.set_budget_limits(config.budget_limits())  # whoever opened the store, the budgets hold
         self.sandbox = sandbox or factory_sandbox(config)
         self.workspaces = workspaces or Workspaces(config.worktrees_path)
-        self.knowledge = Knowledge(config, store, client=model.client, prices=self.prices)  # rules + memory
+        self.knowledge = Knowledge(config, store, client=model.client, prices=self.prices,
+                                   simulated=model.mode == "scripted")  # rules + memory
         self._running: dict[str, asyncio.Task] = {}
         self._agents: dict[str, asyncio.Task] = {}
         self._global = asyncio.Semaphore(config.limits.max_agents)
@@ -258,6 +260,9 @@ class Orchestrator:
         result = await self._session("builder", builder, t, wt, self._builder_brief(t))
         after = self.store.task(t.id)
         if after is not None and after.state == TaskState.BUILDING:
+            if self._no_model(result):
+                await self._block(after, [NO_MODEL], self._no_model_detail(builder, after))
+                return
             why = ("used all its turns without submitting" if result.reason == "max_turns"
                    else "stopped without submitting")
             await self._block(after, ["builder"], f"{builder} {why}. Its last words:\n{result.final_text[-2000:]}")
@@ -393,6 +398,9 @@ class Orchestrator:
             await self._append(after, Kind.READY)
         else:
             r0 = results[0]
+            if isinstance(r0, SessionResult) and self._no_model(r0):
+                await self._block(after, [NO_MODEL], self._no_model_detail(reviewer, after))
+                return
             words = r0.final_text[-1500:] if isinstance(r0, SessionResult) else ""
             await self._block(after, ["review"], f"{reviewer} gave no verdict: {words}")
 
@@ -417,6 +425,15 @@ class Orchestrator:
             log.warning("lessons turn after %s failed: %s", t.id, e)
 
     # --- agent sessions ------------------------------------------------------------
+
+    def _no_model(self, result: SessionResult) -> bool:
+        """The session was answered by the offline scripted model's fallback: no model ever worked on it."""
+        return self.model.mode == "scripted" and result.final_text.strip() == NO_SCRIPT_TEXT
+
+    def _no_model_detail(self, agent: str, t: Task) -> str:
+        return (f"{NO_MODEL_HINT}.\nThe cockpit runs offline ({offline_reason(self.config) or 'scripted model'}): "
+                f"the scripted model has no script for {agent} on {t.id}, so no model worked on it. Set the key and "
+                f"retry the task (cockpit retry {t.id}), or write a scenario for it in {self.config.scenarios_path}.")
 
     async def _session(self, role: str, agent: str, t: Task, wt: Path, brief: str, *,
                        scratch: Path | None = None) -> SessionResult:
@@ -445,7 +462,7 @@ class Orchestrator:
                 model=rc.model, max_tokens=rc.max_tokens,
                 system=prompt.system,
                 toolbox=toolbox, store=self.store, prices=self.prices, max_turns=limits.agent_max_turns,
-                rules_hash=prompt.rules.hash, refresh=prompt.refresh,
+                rules_hash=prompt.rules.hash, refresh=prompt.refresh, simulated=self.model.mode == "scripted",
             )
             task = asyncio.current_task()
             if task is not None:

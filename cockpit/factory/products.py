@@ -38,6 +38,7 @@ import tomlkit.items
 from ..config import ConfigError, FactoryConfig, load_factory
 from ..domain.visible import visible
 from .sandbox import CommandResult, Sandbox, SandboxUnavailable
+from .test_failure import Diagnosis, diagnose
 from .workspaces import GitError, git
 
 PYTEST_COMMAND = "python -m pytest -q"
@@ -319,6 +320,13 @@ async def probe_tests(config: FactoryConfig, repo: Path, branch: str, command: s
         await git("worktree", "prune", cwd=repo, check=False)
 
 
+async def _diagnose(result: CommandResult, command: str, repo: RepoState) -> Diagnosis:
+    """Why the first run failed, and the likely fix (what is under src/ is read from the branch, not the checkout)."""
+    listing = await git("ls-tree", "--name-only", f"refs/heads/{repo.branch}", "src/", cwd=repo.path, check=False)
+    src = {line.rsplit("/", 1)[-1] for line in listing.splitlines() if line.strip()}
+    return diagnose(result.output, command, src)
+
+
 def describe_result(r: CommandResult, tail_lines: int = 12) -> str:
     lines = r.output.rstrip("\n").splitlines()[-tail_lines:] if tail_lines > 0 else []
     if r.timed_out:
@@ -427,12 +435,31 @@ def cmd_add(args: argparse.Namespace) -> int:
             return _fail(f"{e}\n(or add the product without running its tests: --no-run)")
         except GitError as e:
             return _fail(f"could not make a scratch worktree: {e}")
-        print(f"  {visible(describe_result(result, tail_lines=3 if result.ok else 15))}")  # the repo's output
+        diagnosis = None if result.ok else asyncio.run(_diagnose(result, command, repo))
+        if diagnosis is not None and diagnosis.error:
+            # the first collection error, whole (pytest's tail says "13 errors" without the cause), then the tail
+            print(f"  {visible(describe_result(result, tail_lines=3))}")  # the repo's output
+            print("  the first error, whole:\n    " + visible(diagnosis.error).replace("\n", "\n    "))
+        else:
+            print(f"  {visible(describe_result(result, tail_lines=3 if result.ok else 15))}")  # the repo's output
         if not result.ok:
-            if args.yes or not _ask("The tests do not pass on the branch: every task's tests gate would fail. "
-                                    "Add it anyway?", False):
+            suggestion = ""
+            if diagnosis is not None:
+                for line in map(visible, diagnosis.advice()):  # names a module from the repo's output
+                    print(f"  likely fix: {line}" if not line.startswith("  ") else f"  {line}")
+                if diagnosis.fixed_command and not args.test:
+                    fixed = asyncio.run(probe_tests(config, repo.path, repo.branch, diagnosis.fixed_command))
+                    verdict = "passes" if fixed.ok else "fails too"
+                    print(f"  tried it: '{diagnosis.fixed_command}' {verdict} ({describe_result(fixed, tail_lines=0)})")
+                    if fixed.ok:
+                        suggestion = (f"\n  cockpit product add {repo.path} --test \"{diagnosis.fixed_command}\""
+                                      f" --factory {config.path}")
+                        if not args.yes and _ask(f"Use '{diagnosis.fixed_command}' as the test command?", True):
+                            command, result = diagnosis.fixed_command, fixed
+            if not result.ok and (args.yes or not _ask("The tests do not pass on the branch: every task's tests gate "
+                                                       "would fail. Add it anyway?", False)):
                 return _fail(f"not added: '{command}' does not pass on {repo.branch}. Fix the branch or give the right "
-                             "--test (--no-run skips this check).")
+                             f"--test (--no-run skips this check).{suggestion}")
         elif not args.yes and not _ask(f"Add product {name!r} with this test command?", True):
             return _fail("not added")
     elif not args.yes and not _ask(f"Add product {name!r} without running its tests?", True):

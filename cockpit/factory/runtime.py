@@ -52,10 +52,25 @@ def summary_lines(st: dict) -> list[str]:
         lines.append(f"{visible_line(p['name'])}:")
         for t in p["tasks"]:
             extra = f"  blocked by: {visible_line(', '.join(t['blocked_by']))}" if t["blocked_by"] else ""
-            lines.append(f"  {visible_line(t['id']):<5} {t['state']:<9} ${t['spend_usd']:.4f}  "
+            lines.append(f"  {visible_line(t['id']):<5} {t['state']:<9} {task_spend(t)}  "
                          f"{visible_line(t['title'])}{extra}")
-    lines.append(f"spend: ${st['spend_usd']:.4f}")
+            why = (t.get("block_detail") or "").strip().splitlines()
+            if t["state"] == "blocked" and why:
+                lines.append(f"        why: {visible_line(why[0][:200])}")
+    sim = st.get("simulated_usd") or 0.0
+    lines.append(f"spend: ${st['spend_usd']:.4f}" + (f"  (+ ${sim:.4f} simulated: the offline scripted model's calls, "
+                                                      "not real money)" if sim else ""))
+    if st.get("offline"):
+        lines.append(f"OFFLINE ({st['offline']}): the scripted model answered; set ANTHROPIC_API_KEY to use Claude")
     return lines
+
+
+def task_spend(t: dict) -> str:
+    """A task's spend for a summary line: real, or marked simulated when only the scripted model worked on it."""
+    sim = t.get("simulated_usd") or 0.0
+    if sim and not t["spend_usd"]:
+        return f"sim ${sim:.4f}"
+    return f"${t['spend_usd']:.4f}" + (f" +sim ${sim:.4f}" if sim else "")
 
 
 __all__ = ["Factory", "open_factory", "run_headless", "summary_lines", "asyncio"]

@@ -1,7 +1,11 @@
-"""`cockpit status --json`: the state of every product and task, from the store alone."""
+"""`cockpit status --json`: the state of every product and task, from the store alone.
+
+`spend_usd` is real spend; `simulated_usd` what the offline scripted model's calls would have cost
+(never added to it); `offline` says why this factory runs on the scripted model (None: online)."""
 
 from __future__ import annotations
 
+from ..agents.client import offline_reason
 from ..config import FactoryConfig
 from ..store import Store
 from .meter import burn_rate, product_budget
@@ -26,6 +30,7 @@ async def status(config: FactoryConfig, store: Store) -> dict:
                 "merged_commit": t.merged_commit,
                 "rounds": t.rounds,
                 "spend_usd": round(t.spend_usd, 6),
+                "simulated_usd": round(t.simulated_usd, 6),
                 "verdicts": [{"gate": v.gate, "commit": v.commit, "actor": v.actor, "outcome": v.outcome.value}
                              for v in t.verdicts],
                 "approvals": [{"commit": a.commit, "actor": a.actor} for a in t.approvals],
@@ -39,6 +44,8 @@ async def status(config: FactoryConfig, store: Store) -> dict:
                                       key=lambda t: t.updated_ts)]
         products.append({"name": name, "tasks": tasks, "queue": queue,
                          "spend_usd": round(await store.spend_total(name), 6),
+                         "simulated_usd": round(await store.spend_total(name, simulated=True), 6),
                          **product_budget(config, store, name)})
     return {"products": products, "spend_usd": round(await store.spend_total(), 6),
+            "simulated_usd": round(await store.spend_total(simulated=True), 6), "offline": offline_reason(config),
             "burn_usd_per_hour": round(await burn_rate(store), 6)}

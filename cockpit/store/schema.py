@@ -125,6 +125,11 @@ MIGRATIONS: list[str] = [
         SELECT RAISE(IGNORE);
     END;
     """,
+    # 5: simulated spend (the offline scripted model's calls) is a pool of its own: same limits, its own
+    # totals, shown apart from real spend everywhere (cockpit.domain.budget)
+    """
+    ALTER TABLE ledger ADD COLUMN simulated INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -320,15 +320,15 @@ class Store:
     async def _load_ledger(self, call_ids: list[str] | None = None) -> None:
         """Ledger rows (all, or these calls) into the budget book, each replacing what the book held for it."""
         assert self._w is not None
-        q = "SELECT call_id, ts, task_id, product, state, reserved_usd, settled_usd FROM ledger"
+        q = "SELECT call_id, ts, task_id, product, state, reserved_usd, settled_usd, simulated FROM ledger"
         chunks: list[list[str] | None] = [None] if call_ids is None else [
             call_ids[i:i + 500] for i in range(0, len(call_ids), 500)]
         for chunk in chunks:
             where = "" if chunk is None else f" WHERE call_id IN ({','.join('?' * len(chunk))})"
             async with self._w.execute(q + where, chunk or ()) as cur:
-                async for call_id, ts, task_id, product, state, reserved, settled in cur:
+                async for call_id, ts, task_id, product, state, reserved, settled, simulated in cur:
                     self.budget.reload_row(call_id=call_id, ts=ts, task_id=task_id, product=product, state=state,
-                                           reserved_usd=reserved, settled_usd=settled)
+                                           reserved_usd=reserved, settled_usd=settled, simulated=bool(simulated))
 
     async def close(self) -> None:
         if self._closed:
@@ -654,10 +654,14 @@ class Store:
             t = (pending.get(led.task_id) or self._tasks.get(led.task_id)) if led.task_id else None
             return txn.prepare_reserve(led, t.budget_usd if t is not None else None), ev
         if isinstance(led, budget.Settlement):
+            hold = txn._hold(led.call_id)
+            simulated = hold is not None and any(budget.is_simulated(k) for k in hold.scopes)
             step = txn.prepare_settle(led)
-            # the task's spend grows by what this settlement adds (all of it, unless reconciling)
+            # the task's spend grows by what this settlement adds (all of it, unless reconciling); a simulated
+            # call's is marked, so the task keeps it apart from real spend
             return step, ev.model_copy(update={"data": {**ev.data, "usd": round(step.spend_delta_usd, 9),
-                                                        "call_usd": led.usd}})
+                                                        "call_usd": led.usd,
+                                                        **({"simulated": True} if simulated else {})}})
         if ev.kind == Kind.BUDGET_RAISED:
             return txn.prepare_raise(ev.actor, ev.task_id, ev.data), ev
         return None, ev
@@ -715,18 +719,22 @@ class Store:
     # --- the spend ledger --------------------------------------------------------
 
     async def reserve(self, *, call_id: str, task_id: str | None, product: str | None, actor: str,
-                      model: str, usd: float) -> None:
+                      model: str, usd: float, simulated: bool = False) -> None:
         """Hold `usd` against every budget the call falls under, before the call is made.
+
+        `simulated`: the offline scripted model answers it; it counts in the budgets' simulated pool.
 
         Checked and recorded in one writer step: raises budget.BudgetExceeded (the
         refusal is recorded, no ledger row is written) if any budget would pass its limit.
         """
         res = budget.Reservation(call_id=call_id, task_id=task_id, product=product, actor=actor, model=model,
-                                 usd=usd, ts=time.time())
+                                 usd=usd, ts=time.time(), simulated=simulated)
         ev = Event(kind="spend.reserved", actor="system", product=product, task_id=task_id,
-                   data={"call_id": call_id, "agent": actor, "model": model, "usd": usd})
-        sql = [("INSERT INTO ledger(call_id, ts, task_id, product, actor, model, state, reserved_usd) "
-                "VALUES (?,?,?,?,?,?, 'reserved', ?)", (call_id, res.ts, task_id, product, actor, model, usd))]
+                   data={"call_id": call_id, "agent": actor, "model": model, "usd": usd,
+                         **({"simulated": True} if simulated else {})})
+        sql = [("INSERT INTO ledger(call_id, ts, task_id, product, actor, model, state, reserved_usd, simulated) "
+                "VALUES (?,?,?,?,?,?, 'reserved', ?, ?)",
+                (call_id, res.ts, task_id, product, actor, model, usd, int(simulated)))]
         await self._submit_ledger(ev, sql, res)
 
     async def settle(self, *, call_id: str, task_id: str | None, product: str | None, usd: float,
@@ -762,12 +770,13 @@ class Store:
         self._put(_Item(event=ev, sql=sql, future=fut, ledger=ledger))
         return await fut
 
-    async def spend_total(self, product: str | None = None) -> float:
-        q = "SELECT COALESCE(SUM(settled_usd), 0) FROM ledger"
-        params: tuple[Any, ...] = ()
+    async def spend_total(self, product: str | None = None, *, simulated: bool = False) -> float:
+        """Real spend (or, `simulated`, the offline scripted model's), never the two summed."""
+        q = "SELECT COALESCE(SUM(settled_usd), 0) FROM ledger WHERE simulated = ?"
+        params: tuple[Any, ...] = (int(simulated),)
         if product is not None:
-            q += " WHERE product = ?"
-            params = (product,)
+            q += " AND product = ?"
+            params = (int(simulated), product)
         (total,) = (await self.query(q, params))[0]
         return float(total)
 

@@ -46,6 +46,13 @@ def money(usd: float | None, *, precise: bool = False) -> str:
     return f"${usd:,.4f}" if precise and abs(usd) < 1 else f"${usd:,.2f}"
 
 
+def task_money(spend_usd: float, simulated_usd: float = 0.0) -> str:
+    """A task's spend: real, or `sim $0.01` when only the offline scripted model worked on it (never summed)."""
+    if simulated_usd and not spend_usd:
+        return f"sim {money(simulated_usd)}"
+    return money(spend_usd) + (f" +sim {money(simulated_usd)}" if simulated_usd else "")
+
+
 def tokens(n: Any) -> str:
     n = int(n or 0)
     return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
@@ -133,7 +140,8 @@ def describe(event: Event) -> str | None:
         return f"✓ {tid} merged {short_sha(d.get('merged_commit'))}"
     if k == Kind.SPEND:
         usd = d.get("usd")
-        return f"$ {tid} +{money(usd, precise=True) if isinstance(usd, (int, float)) else '?'}"
+        sim = "sim " if d.get("simulated") else ""
+        return f"$ {tid} +{sim}{money(usd, precise=True) if isinstance(usd, (int, float)) else '?'}"
     if k == Kind.MODEL_CALL:
         u = d.get("usage") or {}
         total_in = sum(int(u.get(key) or 0) for key in
@@ -143,7 +151,7 @@ def describe(event: Event) -> str | None:
         if u.get("cache_read_input_tokens"):
             parts.append(f"{tokens(u['cache_read_input_tokens'])} cached")
         if isinstance(usd, (int, float)):
-            parts.append(money(usd, precise=True))
+            parts.append(("sim " if d.get("simulated") else "") + money(usd, precise=True))
         if d.get("stop_reason"):
             parts.append(str(d["stop_reason"]))
         return " · ".join(parts)

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..config import FactoryConfig
-from ..domain.budget import FACTORY_KEY, Scope, day_of, usd_of
+from ..domain.budget import FACTORY_KEY, Scope, day_of, simulated_key, usd_of
 from ..domain.events import Event, Kind
 from ..domain.tasks import Task
 from ..factory.workspaces import GitError, git
@@ -36,7 +36,7 @@ def product_spend(store: Store, config: FactoryConfig, product: str) -> tuple[fl
 
 
 def factory_spend(store: Store, config: FactoryConfig, now: float) -> dict[str, float | None]:
-    """Today's and all-time spend with their limits, from the budget book."""
+    """Today's and all-time real spend with their limits, and the simulated spend apart, from the budget book."""
     limits = config.budget_limits()
     day = (Scope.DAY, day_of(now))
     return {
@@ -44,6 +44,8 @@ def factory_spend(store: Store, config: FactoryConfig, now: float) -> dict[str, 
         "day_limit": store.budget.limit(day, limits=limits),
         "total": usd_of(store.budget.total(FACTORY_KEY).settled),
         "factory_limit": store.budget.limit(FACTORY_KEY, limits=limits),
+        "sim_today": usd_of(store.budget.total(simulated_key(day)).settled),
+        "sim_total": usd_of(store.budget.total(simulated_key(FACTORY_KEY)).settled),
     }
 
 

@@ -27,6 +27,7 @@ from ...config import FactoryConfig
 from ...domain.events import Event, Kind
 from ...domain.tasks import Task, TaskState
 from ...factory import commands
+from ...agents.client import offline_reason
 from ...factory.meter import burn_rate
 from ...store import Store
 from .. import format as fmt
@@ -48,6 +49,9 @@ AGENTS_EVERY_S = 0.25
 
 class MainScreen(TaskActions):
     """Reads the store's projection; live through the coalescing bridge."""
+
+    AUTO_FOCUS = ""
+    """on_mount chooses: the Needs you strip when something waits (its task's pane open), else the first pane."""
 
     BINDINGS = [
         Binding("enter", "open_task", "Open", id="open", priority=True, key_display="⏎",
@@ -75,6 +79,14 @@ class MainScreen(TaskActions):
         self._figures_dirty = True
         self._burn = 0.0
         self._agents_dirty: set[str] = set()
+
+    @property
+    def _offline(self) -> str | None:
+        """Why the agents this cockpit drives talk to the scripted model (None: online, or driven elsewhere)."""
+        model = getattr(self.orchestrator, "model", None)
+        if getattr(model, "mode", None) != "scripted":
+            return None
+        return offline_reason(self.config) or "scripted model"
 
     # --- layout ------------------------------------------------------------------
 
@@ -236,7 +248,8 @@ class MainScreen(TaskActions):
         bars.first().show(Figures(
             needs_you=len(self.needs_you.task_ids), today_usd=spend["today"] or 0.0, day_limit_usd=spend["day_limit"],
             total_usd=spend["total"] or 0.0, factory_limit_usd=spend["factory_limit"], burn_usd_per_hour=self._burn,
-            working=len(self.board.working()), note=self.app.sub_title))
+            working=len(self.board.working()), note=self.app.sub_title, offline=self._offline or "",
+            sim_today_usd=spend["sim_today"] or 0.0, sim_total_usd=spend["sim_total"] or 0.0))
 
     def _focus_in_pane(self, selected: str | None) -> None:
         """The strip emptied under the human: carry on with the same task, in its pane."""
@@ -278,6 +291,7 @@ class MainScreen(TaskActions):
         task = self.store.task(event.option.id) if event.option.id else None
         if task is not None and task.product in self.panes:
             self.panes[task.product].table.select_task(task.id)
+            self.query_one(ProductPanes).expand(task.product)  # a short terminal opens its pane
 
     @on(OptionList.OptionSelected, "#needs-you")
     @on(DataTable.RowSelected)

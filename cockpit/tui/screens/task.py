@@ -171,7 +171,7 @@ class TaskScreen(TaskActions):
             mark, style = _LIGHT[lights[gate]]
             pieces += [(mark, style), f" {_GATE_LABEL[gate]}  "]
         budget = f" / {fmt.money(task.budget_usd)}" if task.budget_usd is not None else ""
-        pieces.append(f"· spend {fmt.money(task.spend_usd)}{budget} · round {task.rounds + 1}")
+        pieces.append(f"· spend {fmt.task_money(task.spend_usd, task.simulated_usd)}{budget} · round {task.rounds + 1}")
         if task.assignee:
             pieces.append(f" · {visible_line(task.assignee)}")
         self.query_one("#task-head", Static).update(Content.assemble(*pieces))

@@ -23,15 +23,23 @@ class FittedFooter(Footer):
         self.call_after_refresh(self._cut)
 
     def _cut(self) -> None:
+        if not self.is_attached:
+            return
         keys = list(self.query(FooterKey))
         palette = [k for k in keys if k.has_class("-command-palette")]
+        first = next((k for k in keys if k not in palette and k.display), None)
+        if first is None:
+            return
+        if not self.screen.is_current or not self.region.width or not first.region.width:
+            # recomposed while its screen was covered, or not laid out yet: measure once it is drawn
+            self.set_timer(0.25, self._cut, name="fit footer")
+            return
         limit = self.region.right - sum(k.outer_size.width for k in palette if k.display)
         cut = False
         for key in keys:
             if key in palette:
                 continue
-            if not key.region.width and not cut:
-                continue  # not laid out yet
-            if cut or key.region.right > limit:
+            # a key scrolled wholly out of sight has no region: it does not fit either
+            if cut or not key.region.width or key.region.right > limit:
                 cut = True
                 key.display = False

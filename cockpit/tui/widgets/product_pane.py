@@ -162,7 +162,7 @@ class TaskTable(TextTable):
             lights = gate_lights(t)
             state = t.state.value
             raw = (t.id, fmt.truncate(t.title, _TITLE_WIDTH), state, tuple(lights[g] for g in GATES),
-                   fmt.money(t.spend_usd), self._doing_of(t))
+                   fmt.task_money(t.spend_usd, t.simulated_usd), self._doing_of(t))
             self._put(t.id, raw)
         self._order([t.id for t in sorted(tasks, key=lambda t: t.state != TaskState.BLOCKED)])
         self.call_after_refresh(self._fit_doing)  # a longer title or spend narrows what is left

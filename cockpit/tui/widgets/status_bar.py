@@ -1,6 +1,9 @@
 """The top line: the factory, how many items need the human, what it spends and how fast.
 
 `Cockpit — demo │ ⚠ 2 need you │ $1.20/$50.00 today │ $3.40 total │ burn $0.80/h │ 4 at work`
+
+Offline (the scripted model answers), `OFFLINE` follows the title, and the scripted model's spend
+shows apart as `sim $0.40 today` (never added to the real figures).
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ class Figures:
     burn_usd_per_hour: float = 0.0
     working: int = 0
     note: str = ""  # e.g. "orchestrator stopped"
+    offline: str = ""  # why the scripted model answers (e.g. "no ANTHROPIC_API_KEY"); empty: online
+    sim_today_usd: float = 0.0
+    sim_total_usd: float = 0.0
 
 
 class StatusBar(Static):
@@ -44,6 +50,8 @@ class StatusBar(Static):
     def _draw(self) -> None:
         f = self.figures
         parts: list[str | tuple[str, str]] = [(self.title_text, "bold")]
+        if f.offline:
+            parts.append((" OFFLINE ", "bold $text on $warning"))
         if f.needs_you:
             parts.append((f" ⚠ {f.needs_you} need{'s' if f.needs_you == 1 else ''} you ", "bold $text on $error"))
         else:
@@ -56,6 +64,8 @@ class StatusBar(Static):
         if f.factory_limit_usd is not None:
             total += f"/{fmt.money(f.factory_limit_usd)}"
         parts.append(f"{total} total")
+        if f.sim_total_usd:
+            parts.append((f"sim {fmt.money(f.sim_today_usd)} today", "$text-muted"))
         parts.append(f"burn {fmt.money(f.burn_usd_per_hour)}/h")
         parts.append(f"{f.working} at work")
         if f.note:
