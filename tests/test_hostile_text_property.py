@@ -104,7 +104,7 @@ def test_tail_status_summary_and_report(texts):
         assert "\x1b" not in html and "<script" not in html.lower()
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking: each example runs the app
 @given(st.lists(hostile, min_size=6, max_size=6))
 def test_every_screen_shows_outside_text_as_text(texts):

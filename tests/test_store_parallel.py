@@ -54,6 +54,7 @@ class UnprotectedMigrate(Store):
 
     async def _migrate(self) -> None:
         (version,) = await (await self._w.execute("PRAGMA user_version")).fetchone()
+        await asyncio.sleep(0.3)  # the others read the same version meanwhile (as a busy machine makes them do)
         for v in range(version, SCHEMA_VERSION):
             await self._w.execute("BEGIN IMMEDIATE")
             try:
@@ -197,7 +198,7 @@ def test_100_parallel_task_adds_on_a_factory_with_no_store_yet(tmp_path):
 
 def test_100_parallel_task_adds_against_a_running_cockpit(tmp_path):
     f = _factory(tmp_path / "f", extra="")
-    text = f.read_text().replace('[model]\n', '[model]\nchunk_delay_s = 2\n')  # one slow builder keeps it running
+    text = f.read_text().replace('[model]\n', '[model]\nchunk_delay_s = 5\n')  # one slow builder keeps it running
     f.write_text(text)
     db = tmp_path / "f" / "memory" / "cockpit.db"
     first = subprocess.run([sys.executable, "-m", "cockpit", "task", "add", "shop", "keep busy", "--factory", str(f)],
@@ -248,3 +249,38 @@ def test_50_parallel_remembers(tmp_path):
                                                                   ("memory.remembered",))]
     assert sorted(events) == list(range(1, 51))
     assert os.path.exists(db)
+
+
+def test_adds_budget_raises_and_lessons_at_once_on_a_new_store(tmp_path):
+    """Every kind of row another process writes, all at once: tasks, budget raises (events the budgets are rebuilt
+    from), lessons; nothing lost, every command exit 0, and the store reads back whole."""
+    f = _factory(tmp_path / "f")
+    f.write_text(f.read_text().replace('name = "shop"\n', 'name = "shop"\nbudget_usd = 5\n'))
+    db = tmp_path / "f" / "memory" / "cockpit.db"
+    argvs = []
+    for i in range(15):
+        argvs += [["task", "add", "shop", f"task {i}", "--factory", str(f)],
+                  ["budget", "raise", "--product", "shop", "--usd", "1", "-f", str(f)],
+                  ["memory", "remember", f"mixed lesson {i}: run tool{i} before module{i}", "--task", f"T{i}",
+                   "--factory", str(f)]]
+    t0 = time.monotonic()
+    results = _parallel(tmp_path, argvs)
+    print(f"45 mixed parallel writes: {time.monotonic() - t0:.1f} s")
+    bad = [r for r in results if r["rc"] != 0]
+    assert not bad, bad[:3]
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM tasks").fetchone() == (15, 15)
+    assert con.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM lessons").fetchone() == (15, 15)
+    raises = [json.loads(d)["usd"] for (d,) in con.execute("SELECT data FROM events WHERE kind = 'budget.raised'")]
+    assert raises == [1.0] * 15
+
+    async def reopened() -> float:
+        from cockpit.domain.budget import BudgetLimits, Scope
+
+        s = await Store.open(db, budgets=BudgetLimits(product_usd={"shop": 5.0}))
+        try:
+            return s.budget.limit((Scope.PRODUCT, "shop"))
+        finally:
+            await s.close()
+
+    assert asyncio.run(reopened()) == 20.0  # the configured 5 and every one of the 15 raises

@@ -182,17 +182,7 @@ class Store:
                     )
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
-            self._w = await aiosqlite.connect(p, isolation_level=None)
-            # the wait first: switching a new file to WAL takes a lock another process may hold
-            await self._w.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            await self._w.execute("PRAGMA journal_mode=WAL")
-            await self._w.execute("PRAGMA synchronous=NORMAL")
-            # The writer never checkpoints: a commit that crossed the WAL's threshold used to copy it back into
-            # the database (and fsync) before the next batch could start: with 4 MB that cost ingest ~20%, with
-            # 40 MB it held agent output back ~100 ms (event -> screen p99 110 -> 177 ms). `_checkpoints` does
-            # it on a connection (and a thread) of its own, PASSIVE: it never blocks the writer.
-            await self._w.execute("PRAGMA wal_autocheckpoint=0")
-            await self._migrate()
+            await self._connect_writer()
             self._c = await aiosqlite.connect(p, isolation_level=None)
             await self._c.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self._r = await aiosqlite.connect(p, isolation_level=None)
@@ -208,6 +198,34 @@ class Store:
         self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
         self._watcher = asyncio.create_task(self._watch_others(), name="store-watch-others")
         self._checkpointer = asyncio.create_task(self._checkpoints(), name="store-checkpoints")
+
+    async def _connect_writer(self) -> None:
+        """The write connection, in WAL mode, the schema migrated. Several processes opening a new file at once
+        can be told 'database is locked' without SQLite waiting its busy timeout (switching the file to WAL, a
+        lock it will not wait for): that is retried, with a growing pause, for as long as the busy timeout."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        pause = 0.02
+        while True:
+            self._w = await aiosqlite.connect(self.path, isolation_level=None)
+            try:
+                # the wait first: switching a new file to WAL takes a lock another process may hold
+                await self._w.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                await self._w.execute("PRAGMA journal_mode=WAL")
+                await self._w.execute("PRAGMA synchronous=NORMAL")
+                # The writer never checkpoints: a commit that crossed the WAL's threshold used to copy it back into
+                # the database (and fsync) before the next batch could start: with 4 MB that cost ingest ~20%,
+                # with 40 MB it held agent output back ~100 ms (event -> screen p99 110 -> 177 ms). `_checkpoints`
+                # does it on a connection (and a thread) of its own, PASSIVE: it never blocks the writer.
+                await self._w.execute("PRAGMA wal_autocheckpoint=0")
+                await self._migrate()
+                return
+            except sqlite3.OperationalError as e:
+                if ("locked" not in str(e) and "busy" not in str(e)) or time.monotonic() > deadline:
+                    raise
+                await self._w.close()
+                self._w = None
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.5)
 
     async def checkpoint(self) -> None:
         """Copy what the WAL holds into the database file now (PASSIVE: the writer goes on meanwhile)."""

@@ -14,6 +14,7 @@ from textual import events
 from textual.app import ComposeResult
 from textual.color import Color
 from textual.containers import Container, Vertical
+from textual.markup import escape
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import ColumnKey
 
@@ -264,7 +265,7 @@ class ProductPane(Vertical):
 
     def _retitle(self) -> None:
         total = sum(self.counts.values())
-        parts = [f"[b]{self.product}[/b]", f"{total} task{'s' if total != 1 else ''}"]
+        parts = [f"[b]{escape(visible_line(self.product))}[/b]", f"{total} task{'s' if total != 1 else ''}"]
         blocked = self.counts.get(TaskState.BLOCKED.value, 0)
         active = sum(self.counts.get(s, 0) for s in ("building", "checking", "reviewing", "merging"))
         if active:
@@ -280,7 +281,7 @@ class ProductPane(Vertical):
             line = f"[{colour}]{bar}[/] {rest}"
         sub = [line]
         if self.queue:
-            sub.append("merge " + " ".join(f"{t}⚙" if t == self.testing else t for t in self.queue))
+            sub.append("merge " + escape(visible_line(" ".join(f"{t}⚙" if t == self.testing else t for t in self.queue))))
         self.border_subtitle = " · ".join(sub)
         self.query_one(PaneSummary).update(f"▸ {self.border_title} · {self.border_subtitle}")
 
