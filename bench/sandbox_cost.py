@@ -46,11 +46,13 @@ class WholeRootView(Sandbox):
             real = os.path.realpath(h)
             if os.path.isdir(real):
                 argv += ["--tmpfs", real]
-        for r in readable:
+        for r in [*readable, sys.prefix]:  # the cockpit's Python, wherever it lives (a clone under /tmp too)
             argv += ["--ro-bind", os.path.realpath(r), os.path.realpath(r)]
         for w in writable:
             argv += ["--bind", os.path.realpath(w), os.path.realpath(w)]
         argv += ["--chdir", os.path.realpath(cwd)]
+        # the old view ran the cockpit's Python by PATH, as the allow-list does through its toolchains
+        env = {**env, "PATH": f"{os.path.dirname(sys.executable)}:{env.get('PATH', '/usr/bin:/bin')}"}
         for k, v in env.items():
             argv += ["--setenv", k, v]
         return [*argv, "--", shutil.which("bash") or "/bin/bash", "-c", command]
