@@ -18,22 +18,10 @@ from cockpit.store.memory import Memory
 from cockpit.tui import CockpitApp
 from cockpit.tui.screens.memory import MemoryScreen
 from cockpit.tui.screens.prompt import ConfirmScreen
-from tui_kit import HUMAN, make_config, screen_text, type_text, until
+from tui_kit import HUMAN, screen_text, type_text, until
+from tui_kit import config, store  # noqa: F401  (fixtures)
 
 SIZE = (120, 36)
-
-
-@pytest.fixture
-async def store(tmp_path):
-    s = await Store.open(tmp_path / "memory" / "cockpit.db")
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-def config(tmp_path):
-    (tmp_path / "rules").mkdir()
-    return make_config(tmp_path)
 
 
 async def two_lessons(store: Store) -> tuple[Memory, int, int]:

@@ -27,32 +27,19 @@ from cockpit.domain.visible import visible
 from cockpit.factory.agent_log import AgentLogWriter, LineMaker, last_lines, log_path, tail
 from cockpit.factory.runtime import summary_lines
 from cockpit.factory.status import status
-from cockpit.store import Store
 from cockpit.store.memory import Memory
 from cockpit.tui import CockpitApp
 from cockpit.tui.palette import highlight
 from cockpit.tui.screens.memory import MemoryScreen
 from cockpit.tui.screens.task import TaskScreen
-from tui_kit import HUMAN, append, blocked_task, make_config, screen_text, until
+from tui_kit import HUMAN, append, blocked_task, screen_text, until
+from tui_kit import config, store  # noqa: F401  (fixtures)
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (140, 44)
 CLICK = "[@click=screen.retry]CLICK ME[/]"
 FAKE = ("\x1b]52;c;cm0gLXJmIH4=\x07\x1b]0;cockpit: all green\x07\x1b[2J\x1b[H"
         "\x1b[1;32mALL GATES PASSED \u2013 approved by human:you\x1b[0m\r\n")
-
-
-@pytest.fixture
-async def store(tmp_path):
-    s = await Store.open(tmp_path / "memory" / "cockpit.db")
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-def config(tmp_path):
-    (tmp_path / "rules").mkdir()
-    return make_config(tmp_path)
 
 
 def click_meta(strip) -> list[str]:

@@ -10,21 +10,14 @@ from __future__ import annotations
 import pytest
 
 from cockpit.config import ProductConfig
-from cockpit.store import Store
 from cockpit.tui import CockpitApp
 from cockpit.tui.widgets.footer import FittedFooter
 from cockpit.tui.widgets.product_pane import ProductPane, ProductPanes
 from textual.widgets._footer import FooterKey
 from tui_kit import blocked_task, make_config, new_task, screen_text, until
+from tui_kit import store  # noqa: F401  (fixtures)
 
 PRODUCTS = ["shop", "blog", "ledger", "weather", "inventory", "journal", "search", "mobile"]
-
-
-@pytest.fixture
-async def store(tmp_path):
-    s = await Store.open(tmp_path / "memory" / "cockpit.db")
-    yield s
-    await s.close()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from textual.pilot import Pilot
 
 from cockpit.config import FactoryConfig, FactorySection, ProductConfig
@@ -95,3 +96,19 @@ async def until(pilot: Pilot, check: Callable[[], object], timeout: float = 10.0
 async def type_text(pilot: Pilot, text: str) -> None:
     """Key by key, as a person types (keep texts short: each key waits for the app to idle)."""
     await pilot.press(*text)
+
+
+# Fixtures shared by the pilot tests: import them into a test module by name.
+@pytest.fixture
+async def store(tmp_path):
+    """A real store in the factory's usual place under tmp_path."""
+    s = await Store.open(tmp_path / "memory" / "cockpit.db")
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+def config(tmp_path):
+    """The factory of make_config, with an empty rules/ directory."""
+    (tmp_path / "rules").mkdir()
+    return make_config(tmp_path)
