@@ -16,7 +16,7 @@ from cockpit.store.memory import Memory
 from cockpit.tui import CockpitApp
 from cockpit.tui.screens.memory import MemoryScreen
 from cockpit.tui.screens.task import TaskScreen
-from tui_kit import append, make_config, new_task, start
+from tui_kit import append, make_config, new_task, start, until
 
 NOW = 1767261600.0  # 2026-01-01 10:00:00 UTC
 TITLE = "[@click=app.quit]Quit[/] \x1b[2J\x1b[1;32mALL GATES PASSED\x1b[0m [/]"
@@ -88,13 +88,8 @@ class SnapshotApp(CockpitApp):
 
 
 async def wait(pilot, check) -> None:
-    for _ in range(500):
-        try:
-            if check():
-                break
-        except Exception:  # not composed yet
-            pass
-        await pilot.pause(0.02)
+    """Until the screen shows what the snapshot is of (tui_kit.until: fails loudly rather than snapshot too early)."""
+    await until(pilot, check, timeout=60)
     await pilot.pause(0.2)
 
 

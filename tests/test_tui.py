@@ -7,7 +7,6 @@ would append, so what is on screen is exactly what the store folded.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 from textual.pilot import Pilot
@@ -23,6 +22,7 @@ from cockpit.tui.screens.prompt import PromptScreen
 from cockpit.tui.widgets.activity import ActivityLog
 from cockpit.tui.widgets.needs_you import NeedsYou
 from cockpit.tui.widgets.product_pane import ProductPane
+from tui_kit import until
 
 HUMAN = "human:you"
 
@@ -72,16 +72,6 @@ async def blocked_task(store: Store, product: str = "shop", title: str = "Add CS
 def screen_text(app: CockpitApp) -> str:
     """What a person would read on the terminal right now."""
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
-
-
-async def until(pilot: Pilot, check: Callable[[], object], timeout: float = 3.0) -> None:
-    """Pause until `check()` holds; fail with the check's name rather than hang."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {getattr(check, '__name__', check)}")
-        await pilot.pause(0.02)
 
 
 def main_screen(app: CockpitApp) -> MainScreen:

@@ -21,7 +21,7 @@ from cockpit.tui.screens.agent_log import AgentLogScreen
 from cockpit.tui.screens.spend import SpendScreen
 from cockpit.tui.screens.task import TaskScreen
 from cockpit.tui.widgets.log_view import LogView
-from tui_kit import append, blocked_task, make_config, new_task, start
+from tui_kit import append, blocked_task, make_config, new_task, start, until
 
 NOW = 1767261600.0  # 2026-01-01 10:00:00 UTC
 SIZES = [(80, 24), (160, 48)]
@@ -114,10 +114,8 @@ async def settled(pilot) -> None:
     """The main screen has drawn the history, the agents and the figures."""
     app = pilot.app
     main = app.main_screen
-    for _ in range(500):
-        if main.activity.line_count and main._burn > 0 and main.panes["shop"].agent_lines:
-            break
-        await pilot.pause(0.02)
+    await until(pilot, lambda: main.activity.line_count and main._burn > 0 and main.panes["shop"].agent_lines,
+                timeout=60)
     await pilot.pause(0.1)
 
 
@@ -131,11 +129,8 @@ def test_task_screen(snap_compare, factory_root, size):
     async def open_task(pilot):
         await settled(pilot)
         pilot.app.open_task("T1")
-        for _ in range(500):
-            tables = pilot.app.screen.query("#verdicts") if isinstance(pilot.app.screen, TaskScreen) else []
-            if tables and tables.first().row_count:
-                break
-            await pilot.pause(0.02)
+        await until(pilot, lambda: isinstance(pilot.app.screen, TaskScreen)
+                    and pilot.app.screen.query_one("#verdicts").row_count, timeout=60)
         await pilot.pause(0.2)
 
     assert snap_compare(SnapshotApp(factory_root), terminal_size=size, run_before=open_task)
@@ -146,11 +141,8 @@ def test_agent_log_screen(snap_compare, factory_root, size):
     async def open_log(pilot):
         await settled(pilot)
         pilot.app.open_agent_log("builder-1")
-        for _ in range(500):
-            views = pilot.app.screen.query(LogView) if isinstance(pilot.app.screen, AgentLogScreen) else []
-            if views and views.first().indexed:
-                break
-            await pilot.pause(0.02)
+        await until(pilot, lambda: isinstance(pilot.app.screen, AgentLogScreen)
+                    and pilot.app.screen.query_one(LogView).indexed, timeout=60)
         await pilot.pause(0.2)
 
     assert snap_compare(SnapshotApp(factory_root), terminal_size=size, run_before=open_log)
@@ -161,10 +153,7 @@ def test_spend_screen(snap_compare, factory_root, size):
     async def open_spend(pilot):
         await settled(pilot)
         await pilot.press("dollar_sign")
-        for _ in range(500):
-            if isinstance(pilot.app.screen, SpendScreen) and pilot.app.screen.loaded:
-                break
-            await pilot.pause(0.02)
+        await until(pilot, lambda: isinstance(pilot.app.screen, SpendScreen) and pilot.app.screen.loaded, timeout=60)
         await pilot.pause(0.2)
 
     assert snap_compare(SnapshotApp(factory_root), terminal_size=size, run_before=open_spend)

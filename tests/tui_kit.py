@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from textual.css.query import NoMatches
 from textual.pilot import Pilot
 
 from cockpit.config import FactoryConfig, FactorySection, ProductConfig
@@ -83,11 +84,22 @@ def screen_text(app) -> str:
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
 
 
+def _holds(check: Callable[[], object]) -> bool:
+    """A check that queries a widget still being composed has simply not happened yet."""
+    try:
+        return bool(check())
+    except NoMatches:
+        return False
+
+
 async def until(pilot: Pilot, check: Callable[[], object], timeout: float = 10.0) -> None:
-    """Pause until `check()` holds; fail with the check's name rather than hang."""
+    """Pause until `check()` holds; fail with the check's name rather than hang.
+
+    The timeout is generous on purpose: on a loaded 2-core machine a repaint can take seconds, and
+    the wait ends as soon as the fact shows, so an idle run pays nothing for it."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not check():
+    while not _holds(check):
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {getattr(check, '__name__', check)}")
         await pilot.pause(0.02)

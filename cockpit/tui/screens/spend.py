@@ -82,17 +82,22 @@ class SpendScreen(PacedRepaint, Screen):
         names = [p.name for p in self.config.products]
         names += sorted(k for k in rows if k not in names and k != "(none)")
 
-        table = self.query_one("#spend-products", DataTable)
-        table.clear()
+        # every read first, then the tables refilled in one go: a refresh never shows a half-filled table
+        product_rows = []
         for name in names:
             r = rows.get(name) or meter.SpendRow(name)
             spent, limit = queries.product_spend(self.store, self.config, name)
             used = f"{spent / limit:.0%}" if limit else "–"
             product_burn = await meter.burn_rate(self.store, now=now, scope=(Scope.PRODUCT, name))
             trend = Text(text_sparkline(per_day.get(name, [0.0] * DAYS)), style="bold")
-            table.add_row(name, trend, fmt.money(r.settled_usd, precise=True),
-                          fmt.money(limit) if limit is not None else "none", used, fmt.money(product_burn),
-                          fmt.money(r.reserved_usd, precise=True), str(r.calls), f"{r.cache_read_ratio:.0%}", key=name)
+            product_rows.append((name, (name, trend, fmt.money(r.settled_usd, precise=True),
+                                        fmt.money(limit) if limit is not None else "none", used, fmt.money(product_burn),
+                                        fmt.money(r.reserved_usd, precise=True), str(r.calls),
+                                        f"{r.cache_read_ratio:.0%}")))
+        table = self.query_one("#spend-products", DataTable)
+        table.clear()
+        for name, cells in product_rows:
+            table.add_row(*cells, key=name)
         daily = [sum(day) for day in zip(*per_day.values(), strict=True)] if per_day else [0.0] * DAYS
         self.query_one("#trend", Sparkline).data = daily
         self.query_one("#spend-summary", Static).update(
