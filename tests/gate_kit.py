@@ -49,6 +49,11 @@ def gate(tmp_path_factory):
     g.defences = set(DEFENCES)
 
 
+# how test code finds the reporter's FIFO without any name the reporter exports (`_fifo_fd()`)
+FIFO_FD = ("import os\n\n\ndef _fifo_fd():\n    for fd in os.listdir('/proc/self/fd'):\n        try:\n"
+           "            if os.readlink(f'/proc/self/fd/{fd}').endswith('outcomes.fifo'):\n"
+           "                return int(fd)\n        except OSError:\n            pass\n\n\n")
+
 _n = iter(range(1000))
 
 

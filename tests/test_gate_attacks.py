@@ -5,7 +5,7 @@ Real git repos, the real bwrap sandbox, real pytest runs (cockpit.factory.gates.
 
 from __future__ import annotations
 
-from gate_kit import BROKEN, CALC_TESTS, GREENWASH, PYTEST, branch, check, gate, repo  # noqa: F401  (fixtures)
+from gate_kit import BROKEN, CALC_TESTS, FIFO_FD, GREENWASH, PYTEST, branch, check, gate, repo  # noqa: F401  (fixtures)
 from gitrepo import run_git, write_files
 
 from cockpit.factory.evidence import CONTRADICTS
@@ -41,9 +41,9 @@ async def test_plugin_via_the_environment_of_make_test(repo, gate):
     sha = branch(repo, {**BROKEN, "greenwash.py": GREENWASH,
                         "Makefile": "export PYTEST_PLUGINS = greenwash\nexport PYTHONPATH := $(PYTHONPATH):.\n"
                                     "test:\n\tPYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q -p no:cacheprovider\n"})
-    res = await lands_then_stopped(gate, repo, sha, ["protected", "runner_config"], command=make)
+    res = await lands_then_stopped(gate, repo, sha, ["protected", "runner_config", "raw_outcomes"], command=make)
     assert res.reasons == [PROTECTED_CHANGED] and "Makefile" in res.text
-    deeper = await check(gate, repo, sha, off=["protected"], command=make)
+    deeper = await check(gate, repo, sha, off=["protected", "raw_outcomes"], command=make)
     assert deeper.action == "block" and "the runner loaded plugins main's run did not: greenwash" in deeper.text, deeper.verdicts
 
 
@@ -123,7 +123,7 @@ async def test_pyproject_pytest_section_loads_a_plugin(repo, gate):
     sha = branch(repo, {**BROKEN, "greenwash.py": GREENWASH,
                         "pyproject.toml": "[tool.pytest.ini_options]\npythonpath = ['.']\naddopts = '-p greenwash'\n"},
                  delete=["pytest.ini"])
-    res = await lands_then_stopped(gate, repo, sha, ["protected", "runner_config"])
+    res = await lands_then_stopped(gate, repo, sha, ["protected", "runner_config", "raw_outcomes"])
     assert res.reasons == [PROTECTED_CHANGED] and "pyproject.toml" in res.text
 
 
@@ -222,11 +222,15 @@ async def test_runner_reach_counts_only_what_the_change_adds(repo, gate):
 
 
 async def test_forged_passes_written_into_the_stream_before_the_real_failures(repo, gate):
-    forge = ("import atexit, json, os\nimport cockpit_outcomes\n\natexit.register(lambda: os._exit(0))\n\n\n"
+    forge = ("import atexit, json\n" + FIFO_FD + "atexit.register(lambda: os._exit(0))\n\n\n"
              "def test_a():\n    for i in ('tests/test_calc.py::test_add', 'tests/test_calc.py::test_add_negative'):\n"
              "        for when in ('setup', 'call', 'teardown'):\n"
              "            rec = {'ev': 'report', 'id': i, 'when': when, 'outcome': 'passed', 'xfail': False}\n"
-             "            os.write(cockpit_outcomes._fd, (json.dumps(rec) + '\\n').encode())\n")
-    res = await lands_then_stopped(gate, repo, branch(repo, {**BROKEN, "tests/test_a.py": forge}), ["evidence"])
+             "            os.write(_fifo_fd(), (json.dumps(rec) + '\\n').encode())\n")
+    sha = branch(repo, {**BROKEN, "tests/test_a.py": forge})
+    res = await lands_then_stopped(gate, repo, sha, ["evidence"])
+    assert CONTRADICTS in res.reasons
+    assert "was not written by the cockpit's reporter (unsigned)" in res.text  # the seal
+    res = await check(gate, repo, sha, off=["seal"])  # without it, the real failures still follow the forged passes
     assert CONTRADICTS in res.reasons
     assert "tests/test_calc.py::test_add reported its call twice: passed, then failed" in res.text

@@ -7,7 +7,7 @@ does not land with it.
 
 from __future__ import annotations
 
-from gate_kit import BROKEN, GREENWASH, PYTEST, branch, check, gate, repo  # noqa: F401  (fixtures)
+from gate_kit import BROKEN, FIFO_FD, GREENWASH, PYTEST, branch, check, gate, repo  # noqa: F401  (fixtures)
 from gitrepo import run_git, write_files
 
 from cockpit.factory.evidence import CONTRADICTS
@@ -40,18 +40,20 @@ async def test_attack_1_atexit_os_exit_0_after_red_tests(repo, gate):
 
 async def test_attack_2_a_test_forges_the_count_after_tests_were_deleted(repo, gate):
     # the failing tests are deleted (file kept), and a test writes the missing ids into the outcome stream
-    forge = ("import json, os\nimport cockpit_outcomes\n\n\ndef test_forge():\n"
+    forge = ("import json\n" + FIFO_FD + "def test_forge():\n"
              "    ids = ['tests/test_calc.py::test_add', 'tests/test_calc.py::test_add_negative']\n"
-             "    os.write(cockpit_outcomes._fd, (json.dumps({'ev': 'collected', 'ids': ids}) + '\\n').encode())\n"
+             "    os.write(_fifo_fd(), (json.dumps({'ev': 'collected', 'ids': ids}) + '\\n').encode())\n"
              "    for i in ids:\n        for when in ('setup', 'call', 'teardown'):\n"
              "            rec = {'ev': 'report', 'id': i, 'when': when, 'outcome': 'passed', 'xfail': False}\n"
-             "            os.write(cockpit_outcomes._fd, (json.dumps(rec) + '\\n').encode())\n")
+             "            os.write(_fifo_fd(), (json.dumps(rec) + '\\n').encode())\n")
     sha = branch(repo, {**BROKEN, "tests/test_calc.py": "from calc import add\n", "tests/test_forge.py": forge})
     landed = await check(gate, repo, sha, off=["evidence", "identity", "main_copies"])
     assert landed.action == "pass", "liveness: the forged ids make main's tests look present"
     res = await check(gate, repo, sha, off=["identity", "main_copies"])  # the stream alone sees through it
     assert res.action == "block" and CONTRADICTS in res.reasons
-    assert "pytest announced 2 collected tests but named 4" in res.text
+    assert "was not written by the cockpit's reporter (unsigned)" in res.text  # the seal
+    res = await check(gate, repo, sha, off=["seal", "identity", "main_copies"])  # and without it, the counts
+    assert res.action == "block" and "pytest announced 2 collected tests but named 4" in res.text
     res = await check(gate, repo, sha)
     assert res.action == "block" and CONTRADICTS in res.reasons
     gate.defences -= {"evidence"}  # and the identity of main's tests alone names what went
@@ -72,15 +74,19 @@ async def test_attack_3_a_dot_pytest_ini_loads_a_plugin_that_greenwashes(repo, g
     # pytest.ini wins over .pytest.ini, so the attack moves the configuration over
     sha = branch(repo, {**BROKEN, ".pytest.ini": "[pytest]\npythonpath = .\naddopts = -p greenwash\n",
                         "greenwash.py": GREENWASH}, delete=["pytest.ini"])
-    landed = await check(gate, repo, sha, off=["protected", "runner_config"])
+    landed = await check(gate, repo, sha, off=["protected", "runner_config", "raw_outcomes"])
     assert landed.action == "pass", "liveness: the plugin turns the red run green"
     res = await check(gate, repo, sha)
     assert res.action == "block" and res.reasons == [PROTECTED_CHANGED] and ".pytest.ini" in res.text
     # defence in depth: with the file list off, the runner's own configuration gives it away
-    deep = await check(gate, repo, sha, off=["protected"])
+    deep = await check(gate, repo, sha, off=["protected", "raw_outcomes"])
     assert deep.action == "block" and "runner configuration changed" in deep.reasons
     assert "the runner loaded plugins main's run did not: greenwash" in deep.text
     assert "read its configuration from .pytest.ini, on main from pytest.ini" in deep.text
+    # and with that off too, the reporter saw each failing call raise before the plugin rewrote its report
+    deeper = await check(gate, repo, sha, off=["protected", "runner_config"])
+    assert deeper.action == "block" and CONTRADICTS in deeper.reasons
+    assert "tests/test_calc.py::test_add raised in its call but was reported passed" in deeper.text
 
 
 async def test_attack_4_an_ignored_uncommitted_test_file_pads_the_count(tmp_path, repo, gate):

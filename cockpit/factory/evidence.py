@@ -16,7 +16,10 @@ and every collected node id, so the same run counts the tests and names them.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
+import secrets
 import os
 import re
 import shutil
@@ -29,62 +32,105 @@ PLUGIN_NAME = "cockpit_outcomes"
 STREAM_CAP_BYTES = 32 * 1024 * 1024  # more than this on the stream is a flood, not a report
 CONTRADICTS = "the test run contradicts itself"
 
-_PLUGIN = '''"""Written by the cockpit: reports each test report, as it happens, to the cockpit (nothing else)."""
+_PLUGIN = r'''"""Written by the cockpit: reports each test report, as it happens, to the cockpit (nothing else).
+
+Every line is numbered and signed with a key read once from the cockpit's key FIFO when this
+module is imported (before any conftest or test module): a line the test code forges, drops or
+rewrites does not verify. The key and the FIFO's fd live only in the closure below.
+"""
+import hashlib
+import hmac
 import json
 import os
 
-_fd = None
+import pytest
 
 
-def _send(rec):
-    if _fd is None:
-        return
-    try:
-        os.write(_fd, (json.dumps(rec) + "\\n").encode())
-    except OSError:
-        pass
-
-
-def pytest_configure(config):
-    # read once, then keep nested pytest runs the tests start from reporting into the same stream
-    global _fd
+def _reporter():
     path = os.environ.pop("COCKPIT_OUTCOMES", None)
+    keys = os.environ.pop("COCKPIT_OUTCOMES_KEYS", None)
     os.environ.pop("PYTEST_ADDOPTS", None)
     if os.environ.get("PYTHONPATH") == os.path.dirname(os.path.abspath(__file__)):
         del os.environ["PYTHONPATH"]
-    if path and _fd is None:
-        _fd = os.open(path, os.O_WRONLY)
-    names = sorted(n for n, p in config.pluginmanager.list_name_plugin()
-                   if p is not None and "/" not in n and not n.isdigit())
-    ini = getattr(config, "inipath", None)
-    ini = os.path.relpath(str(ini), str(config.rootpath)) if ini else ""
-    # pytest prints its "N passed in Xs" line unless its terminal plugin is off or -qq was given
-    summary = config.pluginmanager.has_plugin("terminal") and int(config.getoption("verbose") or 0) > -2
-    _send({"ev": "start", "pid": os.getpid(), "inifile": ini, "summary": bool(summary),
-           "plugins": names, "addopts": list(config.getini("addopts"))})
+    key = fd = None
+    if path and keys:
+        try:
+            kfd = os.open(keys, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                key = os.read(kfd, 65).strip()  # one line: one session's key
+            finally:
+                os.close(kfd)
+            fd = os.open(path, os.O_WRONLY)
+        except OSError:
+            key = fd = None
+    sid = hashlib.sha256(key).hexdigest()[:16] if key else ""
+    seq = [0]
+    raw = {}
+    before = set()
+
+    def send(rec):
+        if fd is None or not key:
+            return
+        rec["sid"], rec["seq"] = sid, seq[0]
+        seq[0] += 1
+        body = json.dumps(rec, sort_keys=True)
+        mac = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+        try:
+            os.write(fd, (mac + " " + body + "\n").encode())
+        except OSError:
+            pass
+
+    def pytest_configure(config):
+        names = sorted(n for n, p in config.pluginmanager.list_name_plugin()
+                       if p is not None and "/" not in n and not n.isdigit())
+        ini = getattr(config, "inipath", None)
+        ini = os.path.relpath(str(ini), str(config.rootpath)) if ini else ""
+        # pytest prints its "N passed in Xs" line unless its terminal plugin is off or -qq was given
+        summary = config.pluginmanager.has_plugin("terminal") and int(config.getoption("verbose") or 0) > -2
+        send({"ev": "start", "pid": os.getpid(), "inifile": ini, "summary": bool(summary),
+              "plugins": names, "addopts": list(config.getini("addopts"))})
+
+    def pytest_collectreport(report):
+        if report.failed:
+            send({"ev": "collect_error", "id": report.nodeid})
+        elif report.skipped:
+            send({"ev": "collect_skip", "id": report.nodeid})
+
+    def pytest_collection_finish(session):
+        ids = [item.nodeid for item in session.items]
+        for i in range(0, len(ids), 40):  # short lines: each write to the pipe is atomic
+            send({"ev": "collected", "ids": ids[i:i + 40]})
+        send({"ev": "collected_all", "n": len(ids)})
+        before.update(id(p) for p in session.config.pluginmanager.get_plugins())
+
+    @pytest.hookimpl(hookwrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(item, call):
+        # what the phase really did, before any plugin gets to rewrite the report
+        exc = call.excinfo
+        if exc is None:
+            raw[(item.nodeid, call.when)] = "passed"
+        elif exc.errisinstance(pytest.skip.Exception) or exc.errisinstance(pytest.xfail.Exception):
+            raw[(item.nodeid, call.when)] = "skipped"
+        else:
+            raw[(item.nodeid, call.when)] = "failed"
+        yield
+
+    def pytest_runtest_logreport(report):
+        send({"ev": "report", "id": report.nodeid, "when": report.when, "outcome": report.outcome,
+              "xfail": hasattr(report, "wasxfail"), "raw": raw.pop((report.nodeid, report.when), "")})
+
+    def pytest_sessionfinish(session, exitstatus):
+        added = sorted({type(p).__module__ + "." + type(p).__qualname__
+                        for p in session.config.pluginmanager.get_plugins() if id(p) not in before} if before else ())
+        send({"ev": "finish", "exitstatus": int(exitstatus), "added": added})
+
+    return (pytest_configure, pytest_collectreport, pytest_collection_finish, pytest_runtest_makereport,
+            pytest_runtest_logreport, pytest_sessionfinish)
 
 
-def pytest_collectreport(report):
-    if report.failed:
-        _send({"ev": "collect_error", "id": report.nodeid})
-    elif report.skipped:
-        _send({"ev": "collect_skip", "id": report.nodeid})
-
-
-def pytest_collection_finish(session):
-    ids = [item.nodeid for item in session.items]
-    for i in range(0, len(ids), 40):  # short lines: each write to the pipe is atomic
-        _send({"ev": "collected", "ids": ids[i:i + 40]})
-    _send({"ev": "collected_all", "n": len(ids)})
-
-
-def pytest_runtest_logreport(report):
-    _send({"ev": "report", "id": report.nodeid, "when": report.when, "outcome": report.outcome,
-           "xfail": hasattr(report, "wasxfail")})
-
-
-def pytest_sessionfinish(session, exitstatus):
-    _send({"ev": "finish", "exitstatus": int(exitstatus)})
+(pytest_configure, pytest_collectreport, pytest_collection_finish, pytest_runtest_makereport,
+ pytest_runtest_logreport, pytest_sessionfinish) = _reporter()
+del _reporter
 '''
 
 
@@ -105,6 +151,10 @@ class Evidence:
     ended: int = 0  # sessions that ended (a command may run pytest more than once, one after the other)
     summary_expected: bool = True  # pytest will print its summary line (not -qq, terminal plugin on)
     problems: list[str] = field(default_factory=list)  # what was wrong with the stream itself
+    # (id, when, what the phase really did, what its report said): a plugin rewrote the report
+    rewritten: list[tuple[str, str, str, str]] = field(default_factory=list)
+    added_plugins: list[str] = field(default_factory=list)  # registered while the tests ran
+    signed_sessions: set[str] = field(default_factory=set)  # the keys the stream's sessions signed with
 
     @property
     def reported(self) -> bool:
@@ -143,14 +193,54 @@ class Evidence:
         return +c
 
 
-def fold(lines: list[bytes], *, overflow: bool = False) -> Evidence:
+def session_id(key: bytes) -> str:
+    """How a line names the key it is signed with (the reporter computes the same)."""
+    return hashlib.sha256(key).hexdigest()[:16]
+
+
+def _unsealed(n: int, raw: bytes, keys: dict[str, bytes], next_n: dict[str, int]) -> tuple[dict | None, str]:
+    """The record of a line signed with one of `keys` and next in its session's numbering, or why not."""
+    if not re.match(rb"[0-9a-f]{64} ", raw):
+        return None, f"line {n} of the outcome stream was not written by the cockpit's reporter (unsigned): {raw[:120]!r}"
+    mac, _, body = raw.partition(b" ")
+    try:
+        rec = json.loads(body)
+        key = keys.get(str(rec.get("sid")))
+    except (ValueError, AttributeError):
+        return None, f"line {n} of the outcome stream is not a report: {raw[:120]!r}"
+    if key is None or not hmac.compare_digest(mac, hmac.new(key, body, hashlib.sha256).hexdigest().encode()):
+        return None, (f"line {n} of the outcome stream was not written by the cockpit's reporter (its signature does "
+                      f"not verify): {body[:120]!r}")
+    sid, due, seq = str(rec["sid"]), next_n.get(str(rec["sid"]), 0), rec.get("seq")
+    if not isinstance(seq, int) or seq < due:
+        return None, f"line {n} of the outcome stream repeats number {seq} of its session (a replayed line)"
+    next_n[sid] = seq + 1
+    if seq > due:  # authentic, but what came before it in its session did not arrive
+        return rec, (f"lines {due} to {seq - 1} of a session never arrived (dropped on their way): "
+                     f"line {n} of the outcome stream is number {seq}")
+    return rec, ""
+
+
+def fold(lines: list[bytes], *, overflow: bool = False, keys: list[bytes] | None = None) -> Evidence:
+    """Fold the stream's lines; with `keys`, only lines signed with one of them and in sequence count
+    (the seal; None reads every line as it comes, the gate's behaviour before the seal)."""
     ev = Evidence()
     if overflow:
         ev.problems.append(f"the outcome stream carried more than {STREAM_CAP_BYTES} bytes (a flood, not reports)")
     seen: dict[tuple[str, str], str] = {}
+    by_sid = {session_id(k): k for k in keys or ()}
+    next_n: dict[str, int] = {}
     for n, raw in enumerate(lines, 1):
         try:
-            rec = json.loads(raw)
+            if keys is not None:
+                rec, why = _unsealed(n, raw, by_sid, next_n)
+                if why:
+                    ev.problems.append(why)
+                if rec is None:
+                    continue
+                ev.signed_sessions.add(str(rec["sid"]))
+            else:
+                rec = json.loads(raw.partition(b" ")[2] if re.match(rb"[0-9a-f]{64} ", raw) else raw)
             kind = rec["ev"]
             if kind == "start":
                 if ev.sessions > ev.ended:
@@ -174,12 +264,17 @@ def fold(lines: list[bytes], *, overflow: bool = False) -> Evidence:
                 if key in seen and seen[key] != outcome:  # a repeat that agrees (subtests, reruns) is no forgery
                     ev.problems.append(f"{key[0]} reported its {key[1]} twice: {seen[key]}, then {outcome}")
                 seen.setdefault(key, outcome)
-                ev.reports.append((key[0], key[1], outcome, bool(rec.get("xfail"))))
+                xfail = bool(rec.get("xfail"))
+                ev.reports.append((key[0], key[1], outcome, xfail))
+                real = str(rec.get("raw", ""))
+                if real == "failed" and (outcome == "passed" or (outcome == "skipped" and not xfail)):
+                    ev.rewritten.append((key[0], key[1], real, outcome))
             elif kind == "finish":
                 if ev.ended >= ev.sessions:
                     ev.problems.append("a session reported its end twice")
                 ev.ended += 1
                 ev.finish = int(rec["exitstatus"])
+                ev.added_plugins += [str(p) for p in rec.get("added", [])]
             else:
                 ev.problems.append(f"line {n} of the outcome stream is of an unknown kind {kind!r}")
         except (ValueError, KeyError, TypeError):
@@ -210,9 +305,21 @@ def runner_summary(output: str, sessions: int = 1) -> Counter[str] | None:
     return total if found_lines else None
 
 
-def contradictions(ev: Evidence, exit_code: int | None, output: str, *, truncated: bool = False) -> list[str]:
-    """Where the run disagrees with itself; checked when the exit code says it passed."""
+def contradictions(ev: Evidence, exit_code: int | None, output: str, *, truncated: bool = False,
+                   raw_outcomes: bool = True, keys_taken: int | None = None) -> list[str]:
+    """Where the run disagrees with itself; checked when the exit code says it passed.
+
+    `raw_outcomes`: a report whose phase raised but that says it passed is a contradiction.
+    `keys_taken`: how many session keys left the key FIFO; each must sign a session of the stream."""
     why = list(ev.problems)
+    if raw_outcomes:
+        why += [f"{i} raised in its {when} but was reported {said} (a plugin rewrote the report)"
+                for i, when, _real, said in ev.rewritten[:10]]
+        if ev.added_plugins:
+            why.append(f"plugins were registered while the tests ran: {', '.join(ev.added_plugins[:10])}")
+    if keys_taken is not None and keys_taken != len(ev.signed_sessions):
+        why.append(f"{keys_taken} reporter keys were taken but {len(ev.signed_sessions)} sessions signed with one: "
+                   "something other than the reporter read a key")
     if not ev.reported:
         return why + ["pytest never reported a single outcome: the cockpit's reporter was not loaded "
                       "(disabled with -p no:..., or the command did not run pytest)"]
@@ -280,14 +387,24 @@ class OutcomeStream:
     """A scratch dir outside the tree with the reporter plugin and the FIFO it writes; read live.
 
     Bind the dir read-only into the sandbox (`readable`): writing a FIFO works on a read-only
-    mount, replacing the plugin or the FIFO does not."""
+    mount, replacing the plugin or the FIFO does not.
 
-    def __init__(self, scratch_root: Path, *, cap: int = STREAM_CAP_BYTES) -> None:
+    The seal: a second FIFO holds `sessions` fresh keys, one line each; every pytest session's
+    reporter takes one when it is imported (before any conftest or test module) and signs and
+    numbers its lines with it. Whatever is left is read back after the run: a key taken that
+    signed nothing was read by something else."""
+
+    def __init__(self, scratch_root: Path, *, cap: int = STREAM_CAP_BYTES, sessions: int = 8) -> None:
         self.dir = Path(scratch_root) / f"outcomes-{uuid.uuid4().hex[:12]}"
         self.dir.mkdir(parents=True)
         (self.dir / f"{PLUGIN_NAME}.py").write_text(_PLUGIN, encoding="utf-8")
         self.fifo = self.dir / "outcomes.fifo"
         os.mkfifo(self.fifo, 0o600)
+        self.key_fifo = self.dir / "keys.fifo"
+        os.mkfifo(self.key_fifo, 0o600)
+        self.keys = [secrets.token_hex(32).encode() for _ in range(sessions)]
+        self.keys_taken: int | None = None  # known after `close`
+        self._key_fd: int | None = None
         self.cap = cap
         self._keep: int | None = None
         self._transport: asyncio.ReadTransport | None = None
@@ -295,21 +412,41 @@ class OutcomeStream:
 
     def env(self, *, collect_only: bool = False) -> dict[str, str]:
         opts = f"{'--collect-only ' if collect_only else ''}-p {PLUGIN_NAME}"
-        return {"PYTEST_ADDOPTS": opts, "PYTHONPATH": str(self.dir), "COCKPIT_OUTCOMES": str(self.fifo)}
+        return {"PYTEST_ADDOPTS": opts, "PYTHONPATH": str(self.dir), "COCKPIT_OUTCOMES": str(self.fifo),
+                "COCKPIT_OUTCOMES_KEYS": str(self.key_fifo)}
 
     async def open(self) -> None:
         """Start reading before the run starts; our own idle writer keeps EOF away until `close`."""
         rfd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK)
         self._keep = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+        # held open read-write for the run: the keys stay in the pipe until a reporter takes one
+        self._key_fd = os.open(self.key_fifo, os.O_RDWR | os.O_NONBLOCK)
+        os.write(self._key_fd, b"".join(k + b"\n" for k in self.keys))
         loop = asyncio.get_running_loop()
         self._transport, self._proto = await loop.connect_read_pipe(lambda: _Lines(self.cap),
                                                                     os.fdopen(rfd, "rb", buffering=0))
 
-    async def close(self, grace_s: float = 2.0) -> Evidence:
-        """After the run: drop our writer, drain what is left, fold it."""
+    def _left_keys(self) -> int:
+        """Read back the keys no reporter took; how many were taken."""
+        if self._key_fd is None:
+            return 0
+        left = b""
+        try:
+            while chunk := os.read(self._key_fd, 65536):
+                left += chunk
+        except BlockingIOError:
+            pass
+        finally:
+            os.close(self._key_fd)
+            self._key_fd = None
+        return len(self.keys) - len([k for k in left.split(b"\n") if k.strip()])
+
+    async def close(self, grace_s: float = 2.0, *, seal: bool = True) -> Evidence:
+        """After the run: drop our writer, drain what is left, fold it (`seal`: only signed, numbered lines)."""
         if self._keep is not None:
             os.close(self._keep)
             self._keep = None
+        self.keys_taken = self._left_keys()
         proto = self._proto
         if proto is None:
             return fold([])
@@ -320,12 +457,15 @@ class OutcomeStream:
         finally:
             if self._transport is not None:
                 self._transport.close()
-        return fold(proto.lines, overflow=proto.overflow)
+        return fold(proto.lines, overflow=proto.overflow, keys=self.keys if seal else None)
 
     def remove(self) -> None:
         if self._keep is not None:
             os.close(self._keep)
             self._keep = None
+        if self._key_fd is not None:
+            os.close(self._key_fd)
+            self._key_fd = None
         if self._transport is not None:
             self._transport.close()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -45,7 +45,7 @@ from .workspaces import git
 TAIL_LINES = 60
 GATE_TESTS = "tests"
 GUARD = "guard"
-DEFENCES = ("evidence", "identity", "runner_config", "protected", "main_copies")
+DEFENCES = ("evidence", "seal", "raw_outcomes", "identity", "runner_config", "protected", "main_copies")
 TESTS_CHANGED = "tests changed"
 RUNNER_CHANGED = "runner configuration changed"
 
@@ -166,7 +166,7 @@ class TestsGate:
                 res = await self.sandbox.run(command, cwd=tree, writable=[tree], readable=[stream.dir],
                                              timeout_s=self.timeout_s, output_cap_bytes=self.output_cap_bytes,
                                              env={**(env or {}), **stream.env(collect_only=collect_only)})
-                evidence: Evidence | None = await stream.close()
+                evidence: Evidence | None = await stream.close(seal="seal" in self.defences)
         finally:
             stream.remove()
         tail = _tail(res.output)
@@ -178,7 +178,9 @@ class TestsGate:
             tail += "\n[no pytest ran: outcomes not observed, the verdict is the exit code]"
             evidence = None
         elif evidence is not None and res.ok and not collect_only and "evidence" in self.defences:
-            why = contradictions(evidence, res.exit_code, res.output, truncated=res.truncated)
+            why = contradictions(evidence, res.exit_code, res.output, truncated=res.truncated,
+                                 raw_outcomes="raw_outcomes" in self.defences,
+                                 keys_taken=stream.keys_taken if "seal" in self.defences else None)
         return GateResult(GATE_TESTS, commit, "pass" if res.ok and not why else "fail", res.exit_code, tail,
                           res.timed_out, time.monotonic() - started, tree_id, tuple(why), evidence)
 

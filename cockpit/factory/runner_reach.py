@@ -2,7 +2,9 @@
 
 A test suite that registers an `atexit` handler, calls `os._exit`, exits at import time,
 writes `sys.modules`, patches pytest/_pytest/unittest, installs signal handlers or signals
-other processes can make the runner report what it did not do. The outcome stream catches
+other processes can make the runner report what it did not do; one that registers or removes
+plugins at run time, swaps file descriptors, reads /proc/self or another function's closure
+or the gc's objects can reach the cockpit's own reporter. The outcome stream catches
 the effect (cockpit.factory.evidence); this scan names the cause, from git objects alone
 (nothing of the change runs): only what the change adds counts.
 """
@@ -96,6 +98,12 @@ class _Scan(ast.NodeVisitor):
             self.add(node, f"touches signals ({name})")
         elif name in ("os.kill", "os.killpg", "os.getppid"):
             self.add(node, f"signals other processes ({name})")
+        elif last in ("unregister", "set_blocked") or (last == "register" and ("plugin" in name or name == "pm.register")):
+            self.add(node, f"registers or removes pytest plugins at run time ({last})")
+        elif name in ("os.dup2", "os.dup", "os.closerange", "dup2", "closerange"):
+            self.add(node, f"swaps or closes file descriptors ({name})")
+        elif name in ("gc.get_objects", "gc.get_referrers", "gc.get_referents", "get_referrers", "get_referents"):
+            self.add(node, f"reads the interpreter's objects ({name})")
         elif name.startswith("sys.modules.") and last in ("update", "setdefault", "pop", "__setitem__", "clear",
                                                             "__delitem__", "popitem"):
             self.add(node, "writes sys.modules")
@@ -106,6 +114,15 @@ class _Scan(ast.NodeVisitor):
             if root in _RUNNER_MODULES or _dotted(target).startswith("sys.modules"):
                 self.add(node, f"patches {root}")
         self.generic_visit(node)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if node.attr in ("__closure__", "__globals__", "cell_contents", "f_locals", "f_globals"):
+            self.add(node, f"reads another function's variables ({node.attr})")
+        self.generic_visit(node)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        if isinstance(node.value, str) and ("/proc/self" in node.value or "/dev/fd" in node.value):
+            self.add(node, "reads its own process's file descriptors (/proc/self, /dev/fd)")
 
     def _targets(self, node: ast.AST, targets: list[ast.expr]) -> None:
         for t in targets:
