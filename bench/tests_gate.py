@@ -56,6 +56,10 @@ def fold(events: list[tuple[float, str, str | None, dict[str, Any]]]) -> dict[st
         gate = data.get("gate")
         if kind == "gate.started" and gate == "tests" and task:
             open_at[task] = ts
+        elif kind == "gate.verdict" and gate == "tests" and str(data.get("detail", "")).startswith("not run again"):
+            reused += 1  # the same inputs were checked green before (another task, or before a restart)
+            if task in open_at:
+                open_at.pop(task)
         elif kind == "gate.verdict" and gate == "tests":
             runs += 1
             key = (task, str(data.get("commit")))

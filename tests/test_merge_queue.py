@@ -144,7 +144,7 @@ async def test_a_tree_tested_green_is_not_tested_again_unless_main_moved(tmp_pat
     (mv,) = [v for v in a.verdicts if v.gate == "merge"]
     assert mv.outcome == "pass" and mv.commit == a.merged_commit
     reuse = [e for e in await store.events(kinds=[Kind.VERDICT]) if e.data.get("gate") == "merge"][-1]
-    assert "not run again: tree" in reuse.data["detail"] and "main has not moved" in reuse.data["detail"]
+    assert "not run again: tree" in reuse.data["detail"] and "with the same inputs" in reuse.data["detail"]
     await mq.land(t2)  # main moved under it: the merge is a new tree, tested again
     assert store.task(t2).state == TaskState.DONE and gate.runs == 3 and gate.reused == 1
     # 2 tasks merged with 3 suite runs: 1.5 per task here (each check needs its own run)

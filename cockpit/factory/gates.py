@@ -23,6 +23,8 @@ identical and whose main did not move, instead of running the suite again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import shutil
 import tempfile
 import time
@@ -31,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from .evidence import CONTRADICTS, Evidence, OutcomeStream, contradictions
+from .evidence import _PLUGIN, CONTRADICTS, Evidence, OutcomeStream, contradictions
+from .green_trees import KEY_PARTS, Green, GreenTrees, main_tests, run_key, runner_fingerprint
 from .guards import (
     DEFAULT_PROTECTED, PROTECTED_CHANGED, TESTS_REMOVED, GateGuard, changes, counts_pytest, is_test_file,
 )
@@ -63,6 +66,7 @@ class GateResult:
     contradictions: tuple[str, ...] = ()
     evidence: Evidence | None = None
     reused_from: str | None = None  # the commit whose green run on the same tree this verdict reuses
+    run_key: str = ""  # what the run depended on, hashed (green_trees.run_key): set on a green merge run
 
     @property
     def passed(self) -> bool:
@@ -105,13 +109,6 @@ def _per_file(main_ids: list[str], ids: list[str], renamed: dict[str, str]) -> l
 
 
 @dataclass
-class _Green:
-    commit: str
-    base: str | None  # the main commit the run was judged against (None: the merge run, main itself moved)
-    outcomes: dict[str, str]
-
-
-@dataclass
 class TestsStage:
     """What the check stage decided: verdicts to record in order, then one action."""
 
@@ -131,13 +128,16 @@ class TestsGate:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, sandbox: Sandbox, scratch_root: Path, *, timeout_s: float, output_cap_bytes: int) -> None:
+    def __init__(self, sandbox: Sandbox, scratch_root: Path, *, timeout_s: float, output_cap_bytes: int,
+                 store: Any | None = None) -> None:
         self.sandbox = sandbox
         self.scratch_root = Path(scratch_root)
         self.timeout_s = timeout_s
         self.output_cap_bytes = output_cap_bytes
         self.guard = GateGuard()
-        self._green: dict[str, _Green] = {}  # tree -> its green run from a clean checkout
+        # green runs by what they depended on; with the store, found again after a restart
+        self.greens = GreenTrees(store)
+        self.key_parts: set[str] = set(KEY_PARTS)  # a test leaves one out to show a stale green then lands
         self._baselines: dict[tuple[str, str, str], Evidence] = {}
         self._baseline_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
         self._main_outcomes: dict[str, dict[str, str]] = {}  # main sha -> outcomes of a full run on it
@@ -183,6 +183,18 @@ class TestsGate:
                                  keys_taken=stream.keys_taken if "seal" in self.defences else None)
         return GateResult(GATE_TESTS, commit, "pass" if res.ok and not why else "fail", res.exit_code, tail,
                           res.timed_out, time.monotonic() - started, tree_id, tuple(why), evidence)
+
+    # --- what a run depends on ------------------------------------------------------
+
+    async def run_key(self, repo: Path, commit: str, base: str, command: str, patterns: list[str] | tuple[str, ...],
+                      ) -> str:
+        """The hash of every input a green verdict on `commit` judged against main at `base` depends on."""
+        tree = await git("rev-parse", "--verify", f"{commit}^{{tree}}", cwd=repo)
+        parts = {"tree": [str(repo), tree], "command": command, "protected": sorted(patterns),
+                 "main_tests": await main_tests(repo, base, patterns) if "main_tests" in self.key_parts else "",
+                 "runner": runner_fingerprint(self.sandbox),
+                 "gate": [hashlib.sha256(_PLUGIN.encode()).hexdigest(), sorted(self.defences)]}
+        return run_key(parts, self.key_parts)
 
     # --- main's baseline ------------------------------------------------------------
 
@@ -235,6 +247,18 @@ class TestsGate:
             return self._block(stage, static.reasons, static.detail + reach_text, commit)
         if started is not None:
             await started({"gate": GATE_TESTS, "commit": commit, "command": command})
+        key = await self.run_key(repo, commit, base, command, [*defaults, *protected])
+        hit = None if static.failed else await self.greens.find(key, ("check",))
+        if hit is not None:  # the very same inputs were checked green (another task, or before a restart)
+            self.reused += 1
+            tree = await git("rev-parse", "--verify", f"{commit}^{{tree}}", cwd=repo)
+            note = (f"not run again: tree {tree[:12]} was checked green as {hit.commit[:12]} with the same inputs "
+                    "(main's tests and runner configuration, the command, the protected paths, the runner, the gate)")
+            stage.verdicts.append({"gate": GATE_TESTS, "commit": commit, "outcome": "pass", "detail": note + reach_text,
+                                   "tree": tree})
+            stage.verdicts.append({"gate": GUARD, "commit": commit, "outcome": "pass", "run_key": key,
+                                   "detail": f"each of main's tests unchanged: {note}{reach_text}"})
+            return stage
         renamed = {c.old_path: c.path for c in changed if c.status == "R" and c.old_path}
         edited = {c.old_path or c.path: c for c in changed if c.status in "MRD"}  # main's files this change touches
         # main's version of each edited test file whose tests of main are all intact runs beside the
@@ -297,8 +321,9 @@ class TestsGate:
         if static_ids.renamed:
             summary += ("\nrenamed along with the code they test (the old names are gone from the whole tree): " +
                         "; ".join(f"{i} ({r})" for i, r in static_ids.renamed.items()))
-        stage.verdicts.append({"gate": GUARD, "commit": commit, "outcome": "pass", "detail": summary + reach_text})
-        self._green[res.tree] = _Green(commit, base, res.evidence.outcomes() if res.evidence else {})
+        stage.verdicts.append({"gate": GUARD, "commit": commit, "outcome": "pass", "detail": summary + reach_text,
+                               "run_key": key})
+        self.greens.remember(Green(key, commit, "check", res.evidence.outcomes() if res.evidence else {}))
         return stage
 
     async def _against_main(self, repo: Path, command: str, base: str, main: Evidence | None, res: GateResult,
@@ -356,23 +381,31 @@ class TestsGate:
 
     # --- the merge queue's run ------------------------------------------------------
 
-    async def merge_run(self, repo: Path, command: str, merged: str, base: str) -> GateResult:
-        """Test the merge result from a clean checkout, or reuse a green verdict on the very same tree."""
+    async def merge_run(self, repo: Path, command: str, merged: str, base: str,
+                        protected: list[str] | tuple[str, ...] = ()) -> GateResult:
+        """Test the merge result from a clean checkout, or reuse a green verdict whose inputs were the very same
+        (its tree, main's tests and runner configuration at `base`, the command, the protected paths, the runner)."""
         started = time.monotonic()
         tree = await git("rev-parse", "--verify", f"{merged}^{{tree}}", cwd=repo)
-        green = self._green.get(tree)
-        if green is not None and green.base == base:
+        defaults = DEFAULT_PROTECTED if "protected" in self.defences else ()
+        key = await self.run_key(repo, merged, base, command, [*defaults, *protected])
+        green = await self.greens.find(key, ("check", "merge"))
+        if green is not None:
             self.reused += 1
-            self._main_outcomes[merged] = green.outcomes
+            if green.outcomes is not None:
+                self._main_outcomes[merged] = green.outcomes
             return GateResult(GATE_TESTS, merged, "pass", 0,
                               f"not run again: tree {tree[:12]} is the tree of {green.commit[:12]}, tested green from "
-                              f"a clean checkout against main {base[:12]}, and main has not moved",
-                              False, time.monotonic() - started, tree, reused_from=green.commit)
+                              f"a clean checkout with the same inputs (main {base[:12]}'s tests and runner "
+                              "configuration, the command, the protected paths, the runner, the gate)",
+                              False, time.monotonic() - started, tree, reused_from=green.commit, run_key=key)
         main = self._baselines.get((str(repo), command, base))
         res = await self.run(repo, merged, command, expect_pytest=bool(main is not None and main.reported))
         if res.passed:
-            self._green[tree] = _Green(merged, None, res.evidence.outcomes() if res.evidence else {})
-            self._main_outcomes[merged] = self._green[tree].outcomes
+            outcomes = res.evidence.outcomes() if res.evidence else {}
+            self.greens.remember(Green(key, merged, "merge", outcomes))
+            self._main_outcomes[merged] = outcomes
+            return dataclasses.replace(res, run_key=key)
         return res
 
 

@@ -40,7 +40,7 @@ class MergeQueue:
         self.store = store
         self.workspaces = workspaces
         # shared with the check stage: a tree it tested green is not tested again here
-        self.tests_gate = tests_gate or TestsGate(sandbox, config.worktrees_path / ".cockpit-scratch",
+        self.tests_gate = tests_gate or TestsGate(sandbox, config.worktrees_path / ".cockpit-scratch", store=store,
                                                   timeout_s=config.limits.test_timeout_s,
                                                   output_cap_bytes=config.limits.output_cap_bytes)
         self.sandbox = sandbox
@@ -103,10 +103,13 @@ class MergeQueue:
                 await self._append(t, Kind.GATE_STARTED, gate=MERGE_GATE, commit=pm.merged, base=pm.base,
                                    command=product.test_command, attempt=attempt)
                 # a fresh checkout of the merge commit, never the merge's scratch worktree
-                res = await self.tests_gate.merge_run(repo, product.test_command, pm.merged, pm.base)
+                res = await self.tests_gate.merge_run(repo, product.test_command, pm.merged, pm.base,
+                                                      protected=product.protected)
                 detail = res.detail()
+                # a green run's key rides on its verdict: after a restart the same inputs are not tested again
                 await self._append(t, Kind.VERDICT, gate=MERGE_GATE, commit=pm.merged, source=t.commit,
-                                   base=pm.base, outcome=res.outcome, detail=detail)
+                                   base=pm.base, outcome=res.outcome, detail=detail,
+                                   **({"run_key": res.run_key} if res.passed and res.run_key else {}))
                 t = self.store.task(task_id) or t
                 if res.outcome != Outcome.PASS.value:
                     since = await self.workspaces.merged_since(repo, product.main_branch, t.commit)

@@ -79,7 +79,7 @@ class Orchestrator:
         self.scratch_root = config.worktrees_path / ".cockpit-scratch"
         # the tests gate owns its stage; the merge queue shares it, so a tree tested green is not tested again
         self.tests_gate = TestsGate(self.sandbox, self.scratch_root, timeout_s=config.limits.test_timeout_s,
-                                    output_cap_bytes=config.limits.output_cap_bytes)
+                                    output_cap_bytes=config.limits.output_cap_bytes, store=store)
         self.merge_queue = MergeQueue(config, store, self.workspaces, self.sandbox, tests_gate=self.tests_gate)
 
     # --- the main loop -------------------------------------------------------------
