@@ -16,8 +16,9 @@ How it decides (docs/gates.md has the whole story):
    change edited runs against the candidate too.
 5. Code that reaches into the runner (cockpit.factory.runner_reach) is named, file:line.
 
-A passing verdict belongs to a tree: the merge queue reuses it for a merge whose tree is
-identical and whose main did not move, instead of running the suite again.
+A passing verdict belongs to everything the run depended on (cockpit.factory.green_trees: the
+tree, main's tests, the command, the protected paths, the runner, the gate): the check stage and
+the merge queue reuse it for the very same inputs, also after a restart, and run otherwise.
 """
 
 from __future__ import annotations
