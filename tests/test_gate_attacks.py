@@ -9,7 +9,7 @@ from gate_kit import BROKEN, CALC_TESTS, FIFO_FD, GREENWASH, PYTEST, branch, che
 from gitrepo import run_git, write_files
 
 from cockpit.factory.evidence import CONTRADICTS
-from cockpit.factory.gates import TESTS_CHANGED
+from cockpit.factory.gates import REPORTER_REACHED, TESTS_CHANGED
 from cockpit.factory.guards import PROTECTED_CHANGED, TESTS_REMOVED
 from cockpit.factory.runner_reach import scan
 from cockpit.factory.workspaces import Workspaces
@@ -228,9 +228,11 @@ async def test_forged_passes_written_into_the_stream_before_the_real_failures(re
              "            rec = {'ev': 'report', 'id': i, 'when': when, 'outcome': 'passed', 'xfail': False}\n"
              "            os.write(_fifo_fd(), (json.dumps(rec) + '\\n').encode())\n")
     sha = branch(repo, {**BROKEN, "tests/test_a.py": forge})
-    res = await lands_then_stopped(gate, repo, sha, ["evidence"])
+    res = await lands_then_stopped(gate, repo, sha, ["evidence", "reporter_reach"])
+    assert res.reasons == [REPORTER_REACHED]  # it reads /proc/self/fd: blocked before it runs
+    res = await check(gate, repo, sha, off=["reporter_reach"])
     assert CONTRADICTS in res.reasons
     assert "was not written by the cockpit's reporter (unsigned)" in res.text  # the seal
-    res = await check(gate, repo, sha, off=["seal"])  # without it, the real failures still follow the forged passes
+    res = await check(gate, repo, sha, off=["seal", "reporter_reach"])  # without it, the real failures still follow the forged passes
     assert CONTRADICTS in res.reasons
     assert "tests/test_calc.py::test_add reported its call twice: passed, then failed" in res.text

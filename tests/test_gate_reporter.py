@@ -16,6 +16,7 @@ import json
 from gate_kit import BROKEN, FIFO_FD, branch, check, gate, repo  # noqa: F401  (fixtures)
 
 from cockpit.factory.evidence import CONTRADICTS, contradictions, fold, session_id
+from cockpit.factory.gates import REPORTER_REACHED
 
 # the reporter unregistered by the first test, the rest of the stream forged: passes, the end, a summary
 UNREGISTER_AND_FORGE = ("import atexit, json\n" + FIFO_FD +
@@ -68,10 +69,12 @@ DUP2_FILTER = ("import atexit, threading\n" + FIFO_FD +
 
 
 async def lands_then_stopped(gate, repo, sha, off):
-    landed = await check(gate, repo, sha, off=off)
+    """Lands with `off` (and the reach block) off; stopped by the reach block, and by `off` alone."""
+    landed = await check(gate, repo, sha, off=[*off, "reporter_reach"])
     assert landed.action == "pass", f"liveness: with {off} off the attack should land:\n{landed.text}"
-    assert "FAILURES" in landed.verdicts[0]["detail"] or "2 failed" in landed.verdicts[0]["detail"] or off
-    res = await check(gate, repo, sha)
+    blocked = await check(gate, repo, sha)
+    assert blocked.action == "block" and blocked.reasons == [REPORTER_REACHED], blocked.text
+    res = await check(gate, repo, sha, off=["reporter_reach"])
     assert res.action == "block" and CONTRADICTS in res.reasons, res.text
     return res
 
@@ -81,7 +84,7 @@ async def test_the_reporter_unregistered_and_the_rest_of_the_stream_forged(repo,
                                    ["seal"])
     assert "not written by the cockpit's reporter" in res.text
     assert "tests/test_aaa.py:16: registers or removes pytest plugins at run time (unregister)" in res.text
-    assert "reads its own process's file descriptors (/proc/self, /dev/fd)" in res.text
+    assert "reads its own process's file descriptors (/proc/self/fd, /dev/fd)" in res.text
 
 
 async def test_a_plugin_registered_at_run_time_turns_failures_into_passes(repo, gate):
@@ -126,3 +129,34 @@ def test_a_dropped_line_a_replayed_line_and_a_stolen_key_are_each_named():
     stolen = "2 reporter keys were taken but 1 sessions signed with one: something other than the reporter read a key"
     assert stolen not in contradictions(whole, 0, "", keys_taken=1)
     assert stolen in contradictions(whole, 0, "", keys_taken=2)
+
+
+# adversary, briefed with docs/gates.md: the seal's key lives in the reporter's closure, so take its own `send`
+CLOSURE_FORGE = ("import atexit, os\nimport cockpit_outcomes\n\n\n"
+                 "def _send():\n    for cell in cockpit_outcomes.pytest_runtest_logreport.__closure__:\n"
+                 "        if getattr(cell.cell_contents, '__name__', '') == 'send':\n"
+                 "            return cell.cell_contents\n\n\n"
+                 "def test_aaa(request):\n"
+                 "    send = _send()\n"
+                 "    pm = request.config.pluginmanager\n"
+                 "    pm.unregister(name='cockpit_outcomes')\n\n"
+                 "    class Forger:\n"
+                 "        def pytest_runtest_logreport(self, report):\n"
+                 "            send({'ev': 'report', 'id': report.nodeid, 'when': report.when, 'outcome': 'passed',"
+                 " 'xfail': False, 'raw': ''})\n\n"
+                 "    pm.register(Forger())\n\n"
+                 "    def bye():\n"
+                 "        send({'ev': 'finish', 'exitstatus': 0, 'added': []})\n"
+                 "        os.write(1, b'\\n4 passed in 0.01s\\n')\n"
+                 "        os._exit(0)\n"
+                 "    atexit.register(bye)\n")
+
+
+async def test_the_reporters_own_send_taken_from_its_closure_signs_the_forgery(repo, gate):
+    sha = branch(repo, {**BROKEN, "tests/test_aaa.py": CLOSURE_FORGE})
+    landed = await check(gate, repo, sha, off=["reporter_reach"])
+    assert landed.action == "pass", f"liveness: signed with the real key, the forgery passes the seal:\n{landed.text}"
+    res = await check(gate, repo, sha)
+    assert res.action == "block" and res.reasons == [REPORTER_REACHED]
+    assert "tests/test_aaa.py:6: reads another function's variables (__closure__)" in res.text
+    assert "reach:tests/test_aaa.py: registers or removes pytest plugins at run time (unregister)" in res.findings

@@ -11,7 +11,7 @@ from gate_kit import BROKEN, FIFO_FD, GREENWASH, PYTEST, branch, check, gate, re
 from gitrepo import run_git, write_files
 
 from cockpit.factory.evidence import CONTRADICTS
-from cockpit.factory.gates import DEFENCES, TESTS_CHANGED
+from cockpit.factory.gates import DEFENCES, REPORTER_REACHED, TESTS_CHANGED
 from cockpit.factory.guards import PROTECTED_CHANGED, TESTS_REMOVED
 from cockpit.factory.workspaces import Workspaces
 
@@ -47,16 +47,16 @@ async def test_attack_2_a_test_forges_the_count_after_tests_were_deleted(repo, g
              "            rec = {'ev': 'report', 'id': i, 'when': when, 'outcome': 'passed', 'xfail': False}\n"
              "            os.write(_fifo_fd(), (json.dumps(rec) + '\\n').encode())\n")
     sha = branch(repo, {**BROKEN, "tests/test_calc.py": "from calc import add\n", "tests/test_forge.py": forge})
-    landed = await check(gate, repo, sha, off=["evidence", "identity", "main_copies"])
+    landed = await check(gate, repo, sha, off=["evidence", "identity", "main_copies", "reporter_reach"])
     assert landed.action == "pass", "liveness: the forged ids make main's tests look present"
-    res = await check(gate, repo, sha, off=["identity", "main_copies"])  # the stream alone sees through it
+    res = await check(gate, repo, sha, off=["identity", "main_copies", "reporter_reach"])  # the stream alone sees through it
     assert res.action == "block" and CONTRADICTS in res.reasons
     assert "was not written by the cockpit's reporter (unsigned)" in res.text  # the seal
-    res = await check(gate, repo, sha, off=["seal", "identity", "main_copies"])  # and without it, the counts
+    res = await check(gate, repo, sha, off=["seal", "identity", "main_copies", "reporter_reach"])  # without it: counts
     assert res.action == "block" and "pytest announced 2 collected tests but named 4" in res.text
-    res = await check(gate, repo, sha)
-    assert res.action == "block" and CONTRADICTS in res.reasons
-    gate.defences -= {"evidence"}  # and the identity of main's tests alone names what went
+    res = await check(gate, repo, sha)  # all on: its reach into the reporter's fd blocks before it runs
+    assert res.action == "block" and res.reasons == [REPORTER_REACHED]
+    gate.defences -= {"evidence", "reporter_reach"}  # and the identity of main's tests alone names what went
     try:
         res = await gate.check(repo, "main", sha, PYTEST)
     finally:

@@ -40,7 +40,7 @@ from .guards import (
     DEFAULT_PROTECTED, PROTECTED_CHANGED, TESTS_REMOVED, GateGuard, changes, counts_pytest, is_test_file,
 )
 from . import safe_files
-from .runner_reach import Reach, added_reach
+from .runner_reach import Reach, added_reach, reaches_reporter
 from .sandbox import Sandbox
 from .scratch import throwaway_tree
 from .suite_identity import StaticChanges, changed_tests, file_tests, split_id, static_changes
@@ -49,9 +49,10 @@ from .workspaces import git
 TAIL_LINES = 60
 GATE_TESTS = "tests"
 GUARD = "guard"
-DEFENCES = ("evidence", "seal", "raw_outcomes", "identity", "runner_config", "protected", "main_copies")
+DEFENCES = ("evidence", "seal", "raw_outcomes", "reporter_reach", "identity", "runner_config", "protected", "main_copies")
 TESTS_CHANGED = "tests changed"
 RUNNER_CHANGED = "runner configuration changed"
+REPORTER_REACHED = "reaches into the test reporter"
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,15 @@ class TestsGate:
         stage.reach = await added_reach(repo, base, commit, [(c.path, c.old_path) for c in changed if c.status != "D"])
         reach_text = ("\nReaching into the test runner (added by this change):\n" +
                       "\n".join(f"  {r}" for r in stage.reach)) if stage.reach else ""
+        hostile = [r for r in stage.reach if reaches_reporter(r)] if "reporter_reach" in self.defences else []
+        if hostile and not run_anyway:
+            # no product test needs the reporter's fds, closure or plugin slot: only a human lands this
+            text = (f"{REPORTER_REACHED}: code added by this change can read or replace the cockpit's reporter "
+                    "from inside the test process\n" + "\n".join(f"  {r}" for r in hostile) + reach_text)
+            stage.findings = sorted({f"reach:{r.path}: {r.what}" for r in hostile})
+            stage.verdicts.append({"gate": GUARD, "commit": commit, "outcome": "fail", "detail": text,
+                                   "findings": stage.findings})
+            return self._block(stage, [REPORTER_REACHED], text, commit)
         if static.failed and not run_anyway:
             stage.findings = list(static.findings)
             stage.verdicts.append({"gate": GUARD, "commit": commit, "outcome": "fail",
