@@ -23,12 +23,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from .temp_dirs import make_temp_dir
 
 SandboxMode = Literal["bwrap", "off"]
 
@@ -169,7 +170,7 @@ def _empty_file() -> str:
     fails with EACCES; an empty regular file reads as empty, which breaks fewer tools."""
     global _empty
     if _empty is None or not _empty.is_file() or _empty.stat().st_size:
-        d = Path(tempfile.mkdtemp(prefix="cockpit-sandbox-"))
+        d = make_temp_dir("sandbox-")
         _empty = d / "empty"
         _empty.touch(mode=0o444)
     return str(_empty)
@@ -228,7 +229,7 @@ def _reduced_config(config: str) -> str | None:
                     keep.append(f"\t{name} = {value}" if section == "core" else f"[extensions]\n\t{name} = {value}")
     except OSError:
         return None
-    d = tempfile.mkdtemp(prefix="cockpit-gitconfig-")
+    d = str(make_temp_dir("gitconfig-"))
     out = os.path.join(d, "config")
     core = [k for k in keep if not k.startswith("[extensions]")]
     ext = [k for k in keep if k.startswith("[extensions]")]
@@ -473,7 +474,7 @@ class Sandbox:
     def _home_off(self) -> str:
         # "off" mode has no private /tmp: a private HOME beats a shared, pre-creatable /tmp/home.
         if self._off_home is None or not self._off_home.is_dir():
-            self._off_home = Path(tempfile.mkdtemp(prefix="cockpit-home-"))
+            self._off_home = make_temp_dir("home-")
         return str(self._off_home)
 
     async def run(
