@@ -299,6 +299,7 @@ class Sandbox:
         self.toolchains: tuple[Path, ...] = tuple(Path(p).expanduser() for p in toolchains)
         self._off_home: Path | None = None
         self._view: tuple[tuple, list[str], list[tuple[str, bool]], str] | None = None
+        self._view_read_ns = 0
 
     # -- availability -------------------------------------------------------------------
 
@@ -441,9 +442,18 @@ class Sandbox:
         mtime, a directory swapped for another its inode). Never stale: a credential file created
         in /etc between two commands is hidden from the second."""
         key = self._view_key()
-        if self._view is None or self._view[0] != key:
+        if self._view is None or self._view[0] != key or self._racy(key):
+            read_at = time.time_ns()
             self._view = (key, self.visible_roots(), self._hidden_entries(), shutil.which("bash") or "/bin/bash")
+            self._view_read_ns = read_at
         return self._view[1], self._view[2], self._view[3]
+
+    _RACY_NS = 1_000_000_000
+
+    def _racy(self, key: tuple) -> bool:
+        """A directory changed within a second of the view's reading (a file system's mtime has coarse
+        ticks, so a later change may keep the same mtime): read it again, as git does with a racy index."""
+        return any(mtime is not None and mtime >= self._view_read_ns - self._RACY_NS for _, _, mtime in key)
 
     def _view_key(self) -> tuple:
         dirs = {os.path.dirname(str(h)) for h in self.hidden} | {os.path.dirname(p) for p in HIDDEN_IN_ETC}
