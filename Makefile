@@ -11,6 +11,9 @@ UV         := $(TOOLS)/bin/uv
 LATEST     := .venv-latest
 # never let uv fetch a Python of its own: the machine's python3 is the one we were asked to use
 export UV_PYTHON_DOWNLOADS := never
+# test worker processes (pytest-xdist): the suite mostly waits on subprocesses, so more workers than cores
+# pays; `make test WORKERS=0` runs it in one process (e.g. to read a failure's output in order)
+WORKERS    ?= 3
 
 .PHONY: run test test-latest lock bench lint install clean sandbox test-tools
 
@@ -47,7 +50,7 @@ test-tools:
 	  else echo "missing:$$missing (the TUI tests need them): install them, e.g. 'sudo apt-get install$$missing'"; exit 1; fi; fi
 
 test: install sandbox test-tools
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(WORKERS)
 
 # The suite against the newest releases pyproject.toml admits, in an environment of its own, so drift
 # (a new SDK, a new Textual) is seen here before a user's fresh install sees it. Prints what differs
@@ -57,7 +60,7 @@ test-latest: $(UV) sandbox test-tools
 	$(UV) venv -q --python $(PYTHON) $(LATEST)
 	VIRTUAL_ENV=$(LATEST) $(UV) pip install -q --upgrade --resolution highest -e '.[dev]'
 	@VIRTUAL_ENV=$(LATEST) $(UV) pip freeze --exclude-editable | $(LATEST)/bin/python scripts/lockdiff.py uv.lock
-	COCKPIT_DEPS=latest $(LATEST)/bin/python -m pytest -q -p no:cacheprovider
+	COCKPIT_DEPS=latest $(LATEST)/bin/python -m pytest -q -p no:cacheprovider -n $(WORKERS)
 
 bench: install sandbox
 	$(PY) -m bench

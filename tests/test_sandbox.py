@@ -214,3 +214,30 @@ async def test_product_add_finds_the_toolchain_the_sandbox_must_show(host_tmp, m
     assert "toolchain-ran" not in r.output  # liveness: without the toolchain, no cargo in there
     r = await run(Sandbox(toolchains=detect_toolchains("cargo test")), "cargo test", wd)
     assert r.ok and "toolchain-ran" in r.output, r.output
+
+
+async def test_a_credential_file_made_between_two_commands_is_hidden_from_the_second(host_tmp, wd, monkeypatch):
+    """The mounts are built from a host view kept between commands (it costs a good part of a start);
+    a file that appears under a hidden name must be hidden the very next command, not after a refresh."""
+    toolchain = host_tmp / "toolchain"  # a toolchain the sandbox shows; one name in it is hidden
+    toolchain.mkdir()
+    (toolchain / "bin").mkdir()
+    token = toolchain / "credentials.toml"
+
+    async def read_token(sb: Sandbox) -> str:
+        r = await run(sb, f"cat {token} 2>/dev/null; echo end", wd)
+        assert r.ok, r.output
+        return r.output
+
+    sb = Sandbox(hidden=[token], toolchains=[toolchain])
+    assert "TOKEN" not in await read_token(sb)  # the view is read while the file does not exist yet
+    token.write_text("TOKEN=hunter2\n")
+    assert "hunter2" not in await read_token(sb)
+
+    # liveness: a view kept regardless of what changed shows the file that appeared after it was read
+    token.unlink()
+    stale = Sandbox(hidden=[token], toolchains=[toolchain])
+    monkeypatch.setattr(stale, "_view_key", lambda: ())
+    assert "TOKEN" not in await read_token(stale)
+    token.write_text("TOKEN=hunter2\n")
+    assert "hunter2" in await read_token(stale)

@@ -24,9 +24,10 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+
+from .temp_dirs import make_temp_dir
 
 # Config that must win over the repository's (command-line config has the last word).
 HARDENED_CONFIG: tuple[str, ...] = (
@@ -64,7 +65,7 @@ def empty_home() -> str:
     """A private, empty, read-only directory used as git's HOME and XDG_CONFIG_HOME."""
     global _home
     if _home is None or not os.path.isdir(_home) or os.listdir(_home):
-        _home = tempfile.mkdtemp(prefix="cockpit-git-home-")
+        _home = str(make_temp_dir("git-home-"))
         os.chmod(_home, 0o555)
     return _home
 

@@ -23,12 +23,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from .temp_dirs import make_temp_dir
 
 SandboxMode = Literal["bwrap", "off"]
 
@@ -169,7 +170,7 @@ def _empty_file() -> str:
     fails with EACCES; an empty regular file reads as empty, which breaks fewer tools."""
     global _empty
     if _empty is None or not _empty.is_file() or _empty.stat().st_size:
-        d = Path(tempfile.mkdtemp(prefix="cockpit-sandbox-"))
+        d = make_temp_dir("sandbox-")
         _empty = d / "empty"
         _empty.touch(mode=0o444)
     return str(_empty)
@@ -228,7 +229,7 @@ def _reduced_config(config: str) -> str | None:
                     keep.append(f"\t{name} = {value}" if section == "core" else f"[extensions]\n\t{name} = {value}")
     except OSError:
         return None
-    d = tempfile.mkdtemp(prefix="cockpit-gitconfig-")
+    d = str(make_temp_dir("gitconfig-"))
     out = os.path.join(d, "config")
     core = [k for k in keep if not k.startswith("[extensions]")]
     ext = [k for k in keep if k.startswith("[extensions]")]
@@ -297,6 +298,8 @@ class Sandbox:
         self.extra_path: tuple[Path, ...] = tuple(Path(p) for p in extra_path)
         self.toolchains: tuple[Path, ...] = tuple(Path(p).expanduser() for p in toolchains)
         self._off_home: Path | None = None
+        self._view: tuple[tuple, list[str], list[tuple[str, bool]], str] | None = None
+        self._view_read_ns = 0
 
     # -- availability -------------------------------------------------------------------
 
@@ -376,7 +379,7 @@ class Sandbox:
         writable_real = [os.path.realpath(w) for w in writable]
         readable_real = [os.path.realpath(r) for r in readable]
         gitdirs = git_dirs_of([*writable_real, *readable_real])
-        roots = self.visible_roots()
+        roots, hidden, bash = self._host_view()
         bound = [*roots, *readable_real, *writable_real, *(g for g, _ in gitdirs)]
 
         def under_bound(p: str) -> bool:
@@ -384,8 +387,6 @@ class Sandbox:
 
         def inside_tree(p: str) -> bool:
             return any(p != w and p.startswith(w.rstrip("/") + "/") for w in writable_real + readable_real)
-
-        hidden = self._hidden_entries()
 
         def hide(entries: list[tuple[str, bool]]) -> list[str]:
             out: list[str] = []
@@ -429,8 +430,43 @@ class Sandbox:
         argv += ["--chdir", os.path.realpath(cwd)]
         for key, value in env.items():
             argv += ["--setenv", key, value]
-        argv += ["--", shutil.which("bash") or "/bin/bash", "-c", command]
+        argv += ["--", bash, "-c", command]
         return argv
+
+    def _host_view(self) -> tuple[list[str], list[tuple[str, bool]], str]:
+        """(visible roots, hidden entries, bash): what every command's mounts are built from.
+
+        Reading it costs ~0.25 ms of realpaths and lstats per command, a good part of a sandbox start;
+        it is kept while nothing it was read from changed: the directories that hold each root, each
+        hidden entry and bash (a file appearing, going or being replaced changes its directory's
+        mtime, a directory swapped for another its inode). Never stale: a credential file created
+        in /etc between two commands is hidden from the second."""
+        key = self._view_key()
+        if self._view is None or self._view[0] != key or self._racy(key):
+            read_at = time.time_ns()
+            self._view = (key, self.visible_roots(), self._hidden_entries(), shutil.which("bash") or "/bin/bash")
+            self._view_read_ns = read_at
+        return self._view[1], self._view[2], self._view[3]
+
+    _RACY_NS = 1_000_000_000
+
+    def _racy(self, key: tuple) -> bool:
+        """A directory changed within a second of the view's reading (a file system's mtime has coarse
+        ticks, so a later change may keep the same mtime): read it again, as git does with a racy index."""
+        return any(mtime is not None and mtime >= self._view_read_ns - self._RACY_NS for _, _, mtime in key)
+
+    def _view_key(self) -> tuple:
+        dirs = {os.path.dirname(str(h)) for h in self.hidden} | {os.path.dirname(p) for p in HIDDEN_IN_ETC}
+        dirs |= {str(p) for p in (*self.extra_path, *self.toolchains)} | set(SYSTEM_DIRS)
+        dirs |= set(os.environ.get("PATH", "").split(os.pathsep))  # where `which bash` looks
+        key = []
+        for d in sorted(dirs):
+            try:
+                st = os.stat(d)
+                key.append((d, st.st_ino, st.st_mtime_ns))
+            except OSError:
+                key.append((d, None, None))
+        return tuple(key)
 
     def _hidden_entries(self) -> list[tuple[str, bool]]:
         """(real path, is_dir) of what to hide that exists now."""
@@ -473,7 +509,7 @@ class Sandbox:
     def _home_off(self) -> str:
         # "off" mode has no private /tmp: a private HOME beats a shared, pre-creatable /tmp/home.
         if self._off_home is None or not self._off_home.is_dir():
-            self._off_home = Path(tempfile.mkdtemp(prefix="cockpit-home-"))
+            self._off_home = make_temp_dir("home-")
         return str(self._off_home)
 
     async def run(
