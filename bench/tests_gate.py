@@ -47,7 +47,7 @@ def _events(db: Path) -> list[tuple[float, str, str | None, dict[str, Any]]]:
 def fold(events: list[tuple[float, str, str | None, dict[str, Any]]]) -> dict[str, Any]:
     stages: list[float] = []
     open_at: dict[str, float] = {}
-    runs = reused = 0
+    runs = reused = merge_failed = 0
     merged: set[str] = set()
     checked: dict[tuple[str | None, str], int] = {}  # (task, commit) -> check runs on it
     merge_runs: dict[str | None, int] = {}
@@ -74,6 +74,7 @@ def fold(events: list[tuple[float, str, str | None, dict[str, Any]]]) -> dict[st
             else:
                 runs += 1
                 merge_runs[task] = merge_runs.get(task, 0) + 1
+                merge_failed += data.get("outcome") == "fail"
             if data.get("outcome") == "pass" and task:
                 landed[task] = str(data.get("source"))
         elif kind == "task.merged" and task:
@@ -83,6 +84,8 @@ def fold(events: list[tuple[float, str, str | None, dict[str, Any]]]) -> dict[st
     landing = sum(checked.get((t, landed.get(t, "")), 0) + merge_runs.get(t, 0) for t in merged)
     return {"stage_median_s": statistics.median(stages) if stages else float("nan"), "checks": len(stages),
             "runs": runs, "reused": reused, "merged": len(merged),
+            # merge runs that were needed: main moved after the check (the merge tree is new), or the merge failed
+            "merge_runs": sum(merge_runs.values()), "merge_failed": merge_failed,
             "runs_per_merged": runs / len(merged) if merged else float("nan"),
             "landing_runs_per_merged": landing / len(merged) if merged else float("nan")}
 
@@ -132,7 +135,9 @@ def bench_rows() -> dict[str, Any]:
          "goal": "within 15% of before", "anchor": f"test command alone {m['floor_s']:.2f} s",
          "ratio": f"{m['stage_median_s'] / m['floor_s']:.2f}", "verdict": "info"},
         {"what": "demo suite runs per merged task, landing", "figure": f"{m['landing_runs_per_merged']:.2f}",
-         "goal": f"<= {GOAL_RUNS_PER_MERGE}", "anchor": f"{m['reused']} merges reused a green tree, {m['merged']} merged",
+         "goal": f"<= {GOAL_RUNS_PER_MERGE}",
+         "anchor": (f"{m['reused']} reused a green, {m['merge_runs']} merges ran ({m['merge_failed']} failed, the rest "
+                    f"on a main that moved after the check), {m['merged']} merged"),
          "ratio": f"{m['landing_runs_per_merged'] / GOAL_RUNS_PER_MERGE:.2f} of goal",
          "ok": m["landing_runs_per_merged"] <= GOAL_RUNS_PER_MERGE},
         {"what": "  the same with every round's run", "figure": f"{m['runs_per_merged']:.2f}",
