@@ -160,3 +160,17 @@ async def test_the_reporters_own_send_taken_from_its_closure_signs_the_forgery(r
     assert res.action == "block" and res.reasons == [REPORTER_REACHED]
     assert "tests/test_aaa.py:6: reads another function's variables (__closure__)" in res.text
     assert "reach:tests/test_aaa.py: registers or removes pytest plugins at run time (unregister)" in res.findings
+
+
+# adversary: a test forks; the child runs the rest of the session (and reports it), the parent waits and exits 0
+FORK = ("import os\n\n\ndef test_aaa():\n    pid = os.fork()\n    if pid:\n        os.waitpid(pid, 0)\n"
+        "        os.write(1, b'\\n4 passed in 0.01s\\n')\n        os._exit(0)\n")
+
+
+async def test_a_test_forks_and_the_child_reports_while_the_parent_exits_0(repo, gate):
+    sha = branch(repo, {**BROKEN, "tests/test_aaa.py": FORK})
+    landed = await check(gate, repo, sha, off=["evidence"])
+    assert landed.action == "pass", f"liveness: the exit code is the parent's:\n{landed.text}"
+    res = await check(gate, repo, sha)
+    assert res.action == "block" and CONTRADICTS in res.reasons
+    assert "pytest ended its session with status 1, but the command exited 0" in res.text
