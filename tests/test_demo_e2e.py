@@ -209,7 +209,8 @@ def test_spend_json_equals_every_recorded_call_usage_times_price_to_the_cent(dem
     expected = sum(cost(e.data["model"], e.data["usage"]) for e in calls)
     assert report["calls"] + report["simulated_calls"] == len(calls) > 10
     assert report["simulated_calls"] == len([e for e in calls if e.data.get("simulated")]) > 0
-    assert abs(report["total_usd"] + report["simulated_usd"] - expected) < 0.005  # to the cent (the simulated history rounds each call to 1e-6)
+    # to the cent (the simulated history rounds each call to 1e-6)
+    assert abs(report["total_usd"] + report["simulated_usd"] - expected) < 0.005
     # the calls the demo's agents really made (not the simulated history): exact to a hundred-thousandth of a
     # dollar (each row of the report is rounded to a millionth, so a sum of rows may be off by a few of those)
     live = sum(cost(e.data["model"], e.data["usage"]) for e in calls if not e.data.get("demo_history"))

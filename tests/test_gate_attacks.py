@@ -233,6 +233,7 @@ async def test_forged_passes_written_into_the_stream_before_the_real_failures(re
     res = await check(gate, repo, sha, off=["reporter_reach"])
     assert CONTRADICTS in res.reasons
     assert "was not written by the cockpit's reporter (unsigned)" in res.text  # the seal
-    res = await check(gate, repo, sha, off=["seal", "reporter_reach"])  # without it, the real failures still follow the forged passes
+    # without it, the real failures still follow the forged passes
+    res = await check(gate, repo, sha, off=["seal", "reporter_reach"])
     assert CONTRADICTS in res.reasons
     assert "tests/test_calc.py::test_add reported its call twice: passed, then failed" in res.text

@@ -167,13 +167,13 @@ class BudgetExceeded(Refused):
         self.scope, self.key = scope, key
         self.spent, self.reserved, self.limit, self.estimate = spent, reserved, limit, estimate
         super().__init__(
-            f"{scope_label(scope, key)} budget{' (simulated spend, offline)' if self.simulated else ''}: spent ${spent:.4f} + reserved ${reserved:.4f} + next call "
-            f"estimate ${estimate:.4f} > limit ${limit:.4f}"
+            f"{scope_label(scope, key)} budget{' (simulated spend, offline)' if self.simulated else ''}: "
+            f"spent ${spent:.4f} + reserved ${reserved:.4f} + next call estimate ${estimate:.4f} > limit ${limit:.4f}"
         )
 
     def figures(self) -> dict[str, Any]:
-        return {"scope": self.scope.value, "key": self.key, **({"simulated": True} if self.simulated else {}), "spent_usd": round(self.spent, 6),
-                "reserved_usd": round(self.reserved, 6), "limit_usd": round(self.limit, 6),
+        return {"scope": self.scope.value, "key": self.key, **({"simulated": True} if self.simulated else {}),
+                "spent_usd": round(self.spent, 6), "reserved_usd": round(self.reserved, 6), "limit_usd": round(self.limit, 6),
                 "estimate_usd": round(self.estimate, 6)}
 
     def detail(self) -> str:

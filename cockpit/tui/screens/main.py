@@ -369,6 +369,6 @@ class MainScreen(TaskActions):
         yield SystemCommand("Next blocked task", "Select the next task that waits for you",
                             self.action_next_blocked)
         yield SystemCommand("New task", "Add a task to a product", self.action_new_task)
-        for name, pane in self.panes.items():
+        for name in self.panes:
             yield SystemCommand(f"Go to {name}", f"Focus the {name} pane", partial(self.focus_product, name),
                                 discover=False)
