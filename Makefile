@@ -65,8 +65,10 @@ test-latest: $(UV) sandbox test-tools
 bench: install sandbox
 	$(PY) -m bench
 
+# ruff, and the layers of docs/architecture.md ([tool.importlinter] in pyproject.toml)
 lint: install
 	$(VENV)/bin/ruff check cockpit tests bench
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) $(LATEST) $(TOOLS) build *.egg-info

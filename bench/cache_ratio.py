@@ -93,7 +93,7 @@ async def run_session(directory: Path, turns: int = 20) -> dict[str, Any]:
     from cockpit.domain.events import Event, Kind
     from cockpit.domain.prices import default_prices
     from cockpit.factory.rules import load_rules
-    from cockpit.factory.sandbox import Sandbox
+    from cockpit.host.sandbox import Sandbox
     from cockpit.factory.task_tools import TaskToolbox
     from cockpit.factory.workspaces import Workspaces
     from cockpit.store import Store

@@ -27,7 +27,7 @@ from gitrepo import make_repo  # noqa: E402
 from cockpit.config import load_factory  # noqa: E402
 from cockpit.domain import Event, Kind, TaskState  # noqa: E402
 from cockpit.factory.merge_queue import MergeQueue  # noqa: E402
-from cockpit.factory.sandbox import Sandbox  # noqa: E402
+from cockpit.host.sandbox import Sandbox  # noqa: E402
 from cockpit.factory.workspaces import Workspaces  # noqa: E402
 from cockpit.store import Store  # noqa: E402
 

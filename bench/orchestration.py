@@ -31,7 +31,7 @@ from cockpit.agents.scripted import ScriptedModel, ScriptedModelServer  # noqa: 
 from cockpit.agents.tools import WorktreeTools  # noqa: E402
 from cockpit.domain import Event, Kind  # noqa: E402
 from cockpit.domain.prices import default_prices  # noqa: E402
-from cockpit.factory.sandbox import Sandbox  # noqa: E402
+from cockpit.host.sandbox import Sandbox  # noqa: E402
 from cockpit.factory.task_tools import TaskToolbox  # noqa: E402
 from cockpit.factory.workspaces import Workspaces  # noqa: E402
 from cockpit.store import Store  # noqa: E402

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from cockpit.demo.build import write_demo  # noqa: E402
 from cockpit.factory.gates import run_tests_gate  # noqa: E402
-from cockpit.factory.sandbox import _SANDBOX_HOME, Sandbox  # noqa: E402
+from cockpit.host.sandbox import _SANDBOX_HOME, Sandbox  # noqa: E402
 from cockpit.factory.workspaces import Workspaces, git  # noqa: E402
 
 GOAL = 1.10

@@ -91,7 +91,7 @@ def fold(events: list[tuple[float, str, str | None, dict[str, Any]]]) -> dict[st
 
 
 async def _floor(product: Path, command: str, repeats: int = 5) -> float:
-    from cockpit.factory.sandbox import Sandbox
+    from cockpit.host.sandbox import Sandbox
 
     sandbox = Sandbox("bwrap")
     times = []

@@ -223,6 +223,11 @@ def closest_models(name: str, known: Iterable[str]) -> list[str]:
     return [model for _, model in sorted(ranked)]
 
 
+def default_rules_dir() -> Path:
+    """The repository's own rules/: what a new factory (`cockpit init`, the demo) starts from."""
+    return Path(__file__).resolve().parents[1] / "rules"
+
+
 def load_factory(path: str | Path) -> FactoryConfig:
     """Read and validate a factory.toml; raise ConfigError with a message a person can act on."""
     p = Path(path).expanduser()

@@ -15,7 +15,7 @@ import pytest
 from gitrepo import commit_files, make_repo, run_git
 
 from cockpit.factory.gates import DEFENCES, TestsGate
-from cockpit.factory.sandbox import Sandbox
+from cockpit.host.sandbox import Sandbox
 
 PYTEST = f"PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {sys.executable} -m pytest -q -p no:cacheprovider"
 CALC_TESTS = ("from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n\n\n"

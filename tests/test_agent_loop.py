@@ -11,7 +11,7 @@ from cockpit.agents.scripted import ScriptedModel, ScriptedModelServer
 from cockpit.agents.tools import WorktreeTools
 from cockpit.domain import Event, Kind, TaskState
 from cockpit.domain.prices import Usage, default_prices
-from cockpit.factory.sandbox import Sandbox
+from cockpit.host.sandbox import Sandbox
 from cockpit.factory.task_tools import TaskToolbox
 from cockpit.factory.workspaces import Workspaces
 from cockpit.store import Store

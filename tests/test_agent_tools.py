@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cockpit.agents.tools import ToolError, ToolSpec, WorktreeTools, open_nofollow
-from cockpit.factory.sandbox import Sandbox
+from cockpit.host.sandbox import Sandbox
 
 
 @pytest.fixture

@@ -299,7 +299,7 @@ async def test_a_call_that_dies_mid_stream_is_settled_from_what_arrived_and_the_
     from cockpit.agents.scripted import ScriptedModel, ScriptedModelServer
     from cockpit.agents.tools import WorktreeTools
     from cockpit.domain.prices import Usage, default_prices
-    from cockpit.factory.sandbox import Sandbox
+    from cockpit.host.sandbox import Sandbox
     from cockpit.factory.task_tools import TaskToolbox
     from cockpit.factory.workspaces import Workspaces
     from gitrepo import make_repo

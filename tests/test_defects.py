@@ -7,7 +7,7 @@ import pytest
 from cockpit.agents.tools import WorktreeTools
 from cockpit.domain import Event, Kind, TaskState
 from cockpit.factory.defects import PYTEST_REPRO, guess_kind, repro_test_command, reproduce
-from cockpit.factory.sandbox import Sandbox
+from cockpit.host.sandbox import Sandbox
 from cockpit.factory.task_tools import TaskToolbox
 from cockpit.factory.workspaces import Workspaces
 from cockpit.store import Store

@@ -24,7 +24,7 @@ from cockpit.domain import Event, Kind, TaskState
 from cockpit.domain.prices import default_prices
 from cockpit.factory import commands
 from cockpit.factory.orchestrator import Orchestrator
-from cockpit.factory.sandbox import Sandbox
+from cockpit.host.sandbox import Sandbox
 from cockpit.factory.task_tools import TaskToolbox
 from cockpit.factory.workspaces import Workspaces
 from cockpit.store import Store

@@ -17,7 +17,7 @@ from gitrepo import commit_files, run_git
 from cockpit.domain.events import Event, Kind
 from cockpit.factory.gates import TestsGate
 from cockpit.factory.green_trees import KEY_PARTS, GreenTrees
-from cockpit.factory.sandbox import Sandbox
+from cockpit.host.sandbox import Sandbox
 from cockpit.store import Store
 
 GOOD = {"calc.py": "def add(a, b):\n    return b + a\n"}

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from gitrepo import GIT_ENV, host_tmp, make_repo, run_git  # noqa: F401  (host_tmp is a fixture)
 
-from cockpit.factory import safe_files, safe_git
+from cockpit.host import safe_files, safe_git
 from cockpit.factory.defects import REPRO_TEST_FILE, reproduce
 from cockpit.factory.evidence import OutcomeStream
-from cockpit.factory.sandbox import Sandbox
+from cockpit.host.sandbox import Sandbox
 from cockpit.factory.workspaces import GitError, Workspaces, check_worktree, git
 
 CAP = 64_000

@@ -23,7 +23,7 @@ from cockpit.factory.status import status
 from cockpit.store import Store
 from cockpit.store.memory import Memory
 from cockpit.tui import CockpitApp
-from cockpit.tui import format as fmt
+from cockpit.domain import format as fmt
 from cockpit.tui.screens.memory import MemoryScreen
 from cockpit.tui.screens.task import TaskScreen
 from tui_kit import HUMAN, append, make_config, new_task, start, until

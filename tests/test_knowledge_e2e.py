@@ -15,7 +15,8 @@ import pytest
 
 from cockpit.agents.scripted import first_user_text, system_text
 from cockpit.config import load_factory
-from cockpit.demo.build import DEMO_TASKS, default_rules_dir
+from cockpit.config import default_rules_dir
+from cockpit.demo.build import DEMO_TASKS
 from cockpit.domain import Kind, TaskState
 from cockpit.domain.tasks import Outcome
 from cockpit.factory.commands import add_task

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from cockpit.config import load_factory
 from cockpit.domain import Event, Kind, Refused, TaskState
 from cockpit.factory.merge_queue import MergeQueue
-from cockpit.factory.sandbox import Sandbox
+from cockpit.host.sandbox import Sandbox
 from cockpit.factory.workspaces import Workspaces
 from cockpit.store import Store
 from gitrepo import commit_files, make_repo, run_git

@@ -14,7 +14,7 @@ import pytest
 from cockpit.cli import main as cli
 from cockpit.config import load_factory
 from cockpit.factory.products import describe_result
-from cockpit.factory.sandbox import CommandResult
+from cockpit.host.sandbox import CommandResult
 from cockpit.factory.test_failure import diagnose
 from gitrepo import make_repo
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from gitrepo import host_tmp, make_repo  # noqa: F401  (host_tmp is a fixture)
 
-from cockpit.factory.sandbox import CommandResult, Sandbox, SandboxUnavailable
+from cockpit.host.sandbox import CommandResult, Sandbox, SandboxUnavailable
 
 CAP = 64_000
 

@@ -30,7 +30,7 @@ from cockpit.config import load_factory
 from cockpit.domain import Kind, TaskState
 from cockpit.factory import commands
 from cockpit.factory.orchestrator import Orchestrator
-from cockpit.factory.sandbox import Sandbox
+from cockpit.host.sandbox import Sandbox
 from cockpit.factory.task_tools import TaskToolbox
 from cockpit.factory.workspaces import Workspaces
 from cockpit.store import Store

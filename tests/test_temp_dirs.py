@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
 import json, os, sys
-from cockpit.factory import safe_git, sandbox, temp_dirs
+from cockpit.host import safe_git, sandbox, temp_dirs
 safe_git.run_sync("--version", cwd=".")                     # git's empty HOME
 sandbox._empty_file()                                # the file mounted over hidden files
 sandbox.Sandbox(mode="off")._home_off()              # the private HOME of the unsandboxed mode

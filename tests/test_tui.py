@@ -362,7 +362,7 @@ async def test_orchestrator_shares_the_store_and_is_cancelled_on_quit(store, con
 
 def test_event_lines_read_like_a_log():
     """One line per event, `time actor what`, tool calls name what they touched."""
-    from cockpit.tui.format import event_line
+    from cockpit.domain.format import event_line
 
     ev = Event(kind=Kind.AGENT_TOOL, actor="builder-1", ts=0,
                data={"agent": "builder-1", "name": "write_file", "input": {"path": "shop/export.py"}})

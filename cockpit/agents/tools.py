@@ -12,7 +12,7 @@ file is then opened component by component from a descriptor of the worktree roo
 instead of letting a read or a write escape.
 
 Commands never run here: `run_command` hands them to the OS sandbox
-(`cockpit.factory.sandbox.Sandbox`), which makes only the worktree (and the scratch dir)
+(`cockpit.host.sandbox.Sandbox`), which makes only the worktree (and the scratch dir)
 writable. A refusal or failure raises `ToolError`, which the agent loop returns to the
 model as a tool_result with is_error=true; its message says exactly why.
 """
@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
-from cockpit.factory.safe_files import open_nofollow
+from cockpit.host.safe_files import open_nofollow
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from cockpit.factory.sandbox import Sandbox
+    from cockpit.host.sandbox import Sandbox
 
 __all__ = ["ToolError", "ToolSpec", "WorktreeTools", "open_nofollow"]
 
@@ -545,7 +545,7 @@ class WorktreeTools:
         return "\n".join(out)
 
     async def _tool_run_command(self, command: str) -> str:
-        from cockpit.factory.sandbox import SandboxUnavailable
+        from cockpit.host.sandbox import SandboxUnavailable
 
         if not command.strip():
             raise ToolError("run_command: 'command' is empty")

@@ -13,8 +13,9 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 
-from ..factory import safe_git
+from ..config import default_rules_dir
 from ..factory.commands import add_task
+from ..host import safe_git
 from ..store import Store
 
 DEMO_TASKS: list[tuple[str, str, str]] = [
@@ -107,14 +108,6 @@ budget_usd = 5.0
 
 def _demo_files() -> Path:
     return Path(str(resources.files("cockpit.demo")))
-
-
-def default_rules_dir() -> Path:
-    """The repository's own rules/ (the factory's default rules)."""
-    here = Path(__file__).resolve().parents[2] / "rules"
-    if here.is_dir():
-        return here
-    return _demo_files() / "rules"
 
 
 def _git(*args: str, cwd: Path) -> None:

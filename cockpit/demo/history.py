@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..domain.events import Event, Kind
-from ..factory import safe_git
+from ..host import safe_git
 from ..domain.prices import Usage, default_prices
 from ..store import Store
 

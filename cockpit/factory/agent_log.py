@@ -94,7 +94,7 @@ class LineMaker:
     def __init__(self, describe: Callable[[Event], str | None] | None = None, *,
                  builders: dict[str, str] | None = None) -> None:
         if describe is None:
-            from ..tui.format import describe as describe_event  # pure, no Textual
+            from ..domain.format import describe as describe_event
 
             describe = describe_event
         self.describe = describe

@@ -20,8 +20,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import safe_files
-from .sandbox import Sandbox
+from ..host import safe_files
+from ..host.sandbox import Sandbox
 from .scratch import throwaway_tree
 
 REPRO_TEST_FILE = "test_cockpit_reproduction.py"

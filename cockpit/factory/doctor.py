@@ -24,8 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..config import ConfigError, FactoryConfig, load_factory
 from ..store.schema import SCHEMA_VERSION
-from . import safe_git
-from .sandbox import Sandbox, SandboxUnavailable
+from ..host import safe_git
+from ..host.sandbox import Sandbox, SandboxUnavailable
 
 Status = Literal["ok", "warn", "fail", "skip"]
 _LABEL = {"ok": "ok", "warn": "warn", "fail": "FIX", "skip": "skip"}
@@ -100,7 +100,7 @@ def check_sandbox(mode: str) -> Check:
 def check_rules(config: FactoryConfig) -> Check:
     files = sorted(config.rules_path.rglob("*.md")) if config.rules_path.is_dir() else []
     if not files:
-        from ..demo.build import default_rules_dir
+        from ..config import default_rules_dir
 
         return Check("rules", "warn", f"{config.rules_path}: no rules (*.md): agents work without the factory's rules",
                      f"copy the defaults: cp -r {default_rules_dir()} {config.rules_path}")

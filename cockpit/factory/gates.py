@@ -39,9 +39,9 @@ from .green_trees import KEY_PARTS, Green, GreenTrees, main_tests, run_key, runn
 from .guards import (
     DEFAULT_PROTECTED, PROTECTED_CHANGED, TESTS_REMOVED, GateGuard, changes, counts_pytest, is_test_file,
 )
-from . import safe_files
+from ..host import safe_files
 from .runner_reach import Reach, added_reach, reaches_reporter
-from .sandbox import Sandbox
+from ..host.sandbox import Sandbox
 from .scratch import throwaway_tree
 from .suite_identity import StaticChanges, changed_tests, file_tests, split_id, static_changes
 from .workspaces import git

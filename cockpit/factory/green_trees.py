@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .guards import is_protected, is_test_file
-from .sandbox import Sandbox
+from ..host.sandbox import Sandbox
 from .workspaces import git
 
 KEY_PARTS = ("tree", "main_tests", "command", "protected", "runner", "gate")

@@ -270,7 +270,7 @@ class InitRefused(Exception):
 
 def init_factory(directory: Path, *, force: bool = False, day_usd: float | None = PROPOSED_DAY_USD) -> list[Path]:
     """Write a new factory into `directory`; returns what was written. Never touches the store."""
-    from ..demo.build import default_rules_dir
+    from ..config import default_rules_dir
 
     directory = Path(directory).expanduser().resolve()
     factory = directory / "factory.toml"

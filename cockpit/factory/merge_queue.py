@@ -25,7 +25,7 @@ from ..domain.events import Event, Kind
 from ..domain.tasks import MERGE_GATE, Outcome, Task, TaskState, human_override, merge_tested_green, rounds_left
 from ..store import Store
 from .gates import TestsGate
-from .sandbox import Sandbox
+from ..host.sandbox import Sandbox
 from .workspaces import Workspaces, _run_git
 
 log = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ from .gates import TestsGate, TestsStage
 from .merge_queue import MergeQueue
 from .recovery import recover
 from .knowledge import Knowledge
-from .sandbox import Sandbox, SandboxUnavailable
+from ..host.sandbox import Sandbox, SandboxUnavailable
 from .scratch import clear_scratch, scratch_dir
 from .task_tools import TaskToolbox
 from .team import breaker_brief, exhausted, history, open_defects_text, round_line

@@ -37,7 +37,7 @@ import tomlkit.items
 
 from ..config import ConfigError, FactoryConfig, load_factory
 from ..domain.visible import visible
-from .sandbox import CommandResult, Sandbox, SandboxUnavailable
+from ..host.sandbox import CommandResult, Sandbox, SandboxUnavailable
 from .test_failure import Diagnosis, diagnose
 from .workspaces import GitError, git
 

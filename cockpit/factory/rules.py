@@ -304,7 +304,7 @@ class _Scope:
 
 
 def _git(repo: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    from . import safe_git
+    from ..host import safe_git
 
     return safe_git.run_sync(*args, cwd=repo, stdin=stdin, timeout=30)
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import safe_files, safe_git
+from ..host import safe_files, safe_git
 
 # Kept for callers that build their own git command line: the hardened config of safe_git.
 _SAFE_CONFIG = safe_git.HARDENED_CONFIG

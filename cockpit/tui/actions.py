@@ -19,7 +19,7 @@ from ..domain.errors import Refused
 from ..domain.tasks import Task, TaskState
 from ..factory import commands
 from ..store import Store, StoreError
-from . import format as fmt
+from ..domain import format as fmt
 from .pacing import PacedRepaint
 from .screens.prompt import ConfirmScreen, PromptScreen
 

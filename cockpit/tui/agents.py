@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..domain.events import Event, Kind
 from ..factory.agent_log import agent_of
-from . import format as fmt
+from ..domain import format as fmt
 
 LIFECYCLE_KINDS = (Kind.AGENT_STARTED.value, Kind.AGENT_FINISHED.value, Kind.AGENT_STOPPED.value,
                    "agent.paused", "agent.resumed")

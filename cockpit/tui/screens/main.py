@@ -30,7 +30,7 @@ from ...factory import commands
 from ...agents.client import offline_reason
 from ...factory.meter import burn_rate
 from ...store import Store
-from .. import format as fmt
+from ...domain import format as fmt
 from .. import queries
 from ..actions import TaskActions
 from ..bridge import run_bridge

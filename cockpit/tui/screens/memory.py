@@ -24,7 +24,7 @@ from ...domain.errors import Refused
 from ...domain.visible import visible, visible_line
 from ...store import Store, StoreError
 from ...store.memory import Lesson, Memory, Proposal
-from .. import format as fmt
+from ...domain import format as fmt
 from ..pacing import PacedRepaint
 from ..widgets.inputs import CockpitInput
 from ..widgets.text_table import TextTable

@@ -22,7 +22,7 @@ from ...config import FactoryConfig
 from ...domain.visible import visible_line
 from ...factory.rules import RuleBook, RuleError, RuleFile
 from ...store import Store
-from .. import format as fmt
+from ...domain import format as fmt
 from .. import queries
 from ..pacing import PacedRepaint
 from ..widgets.text_table import TextTable

@@ -18,7 +18,7 @@ from ...config import FactoryConfig
 from ...domain.budget import Scope
 from ...factory import meter
 from ...store import Store
-from .. import format as fmt
+from ...domain import format as fmt
 from .. import queries
 from ..pacing import PacedRepaint
 from ..widgets.text_table import TextTable

@@ -23,7 +23,7 @@ from ...domain.tasks import DefectState, Task, TaskState, gate_lights, human_ove
 from ...domain.visible import visible, visible_line
 from ...factory.agent_log import LineMaker, agent_of
 from ...store import Store
-from .. import format as fmt
+from ...domain import format as fmt
 from .. import queries, safe
 from ..actions import TaskActions
 from ..bridge import run_bridge

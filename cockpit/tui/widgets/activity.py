@@ -21,7 +21,7 @@ from textual.widgets import Log
 
 from ...domain.events import Event, Kind
 from ...domain.visible import visible_line
-from .. import format as fmt
+from ...domain import format as fmt
 
 _LINE = re.compile(r"^(?P<time>\d\d:\d\d:\d\d) (?P<actor>\S+)")
 _BAD = re.compile(r"✗|⚠|\bFAIL\b|\bblocked\b|\brefused\b")

@@ -12,7 +12,7 @@ from textual.widgets.option_list import Option
 
 from ...domain.tasks import Task
 from ...domain.visible import visible_line
-from .. import format as fmt
+from ...domain import format as fmt
 
 
 class NeedsYou(OptionList):

@@ -20,7 +20,7 @@ from textual.widgets.data_table import ColumnKey
 
 from ...domain.tasks import Task, TaskState, gate_lights
 from ...domain.visible import visible_line
-from .. import format as fmt
+from ...domain import format as fmt
 from .. import safe
 from ..agents import AgentState
 from .text_table import TextTable

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from textual.content import Content
 from textual.widgets import Static
 
-from .. import format as fmt
+from ...domain import format as fmt
 
 
 @dataclass(frozen=True)

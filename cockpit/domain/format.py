@@ -1,7 +1,7 @@
-"""Plain text for the screen: one activity line per event, money, titles.
+"""Plain text of events, money and titles: one activity line per event, for the screen and the agents' logs.
 
-Pure functions, no Textual: what a line says is decided here and tested
-without an app; how it is coloured is the widgets' business.
+Pure functions, no Textual: what a line says is decided here and tested without an app (the TUI
+and the agent log writer both say it the same way); how it is coloured is the widgets' business.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import re
 import time
 from typing import Any
 
-from ..domain.events import Event, Kind
+from .events import Event, Kind
 
 ACTOR_WIDTH = 10
 """Actors are padded to this width so the activity stream reads as columns."""
