@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -229,6 +230,31 @@ async def test_commit_refuses_a_nested_git_dir(product):
     with pytest.raises(GitError, match=r"vendor/lib/\.git is a nested git repository"):
         await product["ws"].commit(wt, "vendor it", "builder-1", main_branch="main")
     assert await git("rev-parse", "HEAD", cwd=wt) == head
+
+
+async def test_commit_refuses_a_nested_repository_before_any_git_command(product, monkeypatch):
+    """`git add -A` over a tracked, dirty nested repository runs that repository's fsmonitor:
+    the refusal must come before any git command touches the tree, not after `add`."""
+    wt, marker = product["wt"], product["marker"]
+    nested_repo_with(wt, marker, fsmonitor=True)
+    # liveness: the old order's first command, `git add -A`, as plain git runs it, fires the marker
+    plain_git(wt, "add", "-A")
+    assert marker.exists(), "the attack did not fire against plain git add -A"
+    marker.unlink()
+    # every git the cockpit starts goes through a logging `git` first on PATH (a real program)
+    log, bindir = product["root"] / "git-calls.log", product["root"] / "bin"
+    bindir.mkdir()
+    shim = bindir / "git"
+    shim.write_text(f'#!/bin/sh\necho "$PWD $*" >> {log}\nexec {shutil.which("git")} "$@"\n')
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    with pytest.raises(GitError, match=r"nest/\.git is a nested git repository"):
+        await product["ws"].commit(wt, "more", "builder-1", main_branch="main")
+    calls = log.read_text().splitlines() if log.exists() else []
+    assert not [c for c in calls if c.startswith(str(wt))], calls  # no git ran in the tree before the refusal
+    assert not marker.exists()
+    await git("rev-parse", "HEAD", cwd=wt)  # liveness of the log: the cockpit's git does pass through it
+    assert any(c.startswith(str(wt)) and c.endswith("rev-parse HEAD") for c in log.read_text().splitlines())
 
 
 async def test_commit_refuses_a_staged_gitlink_unless_main_has_submodules(product):
