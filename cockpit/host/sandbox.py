@@ -300,6 +300,7 @@ class Sandbox:
         self._off_home: Path | None = None
         self._view: tuple[tuple, list[str], list[tuple[str, bool]], str] | None = None
         self._view_read_ns = 0
+        self._dirs: tuple[str, list[str]] | None = None
 
     # -- availability -------------------------------------------------------------------
 
@@ -388,10 +389,12 @@ class Sandbox:
         def inside_tree(p: str) -> bool:
             return any(p != w and p.startswith(w.rstrip("/") + "/") for w in writable_real + readable_real)
 
+        empty = _empty_file()  # checked once per command, not once per hidden file
+
         def hide(entries: list[tuple[str, bool]]) -> list[str]:
             out: list[str] = []
             for real, is_dir in entries:
-                out += ["--tmpfs", real] if is_dir else ["--ro-bind", _empty_file(), real]
+                out += ["--tmpfs", real] if is_dir else ["--ro-bind", empty, real]
             return out
 
         argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
@@ -455,12 +458,19 @@ class Sandbox:
         ticks, so a later change may keep the same mtime): read it again, as git does with a racy index."""
         return any(mtime is not None and mtime >= self._view_read_ns - self._RACY_NS for _, _, mtime in key)
 
+    def _view_dirs(self) -> list[str]:
+        """The directories the view is read from, sorted: fixed for this sandbox but for the host's PATH."""
+        path = os.environ.get("PATH", "")
+        if self._dirs is None or self._dirs[0] != path:
+            dirs = {os.path.dirname(str(h)) for h in self.hidden} | {os.path.dirname(p) for p in HIDDEN_IN_ETC}
+            dirs |= {str(p) for p in (*self.extra_path, *self.toolchains)} | set(SYSTEM_DIRS)
+            dirs |= set(path.split(os.pathsep))  # where `which bash` looks
+            self._dirs = (path, sorted(dirs))
+        return self._dirs[1]
+
     def _view_key(self) -> tuple:
-        dirs = {os.path.dirname(str(h)) for h in self.hidden} | {os.path.dirname(p) for p in HIDDEN_IN_ETC}
-        dirs |= {str(p) for p in (*self.extra_path, *self.toolchains)} | set(SYSTEM_DIRS)
-        dirs |= set(os.environ.get("PATH", "").split(os.pathsep))  # where `which bash` looks
         key = []
-        for d in sorted(dirs):
+        for d in self._view_dirs():
             try:
                 st = os.stat(d)
                 key.append((d, st.st_ino, st.st_mtime_ns))
