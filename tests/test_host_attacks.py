@@ -23,6 +23,7 @@ from gitrepo import GIT_ENV, host_tmp, make_repo, run_git  # noqa: F401  (host_t
 from cockpit.host import safe_files, safe_git
 from cockpit.factory.defects import REPRO_TEST_FILE, reproduce
 from cockpit.factory.evidence import OutcomeStream
+from cockpit.host import sandbox
 from cockpit.host.sandbox import Sandbox
 from cockpit.factory.workspaces import GitError, Workspaces, check_worktree, git
 
@@ -255,6 +256,25 @@ async def test_commit_refuses_a_nested_repository_before_any_git_command(product
     assert not marker.exists()
     await git("rev-parse", "HEAD", cwd=wt)  # liveness of the log: the cockpit's git does pass through it
     assert any(c.startswith(str(wt)) and c.endswith("rev-parse HEAD") for c in log.read_text().splitlines())
+
+
+async def test_a_forged_git_file_never_binds_another_products_repository(product):
+    """The agent rewrites its `.git` file to name a git dir it made inside its tree, whose `gitdir`
+    names the tree back and whose `commondir` names another product's repository: the sandbox
+    would bind that repository (read-only, but every commit of another product) into its view."""
+    wt, root = product["wt"], product["root"]
+    other = make_repo(root / "other", {"secret_plan.py": "PLAN = 'other product'\n"})
+    sh(wt, f"mkdir fake && echo ../.git > fake/gitdir && echo {other}/.git > fake/commondir "
+           "&& echo 'gitdir: fake' > .git.forged && mv .git.forged .git")
+    cmd = f"git --git-dir={other}/.git show HEAD:secret_plan.py"
+    # liveness: the forged admin dir names the tree back (what the old check asked), and the
+    # command prints the other product's code wherever that repository is visible
+    assert os.path.realpath(wt / "fake" / (wt / "fake" / "gitdir").read_text().strip()) == str(wt / ".git")
+    off = await Sandbox("off").run(cmd, cwd=wt, writable=[wt], timeout_s=30, output_cap_bytes=CAP)
+    assert "other product" in off.output, off.output
+    assert str(other / ".git") not in [c for c, _ in sandbox.git_dirs_of([str(wt)])]
+    r = await Sandbox("bwrap").run(cmd, cwd=wt, writable=[wt], timeout_s=30, output_cap_bytes=CAP)
+    assert "other product" not in r.output and not r.ok, r.output
 
 
 async def test_commit_refuses_a_staged_gitlink_unless_main_has_submodules(product):

@@ -267,6 +267,10 @@ def git_dirs_of(trees: Iterable[str]) -> list[tuple[str, str | None]]:
         common = os.path.realpath(os.path.join(admin, rel))
         if common == tree or common.startswith(tree.rstrip("/") + "/") or not os.path.isdir(common):
             continue
+        # an admin dir the agent made (inside its tree, or anywhere git did not put one) could name
+        # any repository as its common dir: only `<common>/worktrees/<name>` outside the tree counts
+        if admin.startswith(tree.rstrip("/") + "/") or os.path.dirname(admin) != os.path.join(common, "worktrees"):
+            continue
         if common not in (c for c, _ in out):
             out.append((common, _reduced_config(os.path.join(common, "config"))))
     return out
