@@ -15,6 +15,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -275,6 +276,21 @@ async def test_a_forged_git_file_never_binds_another_products_repository(product
     assert str(other / ".git") not in [c for c, _ in sandbox.git_dirs_of([str(wt)])]
     r = await Sandbox("bwrap").run(cmd, cwd=wt, writable=[wt], timeout_s=30, output_cap_bytes=CAP)
     assert "other product" not in r.output and not r.ok, r.output
+
+
+async def test_a_fifo_in_a_forged_git_dir_never_hangs_the_sandbox_start(product):
+    """The forged admin dir's `commondir` is a FIFO: a plain read of it blocks for ever, and the
+    sandbox's start reads it on the event loop (every command of every agent would hang)."""
+    wt = product["wt"]
+    sh(wt, "mkdir worktrees && mkfifo worktrees/commondir && echo ../.git > worktrees/gitdir "
+           "&& echo 'gitdir: worktrees' > .git.forged && mv .git.forged .git")
+    fifo = wt / "worktrees" / "commondir"
+    # liveness: the read the old order did first blocks (a real process, killed after 2 s)
+    p = subprocess.run(["timeout", "2", sys.executable, "-c", f"open({str(fifo)!r}).read()"], timeout=60)
+    assert p.returncode == 124, "the FIFO read did not block"
+    r = await asyncio.wait_for(Sandbox("bwrap").run("echo started", cwd=wt, writable=[wt], timeout_s=30,
+                                                    output_cap_bytes=CAP), timeout=60)
+    assert r.ok and "started" in r.output, r.output
 
 
 async def test_commit_refuses_a_staged_gitlink_unless_main_has_submodules(product):

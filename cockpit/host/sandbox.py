@@ -255,6 +255,9 @@ def git_dirs_of(trees: Iterable[str]) -> list[tuple[str, str | None]]:
         if not text.startswith("gitdir:") or "\n" in text:
             continue
         admin = os.path.realpath(os.path.join(tree, text[len("gitdir:"):].strip()))
+        # checked before anything in it is read: the agent's tree may hold a FIFO that never answers
+        if admin == tree or admin.startswith(tree.rstrip("/") + "/") or os.path.basename(os.path.dirname(admin)) != "worktrees":
+            continue
         try:
             rel = Path(admin, "commondir").read_text(errors="replace").strip()
             back = Path(admin, "gitdir").read_text(errors="replace").strip()
@@ -269,7 +272,7 @@ def git_dirs_of(trees: Iterable[str]) -> list[tuple[str, str | None]]:
             continue
         # an admin dir the agent made (inside its tree, or anywhere git did not put one) could name
         # any repository as its common dir: only `<common>/worktrees/<name>` outside the tree counts
-        if admin.startswith(tree.rstrip("/") + "/") or os.path.dirname(admin) != os.path.join(common, "worktrees"):
+        if os.path.dirname(admin) != os.path.join(common, "worktrees"):
             continue
         if common not in (c for c, _ in out):
             out.append((common, _reduced_config(os.path.join(common, "config"))))
