@@ -1,0 +1,113 @@
+"""Delivers the outbox (cockpit.store.schema migration 6) to a JSON webhook: at least once, with backoff.
+
+A row is marked sent only after the receiver answered 2xx, in a store transaction of its own; a process
+killed between the answer and that mark resends the row after restart, and the payload's `key` lets the
+receiver drop the copy. Never blocks the event loop: HTTP through httpx's async client, SQLite through
+the store. The webhook URL may carry a token: it never appears in an error we record or log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from urllib.parse import urlsplit
+
+try:
+    import httpx2 as httpx  # what the anthropic SDK depends on (the httpx API, renamed)
+except ImportError:  # pragma: no cover - SDKs before the httpx2 switch
+    import httpx  # type: ignore[no-redef]
+
+from ..domain.notices import Notice
+from ..store.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 12
+"""After this many failed tries a row is `failed` (shown, retried only by hand: `cockpit notify retry`)."""
+
+
+def redact(text: str, url: str) -> str:
+    """`text` without the secret parts of `url` (path, query, user info): only scheme and host remain."""
+    parts = urlsplit(url)
+    safe = f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}/…"
+    out = text.replace(url, safe)
+    for secret in (parts.path, parts.query, parts.password or "", parts.username or ""):
+        if len(secret) > 1:
+            out = out.replace(secret, "…")
+    return out
+
+
+def payload(key: str, body: str) -> dict:
+    """The JSON a webhook receives: the notice's fields, its text, and the dedup key."""
+    n = Notice.model_validate_json(body)
+    return {"key": key, "kind": n.kind, "product": n.product, "task_id": n.task_id, "reason": n.reason,
+            "actions": n.actions, "text": n.text()}
+
+
+class WebhookSender:
+    """Sends due outbox rows to one webhook; `run()` is the factory's long-lived task."""
+
+    def __init__(self, store: Store, url: str, *, timeout: float = 5.0, backoff: float = 0.5,
+                 max_backoff: float = 300.0, poll: float = 0.5) -> None:
+        self.store, self.url = store, url
+        self.timeout, self.backoff, self.max_backoff, self.poll = timeout, backoff, max_backoff, poll
+        self.failing = False  # the last try failed: the header shows a mark
+
+    def delay(self, attempts: int) -> float:
+        """Exponential backoff after `attempts` failures, capped."""
+        return min(self.max_backoff, self.backoff * 2 ** max(0, attempts - 1))
+
+    async def deliver_due(self, client: httpx.AsyncClient) -> int:
+        """Try every pending row whose time has come, oldest first; returns how many were sent."""
+        rows = await self.store.query(
+            "SELECT id, key, body, attempts FROM outbox WHERE state = 'pending' AND next_try <= ? ORDER BY id "
+            "LIMIT 100", (time.time(),))
+        sent = 0
+        for row_id, key, body, attempts in rows:
+            try:
+                r = await client.post(self.url, json=payload(key, body), timeout=self.timeout)
+                ok, err = 200 <= r.status_code < 300, f"HTTP {r.status_code}"
+            except (httpx.HTTPError, OSError) as e:
+                ok, err = False, f"{type(e).__name__}: {e}"
+            if ok:
+                await self.store.submit(None, [("UPDATE outbox SET state = 'sent', sent_ts = ?, attempts = "
+                                                "attempts + 1, last_error = '' WHERE id = ?", (time.time(), row_id))])
+                sent += 1
+                self.failing = False
+                continue
+            self.failing = True
+            n = attempts + 1
+            err = redact(err, self.url)[:500]
+            log.warning("notice %s: delivery failed (try %d): %s", key, n, err)
+            await self.store.submit(None, [(
+                "UPDATE outbox SET attempts = ?, next_try = ?, last_error = ?, state = ? WHERE id = ?",
+                (n, time.time() + self.delay(n), err, "failed" if n >= MAX_ATTEMPTS else "pending", row_id))])
+        return sent
+
+    async def run(self) -> None:
+        """Deliver until cancelled: at once when the store commits something, else every `poll` seconds."""
+        sub = self.store.subscribe()
+        try:
+            async with httpx.AsyncClient() as client:
+                while True:
+                    try:
+                        await self.deliver_due(client)
+                    except Exception as e:  # a store hiccup must not end deliveries for good
+                        log.warning("notify sender: %s", redact(str(e), self.url))
+                    try:
+                        await asyncio.wait_for(sub.get(), self.poll)
+                        sub.drain()
+                    except TimeoutError:
+                        pass
+        finally:
+            sub.close()
+
+
+async def outbox_rows(store: Store) -> list[dict]:
+    """Every outbox row, newest first, for `cockpit notify list` and the screen."""
+    rows = await store.query("SELECT id, key, state, attempts, last_error, created_ts, sent_ts, body FROM outbox "
+                             "ORDER BY id DESC")
+    return [{"id": r[0], "key": r[1], "state": r[2], "attempts": r[3], "error": r[4], "created": r[5],
+             "sent": r[6], "notice": json.loads(r[7])} for r in rows]
