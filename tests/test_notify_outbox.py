@@ -8,9 +8,7 @@ import asyncio
 import json
 import signal
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx2 as httpx
 import pytest
@@ -19,44 +17,7 @@ from cockpit.domain import Event, Kind, Refused
 from cockpit.domain.notices import notices_for
 from cockpit.factory.notify_sender import WebhookSender, outbox_rows, redact
 from cockpit.store import Store
-
-
-class Receiver:
-    """A webhook on 127.0.0.1: records every request; `fail` answers 500 that many times, `stall` holds the
-    answer until released."""
-
-    def __init__(self) -> None:
-        self.got: list[dict] = []
-        self.fail = 0
-        self.stall = threading.Event()
-        self.stall.set()
-        rec = self
-
-        class H(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                rec.got.append(body)
-                rec.stall.wait(30)
-                code = 500 if rec.fail > 0 else 200
-                rec.fail -= 1
-                self.send_response(code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *a) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook/s3cr3t-token"
-
-    def keys(self) -> list[str]:
-        return [g["key"] for g in self.got]
-
-    def close(self) -> None:
-        self.stall.set()
-        self.server.shutdown()
+from notify_kit import Receiver
 
 
 async def wait_for(check, timeout: float = 20.0) -> None:
@@ -142,6 +103,7 @@ async def test_sender_retries_with_backoff_marks_sent_only_after_2xx_and_never_r
 CHILD = """
 import asyncio, sys
 from cockpit.store import Store
+from notify_kit import Receiver
 from cockpit.factory.notify_sender import WebhookSender
 async def main():
     store = await Store.open(sys.argv[1])

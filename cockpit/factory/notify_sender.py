@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from urllib.parse import urlsplit
 
@@ -19,6 +20,7 @@ try:
 except ImportError:  # pragma: no cover - SDKs before the httpx2 switch
     import httpx  # type: ignore[no-redef]
 
+from ..config import ConfigError, FactoryConfig
 from ..domain.notices import Notice
 from ..store.store import Store
 
@@ -39,9 +41,8 @@ def redact(text: str, url: str) -> str:
     return out
 
 
-def payload(key: str, body: str) -> dict:
+def payload(key: str, n: Notice) -> dict:
     """The JSON a webhook receives: the notice's fields, its text, and the dedup key."""
-    n = Notice.model_validate_json(body)
     return {"key": key, "kind": n.kind, "product": n.product, "task_id": n.task_id, "reason": n.reason,
             "actions": n.actions, "text": n.text()}
 
@@ -49,7 +50,7 @@ def payload(key: str, body: str) -> dict:
 class WebhookSender:
     """Sends due outbox rows to one webhook; `run()` is the factory's long-lived task."""
 
-    def __init__(self, store: Store, url: str, *, timeout: float = 5.0, backoff: float = 0.5,
+    def __init__(self, store: Store | None, url: str, *, timeout: float = 5.0, backoff: float = 0.5,
                  max_backoff: float = 300.0, poll: float = 0.5) -> None:
         self.store, self.url = store, url
         self.timeout, self.backoff, self.max_backoff, self.poll = timeout, backoff, max_backoff, poll
@@ -59,19 +60,24 @@ class WebhookSender:
         """Exponential backoff after `attempts` failures, capped."""
         return min(self.max_backoff, self.backoff * 2 ** max(0, attempts - 1))
 
+    async def send_one(self, client: httpx.AsyncClient, key: str, notice: Notice) -> str | None:
+        """POST one notice; None if the receiver answered 2xx, else why not (the URL's secrets redacted)."""
+        try:
+            r = await client.post(self.url, json=payload(key, notice), timeout=self.timeout)
+        except (httpx.HTTPError, OSError) as e:
+            return redact(f"{type(e).__name__}: {e}", self.url)[:500]
+        return None if 200 <= r.status_code < 300 else f"HTTP {r.status_code}"
+
     async def deliver_due(self, client: httpx.AsyncClient) -> int:
         """Try every pending row whose time has come, oldest first; returns how many were sent."""
+        assert self.store is not None
         rows = await self.store.query(
             "SELECT id, key, body, attempts FROM outbox WHERE state = 'pending' AND next_try <= ? ORDER BY id "
             "LIMIT 100", (time.time(),))
         sent = 0
         for row_id, key, body, attempts in rows:
-            try:
-                r = await client.post(self.url, json=payload(key, body), timeout=self.timeout)
-                ok, err = 200 <= r.status_code < 300, f"HTTP {r.status_code}"
-            except (httpx.HTTPError, OSError) as e:
-                ok, err = False, f"{type(e).__name__}: {e}"
-            if ok:
+            err = await self.send_one(client, key, Notice.model_validate_json(body))
+            if err is None:
                 await self.store.submit(None, [("UPDATE outbox SET state = 'sent', sent_ts = ?, attempts = "
                                                 "attempts + 1, last_error = '' WHERE id = ?", (time.time(), row_id))])
                 sent += 1
@@ -79,7 +85,6 @@ class WebhookSender:
                 continue
             self.failing = True
             n = attempts + 1
-            err = redact(err, self.url)[:500]
             log.warning("notice %s: delivery failed (try %d): %s", key, n, err)
             await self.store.submit(None, [(
                 "UPDATE outbox SET attempts = ?, next_try = ?, last_error = ?, state = ? WHERE id = ?",
@@ -88,6 +93,7 @@ class WebhookSender:
 
     async def run(self) -> None:
         """Deliver until cancelled: at once when the store commits something, else every `poll` seconds."""
+        assert self.store is not None
         sub = self.store.subscribe()
         try:
             async with httpx.AsyncClient() as client:
@@ -111,3 +117,36 @@ async def outbox_rows(store: Store) -> list[dict]:
                              "ORDER BY id DESC")
     return [{"id": r[0], "key": r[1], "state": r[2], "attempts": r[3], "error": r[4], "created": r[5],
              "sent": r[6], "notice": json.loads(r[7])} for r in rows]
+
+
+def webhook_url(config: FactoryConfig) -> str | None:
+    """The webhook URL `[notify]` names (an environment variable or a file), or None if none is configured.
+
+    Raises ConfigError naming factory.toml and what to do; the message never contains the URL itself."""
+    n = config.notify
+    where = f"{config.path or 'factory.toml'}: [notify]"
+    if n.webhook_url_env:
+        url = os.environ.get(n.webhook_url_env, "").strip()
+        if not url:
+            raise ConfigError(f"{where} webhook_url_env names ${n.webhook_url_env}, which is not set: export it "
+                              "(the webhook URL) before starting the cockpit, or remove the setting")
+    elif n.webhook_url_file:
+        path = config.resolve(n.webhook_url_file)
+        try:
+            url = path.read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"{where} webhook_url_file {path}: cannot read it ({e.strerror}); write the "
+                              "webhook URL in it (one line, chmod 600), or remove the setting") from None
+    else:
+        return None
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise ConfigError(f"{where}: the webhook URL must start with http:// or https:// (it is not shown here)")
+    return url
+
+
+async def retry_failed(store: Store) -> int:
+    """Put every failed row back in the queue, due now (`cockpit notify retry`); returns how many."""
+    rows = await store.query("SELECT COUNT(*) FROM outbox WHERE state = 'failed'")
+    await store.submit(None, [(
+            "UPDATE outbox SET state = 'pending', attempts = 0, next_try = 0 WHERE state = 'failed'", ())])
+    return int(rows[0][0])

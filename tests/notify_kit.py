@@ -1,0 +1,45 @@
+"""A real webhook receiver on 127.0.0.1 for the notification tests (no mocks: a real HTTP server)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Receiver:
+    """A webhook on 127.0.0.1: records every request; `fail` answers 500 that many times, `stall` holds the
+    answer until released."""
+
+    def __init__(self) -> None:
+        self.got: list[dict] = []
+        self.fail = 0
+        self.stall = threading.Event()
+        self.stall.set()
+        rec = self
+
+        class H(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                rec.got.append(body)
+                rec.stall.wait(30)
+                code = 500 if rec.fail > 0 else 200
+                rec.fail -= 1
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook/s3cr3t-token"
+
+    def keys(self) -> list[str]:
+        return [g["key"] for g in self.got]
+
+    def close(self) -> None:
+        self.stall.set()
+        self.server.shutdown()
