@@ -103,7 +103,6 @@ async def test_sender_retries_with_backoff_marks_sent_only_after_2xx_and_never_r
 CHILD = """
 import asyncio, sys
 from cockpit.store import Store
-from notify_kit import Receiver
 from cockpit.factory.notify_sender import WebhookSender
 async def main():
     store = await Store.open(sys.argv[1])
