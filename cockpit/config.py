@@ -77,6 +77,8 @@ class NotifySection(_Strict):
     webhook_url_env: str | None = Field(None, description="environment variable holding the webhook URL")
     webhook_url_file: str | None = Field(None, description="file holding the webhook URL (outside the repo)")
     timeout_s: float = Field(5.0, gt=0, le=120, description="per-request timeout of a delivery")
+    batch_window_s: float = Field(0.0, ge=0, le=3600, description=(
+        "notices within this many seconds go as one message listing them; 0: each at once"))
 
     @property
     def configured(self) -> bool:

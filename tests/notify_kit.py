@@ -38,7 +38,8 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook/s3cr3t-token"
 
     def keys(self) -> list[str]:
-        return [g["key"] for g in self.got]
+        """Every key received, in order (a batch message carries several)."""
+        return [k for g in self.got for k in (g["keys"] if "keys" in g else [g["key"]])]
 
     def close(self) -> None:
         self.stall.set()

@@ -5,7 +5,6 @@ and the receiver drops the copy by key). Real SQLite file, real HTTP receiver on
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import sys
 import time
@@ -143,3 +142,38 @@ async def test_kill_9_between_the_receivers_answer_and_the_mark_loses_nothing(tm
     finally:
         await store.close()
         rec.close()
+
+
+async def test_the_batching_window_turns_n_blocks_into_one_message_and_a_repeat_reason_into_one_line(tmp_path):
+    """Liveness first: without a window the same five blocks arrive as five messages; with one, as one."""
+    async def five_blocks(store: Store) -> list[str]:
+        keys = []
+        for i in range(4):
+            b = await blocked_task(store, [f"reason {i}"])
+            keys.append(f"blocked:{b.task_id}:{b.id}")
+        # the first task blocks again for the same reason, within the window
+        t = b.task_id
+        await store.append(Event(kind=Kind.RETRY, actor="human:you", product="shop", task_id=t))
+        again = await store.append(Event(kind=Kind.BLOCKED, actor="system", product="shop", task_id=t,
+                                         data={"reasons": ["reason 3"]}))
+        return [*keys, f"blocked:{t}:{again.id}"]
+
+    for window, messages in ((0.0, 5), (0.3, 1)):
+        rec = Receiver()
+        store = await Store.open(tmp_path / f"w{window}.db")
+        try:
+            keys = await five_blocks(store)
+            sender = WebhookSender(store, rec.url, window=window)
+            async with httpx.AsyncClient() as client:
+                async def all_sent():
+                    await sender.deliver_due(client)
+                    await store.flush()
+                    return all(r["state"] == "sent" for r in await outbox_rows(store))
+                await wait_for(all_sent)
+            assert len(rec.got) == messages and rec.keys() == keys  # every key, once
+            if window:
+                (msg,) = rec.got
+                assert msg["text"].startswith("4 things need you") and msg["text"].count("reason 3") == 1
+        finally:
+            await store.close()
+            rec.close()

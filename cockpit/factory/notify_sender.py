@@ -47,13 +47,28 @@ def payload(key: str, n: Notice) -> dict:
             "actions": n.actions, "text": n.text()}
 
 
+def batch_payload(notices: list[tuple[str, Notice]]) -> dict:
+    """One message for several notices: each with its key (the receiver dedups by key), the text listing
+    them once per (task, reason): a task that blocked again for the same reason in the window is one line."""
+    seen: set[tuple] = set()
+    texts = []
+    for _, n in notices:
+        if (n.product, n.task_id, n.kind, n.reason) not in seen:
+            seen.add((n.product, n.task_id, n.kind, n.reason))
+            texts.append(n.text())
+    head = f"{len(texts)} things need you" if len(texts) > 1 else ""
+    return {"keys": [k for k, _ in notices], "notices": [payload(k, n) for k, n in notices],
+            "text": "\n\n".join([head, *texts] if head else texts)}
+
+
 class WebhookSender:
     """Sends due outbox rows to one webhook; `run()` is the factory's long-lived task."""
 
     def __init__(self, store: Store | None, url: str, *, timeout: float = 5.0, backoff: float = 0.5,
-                 max_backoff: float = 300.0, poll: float = 0.5) -> None:
+                 max_backoff: float = 300.0, poll: float = 0.5, window: float = 0.0) -> None:
         self.store, self.url = store, url
         self.timeout, self.backoff, self.max_backoff, self.poll = timeout, backoff, max_backoff, poll
+        self.window = window  # batching: notices within this many seconds go as one message
         self.failing = False  # the last try failed: the header shows a mark
 
     def delay(self, attempts: int) -> float:
@@ -62,34 +77,58 @@ class WebhookSender:
 
     async def send_one(self, client: httpx.AsyncClient, key: str, notice: Notice) -> str | None:
         """POST one notice; None if the receiver answered 2xx, else why not (the URL's secrets redacted)."""
+        return await self._post(client, payload(key, notice))
+
+    async def _post(self, client: httpx.AsyncClient, body: dict) -> str | None:
         try:
-            r = await client.post(self.url, json=payload(key, notice), timeout=self.timeout)
+            r = await client.post(self.url, json=body, timeout=self.timeout)
         except (httpx.HTTPError, OSError) as e:
             return redact(f"{type(e).__name__}: {e}", self.url)[:500]
         return None if 200 <= r.status_code < 300 else f"HTTP {r.status_code}"
 
     async def deliver_due(self, client: httpx.AsyncClient) -> int:
-        """Try every pending row whose time has come, oldest first; returns how many were sent."""
+        """Try every pending row whose time has come, oldest first; returns how many were sent.
+
+        With a batching window, nothing goes until the oldest due row is `window` seconds old; then all due
+        rows go as one message listing them (a task that blocked twice for the same reason is listed once)."""
         assert self.store is not None
+        now = time.time()
         rows = await self.store.query(
-            "SELECT id, key, body, attempts FROM outbox WHERE state = 'pending' AND next_try <= ? ORDER BY id "
-            "LIMIT 100", (time.time(),))
-        sent = 0
-        for row_id, key, body, attempts in rows:
-            err = await self.send_one(client, key, Notice.model_validate_json(body))
-            if err is None:
-                await self.store.submit(None, [("UPDATE outbox SET state = 'sent', sent_ts = ?, attempts = "
-                                                "attempts + 1, last_error = '' WHERE id = ?", (time.time(), row_id))])
-                sent += 1
-                self.failing = False
-                continue
-            self.failing = True
+            "SELECT id, key, body, attempts, created_ts FROM outbox WHERE state = 'pending' AND next_try <= ? "
+            "ORDER BY id LIMIT 100", (now,))
+        if not rows:
+            return 0
+        if self.window <= 0:
+            sent = 0
+            for row_id, key, body, attempts, _ in rows:
+                err = await self.send_one(client, key, Notice.model_validate_json(body))
+                sent += await self._record([(row_id, key, attempts)], err)
+            return sent
+        if now - min(r[4] for r in rows) < self.window:
+            return 0  # the window is open: more may come, to go in the same message
+        notices = [(key, Notice.model_validate_json(body)) for _, key, body, _, _ in rows]
+        err = await self._post(client, batch_payload(notices))
+        return await self._record([(r[0], r[1], r[3]) for r in rows], err)
+
+    async def _record(self, rows: list[tuple[int, str, int]], err: str | None) -> int:
+        """Mark `rows` sent (err None: the receiver said 2xx) or due again after a backoff; returns how many sent."""
+        assert self.store is not None
+        ids = [r[0] for r in rows]
+        if err is None:
+            self.failing = False
+            await self.store.submit(None, [("UPDATE outbox SET state = 'sent', sent_ts = ?, attempts = attempts + 1, "
+                                            "last_error = '' WHERE id = ?", (time.time(), i)) for i in ids])
+            return len(ids)
+        self.failing = True
+        stmts = []
+        for row_id, key, attempts in rows:
             n = attempts + 1
             log.warning("notice %s: delivery failed (try %d): %s", key, n, err)
-            await self.store.submit(None, [(
-                "UPDATE outbox SET attempts = ?, next_try = ?, last_error = ?, state = ? WHERE id = ?",
-                (n, time.time() + self.delay(n), err, "failed" if n >= MAX_ATTEMPTS else "pending", row_id))])
-        return sent
+            stmts.append(("UPDATE outbox SET attempts = ?, next_try = ?, last_error = ?, state = ? WHERE id = ?",
+                          (n, time.time() + self.delay(n), err, "failed" if n >= MAX_ATTEMPTS else "pending",
+                           row_id)))
+        await self.store.submit(None, stmts)
+        return 0
 
     async def run(self) -> None:
         """Deliver until cancelled: at once when the store commits something, else every `poll` seconds."""

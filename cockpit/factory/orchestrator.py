@@ -100,7 +100,8 @@ class Orchestrator:
         watcher = asyncio.create_task(self._watch(sub))
         self.knowledge.start()  # watches the rules dir: an edit shows at once, in force from the next call
         agent_logs = AgentLogWriter.start(self.store, self.config)  # memory/logs/AGENT.log, for `t` and `cockpit tail`
-        self.notifier = WebhookSender(self.store, url, timeout=self.config.notify.timeout_s) if url else None
+        self.notifier = WebhookSender(self.store, url, timeout=self.config.notify.timeout_s,
+                                      window=self.config.notify.batch_window_s) if url else None
         notifier = asyncio.create_task(self.notifier.run(), name="notify") if self.notifier else None
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
