@@ -177,3 +177,41 @@ async def test_the_batching_window_turns_n_blocks_into_one_message_and_a_repeat_
         finally:
             await store.close()
             rec.close()
+
+
+async def test_doctor_checks_the_webhook_and_never_shows_its_token(tmp_path, monkeypatch):
+    from cockpit.config import load_factory
+    from cockpit.factory.doctor import check_notify
+
+    (tmp_path / "factory.toml").write_text('[notify]\nwebhook_url_env = "HOOK_FOR_TEST"\n')
+    config = load_factory(tmp_path / "factory.toml")
+    monkeypatch.delenv("HOOK_FOR_TEST", raising=False)
+    c = await check_notify(config, live=True)
+    assert c.status == "fail" and "HOOK_FOR_TEST" in c.detail and "factory.toml" in c.detail
+    rec = Receiver()
+    try:
+        monkeypatch.setenv("HOOK_FOR_TEST", rec.url)
+        c = await check_notify(config, live=True)
+        assert c.status == "ok" and rec.keys() == ["doctor"] and "s3cr3t" not in c.detail
+        rec.fail = 1
+        c = await check_notify(config, live=True)
+        assert c.status == "fail" and "HTTP 500" in c.detail and "s3cr3t" not in c.detail
+    finally:
+        rec.close()
+
+
+def test_cockpit_notify_test_reaches_the_webhook_and_fails_loudly_when_it_does_not(tmp_path, monkeypatch, capsys):
+    from cockpit.cli import main
+
+    (tmp_path / "factory.toml").write_text('[notify]\nwebhook_url_env = "HOOK_FOR_TEST"\n')
+    rec = Receiver()
+    try:
+        monkeypatch.setenv("HOOK_FOR_TEST", rec.url)
+        assert main(["notify", "test", "-f", str(tmp_path / "factory.toml")]) == 0
+        assert rec.keys()[0].startswith("test:") and "accepted" in capsys.readouterr().out
+        rec.fail = 1
+        assert main(["notify", "test", "-f", str(tmp_path / "factory.toml")]) == 1
+        out = capsys.readouterr().out
+        assert "HTTP 500" in out and "s3cr3t" not in out
+    finally:
+        rec.close()

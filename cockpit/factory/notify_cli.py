@@ -53,11 +53,11 @@ def cmd_test(args: argparse.Namespace) -> int:
         raise ConfigError(f"{config.path}: no [notify] channel: set webhook_url_env or webhook_url_file")
 
     async def send() -> str | None:
-        notice = Notice(kind="test", reason="a test notice from `cockpit notify test`",
+        key = f"test:{time.time():.0f}"
+        notice = Notice(key=key, kind="test", reason="a test notice from `cockpit notify test`",
                         actions=["cockpit notify list"])
         async with httpx.AsyncClient() as client:
-            return await WebhookSender(None, url, timeout=config.notify.timeout_s).send_one(
-                client, f"test:{time.time():.0f}", notice)
+            return await WebhookSender(None, url, timeout=config.notify.timeout_s).send_one(client, key, notice)
 
     err = asyncio.run(send())
     print(f"webhook: {err}" if err else "webhook: accepted")
