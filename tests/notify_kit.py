@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import random
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -14,6 +16,8 @@ class Receiver:
     def __init__(self) -> None:
         self.got: list[dict] = []
         self.fail = 0
+        self.failed = 0  # how many requests were answered 500
+        self.flaky: random.Random | None = None  # set: 30% of answers are 500, 10% stall 0.3 s first
         self.stall = threading.Event()
         self.stall.set()
         rec = self
@@ -25,6 +29,11 @@ class Receiver:
                 rec.stall.wait(30)
                 code = 500 if rec.fail > 0 else 200
                 rec.fail -= 1
+                if rec.flaky is not None:
+                    if rec.flaky.random() < 0.1:
+                        time.sleep(0.3)
+                    code = 500 if rec.flaky.random() < 0.3 else code
+                rec.failed += code != 200
                 self.send_response(code)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -165,7 +165,7 @@ async def test_the_batching_window_turns_n_blocks_into_one_message_and_a_repeat_
             keys = await five_blocks(store)
             sender = WebhookSender(store, rec.url, window=window)
             async with httpx.AsyncClient() as client:
-                async def all_sent():
+                async def all_sent(sender=sender, client=client, store=store):
                     await sender.deliver_due(client)
                     await store.flush()
                     return all(r["state"] == "sent" for r in await outbox_rows(store))
@@ -215,3 +215,55 @@ def test_cockpit_notify_test_reaches_the_webhook_and_fails_loudly_when_it_does_n
         assert "HTTP 500" in out and "s3cr3t" not in out
     finally:
         rec.close()
+
+
+async def test_random_blocks_and_kill_9s_against_a_flaky_receiver_deliver_every_notice_and_nothing_else(tmp_path):
+    """Random block/retry sequences, the sender (a real child process) killed with SIGKILL at random moments,
+    a receiver failing 30% of requests and stalling some: after a clean run every block's key has arrived,
+    and no key that is not a block's."""
+    import random
+    for seed in (1, 2):
+        rnd = random.Random(seed)
+        rec = Receiver()
+        rec.flaky = random.Random(seed)
+        db = tmp_path / f"p{seed}.db"
+        store = await Store.open(db)
+        try:
+            expected: set[str] = set()
+            blocked: list[str] = []
+            child, kills = None, 0
+            for _ in range(rnd.randint(8, 14)):
+                if blocked and rnd.random() < 0.4:  # a human retries a blocked task; it may block again later
+                    tid = blocked.pop(rnd.randrange(len(blocked)))
+                    await store.append(Event(kind=Kind.RETRY, actor="human:you", product="shop", task_id=tid))
+                    b = await store.append(Event(kind=Kind.BLOCKED, actor="system", product="shop", task_id=tid,
+                                                 data={"reasons": [rnd.choice(["tests", "review", "budget"])]}))
+                else:
+                    b = await blocked_task(store, [rnd.choice(["tests", "review", "budget"])])
+                    await store.append(Event(kind=Kind.NOTE, actor="system", product="shop", task_id=b.task_id,
+                                             data={"text": "not a notice"}))
+                expected.add(f"blocked:{b.task_id}:{b.id}")
+                blocked.append(b.task_id)
+                if child is None:
+                    child = await asyncio.create_subprocess_exec(sys.executable, "-c", CHILD, str(db), rec.url)
+                elif rnd.random() < 0.3:
+                    await asyncio.sleep(rnd.uniform(0.0, 0.4))
+                    child.send_signal(signal.SIGKILL)
+                    await child.wait()
+                    child = None
+                    kills += 1
+            if child is None:
+                child = await asyncio.create_subprocess_exec(sys.executable, "-c", CHILD, str(db), rec.url)
+            try:
+                async def all_sent(store=store):
+                    return all(r["state"] == "sent" for r in await outbox_rows(store))
+                await wait_for(all_sent, timeout=30)
+            finally:
+                child.send_signal(signal.SIGKILL)
+                await child.wait()
+            assert kills and rec.failed  # liveness: the sender was killed and the receiver did fail requests
+            assert set(rec.keys()) == expected  # every needs-you transition, and nothing else
+            assert {r["key"] for r in await outbox_rows(store)} == expected
+        finally:
+            await store.close()
+            rec.close()
