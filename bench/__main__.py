@@ -128,7 +128,7 @@ BENCHES: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]], dict[str, A
 def _extra() -> None:
     """Benchmarks contributed by other modules: each exposes `bench_rows() -> dict` with "rows"."""
     for name in ("cache_ratio", "memory_recall", "rules_reload", "ui_load", "agent_log", "crash", "rate_fold",
-                 "demo_cost", "sandbox_cost", "tests_gate"):
+                 "demo_cost", "sandbox_cost", "tests_gate", "notify"):
         if (HERE / f"{name}.py").exists() and name not in BENCHES:
             BENCHES[name] = (name, generic_rows(name), {})
 

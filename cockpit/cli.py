@@ -75,10 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
         c.set_defaults(func=cmd_human_action, action_name=name)
 
     # subcommands that live with their modules: each registers its own
-    from .factory import agent_log, doctor, init, knowledge_cli, products, rate, report, spend_cli
+    from .factory import agent_log, doctor, init, knowledge_cli, notify_cli, products, rate, report, spend_cli
     from .tui import serve
 
-    for module in (init, products, doctor, knowledge_cli, spend_cli, agent_log, serve, rate, report):
+    for module in (init, products, doctor, knowledge_cli, spend_cli, agent_log, serve, rate, report, notify_cli):
         module.register(sub, _factory_arg)
     return p
 

@@ -70,6 +70,21 @@ class MemorySection(_Strict):
     dir: str = Field("memory", description="where `cockpit memory export` writes, relative to factory.toml")
 
 
+class NotifySection(_Strict):
+    """Where notices go (cockpit.domain.notices). The webhook URL may hold a token: it is named here by an
+    environment variable or a file outside the repo, never written in factory.toml, the store or a log."""
+
+    webhook_url_env: str | None = Field(None, description="environment variable holding the webhook URL")
+    webhook_url_file: str | None = Field(None, description="file holding the webhook URL (outside the repo)")
+    timeout_s: float = Field(5.0, gt=0, le=120, description="per-request timeout of a delivery")
+    batch_window_s: float = Field(0.0, ge=0, le=3600, description=(
+        "notices within this many seconds go as one message listing them; 0: each at once"))
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.webhook_url_env or self.webhook_url_file)
+
+
 class RoleConfig(_Strict):
     model: str = DEFAULT_MODEL
     max_tokens: int = Field(8192, ge=1, le=128_000)
@@ -110,6 +125,7 @@ class FactoryConfig(_Strict):
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
     budgets: BudgetsSection = Field(default_factory=BudgetsSection)
     memory: MemorySection = Field(default_factory=MemorySection)
+    notify: NotifySection = Field(default_factory=NotifySection)
 
     # set by load_factory, not read from the file
     path: Path | None = Field(None, exclude=True)

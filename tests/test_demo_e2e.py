@@ -240,3 +240,42 @@ def test_spend_json_equals_every_recorded_call_usage_times_price_to_the_cent(dem
     configured = {p.name: p.budget_usd for p in load_factory(f).products}
     assert set(configured.values()) == {5.0}
     assert {p["name"]: p["budget_usd"] for p in st["products"] if p["name"] in configured} == configured
+
+
+def test_every_blocked_task_of_the_demo_is_a_notice_with_the_command_to_act(demo, capsys):
+    """The demo's blocks (the ledger's failing tests among them) are outbox rows, and a local webhook receives
+    each with the product, the reason and the `cockpit send-back` that acts on it."""
+    import asyncio
+
+    import httpx2
+    from notify_kit import Receiver
+
+    from cockpit.factory.notify_sender import WebhookSender
+    from cockpit.store import Store
+
+    products, _ = status(demo, capsys)
+    blocked = {t["id"]: name for name, p in products.items() for t in p["tasks"] if t["state"] == "blocked"}
+    assert blocked
+    code, out, _ = run_cli("notify", "list", "--json", "--factory", str(demo / "factory.toml"), capsys=capsys)
+    assert code == 0
+    assert {r["notice"]["task_id"] for r in json.loads(out) if r["state"] == "pending"} >= set(blocked)
+    rec = Receiver()
+
+    async def deliver():
+        store = await Store.open(demo / "memory" / "cockpit.db")
+        try:
+            async with httpx2.AsyncClient() as client:
+                await WebhookSender(store, rec.url).deliver_due(client)
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(deliver())
+    finally:
+        rec.close()
+    got = {g["task_id"]: g for g in rec.got}
+    for tid, product in blocked.items():
+        assert got[tid]["product"] == product and got[tid]["reason"]
+        assert f'cockpit send-back {tid} -m "…"' in got[tid]["text"]
+    code, out, _ = run_cli("notify", "list", "--factory", str(demo / "factory.toml"), capsys=capsys)
+    assert code == 0 and "sent" in out

@@ -302,6 +302,28 @@ async def check_model(config: FactoryConfig, *, live: bool) -> list[Check]:
 # --- all of it ---------------------------------------------------------------------------
 
 
+async def check_notify(config: FactoryConfig, *, live: bool) -> Check:
+    """The [notify] webhook: its URL resolves (env var or file); with --live, a test notice is accepted."""
+    from .notify_sender import WebhookSender, httpx, redact, webhook_url
+    from ..domain.notices import Notice
+
+    try:
+        url = webhook_url(config)
+    except ConfigError as e:
+        return Check("notify", "fail", str(e))
+    if url is None:
+        return Check("notify", "ok", "no [notify] channel: notices wait in the outbox (cockpit notify list)")
+    shown = redact(url, url)
+    if not live:
+        return Check("notify", "ok", f"webhook {shown} (not contacted; --live sends a test notice)")
+    notice = Notice(key="doctor", kind="test", reason="cockpit doctor --live", actions=["cockpit notify list"])
+    async with httpx.AsyncClient() as client:
+        err = await WebhookSender(None, url, timeout=config.notify.timeout_s).send_one(client, "doctor", notice)
+    if err:
+        return Check("notify", "fail", f"webhook {shown}: {err}", "check the URL and that the receiver is up")
+    return Check("notify", "ok", f"webhook {shown} accepted a test notice")
+
+
 async def run_checks(factory: Path, *, live: bool = False, quick: bool = False) -> tuple[list[Check], Path]:
     checks = [check_git()]
     path = Path(factory).expanduser()
@@ -321,6 +343,7 @@ async def run_checks(factory: Path, *, live: bool = False, quick: bool = False) 
     checks.append(check_rules(config))
     checks += await check_products(config, quick=quick, sandbox_ok=sandbox.status != "fail")
     checks.append(check_store(config))
+    checks.append(await check_notify(config, live=live))
     checks.append(check_mode(config))
     checks.append(check_api_key(config))
     checks += await check_model(config, live=live)

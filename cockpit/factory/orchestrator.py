@@ -34,6 +34,7 @@ from .defects import ReproResult, reproduce
 from .products import factory_sandbox
 from .gates import TestsGate, TestsStage
 from .merge_queue import MergeQueue
+from .notify_sender import WebhookSender, webhook_url
 from .recovery import recover
 from .knowledge import Knowledge
 from ..host.sandbox import Sandbox, SandboxUnavailable
@@ -73,6 +74,7 @@ class Orchestrator:
         self._wake = asyncio.Event()
         self._fatal: StoreError | None = None  # the store cannot record: the factory stops (e.g. a full disk)
         self.paused_products: set[str] = set()
+        self.notifier: WebhookSender | None = None  # delivers the outbox while the factory runs ([notify])
         self.paused_agents: set[str] = set()
         self.agent_tasks: dict[str, str] = {}  # running agent -> its task id
         # agents' scratch dirs, reproductions and test counts: outside every product tree
@@ -90,6 +92,7 @@ class Orchestrator:
         await recover(self)  # a crash may have left reservations, worktrees or commits the store disagrees with
         await clear_scratch(self.scratch_root, [self.config.product_path(p.name) for p in self.config.products])
         Sandbox.check(self.config.factory.sandbox)
+        url = webhook_url(self.config)  # a bad [notify] stops the start, with the file and what to do
         for t in self.store.tasks():
             if t.state in _OPEN_STATES - {TaskState.QUEUED}:
                 await self._note(t, f"resumed after restart while {t.state.value}")
@@ -97,6 +100,9 @@ class Orchestrator:
         watcher = asyncio.create_task(self._watch(sub))
         self.knowledge.start()  # watches the rules dir: an edit shows at once, in force from the next call
         agent_logs = AgentLogWriter.start(self.store, self.config)  # memory/logs/AGENT.log, for `t` and `cockpit tail`
+        self.notifier = WebhookSender(self.store, url, timeout=self.config.notify.timeout_s,
+                                      window=self.config.notify.batch_window_s) if url else None
+        notifier = asyncio.create_task(self.notifier.run(), name="notify") if self.notifier else None
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while True:
@@ -121,6 +127,9 @@ class Orchestrator:
                 await asyncio.gather(*self._running.values(), return_exceptions=True)
             await self.knowledge.stop()
             await agent_logs.stop()
+            if notifier is not None:
+                notifier.cancel()
+                await asyncio.gather(notifier, return_exceptions=True)
 
     async def _watch(self, sub) -> None:
         while True:

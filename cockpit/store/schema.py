@@ -130,6 +130,25 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE ledger ADD COLUMN simulated INTEGER NOT NULL DEFAULT 0;
     """,
+    # 6: the notification outbox (cockpit.domain.notices): a row per notice, written in the transaction of the
+    # event that caused it; the sender marks it sent only after the receiver answered 2xx
+    """
+    CREATE TABLE outbox (
+        id         INTEGER PRIMARY KEY,
+        key        TEXT    NOT NULL UNIQUE,
+        event_id   INTEGER NOT NULL,
+        product    TEXT,
+        task_id    TEXT,
+        body       TEXT    NOT NULL,
+        state      TEXT    NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'failed')),
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        next_try   REAL    NOT NULL DEFAULT 0,
+        last_error TEXT    NOT NULL DEFAULT '',
+        created_ts REAL    NOT NULL,
+        sent_ts    REAL
+    );
+    CREATE INDEX outbox_due ON outbox(next_try) WHERE state = 'pending';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

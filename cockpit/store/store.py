@@ -36,6 +36,7 @@ from ..domain import budget
 from ..domain import tasks as domain
 from ..domain.errors import Refused
 from ..domain.events import TASK_KINDS, Event, Kind
+from ..domain.notices import notices_for
 from ..domain.tasks import Task
 from ..domain.visible import encodable
 from .schema import MIGRATIONS, SCHEMA_VERSION
@@ -484,6 +485,8 @@ class Store:
                 )
             rows.append((ev.id, ev.ts, ev.kind, ev.actor, ev.product, ev.task_id, _dumps(ev.data)))
             b.sql.extend(it.sql if err is None else [])
+            if err is None:
+                b.sql.extend(_outbox_rows(ev))
             results.append((it, ev, err, next_id))
             next_id += 1
         b.next_id = next_id
@@ -801,6 +804,12 @@ def _split_sql(script: str) -> list[str]:
     if buf:
         out.append("\n".join(buf))
     return out
+
+
+def _outbox_rows(ev: Event) -> list[tuple[str, tuple[Any, ...]]]:
+    """The outbox rows an event produces (cockpit.domain.notices), for the transaction that records it."""
+    return [("INSERT OR IGNORE INTO outbox(key, event_id, product, task_id, body, created_ts) VALUES (?,?,?,?,?,?)",
+             (n.key, ev.id, n.product, n.task_id, n.model_dump_json(), ev.ts)) for n in notices_for(ev)]
 
 
 def _seq_of(task_id: str, default: int) -> int:

@@ -1,0 +1,54 @@
+"""Which committed facts need the human, and what each notice says: a pure function of one event.
+
+The store calls `notices_for` inside the transaction that records the event, so a notice and its event land
+together or not at all (the outbox: cockpit.store.schema migration 6). Each notice carries a dedup key: a
+receiver that sees the same key twice (a resend after a crash) shows it once.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from pydantic import BaseModel, ConfigDict
+
+from .events import Event, Kind
+from .visible import visible_line
+
+
+class Notice(BaseModel):
+    """One message for the human: what happened, where, and the command that acts on it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    kind: str
+    product: str | None = None
+    task_id: str | None = None
+    reason: str
+    actions: list[str]
+
+    def text(self) -> str:
+        where = " ".join(p for p in (self.product, self.task_id) if p)
+        lines = [f"[{where}] {self.kind}: {self.reason}" if where else f"{self.kind}: {self.reason}"]
+        lines += [f"  {a}" for a in self.actions]
+        return "\n".join(lines)
+
+
+def notices_for(event: Event) -> list[Notice]:
+    """The notices a committed event produces (none for most): a task blocked, with its reason.
+
+    `event.id` must be set: the key names the event, so a task that blocks again later is a new notice while
+    a resend of this one is not. Agent text in a reason is content: made visible, one line, never markup."""
+    if event.id is None:
+        raise ValueError("notices_for: the event has no id yet (call it once the store assigned one)")
+    if event.kind == Kind.BLOCKED and event.task_id:
+        reasons = [visible_line(r) for r in event.data.get("reasons") or []]
+        reason = "; ".join(r for r in reasons if r)[:300] or "blocked"
+        tid = shlex.quote(event.task_id)
+        return [Notice(
+            key=f"blocked:{event.task_id}:{event.id}", kind="blocked", product=event.product,
+            task_id=event.task_id, reason=reason,
+            actions=[f'cockpit send-back {tid} -m "…"', f'cockpit approve {tid} --note "…"',
+                     f"cockpit retry {tid}"],
+        )]
+    return []

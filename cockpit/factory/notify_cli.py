@@ -1,0 +1,79 @@
+"""`cockpit notify list|retry|test`: the outbox on the command line (sent, pending, failed; retry; a test notice)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections.abc import Callable
+
+from ..config import ConfigError, load_factory
+from ..domain.notices import Notice
+from ..domain.visible import visible_line
+from ..store import Store
+from .notify_sender import WebhookSender, httpx, outbox_rows, retry_failed, webhook_url
+
+
+async def _with_store(config, fn):
+    store = await Store.open(config.store_path, budgets=config.budget_limits())
+    try:
+        return await fn(store)
+    finally:
+        await store.close()
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    config = load_factory(args.factory)
+    rows = asyncio.run(_with_store(config, outbox_rows))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no notices yet")
+    for r in rows:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
+        err = f"  ({visible_line(r['error'])})" if r["error"] else ""
+        print(f"{r['state']:<8} {when}  {r['key']}  tries {r['attempts']}{err}")
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    config = load_factory(args.factory)
+    n = asyncio.run(_with_store(config, retry_failed))
+    print(f"{n} failed notice(s) queued again" if n else "no failed notices")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    """Send one notice to the configured webhook now, outside the outbox; exit 1 if it was not accepted."""
+    config = load_factory(args.factory)
+    url = webhook_url(config)
+    if url is None:
+        raise ConfigError(f"{config.path}: no [notify] channel: set webhook_url_env or webhook_url_file")
+
+    async def send() -> str | None:
+        key = f"test:{time.time():.0f}"
+        notice = Notice(key=key, kind="test", reason="a test notice from `cockpit notify test`",
+                        actions=["cockpit notify list"])
+        async with httpx.AsyncClient() as client:
+            return await WebhookSender(None, url, timeout=config.notify.timeout_s).send_one(client, key, notice)
+
+    err = asyncio.run(send())
+    print(f"webhook: {err}" if err else "webhook: accepted")
+    return 1 if err else 0
+
+
+def register(sub: argparse._SubParsersAction, factory_arg: Callable[[argparse.ArgumentParser], None]) -> None:
+    n = sub.add_parser("notify", help="notices for the human: list them, retry the failed, send a test")
+    nsub = n.add_subparsers(dest="notify_command", metavar="ACTION", required=True)
+    ls = nsub.add_parser("list", help="every notice: sent, pending or failed, with its last error")
+    factory_arg(ls)
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.set_defaults(func=cmd_list)
+    rt = nsub.add_parser("retry", help="queue every failed notice again")
+    factory_arg(rt)
+    rt.set_defaults(func=cmd_retry)
+    te = nsub.add_parser("test", help="send a test notice to the configured webhook now")
+    factory_arg(te)
+    te.set_defaults(func=cmd_test)

@@ -1,0 +1,191 @@
+"""Delivers the outbox (cockpit.store.schema migration 6) to a JSON webhook: at least once, with backoff.
+
+A row is marked sent only after the receiver answered 2xx, in a store transaction of its own; a process
+killed between the answer and that mark resends the row after restart, and the payload's `key` lets the
+receiver drop the copy. Never blocks the event loop: HTTP through httpx's async client, SQLite through
+the store. The webhook URL may carry a token: it never appears in an error we record or log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from urllib.parse import urlsplit
+
+try:
+    import httpx2 as httpx  # what the anthropic SDK depends on (the httpx API, renamed)
+except ImportError:  # pragma: no cover - SDKs before the httpx2 switch
+    import httpx  # type: ignore[no-redef]
+
+from ..config import ConfigError, FactoryConfig
+from ..domain.notices import Notice
+from ..store.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 12
+"""After this many failed tries a row is `failed` (shown, retried only by hand: `cockpit notify retry`)."""
+
+
+def redact(text: str, url: str) -> str:
+    """`text` without the secret parts of `url` (path, query, user info): only scheme and host remain."""
+    parts = urlsplit(url)
+    safe = f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}/…"
+    out = text.replace(url, safe)
+    for secret in (parts.path, parts.query, parts.password or "", parts.username or ""):
+        if len(secret) > 1:
+            out = out.replace(secret, "…")
+    return out
+
+
+def payload(key: str, n: Notice) -> dict:
+    """The JSON a webhook receives: the notice's fields, its text, and the dedup key."""
+    return {"key": key, "kind": n.kind, "product": n.product, "task_id": n.task_id, "reason": n.reason,
+            "actions": n.actions, "text": n.text()}
+
+
+def batch_payload(notices: list[tuple[str, Notice]]) -> dict:
+    """One message for several notices: each with its key (the receiver dedups by key), the text listing
+    them once per (task, reason): a task that blocked again for the same reason in the window is one line."""
+    seen: set[tuple] = set()
+    texts = []
+    for _, n in notices:
+        if (n.product, n.task_id, n.kind, n.reason) not in seen:
+            seen.add((n.product, n.task_id, n.kind, n.reason))
+            texts.append(n.text())
+    head = f"{len(texts)} things need you" if len(texts) > 1 else ""
+    return {"keys": [k for k, _ in notices], "notices": [payload(k, n) for k, n in notices],
+            "text": "\n\n".join([head, *texts] if head else texts)}
+
+
+class WebhookSender:
+    """Sends due outbox rows to one webhook; `run()` is the factory's long-lived task."""
+
+    def __init__(self, store: Store | None, url: str, *, timeout: float = 5.0, backoff: float = 0.5,
+                 max_backoff: float = 300.0, poll: float = 0.5, window: float = 0.0) -> None:
+        self.store, self.url = store, url
+        self.timeout, self.backoff, self.max_backoff, self.poll = timeout, backoff, max_backoff, poll
+        self.window = window  # batching: notices within this many seconds go as one message
+        self.failing = False  # the last try failed: the header shows a mark
+
+    def delay(self, attempts: int) -> float:
+        """Exponential backoff after `attempts` failures, capped."""
+        return min(self.max_backoff, self.backoff * 2 ** max(0, attempts - 1))
+
+    async def send_one(self, client: httpx.AsyncClient, key: str, notice: Notice) -> str | None:
+        """POST one notice; None if the receiver answered 2xx, else why not (the URL's secrets redacted)."""
+        return await self._post(client, payload(key, notice))
+
+    async def _post(self, client: httpx.AsyncClient, body: dict) -> str | None:
+        try:
+            r = await client.post(self.url, json=body, timeout=self.timeout)
+        except (httpx.HTTPError, OSError) as e:
+            return redact(f"{type(e).__name__}: {e}", self.url)[:500]
+        return None if 200 <= r.status_code < 300 else f"HTTP {r.status_code}"
+
+    async def deliver_due(self, client: httpx.AsyncClient) -> int:
+        """Try every pending row whose time has come, oldest first; returns how many were sent.
+
+        With a batching window, nothing goes until the oldest due row is `window` seconds old; then all due
+        rows go as one message listing them (a task that blocked twice for the same reason is listed once)."""
+        assert self.store is not None
+        now = time.time()
+        rows = await self.store.query(
+            "SELECT id, key, body, attempts, created_ts FROM outbox WHERE state = 'pending' AND next_try <= ? "
+            "ORDER BY id LIMIT 100", (now,))
+        if not rows:
+            return 0
+        if self.window <= 0:
+            sent = 0
+            for row_id, key, body, attempts, _ in rows:
+                err = await self.send_one(client, key, Notice.model_validate_json(body))
+                sent += await self._record([(row_id, key, attempts)], err)
+            return sent
+        if now - min(r[4] for r in rows) < self.window:
+            return 0  # the window is open: more may come, to go in the same message
+        notices = [(key, Notice.model_validate_json(body)) for _, key, body, _, _ in rows]
+        err = await self._post(client, batch_payload(notices))
+        return await self._record([(r[0], r[1], r[3]) for r in rows], err)
+
+    async def _record(self, rows: list[tuple[int, str, int]], err: str | None) -> int:
+        """Mark `rows` sent (err None: the receiver said 2xx) or due again after a backoff; returns how many sent."""
+        assert self.store is not None
+        ids = [r[0] for r in rows]
+        if err is None:
+            self.failing = False
+            await self.store.submit(None, [("UPDATE outbox SET state = 'sent', sent_ts = ?, attempts = attempts + 1, "
+                                            "last_error = '' WHERE id = ?", (time.time(), i)) for i in ids])
+            return len(ids)
+        self.failing = True
+        stmts = []
+        for row_id, key, attempts in rows:
+            n = attempts + 1
+            log.warning("notice %s: delivery failed (try %d): %s", key, n, err)
+            stmts.append(("UPDATE outbox SET attempts = ?, next_try = ?, last_error = ?, state = ? WHERE id = ?",
+                          (n, time.time() + self.delay(n), err, "failed" if n >= MAX_ATTEMPTS else "pending",
+                           row_id)))
+        await self.store.submit(None, stmts)
+        return 0
+
+    async def run(self) -> None:
+        """Deliver until cancelled: at once when the store commits something, else every `poll` seconds."""
+        assert self.store is not None
+        sub = self.store.subscribe()
+        try:
+            async with httpx.AsyncClient() as client:
+                while True:
+                    try:
+                        await self.deliver_due(client)
+                    except Exception as e:  # a store hiccup must not end deliveries for good
+                        log.warning("notify sender: %s", redact(str(e), self.url))
+                    try:
+                        await asyncio.wait_for(sub.get(), self.poll)
+                        sub.drain()
+                    except TimeoutError:
+                        pass
+        finally:
+            sub.close()
+
+
+async def outbox_rows(store: Store) -> list[dict]:
+    """Every outbox row, newest first, for `cockpit notify list` and the screen."""
+    rows = await store.query("SELECT id, key, state, attempts, last_error, created_ts, sent_ts, body FROM outbox "
+                             "ORDER BY id DESC")
+    return [{"id": r[0], "key": r[1], "state": r[2], "attempts": r[3], "error": r[4], "created": r[5],
+             "sent": r[6], "notice": json.loads(r[7])} for r in rows]
+
+
+def webhook_url(config: FactoryConfig) -> str | None:
+    """The webhook URL `[notify]` names (an environment variable or a file), or None if none is configured.
+
+    Raises ConfigError naming factory.toml and what to do; the message never contains the URL itself."""
+    n = config.notify
+    where = f"{config.path or 'factory.toml'}: [notify]"
+    if n.webhook_url_env:
+        url = os.environ.get(n.webhook_url_env, "").strip()
+        if not url:
+            raise ConfigError(f"{where} webhook_url_env names ${n.webhook_url_env}, which is not set: export it "
+                              "(the webhook URL) before starting the cockpit, or remove the setting")
+    elif n.webhook_url_file:
+        path = config.resolve(n.webhook_url_file)
+        try:
+            url = path.read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"{where} webhook_url_file {path}: cannot read it ({e.strerror}); write the "
+                              "webhook URL in it (one line, chmod 600), or remove the setting") from None
+    else:
+        return None
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise ConfigError(f"{where}: the webhook URL must start with http:// or https:// (it is not shown here)")
+    return url
+
+
+async def retry_failed(store: Store) -> int:
+    """Put every failed row back in the queue, due now (`cockpit notify retry`); returns how many."""
+    rows = await store.query("SELECT COUNT(*) FROM outbox WHERE state = 'failed'")
+    await store.submit(None, [(
+            "UPDATE outbox SET state = 'pending', attempts = 0, next_try = 0 WHERE state = 'failed'", ())])
+    return int(rows[0][0])
