@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .domain.budget import BudgetLimits
+from .domain.notices import parse_quiet_hours
 from .domain.prices import ModelPrice, PriceTable, default_prices
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
@@ -79,10 +80,21 @@ class NotifySection(_Strict):
     timeout_s: float = Field(5.0, gt=0, le=120, description="per-request timeout of a delivery")
     batch_window_s: float = Field(0.0, ge=0, le=3600, description=(
         "notices within this many seconds go as one message listing them; 0: each at once"))
+    terminal: bool = Field(False, description=(
+        "ring the controlling terminal: BEL and an OSC 9 / OSC 777 desktop notice (through tmux too)"))
+    quiet_hours: str | None = Field(None, description=(
+        'local "HH:MM-HH:MM" (e.g. "22:00-07:00"): notices are held, then sent as one digest at the end'))
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours_form(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_quiet_hours(v)
+        return v
 
     @property
     def configured(self) -> bool:
-        return bool(self.webhook_url_env or self.webhook_url_file)
+        return bool(self.webhook_url_env or self.webhook_url_file or self.terminal)
 
 
 class RoleConfig(_Strict):

@@ -8,6 +8,7 @@ receiver that sees the same key twice (a resend after a crash) shows it once.
 from __future__ import annotations
 
 import shlex
+import time
 
 from pydantic import BaseModel, ConfigDict
 
@@ -52,3 +53,22 @@ def notices_for(event: Event) -> list[Notice]:
                      f"cockpit retry {tid}"],
         )]
     return []
+
+
+def parse_quiet_hours(spec: str) -> tuple[int, int]:
+    """"22:00-07:00" -> (1320, 420), minutes of the local day; ValueError saying the expected form."""
+    try:
+        a, b = spec.split("-")
+        start, end = (int(h) * 60 + int(m) for h, m in (x.strip().split(":") for x in (a, b)))
+    except ValueError:
+        raise ValueError(f"quiet_hours {spec!r}: write it as HH:MM-HH:MM, e.g. \"22:00-07:00\"") from None
+    if not (0 <= start < 1440 and 0 <= end < 1440) or start == end:
+        raise ValueError(f"quiet_hours {spec!r}: hours 00-23, minutes 00-59, start and end different")
+    return start, end
+
+
+def in_quiet_hours(ts: float, span: tuple[int, int]) -> bool:
+    """Whether the local time of `ts` is in [start, end) (crossing midnight when start > end)."""
+    lt = time.localtime(ts)
+    m, (start, end) = lt.tm_hour * 60 + lt.tm_min, span
+    return start <= m < end if start < end else (m >= start or m < end)

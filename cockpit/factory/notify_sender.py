@@ -21,7 +21,7 @@ except ImportError:  # pragma: no cover - SDKs before the httpx2 switch
     import httpx  # type: ignore[no-redef]
 
 from ..config import ConfigError, FactoryConfig
-from ..domain.notices import Notice
+from ..domain.notices import Notice, in_quiet_hours, parse_quiet_hours
 from ..store.store import Store
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,10 @@ MAX_ATTEMPTS = 12
 """After this many failed tries a row is `failed` (shown, retried only by hand: `cockpit notify retry`)."""
 
 
-def redact(text: str, url: str) -> str:
+def redact(text: str, url: str | None) -> str:
     """`text` without the secret parts of `url` (path, query, user info): only scheme and host remain."""
+    if not url:
+        return text
     parts = urlsplit(url)
     safe = f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}/…"
     out = text.replace(url, safe)
@@ -47,7 +49,7 @@ def payload(key: str, n: Notice) -> dict:
             "actions": n.actions, "text": n.text()}
 
 
-def batch_payload(notices: list[tuple[str, Notice]]) -> dict:
+def batch_payload(notices: list[tuple[str, Notice]], *, digest: bool = False) -> dict:
     """One message for several notices: each with its key (the receiver dedups by key), the text listing
     them once per (task, reason): a task that blocked again for the same reason in the window is one line."""
     seen: set[tuple] = set()
@@ -57,18 +59,25 @@ def batch_payload(notices: list[tuple[str, Notice]]) -> dict:
             seen.add((n.product, n.task_id, n.kind, n.reason))
             texts.append(n.text())
     head = f"{len(texts)} things need you" if len(texts) > 1 else ""
-    return {"keys": [k for k, _ in notices], "notices": [payload(k, n) for k, n in notices],
+    if digest:
+        head = f"while you were away (quiet hours): {len(texts)} thing{'s' if len(texts) != 1 else ''} need you"
+    return {"digest": digest, "keys": [k for k, _ in notices], "notices": [payload(k, n) for k, n in notices],
             "text": "\n\n".join([head, *texts] if head else texts)}
 
 
 class WebhookSender:
     """Sends due outbox rows to one webhook; `run()` is the factory's long-lived task."""
 
-    def __init__(self, store: Store | None, url: str, *, timeout: float = 5.0, backoff: float = 0.5,
-                 max_backoff: float = 300.0, poll: float = 0.5, window: float = 0.0) -> None:
+    def __init__(self, store: Store | None, url: str | None, *, timeout: float = 5.0, backoff: float = 0.5,
+                 max_backoff: float = 300.0, poll: float = 0.5, window: float = 0.0,
+                 channels: list | None = None, quiet: tuple[int, int] | None = None,
+                 clock=time.time) -> None:
         self.store, self.url = store, url
         self.timeout, self.backoff, self.max_backoff, self.poll = timeout, backoff, max_backoff, poll
         self.window = window  # batching: notices within this many seconds go as one message
+        self.channels = list(channels or [])  # more channels (terminal): each has `deliver(body) -> err | None`
+        self.quiet = quiet  # quiet hours (start, end) in local minutes of the day: held, then one digest
+        self.clock = clock
         self.failing = False  # the last try failed: the header shows a mark
 
     def delay(self, attempts: int) -> float:
@@ -80,11 +89,23 @@ class WebhookSender:
         return await self._post(client, payload(key, notice))
 
     async def _post(self, client: httpx.AsyncClient, body: dict) -> str | None:
-        try:
-            r = await client.post(self.url, json=body, timeout=self.timeout)
-        except (httpx.HTTPError, OSError) as e:
-            return redact(f"{type(e).__name__}: {e}", self.url)[:500]
-        return None if 200 <= r.status_code < 300 else f"HTTP {r.status_code}"
+        """Deliver `body` on every channel; None only if all accepted (a retry resends to all: at least once)."""
+        if self.url:
+            try:
+                r = await client.post(self.url, json=body, timeout=self.timeout)
+            except (httpx.HTTPError, OSError) as e:
+                return redact(f"{type(e).__name__}: {e}", self.url)[:500]
+            if not 200 <= r.status_code < 300:
+                return f"HTTP {r.status_code}"
+        for ch in self.channels:
+            err = await ch.deliver(body)
+            if err is not None:
+                return redact(err, self.url) if self.url else err
+        return None
+
+    def is_quiet(self, ts: float) -> bool:
+        """Whether `ts` falls in the quiet hours (local time; a span may cross midnight)."""
+        return self.quiet is not None and in_quiet_hours(ts, self.quiet)
 
     async def deliver_due(self, client: httpx.AsyncClient) -> int:
         """Try every pending row whose time has come, oldest first; returns how many were sent.
@@ -92,12 +113,19 @@ class WebhookSender:
         With a batching window, nothing goes until the oldest due row is `window` seconds old; then all due
         rows go as one message listing them (a task that blocked twice for the same reason is listed once)."""
         assert self.store is not None
-        now = time.time()
+        now = self.clock()
+        if self.is_quiet(now):
+            return 0  # held: the quiet hours end with one digest
         rows = await self.store.query(
             "SELECT id, key, body, attempts, created_ts FROM outbox WHERE state = 'pending' AND next_try <= ? "
             "ORDER BY id LIMIT 100", (now,))
         if not rows:
             return 0
+        held = [r for r in rows if self.is_quiet(r[4])]
+        if held:  # the quiet hours just ended: everything due goes as one digest
+            notices = [(key, Notice.model_validate_json(body)) for _, key, body, _, _ in rows]
+            err = await self._post(client, batch_payload(notices, digest=True))
+            return await self._record([(r[0], r[1], r[3]) for r in rows], err)
         if self.window <= 0:
             sent = 0
             for row_id, key, body, attempts, _ in rows:
@@ -117,7 +145,7 @@ class WebhookSender:
         if err is None:
             self.failing = False
             await self.store.submit(None, [("UPDATE outbox SET state = 'sent', sent_ts = ?, attempts = attempts + 1, "
-                                            "last_error = '' WHERE id = ?", (time.time(), i)) for i in ids])
+                                            "last_error = '' WHERE id = ?", (self.clock(), i)) for i in ids])
             return len(ids)
         self.failing = True
         stmts = []
@@ -125,7 +153,7 @@ class WebhookSender:
             n = attempts + 1
             log.warning("notice %s: delivery failed (try %d): %s", key, n, err)
             stmts.append(("UPDATE outbox SET attempts = ?, next_try = ?, last_error = ?, state = ? WHERE id = ?",
-                          (n, time.time() + self.delay(n), err, "failed" if n >= MAX_ATTEMPTS else "pending",
+                          (n, self.clock() + self.delay(n), err, "failed" if n >= MAX_ATTEMPTS else "pending",
                            row_id)))
         await self.store.submit(None, stmts)
         return 0
@@ -181,6 +209,18 @@ def webhook_url(config: FactoryConfig) -> str | None:
     if urlsplit(url).scheme not in ("http", "https"):
         raise ConfigError(f"{where}: the webhook URL must start with http:// or https:// (it is not shown here)")
     return url
+
+
+def notifier_for(config: FactoryConfig, store: Store | None, url: str | None) -> WebhookSender | None:
+    """The sender `[notify]` describes (webhook, terminal, quiet hours, window), or None if no channel is set."""
+    from .notify_terminal import TerminalChannel  # noqa: PLC0415 - only when the terminal channel is on
+
+    n = config.notify
+    channels = [TerminalChannel()] if n.terminal else []
+    if not url and not channels:
+        return None
+    return WebhookSender(store, url, timeout=n.timeout_s, window=n.batch_window_s, channels=channels,
+                         quiet=parse_quiet_hours(n.quiet_hours) if n.quiet_hours else None)
 
 
 async def retry_failed(store: Store) -> int:

@@ -34,7 +34,7 @@ from .defects import ReproResult, reproduce
 from .products import factory_sandbox
 from .gates import TestsGate, TestsStage
 from .merge_queue import MergeQueue
-from .notify_sender import WebhookSender, webhook_url
+from .notify_sender import WebhookSender, notifier_for, webhook_url
 from .recovery import recover
 from .knowledge import Knowledge
 from ..host.sandbox import Sandbox, SandboxUnavailable
@@ -100,8 +100,7 @@ class Orchestrator:
         watcher = asyncio.create_task(self._watch(sub))
         self.knowledge.start()  # watches the rules dir: an edit shows at once, in force from the next call
         agent_logs = AgentLogWriter.start(self.store, self.config)  # memory/logs/AGENT.log, for `t` and `cockpit tail`
-        self.notifier = WebhookSender(self.store, url, timeout=self.config.notify.timeout_s,
-                                      window=self.config.notify.batch_window_s) if url else None
+        self.notifier = notifier_for(self.config, self.store, url)
         notifier = asyncio.create_task(self.notifier.run(), name="notify") if self.notifier else None
         deadline = None if timeout is None else time.monotonic() + timeout
         try:

@@ -1,0 +1,133 @@
+"""Notifications, channels and quiet hours: the terminal channel (BEL + OSC 9 / OSC 777, tmux passthrough)
+written to a real pty, agent text that cannot break out of the sequence, and quiet hours that hold every
+notice and then send one digest. Real SQLite file, real pty, real HTTP receiver on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import httpx2 as httpx
+import pytest
+
+from cockpit.config import ConfigError, load_factory
+from cockpit.domain.notices import in_quiet_hours, parse_quiet_hours
+from cockpit.factory.notify_sender import WebhookSender, outbox_rows
+from cockpit.factory.notify_terminal import TerminalChannel, terminal_notice
+from cockpit.store import Store
+from notify_kit import Receiver
+from test_notify_outbox import blocked_task, wait_for
+
+EVIL = "tests failed \x07\x1b]777;notify;pwned;owned\x07\x1b]0;title\x07; rm -rf"
+
+
+def test_agent_text_cannot_end_the_osc_or_start_another_one():
+    # the attack, against a sequence built without the defence: the reason's own OSC 777 lands
+    naive = f"\x07\x1b]9;cockpit: {EVIL}\x07"
+    assert naive.count("\x1b]") == 3 and "777;notify;pwned" in naive
+    seq = terminal_notice("cockpit · shop", EVIL)
+    assert seq.startswith("\x07")  # the bell
+    assert seq.count("\x1b]") == 2 and seq.count("\x07") == 3  # exactly our OSC 9 and OSC 777, BEL-ended
+    assert "\x1b]9;cockpit · shop: tests failed" in seq and "\x1b]777;notify;cockpit · shop;tests failed" in seq
+    assert seq.split("\x1b]777;notify;")[1].count(";") == 1  # the agent's ';' cannot add a field
+
+
+def test_inside_tmux_each_osc_goes_through_passthrough_with_its_escapes_doubled():
+    seq = terminal_notice("cockpit", "T2 blocked", tmux=True)
+    parts = seq[1:].split("\x1b\\")[:-1]
+    assert len(parts) == 2 and all(p.startswith("\x1bPtmux;\x1b\x1b]") for p in parts)
+    assert "\x1bPtmux;\x1b\x1b]9;cockpit: T2 blocked\x07" in seq
+
+
+async def test_a_block_rings_a_real_terminal_through_the_outbox(tmp_path):
+    master, slave = os.openpty()
+    os.set_blocking(master, False)
+    store = await Store.open(tmp_path / "c.db")
+    try:
+        b = await blocked_task(store, ["gate: tests failed"])
+        sender = WebhookSender(store, None, channels=[TerminalChannel(os.ttyname(slave), tmux=False)])
+        seen = b""
+
+        async def rung():
+            nonlocal seen
+            await sender.deliver_due(None)
+            try:
+                seen += os.read(master, 4096)
+            except BlockingIOError:
+                pass
+            return b"\x1b]777;notify;" in seen
+        await wait_for(rung)
+        assert seen.startswith(b"\x07") and f"[shop {b.task_id}] blocked: gate: tests failed".encode() in seen
+        await store.flush()
+        assert [r["state"] for r in await outbox_rows(store)] == ["sent"]
+    finally:
+        await store.close()
+        os.close(master)
+        os.close(slave)
+
+
+async def test_a_terminal_that_is_gone_keeps_the_notice_pending_and_marks_the_channel_failing(tmp_path):
+    store = await Store.open(tmp_path / "c.db")
+    try:
+        await blocked_task(store, ["x"])
+        sender = WebhookSender(store, None, channels=[TerminalChannel(str(tmp_path / "no-tty"))], backoff=0.01)
+        assert await sender.deliver_due(None) == 0 and sender.failing
+        await store.flush()
+        (row,) = await outbox_rows(store)
+        assert row["state"] == "pending" and "no-tty" in row["error"]
+    finally:
+        await store.close()
+
+
+def _span_around_now(before: int, after: int) -> tuple[int, int]:
+    lt = time.localtime()
+    m = lt.tm_hour * 60 + lt.tm_min
+    return (m - before) % 1440, (m + after) % 1440
+
+
+async def test_quiet_hours_hold_every_notice_then_send_one_digest(tmp_path):
+    """Liveness first: without quiet hours the blocks arrive at once; within them nothing arrives, however
+    often the sender looks; after the end, one digest carrying every key."""
+    span = _span_around_now(5, 10)
+    for quiet in (None, span):
+        rec = Receiver()
+        store = await Store.open(tmp_path / f"q{bool(quiet)}.db")
+        now = [time.time()]
+        try:
+            keys = []
+            for i in range(3):
+                b = await blocked_task(store, [f"reason {i}"])
+                keys.append(f"blocked:{b.task_id}:{b.id}")
+            sender = WebhookSender(store, rec.url, quiet=quiet, clock=lambda now=now: now[0])
+            async with httpx.AsyncClient() as client:
+                for _ in range(5):
+                    await sender.deliver_due(client)
+                if quiet is None:
+                    assert rec.keys() == keys and len(rec.got) == 3
+                    continue
+                assert rec.got == []  # held
+                now[0] += 20 * 60  # the quiet hours are over
+                assert not sender.is_quiet(now[0])
+                assert await sender.deliver_due(client) == 3
+            (msg,) = rec.got
+            assert msg["digest"] and msg["keys"] == keys
+            assert msg["text"].startswith("while you were away (quiet hours): 3 things need you")
+            assert all(f"reason {i}" in msg["text"] for i in range(3))
+        finally:
+            await store.close()
+            rec.close()
+
+
+def test_quiet_hours_parse_cross_midnight_and_a_bad_value_names_the_file(tmp_path):
+    assert parse_quiet_hours("22:00-07:00") == (1320, 420)
+    t = time.mktime((2026, 1, 5, 23, 30, 0, 0, 0, -1))
+    assert in_quiet_hours(t, (1320, 420)) and in_quiet_hours(t + 7 * 3600, (1320, 420))  # 06:30
+    assert not in_quiet_hours(t + 8 * 3600, (1320, 420))  # 07:30
+    for bad in ("22-07", "25:00-07:00", "07:00-07:00"):
+        with pytest.raises(ValueError, match="quiet_hours"):
+            parse_quiet_hours(bad)
+    f = tmp_path / "factory.toml"
+    f.write_text('[notify]\nterminal = true\nquiet_hours = "late-early"\n')
+    with pytest.raises(ConfigError, match=r"factory.toml.*quiet_hours|quiet_hours.*HH:MM") as e:
+        load_factory(f)
+    assert "HH:MM-HH:MM" in str(e.value)
