@@ -80,6 +80,9 @@ class NotifySection(_Strict):
     timeout_s: float = Field(5.0, gt=0, le=120, description="per-request timeout of a delivery")
     batch_window_s: float = Field(0.0, ge=0, le=3600, description=(
         "notices within this many seconds go as one message listing them; 0: each at once"))
+    apprise_urls_env: str | None = Field(None, description=(
+        "environment variable holding apprise URLs (Slack, Telegram, Discord, ntfy, email), space separated"))
+    apprise_urls_file: str | None = Field(None, description="file holding apprise URLs, one a line (outside the repo)")
     terminal: bool = Field(False, description=(
         "ring the controlling terminal: BEL and an OSC 9 / OSC 777 desktop notice (through tmux too)"))
     quiet_hours: str | None = Field(None, description=(
@@ -94,7 +97,8 @@ class NotifySection(_Strict):
 
     @property
     def configured(self) -> bool:
-        return bool(self.webhook_url_env or self.webhook_url_file or self.terminal)
+        return bool(self.webhook_url_env or self.webhook_url_file or self.terminal or self.apprise_urls_env
+                    or self.apprise_urls_file)
 
 
 class RoleConfig(_Strict):

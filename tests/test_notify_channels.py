@@ -131,3 +131,51 @@ def test_quiet_hours_parse_cross_midnight_and_a_bad_value_names_the_file(tmp_pat
     with pytest.raises(ConfigError, match=r"factory.toml.*quiet_hours|quiet_hours.*HH:MM") as e:
         load_factory(f)
     assert "HH:MM-HH:MM" in str(e.value)
+
+
+async def test_a_block_reaches_a_push_service_through_apprise_and_its_token_stays_out(tmp_path, monkeypatch, caplog):
+    """apprise's json:// service posting to a real receiver on 127.0.0.1 stands in for Slack/ntfy/...: the
+    same library path, no network. A refusal keeps the row pending; the URL's token is in no error or log."""
+    from cockpit.factory.notify_apprise import AppriseChannel
+
+    rec = Receiver()
+    url = rec.url.replace("http://", "json://")
+    store = await Store.open(tmp_path / "c.db")
+    try:
+        b = await blocked_task(store, ["gate: tests failed"])
+        sender = WebhookSender(store, None, channels=[AppriseChannel([url])], backoff=0.01)
+        rec.fail = 1
+        assert await sender.deliver_due(None) == 0 and sender.failing
+        await store.flush()
+        (row,) = await outbox_rows(store)
+        assert row["state"] == "pending" and "apprise (JSON)" in row["error"] and "s3cr3t" not in row["error"]
+
+        async def sent():
+            await sender.deliver_due(None)
+            await store.flush()
+            return [r["state"] for r in await outbox_rows(store)] == ["sent"]
+        await wait_for(sent)
+        msg = rec.got[-1]
+        assert f"[shop {b.task_id}] blocked: gate: tests failed" in msg["message"]
+        assert f'cockpit send-back {b.task_id} -m "…"' in msg["message"]
+        assert "s3cr3t" not in caplog.text
+    finally:
+        await store.close()
+        rec.close()
+
+
+def test_apprise_urls_come_from_the_environment_and_a_bad_one_names_the_file_not_the_url(tmp_path, monkeypatch):
+    from cockpit.factory.notify_apprise import apprise_urls
+
+    f = tmp_path / "factory.toml"
+    f.write_text('[notify]\napprise_urls_env = "COCKPIT_TEST_APPRISE"\n')
+    cfg = load_factory(f)
+    monkeypatch.delenv("COCKPIT_TEST_APPRISE", raising=False)
+    with pytest.raises(ConfigError, match=r"factory.toml: \[notify\] apprise_urls_env names \$COCKPIT_TEST_APPRISE"):
+        apprise_urls(cfg)
+    monkeypatch.setenv("COCKPIT_TEST_APPRISE", "ntfys://my-topic nosuch://s3cr3t-token")
+    with pytest.raises(ConfigError, match="URL number 2") as e:
+        apprise_urls(cfg)
+    assert "s3cr3t" not in str(e.value)
+    monkeypatch.setenv("COCKPIT_TEST_APPRISE", "ntfys://my-topic")
+    assert apprise_urls(cfg) == ["ntfys://my-topic"]
