@@ -179,3 +179,48 @@ def test_apprise_urls_come_from_the_environment_and_a_bad_one_names_the_file_not
     assert "s3cr3t" not in str(e.value)
     monkeypatch.setenv("COCKPIT_TEST_APPRISE", "ntfys://my-topic")
     assert apprise_urls(cfg) == ["ntfys://my-topic"]
+
+
+async def test_doctor_checks_each_channel_by_name_and_never_shows_a_secret(tmp_path, monkeypatch):
+    from cockpit.factory.doctor import check_notify
+
+    rec = Receiver()
+    f = tmp_path / "factory.toml"
+    f.write_text('[notify]\nwebhook_url_env = "HOOK_FOR_TEST"\nterminal = true\n')
+    monkeypatch.setenv("HOOK_FOR_TEST", rec.url)
+    try:
+        config = load_factory(f)
+        checks = await check_notify(config, live=False)
+        assert [c.name for c in checks] == ["notify webhook", "notify terminal"]
+        assert all("s3cr3t" not in c.detail for c in checks) and rec.got == []
+        rec.fail = 1
+        web = (await check_notify(config.model_copy(update={"notify": config.notify.model_copy(
+            update={"terminal": False})}), live=True))[0]
+        assert web.status == "fail" and "HTTP 500" in web.detail and "s3cr3t" not in web.detail
+    finally:
+        rec.close()
+
+
+def test_notify_test_sends_on_the_named_channel_only(tmp_path, monkeypatch, capsys):
+    from cockpit.cli import main
+
+    hook, push = Receiver(), Receiver()
+    f = tmp_path / "factory.toml"
+    f.write_text('[notify]\nwebhook_url_env = "HOOK_FOR_TEST"\napprise_urls_env = "PUSH_FOR_TEST"\n')
+    monkeypatch.setenv("HOOK_FOR_TEST", hook.url)
+    monkeypatch.setenv("PUSH_FOR_TEST", push.url.replace("http://", "json://"))
+    try:
+        assert main(["notify", "test", "-f", str(f)]) == 0  # liveness: without --channel, both get it
+        assert len(hook.got) == 1 and len(push.got) == 1
+        assert main(["notify", "test", "--channel", "webhook", "-f", str(f)]) == 0
+        assert "webhook: accepted" in capsys.readouterr().out
+        assert len(hook.got) == 2 and len(push.got) == 1  # only the named channel
+        push.fail = 1
+        assert main(["notify", "test", "--channel", "apprise", "-f", str(f)]) == 1
+        out = capsys.readouterr().out
+        assert "apprise (JSON): a service did not accept it" in out and "s3cr3t" not in out
+        assert main(["notify", "test", "--channel", "slack", "-f", str(f)]) != 0
+        assert "no channel 'slack'; configured: webhook, apprise" in capsys.readouterr().err
+    finally:
+        hook.close()
+        push.close()

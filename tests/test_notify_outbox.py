@@ -186,15 +186,15 @@ async def test_doctor_checks_the_webhook_and_never_shows_its_token(tmp_path, mon
     (tmp_path / "factory.toml").write_text('[notify]\nwebhook_url_env = "HOOK_FOR_TEST"\n')
     config = load_factory(tmp_path / "factory.toml")
     monkeypatch.delenv("HOOK_FOR_TEST", raising=False)
-    c = await check_notify(config, live=True)
+    (c,) = await check_notify(config, live=True)
     assert c.status == "fail" and "HOOK_FOR_TEST" in c.detail and "factory.toml" in c.detail
     rec = Receiver()
     try:
         monkeypatch.setenv("HOOK_FOR_TEST", rec.url)
-        c = await check_notify(config, live=True)
+        (c,) = await check_notify(config, live=True)
         assert c.status == "ok" and rec.keys() == ["doctor"] and "s3cr3t" not in c.detail
         rec.fail = 1
-        c = await check_notify(config, live=True)
+        (c,) = await check_notify(config, live=True)
         assert c.status == "fail" and "HTTP 500" in c.detail and "s3cr3t" not in c.detail
     finally:
         rec.close()

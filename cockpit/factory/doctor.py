@@ -302,26 +302,37 @@ async def check_model(config: FactoryConfig, *, live: bool) -> list[Check]:
 # --- all of it ---------------------------------------------------------------------------
 
 
-async def check_notify(config: FactoryConfig, *, live: bool) -> Check:
-    """The [notify] webhook: its URL resolves (env var or file); with --live, a test notice is accepted."""
-    from .notify_sender import WebhookSender, httpx, redact, webhook_url
-    from ..domain.notices import Notice
+async def check_notify(config: FactoryConfig, *, live: bool) -> list[Check]:
+    """Each [notify] channel: its secret resolves (env var or file) and, with --live, a test notice is accepted;
+    the terminal channel: a controlling terminal can be opened. Secrets are never shown."""
+    from .notify_sender import channels_of, redact
 
     try:
-        url = webhook_url(config)
+        channels = channels_of(config)
     except ConfigError as e:
-        return Check("notify", "fail", str(e))
-    if url is None:
-        return Check("notify", "ok", "no [notify] channel: notices wait in the outbox (cockpit notify list)")
-    shown = redact(url, url)
-    if not live:
-        return Check("notify", "ok", f"webhook {shown} (not contacted; --live sends a test notice)")
-    notice = Notice(key="doctor", kind="test", reason="cockpit doctor --live", actions=["cockpit notify list"])
-    async with httpx.AsyncClient() as client:
-        err = await WebhookSender(None, url, timeout=config.notify.timeout_s).send_one(client, "doctor", notice)
-    if err:
-        return Check("notify", "fail", f"webhook {shown}: {err}", "check the URL and that the receiver is up")
-    return Check("notify", "ok", f"webhook {shown} accepted a test notice")
+        return [Check("notify", "fail", str(e))]
+    if not channels:
+        return [Check("notify", "ok", "no [notify] channel: notices wait in the outbox (cockpit notify list)")]
+    checks = []
+    for ch in channels:
+        name = f"notify {ch.name}"
+        shown = {"webhook": lambda c: f"webhook {redact(c.url, c.url)}",
+                 "apprise": lambda c: f"apprise ({', '.join(map(str, c.names))})",
+                 "terminal": lambda c: f"terminal {c.path}{' via tmux' if c.tmux else ''}"}[ch.name](ch)
+        if ch.name == "terminal" and not live:
+            try:
+                os.close(os.open(ch.path, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK))
+            except OSError as e:
+                checks.append(Check(name, "fail", f"{shown}: {e.strerror}", "run the cockpit in a terminal, or "
+                                    "set terminal = false in [notify]"))
+                continue
+        if not live:
+            checks.append(Check(name, "ok", f"{shown} (not contacted; --live sends a test notice)"))
+            continue
+        err = await ch.deliver({"key": "doctor", "kind": "test", "text": "cockpit doctor --live: a test notice"})
+        checks.append(Check(name, "fail", f"{shown}: {err}", "check the URL/token and that the service is up")
+                      if err else Check(name, "ok", f"{shown} accepted a test notice"))
+    return checks
 
 
 async def run_checks(factory: Path, *, live: bool = False, quick: bool = False) -> tuple[list[Check], Path]:
@@ -343,7 +354,7 @@ async def run_checks(factory: Path, *, live: bool = False, quick: bool = False) 
     checks.append(check_rules(config))
     checks += await check_products(config, quick=quick, sandbox_ok=sandbox.status != "fail")
     checks.append(check_store(config))
-    checks.append(await check_notify(config, live=live))
+    checks.extend(await check_notify(config, live=live))
     checks.append(check_mode(config))
     checks.append(check_api_key(config))
     checks += await check_model(config, live=live)

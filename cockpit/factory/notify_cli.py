@@ -8,11 +8,10 @@ import json
 import time
 from collections.abc import Callable
 
-from ..config import ConfigError, load_factory
-from ..domain.notices import Notice
+from ..config import load_factory
 from ..domain.visible import visible_line
 from ..store import Store
-from .notify_sender import WebhookSender, httpx, outbox_rows, retry_failed, webhook_url
+from .notify_sender import outbox_rows, retry_failed, send_test
 
 
 async def _with_store(config, fn):
@@ -46,22 +45,12 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    """Send one notice to the configured webhook now, outside the outbox; exit 1 if it was not accepted."""
+    """Send one test notice on every configured channel (or --channel NAME) now; exit 1 if one refused it."""
     config = load_factory(args.factory)
-    url = webhook_url(config)
-    if url is None:
-        raise ConfigError(f"{config.path}: no [notify] channel: set webhook_url_env or webhook_url_file")
-
-    async def send() -> str | None:
-        key = f"test:{time.time():.0f}"
-        notice = Notice(key=key, kind="test", reason="a test notice from `cockpit notify test`",
-                        actions=["cockpit notify list"])
-        async with httpx.AsyncClient() as client:
-            return await WebhookSender(None, url, timeout=config.notify.timeout_s).send_one(client, key, notice)
-
-    err = asyncio.run(send())
-    print(f"webhook: {err}" if err else "webhook: accepted")
-    return 1 if err else 0
+    results = asyncio.run(send_test(config, args.channel))
+    for name, err in results:
+        print(f"{name}: {err}" if err else f"{name}: accepted")
+    return 1 if any(err for _, err in results) else 0
 
 
 def register(sub: argparse._SubParsersAction, factory_arg: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -74,6 +63,7 @@ def register(sub: argparse._SubParsersAction, factory_arg: Callable[[argparse.Ar
     rt = nsub.add_parser("retry", help="queue every failed notice again")
     factory_arg(rt)
     rt.set_defaults(func=cmd_retry)
-    te = nsub.add_parser("test", help="send a test notice to the configured webhook now")
+    te = nsub.add_parser("test", help="send a test notice on every configured channel now")
     factory_arg(te)
+    te.add_argument("--channel", metavar="NAME", help="only this channel: webhook, terminal or apprise")
     te.set_defaults(func=cmd_test)

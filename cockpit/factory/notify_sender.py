@@ -226,6 +226,44 @@ def notifier_for(config: FactoryConfig, store: Store | None, url: str | None) ->
                          quiet=parse_quiet_hours(n.quiet_hours) if n.quiet_hours else None)
 
 
+class WebhookChannel:
+    """The JSON webhook as a channel of its own (`cockpit notify test --channel webhook`, doctor)."""
+
+    name = "webhook"
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self.url, self.timeout = url, timeout
+
+    async def deliver(self, body: dict) -> str | None:
+        async with httpx.AsyncClient() as client:
+            return await WebhookSender(None, self.url, timeout=self.timeout)._post(client, body)
+
+
+def channels_of(config: FactoryConfig) -> list:
+    """Every channel `[notify]` turns on, by name (webhook, terminal, apprise); ConfigError as at start."""
+    url = webhook_url(config)
+    sender = notifier_for(config, None, url)
+    if sender is None:
+        return []
+    return ([WebhookChannel(url, config.notify.timeout_s)] if url else []) + sender.channels
+
+
+async def send_test(config: FactoryConfig, only: str | None = None) -> list[tuple[str, str | None]]:
+    """Send one test notice on each channel (or on `only`) now, outside the outbox: [(channel, error or None)].
+
+    Raises ConfigError if no channel is configured, or `only` names none of them."""
+    channels = channels_of(config)
+    names = [c.name for c in channels]
+    if not channels:
+        raise ConfigError(f"{config.path}: no [notify] channel: set webhook_url_env / webhook_url_file, "
+                          "apprise_urls_env / apprise_urls_file, or terminal = true")
+    if only is not None and only not in names:
+        raise ConfigError(f"{config.path}: [notify] has no channel {only!r}; configured: {', '.join(names)}")
+    key = f"test:{time.time():.0f}"
+    notice = Notice(key=key, kind="test", reason="a test notice from the cockpit", actions=["cockpit notify list"])
+    return [(c.name, await c.deliver(payload(key, notice))) for c in channels if only in (None, c.name)]
+
+
 async def retry_failed(store: Store) -> int:
     """Put every failed row back in the queue, due now (`cockpit notify retry`); returns how many."""
     rows = await store.query("SELECT COUNT(*) FROM outbox WHERE state = 'failed'")
