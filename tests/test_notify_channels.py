@@ -224,3 +224,46 @@ def test_notify_test_sends_on_the_named_channel_only(tmp_path, monkeypatch, caps
     finally:
         hook.close()
         push.close()
+
+
+async def test_the_rate_limit_turns_the_overflow_into_one_message_and_every_key_still_arrives(tmp_path):
+    """Liveness first: without a limit, five blocks one after another are five messages; with two a minute,
+    two go at once and the other three wait, then go as one message when the minute has passed."""
+    for per_minute, messages in ((0, 5), (2, 3)):
+        rec = Receiver()
+        store = await Store.open(tmp_path / f"r{per_minute}.db")
+        now = [time.time()]
+        try:
+            sender = WebhookSender(store, rec.url, per_minute=per_minute, clock=lambda now=now: now[0])
+            keys = []
+            async with httpx.AsyncClient() as client:
+                for i in range(5):
+                    b = await blocked_task(store, [f"reason {i}"])
+                    keys.append(f"blocked:{b.task_id}:{b.id}")
+                    await sender.deliver_due(client)
+                if per_minute:
+                    assert len(rec.got) == 2  # the limit holds the rest
+                    now[0] += 61
+                    assert await sender.deliver_due(client) == 3
+            assert len(rec.got) == messages and rec.keys() == keys
+        finally:
+            await store.close()
+            rec.close()
+
+
+async def test_a_muted_product_waits_in_the_outbox_and_the_others_go(tmp_path):
+    rec = Receiver()
+    store = await Store.open(tmp_path / "c.db")
+    try:
+        a = await blocked_task(store, ["x"], product="shop")
+        b = await blocked_task(store, ["y"], product="blog")
+        async with httpx.AsyncClient() as client:
+            assert await WebhookSender(store, rec.url, mute=["shop"]).deliver_due(client) == 1
+            assert rec.keys() == [f"blocked:{b.task_id}:{b.id}"]
+            await store.flush()
+            assert {r["key"]: r["state"] for r in await outbox_rows(store)}[f"blocked:{a.task_id}:{a.id}"] == "pending"
+            assert await WebhookSender(store, rec.url).deliver_due(client) == 1  # unmuted: it goes
+            assert rec.keys()[-1] == f"blocked:{a.task_id}:{a.id}"
+    finally:
+        await store.close()
+        rec.close()

@@ -71,13 +71,16 @@ class WebhookSender:
     def __init__(self, store: Store | None, url: str | None, *, timeout: float = 5.0, backoff: float = 0.5,
                  max_backoff: float = 300.0, poll: float = 0.5, window: float = 0.0,
                  channels: list | None = None, quiet: tuple[int, int] | None = None,
-                 clock=time.time) -> None:
+                 clock=time.time, mute: list[str] | None = None, per_minute: int = 0) -> None:
         self.store, self.url = store, url
         self.timeout, self.backoff, self.max_backoff, self.poll = timeout, backoff, max_backoff, poll
         self.window = window  # batching: notices within this many seconds go as one message
         self.channels = list(channels or [])  # more channels (terminal): each has `deliver(body) -> err | None`
         self.quiet = quiet  # quiet hours (start, end) in local minutes of the day: held, then one digest
         self.clock = clock
+        self.mute = list(mute or [])  # products whose notices wait in the outbox until unmuted
+        self.per_minute = per_minute  # at most this many messages a minute (0: no limit); the overflow: one message
+        self._posted: list[float] = []  # when each recent message went out (the rate limit's window)
         self.failing = False  # the last try failed: the header shows a mark
 
     def delay(self, attempts: int) -> float:
@@ -88,8 +91,16 @@ class WebhookSender:
         """POST one notice; None if the receiver answered 2xx, else why not (the URL's secrets redacted)."""
         return await self._post(client, payload(key, notice))
 
+    def _slots(self, now: float) -> int:
+        """How many messages the rate limit allows now (a large number when there is none)."""
+        if self.per_minute <= 0:
+            return 1 << 30
+        self._posted = [t for t in self._posted if now - t < 60]
+        return self.per_minute - len(self._posted)
+
     async def _post(self, client: httpx.AsyncClient, body: dict) -> str | None:
         """Deliver `body` on every channel; None only if all accepted (a retry resends to all: at least once)."""
+        self._posted.append(self.clock())
         if self.url:
             try:
                 r = await client.post(self.url, json=body, timeout=self.timeout)
@@ -116,15 +127,19 @@ class WebhookSender:
         now = self.clock()
         if self.is_quiet(now):
             return 0  # held: the quiet hours end with one digest
+        muted = f" AND (product IS NULL OR product NOT IN ({','.join('?' * len(self.mute))}))" if self.mute else ""
         rows = await self.store.query(
-            "SELECT id, key, body, attempts, created_ts FROM outbox WHERE state = 'pending' AND next_try <= ? "
-            "ORDER BY id LIMIT 100", (now,))
+            "SELECT id, key, body, attempts, created_ts FROM outbox WHERE state = 'pending' AND next_try <= ?"
+            f"{muted} ORDER BY id LIMIT 100", (now, *self.mute))
         if not rows:
             return 0
+        slots = self._slots(now)
+        if slots <= 0:
+            return 0  # the rate limit: they wait, and go as one message when a slot frees
         held = [r for r in rows if self.is_quiet(r[4])]
-        if held:  # the quiet hours just ended: everything due goes as one digest
+        if held or len(rows) > slots:  # the quiet hours just ended, or more than the limit: one message
             notices = [(key, Notice.model_validate_json(body)) for _, key, body, _, _ in rows]
-            err = await self._post(client, batch_payload(notices, digest=True))
+            err = await self._post(client, batch_payload(notices, digest=bool(held)))
             return await self._record([(r[0], r[1], r[3]) for r in rows], err)
         if self.window <= 0:
             sent = 0
@@ -223,7 +238,8 @@ def notifier_for(config: FactoryConfig, store: Store | None, url: str | None) ->
     if not url and not channels:
         return None
     return WebhookSender(store, url, timeout=n.timeout_s, window=n.batch_window_s, channels=channels,
-                         quiet=parse_quiet_hours(n.quiet_hours) if n.quiet_hours else None)
+                         quiet=parse_quiet_hours(n.quiet_hours) if n.quiet_hours else None,
+                         mute=n.mute, per_minute=n.max_per_minute)
 
 
 class WebhookChannel:
