@@ -85,6 +85,7 @@ class NotifySection(_Strict):
     apprise_urls_file: str | None = Field(None, description="file holding apprise URLs, one a line (outside the repo)")
     terminal: bool = Field(False, description=(
         "ring the controlling terminal: BEL and an OSC 9 / OSC 777 desktop notice (through tmux too)"))
+    desktop: bool = Field(False, description="a desktop notice through notify-send, where a session exists")
     mute: list[str] = Field(default_factory=list, description=(
         "products whose notices wait in the outbox (cockpit notify list) until removed from this list"))
     max_per_minute: int = Field(0, ge=0, le=1000, description=(
@@ -102,7 +103,7 @@ class NotifySection(_Strict):
     @property
     def configured(self) -> bool:
         return bool(self.webhook_url_env or self.webhook_url_file or self.terminal or self.apprise_urls_env
-                    or self.apprise_urls_file)
+                    or self.apprise_urls_file or self.desktop)
 
 
 class RoleConfig(_Strict):

@@ -4,6 +4,7 @@ notice and then send one digest. Real SQLite file, real pty, real HTTP receiver 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
@@ -267,3 +268,31 @@ async def test_a_muted_product_waits_in_the_outbox_and_the_others_go(tmp_path):
     finally:
         await store.close()
         rec.close()
+
+
+async def test_a_block_reaches_the_desktop_through_notify_send_with_agent_markup_escaped(tmp_path, monkeypatch):
+    """A notify-send stand-in on PATH (a real program run as a real subprocess) records its arguments; without a
+    session the channel refuses and the row stays pending."""
+    from cockpit.factory.notify_desktop import DesktopChannel
+
+    bindir, log = tmp_path / "bin", tmp_path / "args"
+    bindir.mkdir()
+    (bindir / "notify-send").write_text(f'#!/bin/sh\nfor a in "$@"; do printf "%s\\n--\\n" "$a"; done >> {log}\n')
+    (bindir / "notify-send").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    for v in ("DISPLAY", "WAYLAND_DISPLAY", "DBUS_SESSION_BUS_ADDRESS"):
+        monkeypatch.delenv(v, raising=False)
+    store = await Store.open(tmp_path / "c.db")
+    try:
+        b = await blocked_task(store, ["<b>tests</b> failed & \x1b[31mred"])
+        sender = WebhookSender(store, None, channels=[DesktopChannel()], backoff=0.01)
+        assert await sender.deliver_due(None) == 0 and not log.exists()  # no session: nothing shown
+        monkeypatch.setenv("DISPLAY", ":0")
+        await asyncio.sleep(0.02)
+        assert await sender.deliver_due(None) == 1
+        args = log.read_text()
+        assert "--app-name=cockpit" in args and "cockpit · shop" in args
+        assert f"[shop {b.task_id}] blocked: &lt;b&gt;tests&lt;/b&gt; failed &amp;" in args and "\x1b" not in args
+        assert f'cockpit send-back {b.task_id} -m "…"' in args
+    finally:
+        await store.close()

@@ -318,7 +318,11 @@ async def check_notify(config: FactoryConfig, *, live: bool) -> list[Check]:
         name = f"notify {ch.name}"
         shown = {"webhook": lambda c: f"webhook {redact(c.url, c.url)}",
                  "apprise": lambda c: f"apprise ({', '.join(map(str, c.names))})",
-                 "terminal": lambda c: f"terminal {c.path}{' via tmux' if c.tmux else ''}"}[ch.name](ch)
+                 "terminal": lambda c: f"terminal {c.path}{' via tmux' if c.tmux else ''}",
+                 "desktop": lambda c: f"desktop ({c.program})"}[ch.name](ch)
+        if ch.name == "desktop" and (why := ch.problem()) is not None:
+            checks.append(Check(name, "fail", f"{shown}: {why}"))
+            continue
         if ch.name == "terminal" and not live:
             try:
                 os.close(os.open(ch.path, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK))

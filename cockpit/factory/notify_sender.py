@@ -229,10 +229,13 @@ def webhook_url(config: FactoryConfig) -> str | None:
 def notifier_for(config: FactoryConfig, store: Store | None, url: str | None) -> WebhookSender | None:
     """The sender `[notify]` describes (webhook, terminal, quiet hours, window), or None if no channel is set."""
     from .notify_apprise import AppriseChannel, apprise_urls  # noqa: PLC0415 - apprise loads only when used
+    from .notify_desktop import DesktopChannel  # noqa: PLC0415
     from .notify_terminal import TerminalChannel  # noqa: PLC0415
 
     n = config.notify
     channels: list = [TerminalChannel()] if n.terminal else []
+    if n.desktop:
+        channels.append(DesktopChannel())
     if n.apprise_urls_env or n.apprise_urls_file:
         channels.append(AppriseChannel(apprise_urls(config)))  # a bad URL stops the start, naming the file
     if not url and not channels:
