@@ -296,3 +296,43 @@ async def test_a_block_reaches_the_desktop_through_notify_send_with_agent_markup
         assert f'cockpit send-back {b.task_id} -m "…"' in args
     finally:
         await store.close()
+
+
+async def test_a_budget_past_80_and_100_percent_is_one_notice_each_with_the_command_to_raise_it(tmp_path):
+    """Liveness first: without a limit the same spend makes no notice; with one, 80 % and 100 % once each (a
+    further call past 100 % makes none), in the transaction of the settlement, delivered with the real verb."""
+    from cockpit.domain.budget import BudgetLimits
+
+    async def spend(store: Store, n: int) -> None:
+        for i in range(n):
+            await store.reserve(call_id=f"c{i}", task_id=None, product="shop", actor="builder-1", model="m",
+                                usd=0.0)
+            await store.settle(call_id=f"c{i}", task_id=None, product="shop", usd=3.0, usage={})
+
+    store = await Store.open(tmp_path / "none.db")
+    try:
+        await spend(store, 4)
+        assert await outbox_rows(store) == []
+    finally:
+        await store.close()
+    rec = Receiver()
+    store = await Store.open(tmp_path / "c.db", budgets=BudgetLimits(product_usd={"shop": 10.0}))
+    try:
+        await spend(store, 3)  # $3, $6, $9: 80 % crossed at the third
+        assert [r["key"] for r in await outbox_rows(store)] == ["budget:product:shop:80"]
+        with pytest.raises(Exception):  # noqa: B017 - $12 > $10: the reservation is refused, no notice from it
+            await store.reserve(call_id="c9", task_id=None, product="shop", actor="builder-1", model="m", usd=3.0)
+        for c in ("c3", "c4"):  # two calls in flight
+            await store.reserve(call_id=c, task_id=None, product="shop", actor="builder-1", model="m", usd=0.0)
+        await store.settle(call_id="c3", task_id=None, product="shop", usd=1.5, usage={})  # $10.50: 100 %
+        await store.settle(call_id="c4", task_id=None, product="shop", usd=0.5, usage={})  # past it: no more
+        rows = await outbox_rows(store)
+        assert sorted(r["key"] for r in rows) == ["budget:product:shop:100", "budget:product:shop:80"]
+        async with httpx.AsyncClient() as client:
+            assert await WebhookSender(store, rec.url).deliver_due(client) == 2
+        full = next(g for g in rec.got if g["key"] == "budget:product:shop:100")
+        assert full["product"] == "shop" and "100% spent" in full["text"] and "$10.50 of $10.00" in full["text"]
+        assert "cockpit budget raise --product shop --usd AMOUNT" in full["text"]
+    finally:
+        await store.close()
+        rec.close()

@@ -93,6 +93,17 @@ def scopes_of(task_id: str | None, product: str | None, day: str, simulated: boo
     return tuple(simulated_key(k) for k in out) if simulated else tuple(out)
 
 
+NOTICE_THRESHOLDS = (80, 100)
+"""Percentages of a budget whose crossing calls the human (cockpit.domain.notices), once each per budget."""
+
+
+def thresholds_crossed(before: int, after: int, limit: int) -> list[int]:
+    """The NOTICE_THRESHOLDS that settled spend passes going from `before` to `after` (nano-dollars)."""
+    if limit <= 0 or after <= before:
+        return []
+    return [p for p in NOTICE_THRESHOLDS if before * 100 < p * limit <= after * 100]
+
+
 class BudgetLimits(BaseModel):
     """Configured limits in USD (None: unlimited), as factory.toml says them."""
 

@@ -52,7 +52,25 @@ def notices_for(event: Event) -> list[Notice]:
             actions=[f'cockpit send-back {tid} -m "…"', f'cockpit approve {tid} --note "…"',
                      f"cockpit retry {tid}"],
         )]
+    if event.kind in (Kind.SPEND, "spend.settled_untasked") and event.data.get("budget_crossed"):
+        return [_budget_notice(event, c) for c in event.data["budget_crossed"]]
     return []
+
+
+_RAISE_FLAG = {"product": "--product {key}", "day": "--day", "factory": "--factory"}
+
+
+def _budget_notice(event: Event, c: dict) -> Notice:
+    """A budget past 80 % or 100 %: keyed by budget and period (a day budget's key is its date), so once each."""
+    scope, key, pct = str(c["scope"]), str(c["key"]), int(c["pct"])
+    name = {"product": f"product {key} budget", "day": f"day budget ({key})", "factory": "factory budget"}.get(
+        scope, f"{scope} budget")
+    what = "spent: new model calls are refused" if pct >= 100 else "used"
+    flag = _RAISE_FLAG.get(scope, "").format(key=shlex.quote(key))
+    return Notice(
+        key=f"budget:{scope}:{key}:{pct}", kind="budget", product=key if scope == "product" else None,
+        task_id=None, reason=visible_line(f"{name} {pct}% {what}: ${c['spent_usd']:.2f} of ${c['limit_usd']:.2f}"),
+        actions=[f"cockpit budget raise {flag} --usd AMOUNT", "cockpit spend"])
 
 
 def parse_quiet_hours(spec: str) -> tuple[int, int]:

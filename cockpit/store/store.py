@@ -660,11 +660,14 @@ class Store:
             hold = txn._hold(led.call_id)
             simulated = hold is not None and any(budget.is_simulated(k) for k in hold.scopes)
             step = txn.prepare_settle(led)
+            crossed = _budget_crossings(txn, step)
             # the task's spend grows by what this settlement adds (all of it, unless reconciling); a simulated
-            # call's is marked, so the task keeps it apart from real spend
+            # call's is marked, so the task keeps it apart from real spend; a budget it takes past 80 % / 100 %
+            # is named in the event, which makes its notice (cockpit.domain.notices) in the same transaction
             return step, ev.model_copy(update={"data": {**ev.data, "usd": round(step.spend_delta_usd, 9),
                                                         "call_usd": led.usd,
-                                                        **({"simulated": True} if simulated else {})}})
+                                                        **({"simulated": True} if simulated else {}),
+                                                        **({"budget_crossed": crossed} if crossed else {})}})
         if ev.kind == Kind.BUDGET_RAISED:
             return txn.prepare_raise(ev.actor, ev.task_id, ev.data), ev
         return None, ev
@@ -803,6 +806,23 @@ def _split_sql(script: str) -> list[str]:
             buf = []
     if buf:
         out.append("\n".join(buf))
+    return out
+
+
+def _budget_crossings(txn: budget.BudgetTxn, step: budget.Step) -> list[dict[str, Any]]:
+    """The real product/day/factory budgets a settlement takes past a notice threshold (a task's own budget
+    blocks the task, which is its notice)."""
+    out = []
+    for key, d_settled, _ in step.deltas:
+        if d_settled <= 0 or budget.is_simulated(key) or key[0] == budget.Scope.TASK:
+            continue
+        limit = txn.limit(key, None)
+        if limit is None:
+            continue
+        before = (txn.totals.get(key) or txn.book.totals.get(key, budget.Totals())).settled
+        for pct in budget.thresholds_crossed(before, before + d_settled, budget.nano(limit)):
+            out.append({"scope": key[0].value, "key": key[1], "pct": pct,
+                        "spent_usd": round(budget.usd_of(before + d_settled), 6), "limit_usd": limit})
     return out
 
 
