@@ -336,3 +336,21 @@ async def test_a_budget_past_80_and_100_percent_is_one_notice_each_with_the_comm
     finally:
         await store.close()
         rec.close()
+
+
+async def test_the_header_marks_a_failing_channel_and_only_then():
+    from textual.app import App
+
+    from cockpit.tui.widgets.status_bar import Figures, StatusBar
+
+    class Bar(App):
+        def compose(self):
+            yield StatusBar("Cockpit", id="bar")
+
+    async with Bar().run_test(size=(160, 3)) as pilot:
+        bar = pilot.app.query_one(StatusBar)
+        bar.show(Figures(needs_you=1))
+        assert "notices failing" not in str(bar.render())
+        bar.show(Figures(needs_you=1, notify_failing=True))
+        await pilot.pause()
+        assert "✉ notices failing: cockpit notify list" in str(bar.render())

@@ -249,7 +249,8 @@ class MainScreen(TaskActions):
             needs_you=len(self.needs_you.task_ids), today_usd=spend["today"] or 0.0, day_limit_usd=spend["day_limit"],
             total_usd=spend["total"] or 0.0, factory_limit_usd=spend["factory_limit"], burn_usd_per_hour=self._burn,
             working=len(self.board.working()), note=self.app.sub_title, offline=self._offline or "",
-            sim_today_usd=spend["sim_today"] or 0.0, sim_total_usd=spend["sim_total"] or 0.0))
+            sim_today_usd=spend["sim_today"] or 0.0, sim_total_usd=spend["sim_total"] or 0.0,
+            notify_failing=bool(getattr(getattr(self.orchestrator, "notifier", None), "failing", False))))
 
     def _focus_in_pane(self, selected: str | None) -> None:
         """The strip emptied under the human: carry on with the same task, in its pane."""

@@ -2,6 +2,8 @@
 
 `Cockpit — demo │ ⚠ 2 need you │ $1.20/$50.00 today │ $3.40 total │ burn $0.80/h │ 4 at work`
 
+When a notice could not be delivered (a channel failing), `✉ notices failing` says where to look.
+
 Offline (the scripted model answers), `OFFLINE` follows the title, and the scripted model's spend
 shows apart as `sim $0.40 today` (never added to the real figures).
 """
@@ -29,6 +31,7 @@ class Figures:
     offline: str = ""  # why the scripted model answers (e.g. "no ANTHROPIC_API_KEY"); empty: online
     sim_today_usd: float = 0.0
     sim_total_usd: float = 0.0
+    notify_failing: bool = False  # the last delivery of a notice failed: you may not be reached
 
 
 class StatusBar(Static):
@@ -70,6 +73,8 @@ class StatusBar(Static):
         parts.append(f"{f.working} at work")
         if f.note:
             parts.append((f.note, "$text-warning"))
+        if f.notify_failing:
+            parts.append((" ✉ notices failing: cockpit notify list ", "bold $text on $warning"))
         pieces: list[str | tuple[str, str]] = []
         for i, p in enumerate(parts):
             if i:
