@@ -354,3 +354,37 @@ async def test_the_header_marks_a_failing_channel_and_only_then():
         bar.show(Figures(needs_you=1, notify_failing=True))
         await pilot.pause()
         assert "✉ notices failing: cockpit notify list" in str(bar.render())
+
+
+async def test_the_notifications_screen_lists_each_state_and_retries_the_failed(tmp_path):
+    from textual.app import App
+    from textual.widgets import DataTable
+
+    from cockpit.config import FactoryConfig
+    from cockpit.tui.screens.notifications import NotificationsScreen
+    from tui_kit import until
+
+    store = await Store.open(tmp_path / "c.db")
+    try:
+        b = await blocked_task(store, ["gate: tests \x1b[31mfailed [b]x[/b]"])
+        await blocked_task(store, ["other"])
+        await store.submit(None, [("UPDATE outbox SET state = 'failed', attempts = 12, last_error = 'HTTP 500' "
+                                   "WHERE key = ?", (f"blocked:{b.task_id}:{b.id}",))])
+        await store.flush()
+        screen = NotificationsScreen(store, FactoryConfig())
+
+        class Host(App):
+            def on_mount(self):
+                self.push_screen(screen)
+
+        async with Host().run_test(size=(140, 20)) as pilot:
+            await until(pilot, lambda: screen.loaded >= 1)
+            table = screen.query_one(DataTable)
+            cells = [str(c) for r in range(table.row_count) for c in table.get_row_at(r)]
+            assert "failed" in cells and "pending" in cells and "HTTP 500" in cells
+            assert not any("\x1b" in c for c in cells) and any("[b]x[/b]" in c for c in cells)  # content, not markup
+            await pilot.press("r")
+            await until(pilot, lambda: screen.loaded >= 2)
+        assert sorted(r["state"] for r in await outbox_rows(store)) == ["pending", "pending"]
+    finally:
+        await store.close()

@@ -72,6 +72,8 @@ class CockpitApp(App[None]):
         Binding("u", "rules", "Rules", id="rules"),
         Binding("m", "memory", "Memory", id="memory"),
         Binding("R", "rate", "Rate", id="rate", key_display="R"),
+        # not in the Footer yet: a new entry there changes every screen's snapshot; palette and `?` list it
+        Binding("N", "notifications", "Notices", id="notifications", key_display="N", show=False),
         Binding("T", "toggle_theme", "Theme", id="theme", key_display="T", show=False),
         Binding("ctrl+p", "command_palette", "Find", id="palette", show=False),
     ]
@@ -161,6 +163,8 @@ class CockpitApp(App[None]):
         yield SystemCommand("Spend", "Spend per product, sparklines, budgets", self.action_spend)
         yield SystemCommand("Rules", "The rules in force, reloads, broken files", self.action_rules)
         yield SystemCommand("Memory", "Search, edit, pin or delete lessons", self.action_memory)
+        yield SystemCommand("Notifications", "Notices sent, pending and failed; retry the failed",
+                            self.action_notifications)
         yield SystemCommand("Toggle light/dark", "Switch between the cockpit's light and dark themes",
                             self.action_toggle_theme)
         if isinstance(screen, MainScreen):
@@ -219,6 +223,11 @@ class CockpitApp(App[None]):
         from .screens.memory import MemoryScreen
 
         self._push_unique(MemoryScreen, self.store, self.config)
+
+    def action_notifications(self) -> None:
+        from .screens.notifications import NotificationsScreen
+
+        self._push_unique(NotificationsScreen, self.store, self.config)
 
     def action_rate(self) -> None:
         screen = _rate_screen()
