@@ -100,14 +100,26 @@ async def test_sender_retries_with_backoff_marks_sent_only_after_2xx_and_never_r
 
 
 CHILD = """
-import asyncio, sys
+import asyncio, sys, time
 from cockpit.store import Store
+from cockpit.domain.notices import parse_quiet_hours
 from cockpit.factory.notify_sender import WebhookSender
 async def main():
     store = await Store.open(sys.argv[1])
-    await WebhookSender(store, sys.argv[2], backoff=0.05, poll=0.1).run()
+    quiet = parse_quiet_hours(sys.argv[3]) if len(sys.argv) > 3 else None  # quiet hours, and a clock shifted by
+    shift = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0               # this many seconds (past their end)
+    await WebhookSender(store, sys.argv[2], backoff=0.05, poll=0.1, quiet=quiet,
+                        clock=lambda: time.time() + shift).run()
 asyncio.run(main())
 """
+
+
+def quiet_span_around_now() -> str:
+    """Quiet hours from 5 minutes ago to 10 minutes from now, local time (a clock 20 minutes on is past them)."""
+    lt = time.localtime()
+    m = lt.tm_hour * 60 + lt.tm_min
+    a, b = (m - 5) % 1440, (m + 10) % 1440
+    return f"{a // 60:02d}:{a % 60:02d}-{b // 60:02d}:{b % 60:02d}"
 
 
 async def test_kill_9_between_the_receivers_answer_and_the_mark_loses_nothing(tmp_path):
@@ -222,10 +234,12 @@ async def test_random_blocks_and_kill_9s_against_a_flaky_receiver_deliver_every_
     a receiver failing 30% of requests and stalling some: after a clean run every block's key has arrived,
     and no key that is not a block's."""
     import random
-    for seed in (1, 2):
+    for seed, quiet in ((1, None), (2, None), (3, quiet_span_around_now())):
+        args = [quiet, "0"] if quiet else []  # in quiet hours while the blocks come, then 20 minutes later
         rnd = random.Random(seed)
         rec = Receiver()
         rec.flaky = random.Random(seed)
+        rec.fail = 1 if quiet else 0  # the digest is one message: make sure one answer fails
         db = tmp_path / f"p{seed}.db"
         store = await Store.open(db)
         try:
@@ -245,15 +259,22 @@ async def test_random_blocks_and_kill_9s_against_a_flaky_receiver_deliver_every_
                 expected.add(f"blocked:{b.task_id}:{b.id}")
                 blocked.append(b.task_id)
                 if child is None:
-                    child = await asyncio.create_subprocess_exec(sys.executable, "-c", CHILD, str(db), rec.url)
+                    child = await asyncio.create_subprocess_exec(sys.executable, "-c", CHILD, str(db), rec.url, *args)
                 elif rnd.random() < 0.3:
                     await asyncio.sleep(rnd.uniform(0.0, 0.4))
                     child.send_signal(signal.SIGKILL)
                     await child.wait()
                     child = None
                     kills += 1
+            if quiet:
+                await asyncio.sleep(0.5)  # a sender that ignored the quiet hours would have sent by now
+                assert rec.got == []  # quiet hours honoured: nothing while they last, killed or not
+                if child is not None:
+                    child.send_signal(signal.SIGKILL)
+                    await child.wait()
+                child, args = None, [quiet, str(20 * 60)]
             if child is None:
-                child = await asyncio.create_subprocess_exec(sys.executable, "-c", CHILD, str(db), rec.url)
+                child = await asyncio.create_subprocess_exec(sys.executable, "-c", CHILD, str(db), rec.url, *args)
             try:
                 async def all_sent(store=store):
                     return all(r["state"] == "sent" for r in await outbox_rows(store))
@@ -263,6 +284,8 @@ async def test_random_blocks_and_kill_9s_against_a_flaky_receiver_deliver_every_
                 await child.wait()
             assert kills and rec.failed  # liveness: the sender was killed and the receiver did fail requests
             assert set(rec.keys()) == expected  # every needs-you transition, and nothing else
+            if quiet:  # after the quiet hours: digests only (one, or its resends after a 500 or a kill)
+                assert all(g.get("digest") for g in rec.got)
             assert {r["key"] for r in await outbox_rows(store)} == expected
         finally:
             await store.close()
