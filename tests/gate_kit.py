@@ -1,7 +1,7 @@
 """Test helpers for the tests gate: a product repo outside /tmp, one TestsGate per module, branches, checks.
 
-Import what you need (`from gate_kit import repo, gate, branch, check`); the fixtures are module-scoped
-so main's baseline is collected once per module.
+The fixtures (`repo`, `gate`) reach every test through tests/conftest.py; they are module-scoped so main's
+baseline is collected once per module. Import the helpers you need (`from gate_kit import branch, check`).
 """
 
 from __future__ import annotations

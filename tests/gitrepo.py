@@ -1,7 +1,7 @@
 """Test helpers: real git repositories with a small pytest suite, and a host dir outside /tmp.
 
-Import what you need (`from gitrepo import make_repo, host_tmp`); pytest picks up an
-imported fixture in the importing module.
+Import the helpers you need (`from gitrepo import make_repo`); the `host_tmp` fixture reaches every test
+through tests/conftest.py.
 """
 
 from __future__ import annotations

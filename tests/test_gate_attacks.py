@@ -5,7 +5,7 @@ Real git repos, the real bwrap sandbox, real pytest runs (cockpit.factory.gates.
 
 from __future__ import annotations
 
-from gate_kit import BROKEN, CALC_TESTS, FIFO_FD, GREENWASH, PYTEST, branch, check, gate, repo  # noqa: F401  (fixtures)
+from gate_kit import BROKEN, CALC_TESTS, FIFO_FD, GREENWASH, PYTEST, branch, check
 from gitrepo import run_git, write_files
 
 from cockpit.factory.evidence import CONTRADICTS

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import json
 
-from gate_kit import BROKEN, FIFO_FD, branch, check, gate, repo  # noqa: F401  (fixtures)
+from gate_kit import BROKEN, FIFO_FD, branch, check
 
 from cockpit.factory.evidence import CONTRADICTS, contradictions, fold, session_id
 from cockpit.factory.gates import REPORTER_REACHED

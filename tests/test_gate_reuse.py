@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from gate_kit import BROKEN, CALC_TESTS, PYTEST, branch, gate, repo  # noqa: F401  (fixtures)
+from gate_kit import BROKEN, CALC_TESTS, PYTEST, branch
 from gitrepo import commit_files, run_git
 
 from cockpit.domain.events import Event, Kind

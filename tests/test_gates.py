@@ -7,7 +7,7 @@ does not land with it.
 
 from __future__ import annotations
 
-from gate_kit import BROKEN, FIFO_FD, GREENWASH, PYTEST, branch, check, gate, repo  # noqa: F401  (fixtures)
+from gate_kit import BROKEN, FIFO_FD, GREENWASH, PYTEST, branch, check
 from gitrepo import run_git, write_files
 
 from cockpit.factory.evidence import CONTRADICTS

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from gitrepo import GIT_ENV, host_tmp, make_repo, run_git  # noqa: F401  (host_tmp is a fixture)
+from gitrepo import GIT_ENV, make_repo, run_git
 
 from cockpit.host import safe_files, safe_git
 from cockpit.factory.defects import REPRO_TEST_FILE, reproduce

@@ -19,7 +19,6 @@ from cockpit.tui import CockpitApp
 from cockpit.tui.screens.memory import MemoryScreen
 from cockpit.tui.screens.prompt import ConfirmScreen
 from tui_kit import HUMAN, screen_text, type_text, until
-from tui_kit import config, store  # noqa: F401  (fixtures)
 
 SIZE = (120, 36)
 

@@ -290,3 +290,43 @@ async def test_random_blocks_and_kill_9s_against_a_flaky_receiver_deliver_every_
         finally:
             await store.close()
             rec.close()
+
+
+async def test_a_block_long_resolved_before_delivery_is_not_sent_a_fresh_one_is(tmp_path):
+    """Turning notifications on (or the demo's seeded history) must not page the human for last month's blocks,
+    already resolved; a block resolved within the hour is still news and is sent."""
+    rec = Receiver()
+    store = await Store.open(tmp_path / "c.db")
+    try:
+        old_ts = time.time() - 2 * 86400
+
+        async def block_then_retry(ts: float | None) -> str:
+            extra = {} if ts is None else {"ts": ts}
+            t = await store.append(Event(kind=Kind.TASK_CREATED, actor="human:you", product="shop",
+                                         data={"title": "x"}, **extra))
+            await store.append(Event(kind=Kind.TASK_STARTED, actor="system", product="shop", task_id=t.task_id,
+                                     data={"agent": "builder-1"}, **extra))
+            b = await store.append(Event(kind=Kind.BLOCKED, actor="system", product="shop", task_id=t.task_id,
+                                         data={"reasons": ["tests"]}, **extra))
+            await store.append(Event(kind=Kind.RETRY, actor="human:you", product="shop", task_id=t.task_id,
+                                     data={"note": "go on"}))
+            assert store.task(t.task_id).state.value != "blocked"
+            return f"blocked:{t.task_id}:{b.id}"
+
+        old_key, fresh_key = await block_then_retry(old_ts), await block_then_retry(None)
+        async with httpx.AsyncClient() as client:
+            # liveness: with no staleness rule the old block goes out like any other
+            careless = WebhookSender(store, rec.url, stale_after_s=float("inf"))
+            rows_before = {r["key"]: r["state"] for r in await outbox_rows(store)}
+            assert rows_before == {old_key: "pending", fresh_key: "pending"}
+            sender = WebhookSender(store, rec.url)
+            assert await sender.deliver_due(client) == 1
+            assert rec.keys() == [fresh_key]
+            states = {r["key"]: r["state"] for r in await outbox_rows(store)}
+            assert states == {old_key: "stale", fresh_key: "sent"}
+            await store.submit(None, [("UPDATE outbox SET state = 'pending' WHERE state = 'stale'", ())])
+            assert await careless.deliver_due(client) == 1
+            assert rec.keys() == [fresh_key, old_key]
+    finally:
+        rec.close()
+        await store.close()

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from gitrepo import host_tmp, make_repo  # noqa: F401  (host_tmp is a fixture)
+from gitrepo import make_repo
 
 from cockpit.host.sandbox import CommandResult, Sandbox, SandboxUnavailable
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import anthropic
 import pytest
 from factory_kit import write_factory
-from gitrepo import commit_files, host_tmp  # noqa: F401  (host_tmp is a fixture)
+from gitrepo import commit_files
 
 from cockpit.agents.client import ModelClient
 from cockpit.agents.scenarios import Script

@@ -33,7 +33,6 @@ from cockpit.tui.palette import highlight
 from cockpit.tui.screens.memory import MemoryScreen
 from cockpit.tui.screens.task import TaskScreen
 from tui_kit import HUMAN, append, blocked_task, screen_text, until
-from tui_kit import config, store  # noqa: F401  (fixtures)
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (140, 44)

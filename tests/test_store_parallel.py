@@ -30,6 +30,9 @@ from cockpit.store.schema import MIGRATIONS, SCHEMA_VERSION
 REPO = Path(__file__).resolve().parents[1]
 LAUNCHER = Path(__file__).resolve().parent / "parallel_cli.py"
 
+# 40-100 processes at once: seconds on an idle box, minutes on a loaded one; a hang is still caught
+pytestmark = pytest.mark.timeout(400)
+
 
 def created(title: str) -> Event:
     return Event(kind=Kind.TASK_CREATED, actor="human:you", product="shop", data={"title": title})

@@ -15,7 +15,6 @@ from cockpit.tui.widgets.footer import FittedFooter
 from cockpit.tui.widgets.product_pane import ProductPane, ProductPanes
 from textual.widgets._footer import FooterKey
 from tui_kit import blocked_task, make_config, new_task, screen_text, until
-from tui_kit import store  # noqa: F401  (fixtures)
 
 PRODUCTS = ["shop", "blog", "ledger", "weather", "inventory", "journal", "search", "mobile"]
 

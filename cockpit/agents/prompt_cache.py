@@ -24,11 +24,33 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
-
-from .scripted import PromptUsage
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
+
+
+@dataclass(frozen=True)
+class PromptUsage:
+    """How a request's input tokens split (the API reports the three counts separately)."""
+
+    input_tokens: int
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_1h_input_tokens: int = 0  # the part of cache_creation written with the 1-hour TTL
+
+
+class CacheSimulator(Protocol):
+    """Decides which part of a request's prompt was written to / read from the prompt cache."""
+
+    def account(self, body: dict[str, Any], total_input_tokens: int) -> PromptUsage: ...
+
+
+class NoCache:
+    """No prompt caching: every input token is a plain input token."""
+
+    def account(self, body: dict[str, Any], total_input_tokens: int) -> PromptUsage:
+        return PromptUsage(input_tokens=total_input_tokens)
 
 
 def _blocks(content: Any) -> list[Any]:

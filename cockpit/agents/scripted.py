@@ -29,8 +29,9 @@ import string
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable
 
+from cockpit.agents.prompt_cache import CacheSimulator, NoCache, PromptCache, PromptUsage
 from cockpit.agents.scenarios import Script, ScriptedTurn, load_scenarios
 
 __all__ = [
@@ -98,29 +99,6 @@ def _output_tokens(content: list[dict[str, Any]]) -> int:
         elif block.get("type") == "tool_use":
             chars += _char_len(block.get("input", {}))
     return max(1, math.ceil(chars / 4))
-
-
-@dataclass(frozen=True)
-class PromptUsage:
-    """How a request's input tokens split (the API reports the three counts separately)."""
-
-    input_tokens: int
-    cache_creation_input_tokens: int = 0
-    cache_read_input_tokens: int = 0
-    cache_creation_1h_input_tokens: int = 0  # the part of cache_creation written with the 1-hour TTL
-
-
-class CacheSimulator(Protocol):
-    """Decides which part of a request's prompt was written to / read from the prompt cache."""
-
-    def account(self, body: dict[str, Any], total_input_tokens: int) -> PromptUsage: ...
-
-
-class NoCache:
-    """No prompt caching: every input token is a plain input token."""
-
-    def account(self, body: dict[str, Any], total_input_tokens: int) -> PromptUsage:
-        return PromptUsage(input_tokens=total_input_tokens)
 
 
 # --------------------------------------------------------------------------------------------
@@ -225,11 +203,7 @@ class ScriptedModel:
         self.scripts = list(scripts)
         self.latency_s = latency_s
         self.chunk_delay_s = chunk_delay_s
-        if cache is None:
-            from .prompt_cache import PromptCache  # it builds on this module
-
-            cache = PromptCache()
-        self.cache: CacheSimulator = cache
+        self.cache: CacheSimulator = PromptCache() if cache is None else cache
 
     @classmethod
     def from_paths(cls, paths: Iterable[Path], **kwargs: Any) -> "ScriptedModel":

@@ -1,4 +1,4 @@
-"""The file and command tools an agent calls, confined to its task's worktree (invariant 6).
+"""The file and command tools an agent calls, confined to its task's worktree (invariant 6, docs/architecture.md).
 
 Every path an agent names is relative to the worktree. It is refused when it is absolute,
 climbs out with `..`, resolves (through any symlink) outside the worktree, or names

@@ -1,4 +1,4 @@
-"""The domain core: pure, typed, no I/O. Every invariant of DESIGN.md lives here."""
+"""The domain core: pure, typed, no I/O. Invariants 1-3, the arithmetic of 4 and the text of 13 (docs/architecture.md)."""
 
 from .actors import Role, role_of
 from .errors import Refused

@@ -20,7 +20,6 @@ class Role(StrEnum):
     HUMAN = "human"
 
 
-AGENT_ROLES = (Role.BUILDER, Role.REVIEWER, Role.BREAKER)
 _AGENT_ID = re.compile(r"^(builder|reviewer|breaker)-(\d+)$")
 
 

@@ -5,7 +5,7 @@ open, then calls it from inside its single writer for every reservation and
 settlement, in the same batch step that writes the ledger row. That is what
 makes reservations atomic: twenty agents reserving at once are checked one
 after the other against running totals that include each other's holds
-(DESIGN.md invariant 4).
+(invariant 4 of docs/architecture.md).
 
 Amounts are kept as integer nano-dollars, so running totals never drift.
 

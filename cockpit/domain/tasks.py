@@ -5,7 +5,7 @@ new Task or raises `Refused`. The store calls it inside its single writer
 before an event is committed, so neither the TUI, the CLI, an agent's tool call
 nor a bug can append a task event the domain would refuse.
 
-Invariants (DESIGN.md 1-3):
+Invariants (1-3 of docs/architecture.md, which says where each is tested):
 1. `done` only when, for the latest commit, the tests gate passed, an actor who
    pushed no commit of the change approved it, no defect is open and the budget
    is not exceeded; or a human override of that commit is recorded (or carried to it: a later

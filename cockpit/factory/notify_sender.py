@@ -22,11 +22,16 @@ except ImportError:  # pragma: no cover - SDKs before the httpx2 switch
 
 from ..config import ConfigError, FactoryConfig
 from ..domain.notices import Notice, in_quiet_hours, parse_quiet_hours
+from ..domain.tasks import TaskState
 from ..store.store import Store
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 12
+STALE_AFTER_S = 3600.0
+"""A notice not yet delivered whose task has moved on (no longer blocked) and whose block is older than this is
+not sent: it is news to nobody (a factory that turns notifications on, or the demo's seeded history, would
+otherwise page the human for last month's blocks). A block resolved within the hour is still sent."""
 """After this many failed tries a row is `failed` (shown, retried only by hand: `cockpit notify retry`)."""
 
 
@@ -71,7 +76,8 @@ class WebhookSender:
     def __init__(self, store: Store | None, url: str | None, *, timeout: float = 5.0, backoff: float = 0.5,
                  max_backoff: float = 300.0, poll: float = 0.5, window: float = 0.0,
                  channels: list | None = None, quiet: tuple[int, int] | None = None,
-                 clock=time.time, mute: list[str] | None = None, per_minute: int = 0) -> None:
+                 clock=time.time, mute: list[str] | None = None, per_minute: int = 0,
+                 stale_after_s: float = STALE_AFTER_S) -> None:
         self.store, self.url = store, url
         self.timeout, self.backoff, self.max_backoff, self.poll = timeout, backoff, max_backoff, poll
         self.window = window  # batching: notices within this many seconds go as one message
@@ -81,6 +87,7 @@ class WebhookSender:
         self.mute = list(mute or [])  # products whose notices wait in the outbox until unmuted
         self.per_minute = per_minute  # at most this many messages a minute (0: no limit); the overflow: one message
         self._posted: list[float] = []  # when each recent message went out (the rate limit's window)
+        self.stale_after_s = stale_after_s
         self.failing = False  # the last try failed: the header shows a mark
 
     def delay(self, attempts: int) -> float:
@@ -129,8 +136,13 @@ class WebhookSender:
             return 0  # held: the quiet hours end with one digest
         muted = f" AND (product IS NULL OR product NOT IN ({','.join('?' * len(self.mute))}))" if self.mute else ""
         rows = await self.store.query(
-            "SELECT id, key, body, attempts, created_ts FROM outbox WHERE state = 'pending' AND next_try <= ?"
+            "SELECT id, key, body, attempts, created_ts, task_id FROM outbox WHERE state = 'pending' AND next_try <= ?"
             f"{muted} ORDER BY id LIMIT 100", (now, *self.mute))
+        stale = [r[0] for r in rows if self._stale(r[5], r[4], now)]
+        if stale:
+            await self.store.submit(None, [("UPDATE outbox SET state = 'stale' WHERE id = ?", (i,)) for i in stale])
+            rows = [r for r in rows if r[0] not in stale]
+        rows = [r[:5] for r in rows]
         if not rows:
             return 0
         slots = self._slots(now)
@@ -152,6 +164,13 @@ class WebhookSender:
         notices = [(key, Notice.model_validate_json(body)) for _, key, body, _, _ in rows]
         err = await self._post(client, batch_payload(notices))
         return await self._record([(r[0], r[1], r[3]) for r in rows], err)
+
+    def _stale(self, task_id: str | None, created_ts: float, now: float) -> bool:
+        """The notice's task is no longer blocked and its block is older than `stale_after_s`."""
+        if task_id is None or now - created_ts < self.stale_after_s:
+            return False
+        task = self.store.task(task_id) if self.store is not None else None
+        return task is not None and task.state != TaskState.BLOCKED
 
     async def _record(self, rows: list[tuple[int, str, int]], err: str | None) -> int:
         """Mark `rows` sent (err None: the receiver said 2xx) or due again after a backoff; returns how many sent."""

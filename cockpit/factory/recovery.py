@@ -1,6 +1,6 @@
 """Start-up reconciliation: after a crash or a `kill -9`, make the world agree with the store again.
 
-The store is the truth (invariant 5); what a kill can leave behind is everything
+The store is the truth (invariant 5, docs/architecture.md); what a kill can leave behind is everything
 around it that is not written in the same transaction:
 - a ledger row still 'reserved' (the call was in flight): it becomes 'unsettled', so
   its reservation keeps counting against the budgets, and is marked for the human;

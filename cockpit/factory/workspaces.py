@@ -8,7 +8,7 @@ refuses a change that adds a gitlink (a nested repository) or a symlink leaving 
 Merges are built in a scratch worktree and main only moves by compare-and-swap (or a
 fast-forward of the user's checkout), so two tasks merging at once cannot lose either
 change, and a main that moved since the gate ran is refused rather than overwritten
-(invariant 8: main only ever moves to what was tested).
+(invariant 8 of docs/architecture.md: main only ever moves to what was tested).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Run code an agent wrote inside a real OS sandbox (bubblewrap), never behind path checks alone.
 
-Invariant 6, as an allow-list: the sandbox sees only the system directories (/usr, /bin,
+Invariant 6 (docs/architecture.md), as an allow-list: the sandbox sees only the system directories (/usr, /bin,
 /sbin, /lib*, /etc minus its secrets), the Python the cockpit runs on, the toolchains the
 factory names (`[factory] toolchains`), the task's tree (writable, or read-only for a
 reviewer) and, read-only, the git directory that tree's `.git` points at (so `git log`,

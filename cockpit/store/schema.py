@@ -140,7 +140,7 @@ MIGRATIONS: list[str] = [
         product    TEXT,
         task_id    TEXT,
         body       TEXT    NOT NULL,
-        state      TEXT    NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'failed')),
+        state      TEXT    NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'failed', 'stale')),
         attempts   INTEGER NOT NULL DEFAULT 0,
         next_try   REAL    NOT NULL DEFAULT 0,
         last_error TEXT    NOT NULL DEFAULT '',

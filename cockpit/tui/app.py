@@ -50,15 +50,6 @@ class Orchestrator(Protocol):
     async def run(self) -> Any: ...
 
 
-def _rate_screen() -> type[Screen] | None:
-    """The rate screen, when its module is installed (another part of the cockpit owns it)."""
-    try:
-        from .screens import rate
-    except ImportError:
-        return None
-    return getattr(rate, "RateScreen", None)
-
-
 class CockpitApp(App[None]):
     """`CockpitApp(store, config, orchestrator=...)`; the orchestrator may be None (tests, read-only)."""
 
@@ -230,11 +221,9 @@ class CockpitApp(App[None]):
         self._push_unique(NotificationsScreen, self.store, self.config)
 
     def action_rate(self) -> None:
-        screen = _rate_screen()
-        if screen is None:
-            self.notify("The rate screen is not installed in this cockpit.", severity="warning")
-            return
-        self._push_unique(screen, self.store, self.config)
+        from .screens.rate import RateScreen
+
+        self._push_unique(RateScreen, self.store, self.config)
 
     def action_toggle_theme(self) -> None:
         self.theme = LIGHT if self.theme == DARK else DARK

@@ -64,12 +64,6 @@ async def spend_per_day(store: Store, *, days: int = 14, now: float | None = Non
     return out
 
 
-async def task_agents(store: Store, task_id: str) -> list[tuple[str, str, float]]:
-    """(agent, role, started ts) of every session on a task, in order."""
-    events = await store.events(task_id=task_id, kinds=[Kind.AGENT_STARTED])
-    return [(e.actor, str(e.data.get("role") or e.actor.rsplit("-", 1)[0]), e.ts) for e in events]
-
-
 async def transcript_events(store: Store, task_id: str, agent: str, *, limit: int = 3000) -> list[Event]:
     """What `agent` said and did on `task_id` (its last `limit` events), oldest first."""
     events = await store.events(task_id=task_id, actor=agent, kinds=TRANSCRIPT_KINDS, limit=limit, newest_first=True)

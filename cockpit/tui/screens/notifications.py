@@ -21,7 +21,7 @@ from ...store import Store
 from ..widgets.footer import FittedFooter
 
 REFRESH_S = 3.0
-STATE_STYLE = {"sent": "green", "pending": "yellow", "failed": "bold red"}
+STATE_STYLE = {"sent": "green", "pending": "yellow", "failed": "bold red", "stale": "dim"}
 
 
 class NotificationsScreen(Screen):
@@ -59,7 +59,7 @@ class NotificationsScreen(Screen):
                           Text(what.strip()[:100]), Text(str(r["attempts"])),
                           Text(visible_line(r["error"] or "")[:80]), key=r["key"])
         self.query_one("#notify-summary", Static).update(Text(
-            f"{counts['sent']} sent · {counts['pending']} pending · {counts['failed']} failed"
+            f"{counts['sent']} sent · {counts['pending']} pending · {counts['failed']} failed · {counts['stale']} stale"
             + ("   r: retry the failed" if counts["failed"] else "")))
         self.loaded += 1
 

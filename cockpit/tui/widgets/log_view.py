@@ -124,10 +124,6 @@ class LineIndex:
         stop = self.offsets[block + 1] if block + 1 < len(self.offsets) else self.end
         return start, stop
 
-    def line_of_offset(self, offset: int, block_data: bytes, block: int) -> int:
-        start, _ = self.block_span(block)
-        return self.first_lines[block] + block_data.count(b"\n", 0, offset - start)
-
 
 class LogView(ScrollView, can_focus=True):
     """`LogView(path)`: shows the file, follows it, finds text in it."""

@@ -215,7 +215,6 @@ class ProductPane(Vertical):
         self.queue: list[str] = []
         self.testing: str | None = None
         self.agent_lines: list[str] = []
-        self.tasks: dict[str, Task] = {}
 
     def compose(self) -> ComposeResult:
         yield PaneSummary("", classes="summary")
@@ -235,7 +234,6 @@ class ProductPane(Vertical):
             self.spend_usd = spend_usd
         if budget_usd is not None:
             self.budget_usd = budget_usd
-        self.tasks = {t.id: t for t in tasks}
         self.table.show(tasks)
         counts: dict[str, int] = {}
         for t in tasks:
