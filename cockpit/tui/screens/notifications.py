@@ -18,13 +18,14 @@ from ...config import FactoryConfig
 from ...domain.visible import visible_line
 from ...factory.notify_sender import outbox_rows, retry_failed
 from ...store import Store
+from ..pacing import PacedRepaint
 from ..widgets.footer import FittedFooter
 
 REFRESH_S = 3.0
 STATE_STYLE = {"sent": "green", "pending": "yellow", "failed": "bold red", "stale": "dim"}
 
 
-class NotificationsScreen(Screen):
+class NotificationsScreen(PacedRepaint, Screen):
     CSS_PATH = Path(__file__).with_name("notifications.tcss")
     BINDINGS = [Binding("escape", "back", "Back", id="notify.back"),
                 Binding("r", "retry", "Retry failed", id="notify.retry")]
