@@ -28,13 +28,6 @@ HUMAN = "human:you"
 
 
 @pytest.fixture
-async def store(tmp_path):
-    s = await Store.open(tmp_path / "memory" / "cockpit.db")
-    yield s
-    await s.close()
-
-
-@pytest.fixture
 def config() -> FactoryConfig:
     return FactoryConfig(
         factory=FactorySection(name="acme", human=HUMAN),

@@ -15,7 +15,6 @@ from textual.widgets import DataTable, Input
 
 from cockpit.domain import Event, Kind, TaskState
 from cockpit.factory.agent_log import AgentLogWriter, log_path, logs_dir
-from cockpit.store import Store
 from cockpit.store.memory import Memory
 from cockpit.tui import CockpitApp
 from cockpit.tui.app import DARK, LIGHT
@@ -32,13 +31,6 @@ from gitrepo import commit_files, make_repo, run_git
 from tui_kit import HUMAN, blocked_task, make_config, new_task, screen_text, start, type_text, until
 
 SIZE = (120, 36)
-
-
-@pytest.fixture
-async def store(tmp_path):
-    s = await Store.open(tmp_path / "memory" / "cockpit.db")
-    yield s
-    await s.close()
 
 
 @pytest.fixture
