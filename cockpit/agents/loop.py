@@ -188,7 +188,16 @@ class AgentSession:
         It cannot retry a stream that breaks midway (a reset, a stall, a truncated or
         incomplete body, an SSE error event, tool input that is not JSON): we do, each
         attempt reserved and settled on its own. The text already streamed stays in the
-        transcript, followed by a model.retry event; nothing is run from a broken answer."""
+        transcript, followed by a model.retry event; nothing is run from a broken answer.
+        A final failure is recorded (model.unavailable: the store names its outage, which makes one
+        notice per outage) before it is raised."""
+        try:
+            return await self._call_retrying(messages)
+        except ModelUnavailable as e:
+            await self.store.append(self._event(Kind.MODEL_UNAVAILABLE, error=str(e)[:500]))
+            raise
+
+    async def _call_retrying(self, messages: list[dict[str, Any]]) -> Any:
         for attempt in range(1, self.stream_retries + 2):
             try:
                 return await self._call(messages)

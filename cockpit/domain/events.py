@@ -47,6 +47,9 @@ class Kind(StrEnum):
     AGENT_TOOL_RESULT = "agent.tool_result"
     AGENT_FINISHED = "agent.finished"
     MODEL_CALL = "model.call"
+    # the Messages API could not be reached after the SDK's retries; the store names the outage it belongs to
+    # (`data["outage"]`: the id of the outage's first such event, until a model call succeeds again)
+    MODEL_UNAVAILABLE = "model.unavailable"
     GATE_STARTED = "gate.started"
     DEFECT_REJECTED = "defect.rejected"  # a reported defect whose reproduction did not fail: recorded, not opened
     AGENT_STOPPED = "agent.stopped"

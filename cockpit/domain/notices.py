@@ -43,6 +43,8 @@ def notices_for(event: Event) -> list[Notice]:
     if event.id is None:
         raise ValueError("notices_for: the event has no id yet (call it once the store assigned one)")
     if event.kind == Kind.BLOCKED and event.task_id:
+        if event.data.get("outage"):
+            return []  # blocked by a model outage: that outage's one notice covers it (see below)
         reasons = [visible_line(r) for r in event.data.get("reasons") or []]
         reason = "; ".join(r for r in reasons if r)[:300] or "blocked"
         tid = shlex.quote(event.task_id)
@@ -52,9 +54,22 @@ def notices_for(event: Event) -> list[Notice]:
             actions=[f'cockpit send-back {tid} -m "…"', f'cockpit approve {tid} --note "…"',
                      f"cockpit retry {tid}"],
         )]
+    if event.kind == Kind.MODEL_UNAVAILABLE and event.data.get("outage"):
+        return [_outage_notice(event)]
     if event.kind in (Kind.SPEND, "spend.settled_untasked") and event.data.get("budget_crossed"):
         return [_budget_notice(event, c) for c in event.data["budget_crossed"]]
     return []
+
+
+def _outage_notice(event: Event) -> Notice:
+    """The model unreachable: keyed by its outage (the store names it), so the failures of one outage, however many
+    calls and tasks, are one notice; the next outage, after a call succeeded, is a new one."""
+    error = visible_line(str(event.data.get("error") or ""))[:200]
+    return Notice(
+        key=f"model:unreachable:{event.data['outage']}", kind="model unreachable", product=None, task_id=None,
+        reason=f"the Messages API cannot be reached after its retries ({error or 'no answer'}); tasks that needed "
+               "it are blocked until you retry them",
+        actions=["cockpit doctor", "cockpit status", "cockpit retry T  (each blocked task, once the model answers)"])
 
 
 _RAISE_FLAG = {"product": "--product {key}", "day": "--day", "factory": "--factory"}

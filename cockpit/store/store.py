@@ -98,6 +98,7 @@ class _Batch:
     first_id: int = 0  # the id of the batch's first event
     next_id: int = 0  # the first id after the batch
     foreign: list[Event] = field(default_factory=list)  # what another process committed just before it
+    outage: int | None = None  # the model outage as it stands after the batch (Store._outage)
     pending: dict[str, Task] = field(default_factory=dict)
     seqs: dict[str, int] = field(default_factory=dict)
     rows: list[tuple[Any, ...]] = field(default_factory=list)
@@ -111,7 +112,8 @@ def _is_fast(it: _Item) -> bool:
     ev = it.event
     if ev is None:
         return not it.sql
-    return it.owned and it.ledger is None and ev.kind not in TASK_KINDS and ev.kind != Kind.BUDGET_RAISED
+    return (it.owned and it.ledger is None and ev.kind not in TASK_KINDS
+            and ev.kind not in (Kind.BUDGET_RAISED, Kind.MODEL_UNAVAILABLE))
 
 
 class Subscription:
@@ -159,6 +161,8 @@ class Store:
         self._subs: set[Subscription] = set()
         self._closed = False
         self.last_event_id = 0
+        # the model outage under way: the id of its first model.unavailable event, None once a call succeeded
+        self._outage: int | None = None
         self.budget = budget.BudgetBook()  # running totals per budget; written by the writer only
 
     # --- lifecycle ---------------------------------------------------------------
@@ -306,6 +310,13 @@ class Store:
                                        (Kind.BUDGET_RAISED.value,)) as cur:
                 async for actor, task_id, data in cur:
                     self.budget.load_raise(actor, task_id, json.loads(data))
+            # an outage under way when the last process stopped goes on (the same notice key): its first
+            # model.unavailable after the last model call that succeeded (both by the kind index)
+            async with self._w.execute(
+                    "SELECT MIN(id) FROM events WHERE kind = ? AND id > "
+                    "(SELECT COALESCE(MAX(id), 0) FROM events WHERE kind = ?)",
+                    (Kind.MODEL_UNAVAILABLE.value, Kind.MODEL_CALL.value)) as cur:
+                (self._outage,) = await cur.fetchone()  # type: ignore[misc]
         finally:
             await self._w.execute("COMMIT")
 
@@ -436,7 +447,7 @@ class Store:
     def _prepare(self, batch: list[_Item], next_id: int) -> "_Batch":
         """Check every event of the batch (task events through the domain, ledger steps against the budgets)
         against the state as it will be after the events ahead of it, and build the rows to write."""
-        b = _Batch(next_task=self._next_task, txn=self.budget.begin(), first_id=next_id)
+        b = _Batch(next_task=self._next_task, txn=self.budget.begin(), first_id=next_id, outage=self._outage)
         pending, rows, results = b.pending, b.rows, b.results
         for it in batch:
             ev = it.event
@@ -446,6 +457,8 @@ class Store:
                 continue
             if _is_fast(it):
                 # the fast path: agent output (text, tool calls, model calls) needs no domain check
+                if ev.kind == Kind.MODEL_CALL:
+                    b.outage = None  # the model answered: an outage is over
                 rows.append((next_id, ev.ts, ev.kind, ev.actor, ev.product, ev.task_id, _dumps(ev.data)))
                 results.append((it, ev, None, next_id))
                 next_id += 1
@@ -457,6 +470,7 @@ class Store:
                 it.sql = [(stmt, tuple(encodable(p) for p in params)) for stmt, params in it.sql]
             try:
                 step, ev = self._budget_step(b.txn, it, ev, pending)
+                ev = _mark_outage(b, ev, next_id)
                 if ev.is_task_event:
                     if ev.kind == Kind.TASK_CREATED and ev.task_id is None:
                         ev = ev.model_copy(update={"task_id": f"T{b.next_task}"})
@@ -577,6 +591,10 @@ class Store:
         for e in foreign:
             if e.kind == Kind.BUDGET_RAISED:
                 self.budget.load_raise(e.actor, e.task_id, e.data)
+            elif e.kind == Kind.MODEL_CALL:
+                self._outage = None
+            elif e.kind == Kind.MODEL_UNAVAILABLE and e.data.get("outage"):
+                self._outage = int(e.data["outage"])
         await self._load_ledger(sorted({str(e.data["call_id"]) for e in foreign
                                         if e.kind.startswith("spend.") and e.data.get("call_id")}))
         self._next_id = max_id + 1
@@ -625,6 +643,7 @@ class Store:
     def _landed(self, b: "_Batch") -> None:
         """`b` is committed: the in-memory state follows, its callers get their events, the subscribers too."""
         self._next_id, self._next_task = b.next_id, b.next_task
+        self._outage = b.outage
         b.txn.commit()
         self._tasks.update(b.pending)
         self._task_seq.update(b.seqs)
@@ -824,6 +843,19 @@ def _budget_crossings(txn: budget.BudgetTxn, step: budget.Step) -> list[dict[str
             out.append({"scope": key[0].value, "key": key[1], "pct": pct,
                         "spent_usd": round(budget.usd_of(before + d_settled), 6), "limit_usd": limit})
     return out
+
+
+def _mark_outage(b: "_Batch", ev: Event, event_id: int) -> Event:
+    """A model.unavailable names its outage (the first of the run, or this one), so every failure of one outage
+    has one notice key; a task blocked by it names it too, and is covered by that notice (cockpit.domain.notices)."""
+    if ev.kind == Kind.MODEL_CALL:
+        b.outage = None
+    elif ev.kind == Kind.MODEL_UNAVAILABLE:
+        b.outage = b.outage or event_id
+        return ev.model_copy(update={"data": {**ev.data, "outage": b.outage}})
+    elif ev.kind == Kind.BLOCKED and b.outage and "model unavailable" in (ev.data.get("reasons") or []):
+        return ev.model_copy(update={"data": {**ev.data, "outage": b.outage}})
+    return ev
 
 
 def _outbox_rows(ev: Event) -> list[tuple[str, tuple[Any, ...]]]:
