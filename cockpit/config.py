@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .domain.budget import BudgetLimits
-from .domain.notices import parse_quiet_hours
+from .domain.notices import parse_clock, parse_quiet_hours
 from .domain.prices import ModelPrice, PriceTable, default_prices
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
@@ -92,6 +92,17 @@ class NotifySection(_Strict):
         "at most this many messages a minute; the overflow goes as one message listing them; 0: no limit"))
     quiet_hours: str | None = Field(None, description=(
         'local "HH:MM-HH:MM" (e.g. "22:00-07:00"): notices are held, then sent as one digest at the end'))
+
+    landings: bool = Field(False, description="also a notice when a task merges (off: only what needs you)")
+    digest: str | None = Field(None, description=(
+        'local "HH:MM" (e.g. "18:00"): one message a day from then on summarising it (merged, blocked, spend)'))
+
+    @field_validator("digest")
+    @classmethod
+    def _digest_form(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_clock(v)
+        return v
 
     @field_validator("quiet_hours")
     @classmethod

@@ -54,6 +54,7 @@ class Kind(StrEnum):
     DEFECT_REJECTED = "defect.rejected"  # a reported defect whose reproduction did not fail: recorded, not opened
     AGENT_STOPPED = "agent.stopped"
     NOTE = "note"
+    DIGEST = "notify.digest"  # the day's summary for the human ([notify] digest): its notice is keyed by the date
 
 
 TASK_KINDS: frozenset[str] = frozenset(

@@ -35,8 +35,9 @@ class Notice(BaseModel):
         return "\n".join(lines)
 
 
-def notices_for(event: Event) -> list[Notice]:
-    """The notices a committed event produces (none for most): a task blocked, with its reason.
+def notices_for(event: Event, *, landings: bool = False) -> list[Notice]:
+    """The notices a committed event produces (none for most): a task blocked, with its reason; a budget past
+    80 % / 100 %; the model unreachable (once per outage); the day's digest; with `landings`, a task merged.
 
     `event.id` must be set: the key names the event, so a task that blocks again later is a new notice while
     a resend of this one is not. Agent text in a reason is content: made visible, one line, never markup."""
@@ -54,6 +55,14 @@ def notices_for(event: Event) -> list[Notice]:
             actions=[f'cockpit send-back {tid} -m "…"', f'cockpit approve {tid} --note "…"',
                      f"cockpit retry {tid}"],
         )]
+    if event.kind == Kind.MERGED and landings and event.task_id:
+        sha = visible_line(str(event.data.get("merged_commit") or ""))[:12]
+        return [Notice(key=f"landed:{event.task_id}:{event.id}", kind="landed", product=event.product,
+                       task_id=event.task_id, reason=f"merged as {sha}" if sha else "merged",
+                       actions=["cockpit status"])]
+    if event.kind == Kind.DIGEST and event.data.get("date"):
+        return [Notice(key=f"digest:{event.data['date']}", kind="digest", reason=visible_line(
+            str(event.data.get("summary") or ""))[:600], actions=["cockpit status", "cockpit spend"])]
     if event.kind == Kind.MODEL_UNAVAILABLE and event.data.get("outage"):
         return [_outage_notice(event)]
     if event.kind in (Kind.SPEND, "spend.settled_untasked") and event.data.get("budget_crossed"):
@@ -86,6 +95,17 @@ def _budget_notice(event: Event, c: dict) -> Notice:
         key=f"budget:{scope}:{key}:{pct}", kind="budget", product=key if scope == "product" else None,
         task_id=None, reason=visible_line(f"{name} {pct}% {what}: ${c['spent_usd']:.2f} of ${c['limit_usd']:.2f}"),
         actions=[f"cockpit budget raise {flag} --usd AMOUNT", "cockpit spend"])
+
+
+def parse_clock(spec: str) -> int:
+    """"18:00" -> 1080, minutes of the local day; ValueError saying the expected form."""
+    try:
+        h, m = (int(x) for x in spec.strip().split(":"))
+    except ValueError:
+        raise ValueError(f"{spec!r}: write a local time as HH:MM, e.g. \"18:00\"") from None
+    if not (0 <= h < 24 and 0 <= m < 60):
+        raise ValueError(f"{spec!r}: hours 00-23, minutes 00-59")
+    return h * 60 + m
 
 
 def parse_quiet_hours(spec: str) -> tuple[int, int]:

@@ -21,9 +21,10 @@ except ImportError:  # pragma: no cover - SDKs before the httpx2 switch
     import httpx  # type: ignore[no-redef]
 
 from ..config import ConfigError, FactoryConfig
-from ..domain.notices import Notice, in_quiet_hours, parse_quiet_hours
+from ..domain.notices import Notice, in_quiet_hours, parse_clock, parse_quiet_hours
 from ..domain.tasks import TaskState
 from ..store.store import Store
+from .notify_digest import digest_if_due, due
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class WebhookSender:
                  max_backoff: float = 300.0, poll: float = 0.5, window: float = 0.0,
                  channels: list | None = None, quiet: tuple[int, int] | None = None,
                  clock=time.time, mute: list[str] | None = None, per_minute: int = 0,
-                 stale_after_s: float = STALE_AFTER_S) -> None:
+                 stale_after_s: float = STALE_AFTER_S, digest_at: int | None = None) -> None:
         self.store, self.url = store, url
         self.timeout, self.backoff, self.max_backoff, self.poll = timeout, backoff, max_backoff, poll
         self.window = window  # batching: notices within this many seconds go as one message
@@ -89,6 +90,8 @@ class WebhookSender:
         self._posted: list[float] = []  # when each recent message went out (the rate limit's window)
         self.stale_after_s = stale_after_s
         self.failing = False  # the last try failed: the header shows a mark
+        self.digest_at = digest_at  # the daily digest's local time, minutes of the day (None: no digest)
+        self._digested: str | None = None  # the last date whose digest is in the outbox
 
     def delay(self, attempts: int) -> float:
         """Exponential backoff after `attempts` failures, capped."""
@@ -132,6 +135,8 @@ class WebhookSender:
         rows go as one message listing them (a task that blocked twice for the same reason is listed once)."""
         assert self.store is not None
         now = self.clock()
+        if self.digest_at is not None:
+            await self._digest(now)
         if self.is_quiet(now):
             return 0  # held: the quiet hours end with one digest
         muted = f" AND (product IS NULL OR product NOT IN ({','.join('?' * len(self.mute))}))" if self.mute else ""
@@ -164,6 +169,13 @@ class WebhookSender:
         notices = [(key, Notice.model_validate_json(body)) for _, key, body, _, _ in rows]
         err = await self._post(client, batch_payload(notices))
         return await self._record([(r[0], r[1], r[3]) for r in rows], err)
+
+    async def _digest(self, now: float) -> None:
+        """Today's digest into the outbox once its hour has passed (once a day: the outbox key is the date)."""
+        date = time.strftime("%Y-%m-%d", time.localtime(now))
+        if date != self._digested and due(now, self.digest_at):  # type: ignore[arg-type]
+            await digest_if_due(self.store, now, self.digest_at)  # type: ignore[arg-type]
+            self._digested = date
 
     def _stale(self, task_id: str | None, created_ts: float, now: float) -> bool:
         """The notice's task is no longer blocked and its block is older than `stale_after_s`."""
@@ -261,7 +273,8 @@ def notifier_for(config: FactoryConfig, store: Store | None, url: str | None) ->
         return None
     return WebhookSender(store, url, timeout=n.timeout_s, window=n.batch_window_s, channels=channels,
                          quiet=parse_quiet_hours(n.quiet_hours) if n.quiet_hours else None,
-                         mute=n.mute, per_minute=n.max_per_minute)
+                         mute=n.mute, per_minute=n.max_per_minute,
+                         digest_at=parse_clock(n.digest) if n.digest else None)
 
 
 class WebhookChannel:

@@ -93,6 +93,7 @@ class Orchestrator:
         await clear_scratch(self.scratch_root, [self.config.product_path(p.name) for p in self.config.products])
         Sandbox.check(self.config.factory.sandbox)
         url = webhook_url(self.config)  # a bad [notify] stops the start, with the file and what to do
+        self.store.notify_landings = self.config.notify.landings
         for t in self.store.tasks():
             if t.state in _OPEN_STATES - {TaskState.QUEUED}:
                 await self._note(t, f"resumed after restart while {t.state.value}")

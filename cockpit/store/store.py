@@ -163,6 +163,8 @@ class Store:
         self.last_event_id = 0
         # the model outage under way: the id of its first model.unavailable event, None once a call succeeded
         self._outage: int | None = None
+        # [notify] landings: a merge is a notice too (set by the factory that runs; off: only what needs you)
+        self.notify_landings = False
         self.budget = budget.BudgetBook()  # running totals per budget; written by the writer only
 
     # --- lifecycle ---------------------------------------------------------------
@@ -500,7 +502,7 @@ class Store:
             rows.append((ev.id, ev.ts, ev.kind, ev.actor, ev.product, ev.task_id, _dumps(ev.data)))
             b.sql.extend(it.sql if err is None else [])
             if err is None:
-                b.sql.extend(_outbox_rows(ev))
+                b.sql.extend(_outbox_rows(ev, self.notify_landings))
             results.append((it, ev, err, next_id))
             next_id += 1
         b.next_id = next_id
@@ -858,10 +860,10 @@ def _mark_outage(b: "_Batch", ev: Event, event_id: int) -> Event:
     return ev
 
 
-def _outbox_rows(ev: Event) -> list[tuple[str, tuple[Any, ...]]]:
+def _outbox_rows(ev: Event, landings: bool = False) -> list[tuple[str, tuple[Any, ...]]]:
     """The outbox rows an event produces (cockpit.domain.notices), for the transaction that records it."""
     return [("INSERT OR IGNORE INTO outbox(key, event_id, product, task_id, body, created_ts) VALUES (?,?,?,?,?,?)",
-             (n.key, ev.id, n.product, n.task_id, n.model_dump_json(), ev.ts)) for n in notices_for(ev)]
+             (n.key, ev.id, n.product, n.task_id, n.model_dump_json(), ev.ts)) for n in notices_for(ev, landings=landings)]
 
 
 def _seq_of(task_id: str, default: int) -> int:
