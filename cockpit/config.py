@@ -93,6 +93,9 @@ class NotifySection(_Strict):
     quiet_hours: str | None = Field(None, description=(
         'local "HH:MM-HH:MM" (e.g. "22:00-07:00"): notices are held, then sent as one digest at the end'))
 
+    routes: dict[str, list[str]] = Field(default_factory=dict, description=(
+        "product -> the channels its notices go to (webhook, terminal, desktop, apprise); "
+        "a product not listed: every channel"))
     landings: bool = Field(False, description="also a notice when a task merges (off: only what needs you)")
     digest: str | None = Field(None, description=(
         'local "HH:MM" (e.g. "18:00"): one message a day from then on summarising it (merged, blocked, spend)'))
@@ -110,6 +113,12 @@ class NotifySection(_Strict):
         if v is not None:
             parse_quiet_hours(v)
         return v
+
+    def channel_names(self) -> list[str]:
+        """The channels this section turns on, by the names `routes` and `cockpit notify test` use."""
+        return [name for name, on in (("webhook", self.webhook_url_env or self.webhook_url_file),
+                                      ("terminal", self.terminal), ("desktop", self.desktop),
+                                      ("apprise", self.apprise_urls_env or self.apprise_urls_file)) if on]
 
     @property
     def configured(self) -> bool:
@@ -322,5 +331,23 @@ def load_factory(path: str | Path) -> FactoryConfig:
                 f"{table.as_of}). Use a known model or add [prices.\"{model}\"] with input and output "
                 f"USD per million tokens. Known models, closest first: {', '.join(closest_models(model, table.models))}"
             )
+    _check_routes(cfg, p, text)
     cfg.path = p.resolve()
     return cfg
+
+
+def _check_routes(cfg: FactoryConfig, p: Path, text: str) -> None:
+    """[notify.routes]: every product is one of [[products]], every channel one that [notify] turns on."""
+    products, channels = {x.name for x in cfg.products}, cfg.notify.channel_names()
+    for product, names in cfg.notify.routes.items():
+        line = _find_line(text, ("notify", "routes", product))
+        where = f"{p}:{line}" if line else str(p)
+        if product not in products:
+            raise ConfigError(f"{where}: key 'notify.routes.{product}': no product {product!r} in [[products]] "
+                              f"({', '.join(sorted(products)) or 'none yet'}). Fix the name or remove the route.")
+        for name in names:
+            if name not in channels:
+                raise ConfigError(
+                    f"{where}: key 'notify.routes.{product}': no channel {name!r} is configured in [notify] "
+                    f"(configured: {', '.join(channels) or 'none'}; the names are webhook, terminal, desktop, "
+                    "apprise). Turn it on, or fix the name.")

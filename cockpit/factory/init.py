@@ -132,6 +132,10 @@ def schema_keys() -> list[KeyInfo]:
 
 
 def _toml(value: Any) -> str:
+    if isinstance(value, dict):  # a table as a value: inline, on its key's line
+        table = tomlkit.inline_table()
+        table.update(value)
+        return table.as_string().strip() or "{}"
     return "<value>" if value is None else tomlkit.item(value).as_string()
 
 

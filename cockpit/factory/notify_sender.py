@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 try:
@@ -71,6 +72,17 @@ def batch_payload(notices: list[tuple[str, Notice]], *, digest: bool = False) ->
             "text": "\n\n".join([head, *texts] if head else texts)}
 
 
+class _Row(NamedTuple):
+    """A due outbox row, its notice parsed."""
+
+    id: int
+    key: str
+    notice: Notice
+    attempts: int
+    created: float
+    product: str | None
+
+
 class WebhookSender:
     """Sends due outbox rows to one webhook; `run()` is the factory's long-lived task."""
 
@@ -78,7 +90,8 @@ class WebhookSender:
                  max_backoff: float = 300.0, poll: float = 0.5, window: float = 0.0,
                  channels: list | None = None, quiet: tuple[int, int] | None = None,
                  clock=time.time, mute: list[str] | None = None, per_minute: int = 0,
-                 stale_after_s: float = STALE_AFTER_S, digest_at: int | None = None) -> None:
+                 stale_after_s: float = STALE_AFTER_S, digest_at: int | None = None,
+                 routes: dict[str, list[str]] | None = None) -> None:
         self.store, self.url = store, url
         self.timeout, self.backoff, self.max_backoff, self.poll = timeout, backoff, max_backoff, poll
         self.window = window  # batching: notices within this many seconds go as one message
@@ -90,6 +103,7 @@ class WebhookSender:
         self._posted: list[float] = []  # when each recent message went out (the rate limit's window)
         self.stale_after_s = stale_after_s
         self.failing = False  # the last try failed: the header shows a mark
+        self.routes = dict(routes or {})  # product -> the channels its notices go to (absent: every channel)
         self.digest_at = digest_at  # the daily digest's local time, minutes of the day (None: no digest)
         self._digested: str | None = None  # the last date whose digest is in the outbox
 
@@ -98,7 +112,7 @@ class WebhookSender:
         return min(self.max_backoff, self.backoff * 2 ** max(0, attempts - 1))
 
     async def send_one(self, client: httpx.AsyncClient, key: str, notice: Notice) -> str | None:
-        """POST one notice; None if the receiver answered 2xx, else why not (the URL's secrets redacted)."""
+        """POST one notice on every channel; None if all accepted, else why not (the URL's secrets redacted)."""
         return await self._post(client, payload(key, notice))
 
     def _slots(self, now: float) -> int:
@@ -108,20 +122,36 @@ class WebhookSender:
         self._posted = [t for t in self._posted if now - t < 60]
         return self.per_minute - len(self._posted)
 
-    async def _post(self, client: httpx.AsyncClient, body: dict) -> str | None:
-        """Deliver `body` on every channel; None only if all accepted (a retry resends to all: at least once)."""
-        self._posted.append(self.clock())
-        if self.url:
+    def channel_names(self) -> list[str]:
+        """Every channel this sender delivers on: the webhook (if a URL is set), then the others."""
+        return (["webhook"] if self.url else []) + [c.name for c in self.channels]
+
+    def routed(self, product: str | None) -> list[str]:
+        """The channels a notice of `product` goes to: its `[notify.routes]` entry, else every channel (a
+        factory-level notice, the model or a day budget, goes everywhere)."""
+        names = self.channel_names()
+        if product is not None and product in self.routes:
+            return [n for n in names if n in self.routes[product]]
+        return names
+
+    async def _on(self, client: httpx.AsyncClient, name: str, body: dict) -> str | None:
+        """Deliver `body` on one channel; None if it accepted, else why not (the webhook URL's secrets redacted)."""
+        if name == "webhook":
             try:
-                r = await client.post(self.url, json=body, timeout=self.timeout)
+                r = await client.post(self.url, json=body, timeout=self.timeout)  # type: ignore[arg-type]
             except (httpx.HTTPError, OSError) as e:
                 return redact(f"{type(e).__name__}: {e}", self.url)[:500]
-            if not 200 <= r.status_code < 300:
-                return f"HTTP {r.status_code}"
-        for ch in self.channels:
-            err = await ch.deliver(body)
+            return None if 200 <= r.status_code < 300 else f"HTTP {r.status_code}"
+        err = await next(c for c in self.channels if c.name == name).deliver(body)
+        return redact(err, self.url) if err is not None and self.url else err
+
+    async def _post(self, client: httpx.AsyncClient, body: dict) -> str | None:
+        """Deliver `body` on every channel (`notify test`, one-off sends); None only if all accepted."""
+        self._posted.append(self.clock())
+        for name in self.channel_names():
+            err = await self._on(client, name, body)
             if err is not None:
-                return redact(err, self.url) if self.url else err
+                return err
         return None
 
     def is_quiet(self, ts: float) -> bool:
@@ -132,7 +162,9 @@ class WebhookSender:
         """Try every pending row whose time has come, oldest first; returns how many were sent.
 
         With a batching window, nothing goes until the oldest due row is `window` seconds old; then all due
-        rows go as one message listing them (a task that blocked twice for the same reason is listed once)."""
+        rows go as one message listing them (a task that blocked twice for the same reason is listed once).
+        Each row goes to the channels routed to its product ([notify.routes]); a message listing several
+        goes to each channel with the rows routed to it."""
         assert self.store is not None
         now = self.clock()
         if self.digest_at is not None:
@@ -140,35 +172,46 @@ class WebhookSender:
         if self.is_quiet(now):
             return 0  # held: the quiet hours end with one digest
         muted = f" AND (product IS NULL OR product NOT IN ({','.join('?' * len(self.mute))}))" if self.mute else ""
-        rows = await self.store.query(
-            "SELECT id, key, body, attempts, created_ts, task_id FROM outbox WHERE state = 'pending' AND next_try <= ?"
-            f"{muted} ORDER BY id LIMIT 100", (now, *self.mute))
-        stale = [r[0] for r in rows if self._stale(r[5], r[4], now)]
+        found = await self.store.query(
+            "SELECT id, key, body, attempts, created_ts, task_id, product FROM outbox WHERE state = 'pending' "
+            f"AND next_try <= ?{muted} ORDER BY id LIMIT 100", (now, *self.mute))
+        stale = [r[0] for r in found if self._stale(r[5], r[4], now)]
         if stale:
             await self.store.submit(None, [("UPDATE outbox SET state = 'stale' WHERE id = ?", (i,)) for i in stale])
-            rows = [r for r in rows if r[0] not in stale]
-        rows = [r[:5] for r in rows]
+        rows = [_Row(r[0], r[1], Notice.model_validate_json(r[2]), r[3], r[4], r[6]) for r in found
+                if r[0] not in stale]
         if not rows:
             return 0
         slots = self._slots(now)
         if slots <= 0:
             return 0  # the rate limit: they wait, and go as one message when a slot frees
-        held = [r for r in rows if self.is_quiet(r[4])]
+        held = [r for r in rows if self.is_quiet(r.created)]
         if held or len(rows) > slots:  # the quiet hours just ended, or more than the limit: one message
-            notices = [(key, Notice.model_validate_json(body)) for _, key, body, _, _ in rows]
-            err = await self._post(client, batch_payload(notices, digest=bool(held)))
-            return await self._record([(r[0], r[1], r[3]) for r in rows], err)
+            return await self._send(client, rows, together=True, digest=bool(held))
         if self.window <= 0:
-            sent = 0
-            for row_id, key, body, attempts, _ in rows:
-                err = await self.send_one(client, key, Notice.model_validate_json(body))
-                sent += await self._record([(row_id, key, attempts)], err)
-            return sent
-        if now - min(r[4] for r in rows) < self.window:
+            return await self._send(client, rows, together=False)
+        if now - min(r.created for r in rows) < self.window:
             return 0  # the window is open: more may come, to go in the same message
-        notices = [(key, Notice.model_validate_json(body)) for _, key, body, _, _ in rows]
-        err = await self._post(client, batch_payload(notices))
-        return await self._record([(r[0], r[1], r[3]) for r in rows], err)
+        return await self._send(client, rows, together=True)
+
+    async def _send(self, client: httpx.AsyncClient, rows: list["_Row"], *, together: bool,
+                    digest: bool = False) -> int:
+        """Deliver `rows` on their routed channels: one message per channel listing them (`together`), or one
+        per row; then record the outcome. Returns how many rows are now sent."""
+        self._posted += [self.clock()] * (1 if together else len(rows))
+        results: dict[int, dict[str, str | None]] = {r.id: {} for r in rows}
+        for name in self.channel_names():
+            todo = [r for r in rows if name in self.routed(r.product)]
+            if not todo:
+                continue
+            if together:
+                err = await self._on(client, name, batch_payload([(r.key, r.notice) for r in todo], digest=digest))
+                for r in todo:
+                    results[r.id][name] = err
+            else:
+                for r in todo:
+                    results[r.id][name] = await self._on(client, name, payload(r.key, r.notice))
+        return await self._record(rows, results)
 
     async def _digest(self, now: float) -> None:
         """Today's digest into the outbox once its hour has passed (once a day: the outbox key is the date)."""
@@ -184,25 +227,25 @@ class WebhookSender:
         task = self.store.task(task_id) if self.store is not None else None
         return task is not None and task.state != TaskState.BLOCKED
 
-    async def _record(self, rows: list[tuple[int, str, int]], err: str | None) -> int:
-        """Mark `rows` sent (err None: the receiver said 2xx) or due again after a backoff; returns how many sent."""
+    async def _record(self, rows: list["_Row"], results: dict[int, dict[str, str | None]]) -> int:
+        """Mark each row sent (every channel it went to said yes) or due again after a backoff; how many sent."""
         assert self.store is not None
-        ids = [r[0] for r in rows]
-        if err is None:
-            self.failing = False
-            await self.store.submit(None, [("UPDATE outbox SET state = 'sent', sent_ts = ?, attempts = attempts + 1, "
-                                            "last_error = '' WHERE id = ?", (self.clock(), i)) for i in ids])
-            return len(ids)
-        self.failing = True
-        stmts = []
-        for row_id, key, attempts in rows:
-            n = attempts + 1
-            log.warning("notice %s: delivery failed (try %d): %s", key, n, err)
+        now, stmts, sent = self.clock(), [], 0
+        self.failing = any(e is not None for res in results.values() for e in res.values())
+        for r in rows:
+            errs = {name: e for name, e in results[r.id].items() if e is not None}
+            if not errs:
+                sent += 1
+                stmts.append(("UPDATE outbox SET state = 'sent', sent_ts = ?, attempts = attempts + 1, "
+                              "last_error = '' WHERE id = ?", (now, r.id)))
+                continue
+            n = r.attempts + 1
+            err = "; ".join(f"{name}: {e}" for name, e in errs.items())[:500]
+            log.warning("notice %s: delivery failed (try %d): %s", r.key, n, err)
             stmts.append(("UPDATE outbox SET attempts = ?, next_try = ?, last_error = ?, state = ? WHERE id = ?",
-                          (n, self.clock() + self.delay(n), err, "failed" if n >= MAX_ATTEMPTS else "pending",
-                           row_id)))
+                          (n, now + self.delay(n), err, "failed" if n >= MAX_ATTEMPTS else "pending", r.id)))
         await self.store.submit(None, stmts)
-        return 0
+        return sent
 
     async def run(self) -> None:
         """Deliver until cancelled: at once when the store commits something, else every `poll` seconds."""
@@ -274,7 +317,7 @@ def notifier_for(config: FactoryConfig, store: Store | None, url: str | None) ->
     return WebhookSender(store, url, timeout=n.timeout_s, window=n.batch_window_s, channels=channels,
                          quiet=parse_quiet_hours(n.quiet_hours) if n.quiet_hours else None,
                          mute=n.mute, per_minute=n.max_per_minute,
-                         digest_at=parse_clock(n.digest) if n.digest else None)
+                         digest_at=parse_clock(n.digest) if n.digest else None, routes=n.routes)
 
 
 class WebhookChannel:
