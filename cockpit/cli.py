@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     _factory_arg(r)
     r.add_argument("--headless", action="store_true", help="no screen: run until idle, print a summary")
     r.add_argument("--timeout", type=float, default=None, help="headless: stop after this many seconds")
+    r.add_argument("--task", metavar="T", help="open this task's screen at start (a notice's link does)")
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("status", help="every product and task, from the store")
@@ -123,10 +124,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_factory(args.factory)
-    return _run(config, headless=args.headless, timeout=args.timeout)
+    return _run(config, headless=args.headless, timeout=args.timeout, task=args.task)
 
 
-def _run(config: FactoryConfig, *, headless: bool, timeout: float | None) -> int:
+def _run(config: FactoryConfig, *, headless: bool, timeout: float | None, task: str | None = None) -> int:
     from .factory.preflight import preflight
     from .factory.runtime import open_factory, run_headless, summary_lines
 
@@ -140,7 +141,7 @@ def _run(config: FactoryConfig, *, headless: bool, timeout: float | None) -> int
 
     async def _app() -> None:
         async with open_factory(config) as f:
-            app = CockpitApp(f.store, config, orchestrator=f.orchestrator)
+            app = CockpitApp(f.store, config, orchestrator=f.orchestrator, open_task=task)
             await app.run_async()
             # the human quit: whatever is still winding down gets a bounded time, never the terminal
             _exit_after(QUIT_GRACE_S)

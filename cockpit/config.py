@@ -96,9 +96,19 @@ class NotifySection(_Strict):
     routes: dict[str, list[str]] = Field(default_factory=dict, description=(
         "product -> the channels its notices go to (webhook, terminal, desktop, apprise); "
         "a product not listed: every channel"))
+    link_base: str | None = Field(None, description=(
+        'where a notice\'s task link points, e.g. "http://myhost:8000" (default: a running `cockpit serve`, '
+        "else no link)"))
     landings: bool = Field(False, description="also a notice when a task merges (off: only what needs you)")
     digest: str | None = Field(None, description=(
         'local "HH:MM" (e.g. "18:00"): one message a day from then on summarising it (merged, blocked, spend)'))
+
+    @field_validator("link_base")
+    @classmethod
+    def _link_base_form(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", v):
+            raise ValueError('write it as http://host:port (or https://…), e.g. "http://myhost:8000"')
+        return v
 
     @field_validator("digest")
     @classmethod

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -26,6 +27,7 @@ from ..domain.notices import Notice, in_quiet_hours, parse_clock, parse_quiet_ho
 from ..domain.tasks import TaskState
 from ..store.store import Store
 from .notify_digest import digest_if_due, due
+from .notify_link import link_base, task_link
 
 log = logging.getLogger(__name__)
 
@@ -50,25 +52,28 @@ def redact(text: str, url: str | None) -> str:
     return out
 
 
-def payload(key: str, n: Notice) -> dict:
-    """The JSON a webhook receives: the notice's fields, its text, and the dedup key."""
+def payload(key: str, n: Notice, base: str | None = None) -> dict:
+    """The JSON a webhook receives: the notice's fields, its text, and the dedup key; with `base` (the browser
+    cockpit's URL), a link to the task too, also as the text's last line."""
+    link = task_link(base, n.task_id) if base and n.task_id else None
     return {"key": key, "kind": n.kind, "product": n.product, "task_id": n.task_id, "reason": n.reason,
-            "actions": n.actions, "text": n.text()}
+            "actions": n.actions, "text": n.text() + (f"\n  open: {link}" if link else ""),
+            **({"link": link} if link else {})}
 
 
-def batch_payload(notices: list[tuple[str, Notice]], *, digest: bool = False) -> dict:
+def batch_payload(notices: list[tuple[str, Notice]], *, digest: bool = False, base: str | None = None) -> dict:
     """One message for several notices: each with its key (the receiver dedups by key), the text listing
     them once per (task, reason): a task that blocked again for the same reason in the window is one line."""
     seen: set[tuple] = set()
     texts = []
-    for _, n in notices:
+    for k, n in notices:
         if (n.product, n.task_id, n.kind, n.reason) not in seen:
             seen.add((n.product, n.task_id, n.kind, n.reason))
-            texts.append(n.text())
+            texts.append(payload(k, n, base)["text"])
     head = f"{len(texts)} things need you" if len(texts) > 1 else ""
     if digest:
         head = f"while you were away (quiet hours): {len(texts)} thing{'s' if len(texts) != 1 else ''} need you"
-    return {"digest": digest, "keys": [k for k, _ in notices], "notices": [payload(k, n) for k, n in notices],
+    return {"digest": digest, "keys": [k for k, _ in notices], "notices": [payload(k, n, base) for k, n in notices],
             "text": "\n\n".join([head, *texts] if head else texts)}
 
 
@@ -91,7 +96,8 @@ class WebhookSender:
                  channels: list | None = None, quiet: tuple[int, int] | None = None,
                  clock=time.time, mute: list[str] | None = None, per_minute: int = 0,
                  stale_after_s: float = STALE_AFTER_S, digest_at: int | None = None,
-                 routes: dict[str, list[str]] | None = None) -> None:
+                 routes: dict[str, list[str]] | None = None,
+                 link_base: Callable[[], str | None] | None = None) -> None:
         self.store, self.url = store, url
         self.timeout, self.backoff, self.max_backoff, self.poll = timeout, backoff, max_backoff, poll
         self.window = window  # batching: notices within this many seconds go as one message
@@ -104,6 +110,7 @@ class WebhookSender:
         self.stale_after_s = stale_after_s
         self.failing = False  # the last try failed: the header shows a mark
         self.routes = dict(routes or {})  # product -> the channels its notices go to (absent: every channel)
+        self.link_base = link_base  # where task links point now (a running `cockpit serve`), or None: no link
         self.digest_at = digest_at  # the daily digest's local time, minutes of the day (None: no digest)
         self._digested: str | None = None  # the last date whose digest is in the outbox
 
@@ -200,17 +207,19 @@ class WebhookSender:
         per row; then record the outcome. Returns how many rows are now sent."""
         self._posted += [self.clock()] * (1 if together else len(rows))
         results: dict[int, dict[str, str | None]] = {r.id: {} for r in rows}
+        base = self.link_base() if self.link_base is not None else None
         for name in self.channel_names():
             todo = [r for r in rows if name in self.routed(r.product)]
             if not todo:
                 continue
             if together:
-                err = await self._on(client, name, batch_payload([(r.key, r.notice) for r in todo], digest=digest))
+                err = await self._on(client, name, batch_payload([(r.key, r.notice) for r in todo], digest=digest,
+                                                                base=base))
                 for r in todo:
                     results[r.id][name] = err
             else:
                 for r in todo:
-                    results[r.id][name] = await self._on(client, name, payload(r.key, r.notice))
+                    results[r.id][name] = await self._on(client, name, payload(r.key, r.notice, base))
         return await self._record(rows, results)
 
     async def _digest(self, now: float) -> None:
@@ -317,7 +326,8 @@ def notifier_for(config: FactoryConfig, store: Store | None, url: str | None) ->
     return WebhookSender(store, url, timeout=n.timeout_s, window=n.batch_window_s, channels=channels,
                          quiet=parse_quiet_hours(n.quiet_hours) if n.quiet_hours else None,
                          mute=n.mute, per_minute=n.max_per_minute,
-                         digest_at=parse_clock(n.digest) if n.digest else None, routes=n.routes)
+                         digest_at=parse_clock(n.digest) if n.digest else None, routes=n.routes,
+                         link_base=lambda: link_base(config))
 
 
 class WebhookChannel:

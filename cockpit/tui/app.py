@@ -72,8 +72,11 @@ class CockpitApp(App[None]):
     VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-medium"), (40, "-tall")]
 
     def __init__(self, store: Store, config: FactoryConfig, *, orchestrator: Orchestrator | None = None,
-                 clock: Callable[[], float] = time.time, cursor_blink: bool = True, theme: str = DARK) -> None:
+                 clock: Callable[[], float] = time.time, cursor_blink: bool = True, theme: str = DARK,
+                 open_task: str | None = None) -> None:
+        """`open_task`: the task whose screen opens at start (`cockpit run --task`, a notice's link)."""
         super().__init__()
+        self._open_at_start = open_task
         self.store = store
         self.config = config
         self.orchestrator = orchestrator
@@ -106,6 +109,8 @@ class CockpitApp(App[None]):
 
     def on_mount(self) -> None:
         self.set_timer(self.FREEZE_HEAP_AFTER_S, _freeze_heap)
+        if self._open_at_start:
+            self.call_after_refresh(self.open_task, self._open_at_start)
         if self.orchestrator is None:
             return
         if not self._take_factory_lock():

@@ -23,14 +23,56 @@ def serve_command(factory: str) -> str:
     return shlex.join([sys.executable, "-m", "cockpit", "run", "--factory", factory])
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    config = load_factory(args.factory)  # a broken factory.toml fails here, not in every browser tab
+def cockpit_server(command: str, *, port: int, title: str):
+    """textual-serve's Server, plus `/task/T2`: the same page, its cockpit opened on task T2 (`run --task T2`),
+    the link a notice carries while this serves (cockpit.factory.notify_link)."""
+    import copy
+
+    from aiohttp import web
     from textual_serve.server import Server
 
-    server = Server(serve_command(str(config.path)), host=HOST, port=args.port,
-                    title=f"Cockpit — {config.factory.name}")
-    print(f"cockpit: serving {config.path} on http://{HOST}:{args.port}/ (ctrl+c stops)", file=sys.stderr, flush=True)
-    server.serve()
+    from ..factory.notify_link import TASK_ID
+
+    class CockpitServer(Server):
+        def _task_id(self, request: web.Request) -> str:
+            task_id = request.match_info["task_id"]
+            if not TASK_ID.match(task_id):
+                raise web.HTTPNotFound(text=f"no task {task_id[:40]!r}: a task id is T and a number, e.g. T2")
+            return task_id
+
+        async def handle_task_index(self, request: web.Request) -> web.StreamResponse:
+            task_id = self._task_id(request)
+            page = await self.handle_index(request)  # textual-serve's page; its socket opens on the task instead
+            page.text = page.text.replace('/ws"', f'/ws/task/{task_id}"', 1)
+            return page
+
+        async def handle_task_websocket(self, request: web.Request) -> web.StreamResponse:
+            task_id = self._task_id(request)
+            on_task = copy.copy(self)  # the same server, its command opening the task's screen at start
+            on_task.command = f"{self.command} --task {task_id}"
+            return await Server.handle_websocket(on_task, request)
+
+        async def _make_app(self) -> web.Application:
+            app = await super()._make_app()
+            app.add_routes([web.get("/task/{task_id}", self.handle_task_index),
+                            web.get("/ws/task/{task_id}", self.handle_task_websocket)])
+            return app
+
+    return CockpitServer(command, host=HOST, port=port, title=title)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = load_factory(args.factory)  # a broken factory.toml fails here, not in every browser tab
+    from ..factory.notify_link import remove_marker, write_marker
+
+    server = cockpit_server(serve_command(str(config.path)), port=args.port, title=f"Cockpit — {config.factory.name}")
+    url = f"http://{HOST}:{args.port}"
+    print(f"cockpit: serving {config.path} on {url}/ (ctrl+c stops)", file=sys.stderr, flush=True)
+    write_marker(config, url)  # notices link to the task here while this serves
+    try:
+        server.serve()
+    finally:
+        remove_marker(config)
     return 0
 
 
