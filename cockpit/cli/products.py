@@ -13,13 +13,13 @@ from pathlib import Path
 from ..config import FactoryConfig, load_factory
 from ..domain.visible import visible
 from ..factory.products import (
-    _NAME_OK,
+    PRODUCT_NAME,
     ProductError,
-    _add_toolchains,
-    _append_product,
-    _diagnose,
-    _product_entry,
-    _remove_product,
+    add_toolchains,
+    append_product,
+    diagnose_failure,
+    product_entry,
+    remove_product,
     check_repo,
     describe_result,
     detect_toolchains,
@@ -63,7 +63,7 @@ def _fail(msg: str) -> int:
 def cmd_add(args: argparse.Namespace) -> int:
     config = load_factory(args.factory)
     name = args.name or _default_name(Path(args.path).expanduser().resolve())
-    if not _NAME_OK.fullmatch(name):
+    if not PRODUCT_NAME.fullmatch(name):
         return _fail(f"product name {name!r}: use letters, digits, '.', '_' or '-' (give --name)")
     if any(p.name == name for p in config.products):
         return _fail(f"a product named {name!r} is already in {config.path}: give another --name, "
@@ -95,7 +95,7 @@ def cmd_add(args: argparse.Namespace) -> int:
                   if t not in config.factory.toolchains]
     if toolchains:
         print(f"toolchains the sandbox will show read-only ([factory] toolchains): {', '.join(toolchains)}")
-        config = edit_factory(config.path, lambda doc: _add_toolchains(doc, toolchains))
+        config = edit_factory(config.path, lambda doc: add_toolchains(doc, toolchains))
     if not args.no_run:
         print(f"running it once on a fresh worktree of {repo.branch}, in the sandbox, as the tests gate will...",
               flush=True)
@@ -105,7 +105,7 @@ def cmd_add(args: argparse.Namespace) -> int:
             return _fail(f"{e}\n(or add the product without running its tests: --no-run)")
         except GitError as e:
             return _fail(f"could not make a scratch worktree: {e}")
-        diagnosis = None if result.ok else asyncio.run(_diagnose(result, command, repo))
+        diagnosis = None if result.ok else asyncio.run(diagnose_failure(result, command, repo))
         if diagnosis is not None and diagnosis.error:
             # the first collection error, whole (pytest's tail says "13 errors" without the cause), then the tail
             print(f"  {visible(describe_result(result, tail_lines=3))}")  # the repo's output
@@ -135,8 +135,8 @@ def cmd_add(args: argparse.Namespace) -> int:
     elif not args.yes and not _ask(f"Add product {name!r} without running its tests?", True):
         return _fail("not added")
 
-    entry = _product_entry(name, _rel_to_factory(config, repo.path), command, repo.branch, args.budget)
-    edit_factory(config.path, lambda doc: _append_product(doc, entry))
+    entry = product_entry(name, _rel_to_factory(config, repo.path), command, repo.branch, args.budget)
+    edit_factory(config.path, lambda doc: append_product(doc, entry))
     print(f"added product {name} to {config.path}")
     print(f"next: cockpit task add {name} \"TITLE\" --factory {config.path}")
     return 0
@@ -177,7 +177,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
     names = [p.name for p in config.products]
     if args.name not in names:
         return _fail(f"no product {args.name!r} in {config.path} (products: {', '.join(names) or 'none'})")
-    edit_factory(config.path, lambda doc: _remove_product(doc, args.name))
+    edit_factory(config.path, lambda doc: remove_product(doc, args.name))
     tasks = task_counts(config).get(args.name, {})
     print(f"removed product {args.name} from {config.path}")
     if tasks:

@@ -38,7 +38,7 @@ from .test_failure import Diagnosis, diagnose
 from .workspaces import GitError, git
 
 PYTEST_COMMAND = "python -m pytest -q"
-_NAME_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+PRODUCT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class ProductError(Exception):
@@ -73,7 +73,7 @@ def edit_factory(path: Path, change: Callable[[tomlkit.TOMLDocument], None]) -> 
     return load_factory(path)
 
 
-def _product_entry(name: str, path: str, test_command: str, branch: str, budget: float | None) -> tomlkit.items.Table:
+def product_entry(name: str, path: str, test_command: str, branch: str, budget: float | None) -> tomlkit.items.Table:
     t = tomlkit.table()
     t.add("name", name)
     t.add("path", path)
@@ -84,7 +84,7 @@ def _product_entry(name: str, path: str, test_command: str, branch: str, budget:
     return t
 
 
-def _append_product(doc: tomlkit.TOMLDocument, entry: tomlkit.items.Table) -> None:
+def append_product(doc: tomlkit.TOMLDocument, entry: tomlkit.items.Table) -> None:
     if "products" not in doc:
         aot = tomlkit.aot()
         aot.append(entry)
@@ -101,7 +101,7 @@ def _append_product(doc: tomlkit.TOMLDocument, entry: tomlkit.items.Table) -> No
         raise ConfigError("factory.toml: 'products' is not a list of tables; fix it by hand first")
 
 
-def _remove_product(doc: tomlkit.TOMLDocument, name: str) -> None:
+def remove_product(doc: tomlkit.TOMLDocument, name: str) -> None:
     products = doc.get("products")
     if products is None:
         raise ProductError(f"no product {name!r}")
@@ -282,7 +282,7 @@ def detect_toolchains(command: str, sandbox: Sandbox | None = None) -> list[str]
     return out
 
 
-def _add_toolchains(doc: tomlkit.TOMLDocument, dirs: list[str]) -> None:
+def add_toolchains(doc: tomlkit.TOMLDocument, dirs: list[str]) -> None:
     factory = doc.get("factory")
     if factory is None:
         factory = tomlkit.table()
@@ -316,7 +316,7 @@ async def probe_tests(config: FactoryConfig, repo: Path, branch: str, command: s
         await git("worktree", "prune", cwd=repo, check=False)
 
 
-async def _diagnose(result: CommandResult, command: str, repo: RepoState) -> Diagnosis:
+async def diagnose_failure(result: CommandResult, command: str, repo: RepoState) -> Diagnosis:
     """Why the first run failed, and the likely fix (what is under src/ is read from the branch, not the checkout)."""
     listing = await git("ls-tree", "--name-only", f"refs/heads/{repo.branch}", "src/", cwd=repo.path, check=False)
     src = {line.rsplit("/", 1)[-1] for line in listing.splitlines() if line.strip()}
