@@ -204,17 +204,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_task_add(args: argparse.Namespace) -> int:
-    from ..factory.commands import add_task
+    from ..factory.commands import queue_task
 
     config = load_factory(args.factory)
-    try:
-        product = config.product(args.product)
-    except KeyError:
-        names = ", ".join(p.name for p in config.products) or "none"
-        raise Refused(f"no product {args.product!r} in {config.path} (products: {names})") from None
-    ev = with_store(config, lambda s: add_task(
-        s, product=product.name, title=args.title, body=args.body, priority=args.priority,
-        actor=config.factory.human, budget_usd=product.task_budget_usd))
+    ev = with_store(config, lambda s: queue_task(s, config, product=args.product, title=args.title, body=args.body,
+                                                 priority=args.priority, actor=config.factory.human))
     print(ev.task_id)
     return 0
 

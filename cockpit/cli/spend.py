@@ -45,19 +45,10 @@ def cmd_budget_raise(args: argparse.Namespace) -> int:
         scope, key = "task", args.task
     elif args.product:
         scope, key = "product", args.product
-        try:
-            if config.product(args.product).budget_usd is None:
-                raise Refused(f"product {args.product!r} has no budget (unlimited): set budget_usd in {config.path}")
-        except KeyError:
-            raise Refused(f"no product {args.product!r} in {config.path}") from None
     elif args.day:
         scope, key = "day", None
-        if config.budgets.day_usd is None:
-            raise Refused(f"there is no day budget (unlimited): set [budgets] day_usd in {config.path}")
     else:
         scope, key = "factory", None
-        if config.budgets.factory_usd is None:
-            raise Refused(f"there is no factory budget (unlimited): set [budgets] factory_usd in {config.path}")
     ev = with_store(config, lambda s: commands.raise_budget(
         s, scope=scope, key=key, usd=args.usd, actor=config.factory.human))
     where = f" {ev.data['key']}" if ev.data.get("key") else ""
