@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..domain.events import Event
 from ..domain.tasks import TaskState
+from ..store import reads
 from ..store import StoreError
 from .workspaces import GitError, _run_git, _worktrees, check_worktree, git
 
@@ -64,8 +65,7 @@ async def recover(orch: Orchestrator) -> dict[str, Any]:
     done: dict[str, Any] = {"reservations_reconciled": [], "scratch_removed": 0, "worktrees_removed": [],
                             "worktrees_recreated": [], "commits_unrecorded": []}
 
-    for call_id, task_id, product in await store.query(
-            "SELECT call_id, task_id, product FROM ledger WHERE state = 'reserved' ORDER BY ts"):
+    for call_id, task_id, product in await reads.reserved_calls(store):
         # what the call cost is unknown (it may have been billed): the reservation stays held
         await store.settle(call_id=call_id, task_id=task_id, product=product, usd=0.0, usage={}, complete=False)
         done["reservations_reconciled"].append(call_id)
