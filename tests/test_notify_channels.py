@@ -371,7 +371,7 @@ async def test_the_notifications_screen_lists_each_state_and_retries_the_failed(
         await store.submit(None, [("UPDATE outbox SET state = 'failed', attempts = 12, last_error = 'HTTP 500' "
                                    "WHERE key = ?", (f"blocked:{b.task_id}:{b.id}",))])
         await store.flush()
-        screen = NotificationsScreen(store, FactoryConfig())
+        screen = NotificationsScreen(store, FactoryConfig.model_validate({"notify": {"terminal": True}}))
 
         class Host(App):
             def on_mount(self):

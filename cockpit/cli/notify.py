@@ -11,7 +11,7 @@ from collections.abc import Callable
 from ..config import load_factory
 from ..domain.visible import visible_line
 from .store_access import with_store
-from ..factory.notify_sender import outbox_rows, retry_failed, send_test
+from ..factory.notify_sender import channel_states, outbox_rows, retry_failed, send_test, shown_state
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -22,10 +22,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     if not rows:
         print("no notices yet")
+    elif not config.notify.configured:
+        print("no [notify] channel is configured in factory.toml: pending notices go nowhere until one is "
+              "(webhook_url_env, apprise_urls_env, terminal = true, …; see docs/notifications.md)")
     for r in rows:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
         err = f"  ({visible_line(r['error'])})" if r["error"] else ""
-        print(f"{r['state']:<8} {when}  {r['key']}  tries {r['attempts']}{err}")
+        per = f"  [{channel_states(r)}]" if r["channels"] else ""
+        print(f"{shown_state(r, config):<10} {when}  {r['key']}  tries {r['attempts']}{per}{err}")
     return 0
 
 

@@ -25,6 +25,7 @@ except ImportError:  # pragma: no cover - SDKs before the httpx2 switch
 from ..config import ConfigError, FactoryConfig
 from ..domain.notices import Notice, in_quiet_hours, parse_clock, parse_quiet_hours
 from ..domain.tasks import TaskState
+from ..domain.visible import visible_line
 from ..store.store import Store
 from .notify_digest import digest_if_due, due
 from .notify_link import link_base, task_link
@@ -208,8 +209,10 @@ class WebhookSender:
         self._posted += [self.clock()] * (1 if together else len(rows))
         results: dict[int, dict[str, str | None]] = {r.id: {} for r in rows}
         base = self.link_base() if self.link_base is not None else None
+        done = await self._accepted([r.id for r in rows])
         for name in self.channel_names():
-            todo = [r for r in rows if name in self.routed(r.product)]
+            # a channel that accepted a row before (a retry after another channel failed) does not get it again
+            todo = [r for r in rows if name in self.routed(r.product) and name not in done.get(r.id, ())]
             if not todo:
                 continue
             if together:
@@ -236,13 +239,33 @@ class WebhookSender:
         task = self.store.task(task_id) if self.store is not None else None
         return task is not None and task.state != TaskState.BLOCKED
 
+    async def _accepted(self, ids: list[int]) -> dict[int, set[str]]:
+        """For each row, the channels that already accepted it."""
+        assert self.store is not None
+        out: dict[int, set[str]] = {}
+        for oid, channel in await self.store.query(
+                f"SELECT outbox_id, channel FROM outbox_delivery WHERE state = 'sent' AND outbox_id IN "
+                f"({','.join('?' * len(ids))})", tuple(ids)):
+            out.setdefault(oid, set()).add(channel)
+        return out
+
     async def _record(self, rows: list["_Row"], results: dict[int, dict[str, str | None]]) -> int:
-        """Mark each row sent (every channel it went to said yes) or due again after a backoff; how many sent."""
+        """Each channel's outcome on each row, and each row sent (every channel routed to it has accepted it:
+        now, or before) or due again after a backoff, in one transaction; returns how many rows are sent."""
         assert self.store is not None
         now, stmts, sent = self.clock(), [], 0
         self.failing = any(e is not None for res in results.values() for e in res.values())
         for r in rows:
             errs = {name: e for name, e in results[r.id].items() if e is not None}
+            given_up = bool(errs) and r.attempts + 1 >= MAX_ATTEMPTS
+            for name, e in results[r.id].items():
+                stmts.append((
+                    "INSERT INTO outbox_delivery(outbox_id, channel, state, attempts, last_error, sent_ts) "
+                    "VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT(outbox_id, channel) DO UPDATE SET state = excluded.state, "
+                    "attempts = outbox_delivery.attempts + 1, last_error = excluded.last_error, "
+                    "sent_ts = excluded.sent_ts",
+                    (r.id, name, "sent" if e is None else "failed" if given_up else "pending", (e or "")[:500],
+                     now if e is None else None)))
             if not errs:
                 sent += 1
                 stmts.append(("UPDATE outbox SET state = 'sent', sent_ts = ?, attempts = attempts + 1, "
@@ -277,11 +300,31 @@ class WebhookSender:
 
 
 async def outbox_rows(store: Store) -> list[dict]:
-    """Every outbox row, newest first, for `cockpit notify list` and the screen."""
+    """Every outbox row, newest first, with its state on each channel it was tried on, for `cockpit notify list`
+    and the screen."""
     rows = await store.query("SELECT id, key, state, attempts, last_error, created_ts, sent_ts, body FROM outbox "
                              "ORDER BY id DESC")
+    channels: dict[int, dict[str, dict]] = {}
+    for oid, name, state, attempts, error in await store.query(
+            "SELECT outbox_id, channel, state, attempts, last_error FROM outbox_delivery ORDER BY outbox_id, channel"):
+        channels.setdefault(oid, {})[name] = {"state": state, "attempts": attempts, "error": error}
     return [{"id": r[0], "key": r[1], "state": r[2], "attempts": r[3], "error": r[4], "created": r[5],
-             "sent": r[6], "notice": json.loads(r[7])} for r in rows]
+             "sent": r[6], "notice": json.loads(r[7]), "channels": channels.get(r[0], {})} for r in rows]
+
+
+NO_CHANNEL = "no channel"
+"""What a pending notice is shown as when [notify] configures no channel: it will not go anywhere by itself."""
+
+
+def shown_state(row: dict, config: FactoryConfig) -> str:
+    """The state to show: a pending notice with no channel configured is not on its way, it says so."""
+    return NO_CHANNEL if row["state"] == "pending" and not config.notify.configured else row["state"]
+
+
+def channel_states(row: dict) -> str:
+    """`webhook sent · apprise failed (HTTP 500)`: each channel the notice was tried on, one line."""
+    return " · ".join(f"{name} {c['state']}" + (f" ({visible_line(c['error'])[:60]})" if c["error"] else "")
+                      for name, c in row["channels"].items())
 
 
 def webhook_url(config: FactoryConfig) -> str | None:
@@ -371,6 +414,7 @@ async def send_test(config: FactoryConfig, only: str | None = None) -> list[tupl
 async def retry_failed(store: Store) -> int:
     """Put every failed row back in the queue, due now (`cockpit notify retry`); returns how many."""
     rows = await store.query("SELECT COUNT(*) FROM outbox WHERE state = 'failed'")
-    await store.submit(None, [(
-            "UPDATE outbox SET state = 'pending', attempts = 0, next_try = 0 WHERE state = 'failed'", ())])
+    await store.submit(None, [
+        ("UPDATE outbox_delivery SET state = 'pending' WHERE state = 'failed'", ()),
+        ("UPDATE outbox SET state = 'pending', attempts = 0, next_try = 0 WHERE state = 'failed'", ())])
     return int(rows[0][0])

@@ -149,6 +149,19 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX outbox_due ON outbox(next_try) WHERE state = 'pending';
     """,
+    # 7: delivery state per channel (cockpit.factory.notify_sender): a notice routed to two channels is sent or
+    # failed on each; a retry goes only to the channels that have not accepted it yet
+    """
+    CREATE TABLE outbox_delivery (
+        outbox_id  INTEGER NOT NULL REFERENCES outbox(id),
+        channel    TEXT    NOT NULL,
+        state      TEXT    NOT NULL CHECK (state IN ('pending', 'sent', 'failed')),
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT    NOT NULL DEFAULT '',
+        sent_ts    REAL,
+        PRIMARY KEY (outbox_id, channel)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,5 +1,5 @@
-"""Notifications: every notice of the outbox (sent, pending, failed) with its last error; `r` retries the
-failed. Re-read every few seconds while shown, in a worker. Notice text is agent content: made visible,
+"""Notifications: every notice of the outbox (sent, pending, failed) with its state on each channel and its last
+error; `r` retries the failed. With no channel configured, a pending notice says so instead of waiting forever. Re-read every few seconds while shown, in a worker. Notice text is agent content: made visible,
 never markup (cells are plain Text)."""
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from textual.widgets import DataTable, Static
 
 from ...config import FactoryConfig
 from ...domain.visible import visible_line
-from ...factory.notify_sender import outbox_rows, retry_failed
+from ...factory.notify_sender import NO_CHANNEL, channel_states, outbox_rows, retry_failed, shown_state
 from ...store import Store
 from ..pacing import PacedRepaint
 from ..widgets.footer import FittedFooter
 
 REFRESH_S = 3.0
-STATE_STYLE = {"sent": "green", "pending": "yellow", "failed": "bold red", "stale": "dim"}
+STATE_STYLE = {"sent": "green", "pending": "yellow", "failed": "bold red", "stale": "dim", NO_CHANNEL: "dim"}
 
 
 class NotificationsScreen(PacedRepaint, Screen):
@@ -41,7 +41,7 @@ class NotificationsScreen(PacedRepaint, Screen):
         yield FittedFooter(compact=True)
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns("state", "when", "what", "tries", "last error")
+        self.query_one(DataTable).add_columns("state", "when", "what", "tries", "channels", "last error")
         self.load()
         self.set_interval(REFRESH_S, self.load)
 
@@ -52,15 +52,18 @@ class NotificationsScreen(PacedRepaint, Screen):
         table.clear()
         counts = {s: 0 for s in STATE_STYLE}
         for r in rows:
-            counts[r["state"]] = counts.get(r["state"], 0) + 1
+            state = shown_state(r, self.config)
+            counts[state] = counts.get(state, 0) + 1
             n = r["notice"]
             what = visible_line(f"{n.get('product') or ''} {n.get('task_id') or ''} {n.get('kind')}: {n.get('reason')}")
-            table.add_row(Text(r["state"], STATE_STYLE.get(r["state"], "")),
+            table.add_row(Text(state, STATE_STYLE.get(state, "")),
                           Text(time.strftime("%m-%d %H:%M", time.localtime(r["created"]))),
-                          Text(what.strip()[:100]), Text(str(r["attempts"])),
+                          Text(what.strip()[:100]), Text(str(r["attempts"])), Text(channel_states(r)[:80]),
                           Text(visible_line(r["error"] or "")[:80]), key=r["key"])
+        waiting = (f"{counts[NO_CHANNEL]} not sent: no channel configured ([notify] in factory.toml)"
+                   if counts[NO_CHANNEL] else f"{counts['pending']} pending")
         self.query_one("#notify-summary", Static).update(Text(
-            f"{counts['sent']} sent · {counts['pending']} pending · {counts['failed']} failed · {counts['stale']} stale"
+            f"{counts['sent']} sent · {waiting} · {counts['failed']} failed · {counts['stale']} stale"
             + ("   r: retry the failed" if counts["failed"] else "")))
         self.loaded += 1
 
