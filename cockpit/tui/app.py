@@ -63,7 +63,7 @@ class CockpitApp(App[None]):
         Binding("u", "rules", "Rules", id="rules"),
         Binding("m", "memory", "Memory", id="memory"),
         Binding("R", "rate", "Rate", id="rate", key_display="R"),
-        # not in the Footer yet: a new entry there changes every screen's snapshot; palette and `?` list it
+        # shown in the main screen's Footer (its own binding); the other screens list it in `?` and the palette
         Binding("N", "notifications", "Notices", id="notifications", key_display="N", show=False),
         Binding("T", "toggle_theme", "Theme", id="theme", key_display="T", show=False),
         Binding("ctrl+p", "command_palette", "Find", id="palette", show=False),

@@ -65,6 +65,9 @@ class MainScreen(TaskActions):
                 tooltip="Select the next task that waits for you"),
         Binding("t", "agent_log", "Log", id="log", tooltip="The log of the selected task's agent, full screen"),
         Binding("c", "new_task", "New task", id="new-task", tooltip="Add a task to a product"),
+        # the app's `N`, shown here (on the main screen only: the others keep their footers)
+        Binding("N", "app.notifications", "Notices", id="main.notifications", key_display="N",
+                tooltip="Notices sent, pending and failed, per channel; retry the failed"),
         Binding("e", "edit_task", "Edit", id="edit", show=False, tooltip="Change the selected task"),
         Binding("plus", "raise_budget", "Budget", id="raise-budget", show=False, key_display="+",
                 tooltip="Raise the budget that binds the selected task"),
