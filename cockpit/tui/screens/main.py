@@ -13,6 +13,8 @@ moved.
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Iterator
 from functools import partial
 
@@ -44,6 +46,11 @@ from ..widgets.footer import FittedFooter
 FIGURES_EVERY_S = 1.0
 """How often spend and burn rate may be recomputed (only when spend moved)."""
 AGENTS_EVERY_S = 0.25
+BLOCK_TOASTS = 3
+"""At most this many blocks pop a toast of their own within BLOCK_TOAST_WINDOW_S; the rest are folded into one
+toast naming them, every FOLD_EVERY_S at most: a burst of blocks (100 a second) never floods the screen."""
+BLOCK_TOAST_WINDOW_S = 8.0
+FOLD_EVERY_S = 2.0
 """How often the panes' agent lines are redrawn while agents stream (the activity stream runs at the bridge's pace)."""
 
 
@@ -82,6 +89,8 @@ class MainScreen(TaskActions):
         self._figures_dirty = True
         self._burn = 0.0
         self._agents_dirty: set[str] = set()
+        self._block_toasts: deque[float] = deque()  # when the recent block toasts went up (monotonic)
+        self._folded: list[str] = []  # blocked tasks waiting for the one toast that names them
 
     @property
     def _offline(self) -> str | None:
@@ -177,6 +186,15 @@ class MainScreen(TaskActions):
         """A task that blocks or merges is worth a toast, wherever the human is looking."""
         for e in events:
             if e.kind == Kind.BLOCKED:
+                now = time.monotonic()
+                while self._block_toasts and now - self._block_toasts[0] > BLOCK_TOAST_WINDOW_S:
+                    self._block_toasts.popleft()
+                if len(self._block_toasts) >= BLOCK_TOASTS:  # a burst: folded into one toast naming them
+                    self._folded.append(str(e.task_id))
+                    if len(self._folded) == 1:
+                        self.set_timer(FOLD_EVERY_S, self._toast_folded, name="folded block toasts")
+                    continue
+                self._block_toasts.append(now)
                 why = fmt.block_summary([str(r) for r in e.data.get("reasons") or []], str(e.data.get("detail", "")), 90)
                 self.app.notify(f"{e.task_id} ({e.product}) waits for you: {why}", title="Blocked", severity="warning",
                                 timeout=8)
@@ -192,6 +210,14 @@ class MainScreen(TaskActions):
                 t = self.store.task(e.task_id or "")
                 title = f": {fmt.truncate(t.title, 50)}" if t else ""
                 self.app.notify(f"{e.task_id}{title} landed on {e.product}.", title="Merged", timeout=5)
+
+    def _toast_folded(self) -> None:
+        """One toast for the blocks of a burst that did not get their own."""
+        ids, self._folded = self._folded, []
+        if ids:
+            more = f", … ({len(ids) - 8} more)" if len(ids) > 8 else ""
+            self.app.notify(f"{len(ids)} more tasks wait for you: {', '.join(ids[:8])}{more}. n: the next one",
+                            title="Blocked", severity="warning", timeout=8)
 
     async def _mount_new_panes(self) -> None:
         new = [self._new_pane(name, None) for name in self._unconfigured_products()]
