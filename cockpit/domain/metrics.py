@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal, Protocol
 
+from .events import Kind
+
 DAY = 86400.0
 WEEK = 7 * DAY
 
@@ -65,22 +67,16 @@ ABANDON_DAYS = 7.0
 
 COMPOUNDING, FLAT, WORSE, TOO_FEW = "compounding", "flat", "worse", "too few tasks to tell"
 
-# kinds read by name (strings, so this module needs nothing but the standard library)
-CREATED, STARTED, COMMITTED = "task.created", "task.started", "task.committed"
-SENT_BACK, CHANGES_REQUESTED, BLOCKED, MERGED = "task.sent_back", "review.changes_requested", "task.blocked", "task.merged"
-OVERRIDE, RETRY = "human.override", "human.retry"
-DEFECT_OPENED, REOPENED = "defect.opened", "task.reopened"
-MODEL_CALL, AGENT_TOOL = "model.call", "agent.tool"
-AGENT_STARTED, AGENT_FINISHED, AGENT_STOPPED = "agent.started", "agent.finished", "agent.stopped"
-SPEND_KINDS = frozenset({"spend.settled", "spend.settled_untasked"})
-ABANDON_KINDS = frozenset({"task.abandoned", "task.cancelled", "task.dropped"})
-HUMAN_KINDS = frozenset({OVERRIDE, RETRY, SENT_BACK, "review.approved", CHANGES_REQUESTED, "defect.closed",
-                         "budget.raised", REOPENED, *ABANDON_KINDS})
-UNBLOCK_KINDS = frozenset({OVERRIDE, RETRY, SENT_BACK, MERGED, *ABANDON_KINDS})
+SPEND_KINDS = frozenset({Kind.SPEND, Kind.SPEND_UNTASKED})
+ABANDON_KINDS = frozenset({Kind.TASK_ABANDONED, Kind.TASK_CANCELLED, Kind.TASK_DROPPED})
+HUMAN_KINDS = frozenset({Kind.OVERRIDE, Kind.RETRY, Kind.SENT_BACK, Kind.APPROVED, Kind.CHANGES_REQUESTED,
+                         Kind.DEFECT_CLOSED, Kind.BUDGET_RAISED, Kind.TASK_REOPENED, *ABANDON_KINDS})
+UNBLOCK_KINDS = frozenset({Kind.OVERRIDE, Kind.RETRY, Kind.SENT_BACK, Kind.MERGED, *ABANDON_KINDS})
 # task events that show a task is alive (notes and agent chatter do not)
-TASK_ACTIVITY = frozenset({CREATED, STARTED, COMMITTED, "task.submitted", "gate.verdict", "task.checked",
-                           "review.approved", CHANGES_REQUESTED, "task.ready", SENT_BACK, BLOCKED, OVERRIDE, RETRY,
-                           MERGED, DEFECT_OPENED, "defect.closed", REOPENED, *ABANDON_KINDS})
+TASK_ACTIVITY = frozenset({Kind.TASK_CREATED, Kind.TASK_STARTED, Kind.COMMITTED, Kind.SUBMITTED, Kind.VERDICT,
+                           Kind.CHECKED, Kind.APPROVED, Kind.CHANGES_REQUESTED, Kind.READY, Kind.SENT_BACK,
+                           Kind.BLOCKED, Kind.OVERRIDE, Kind.RETRY, Kind.MERGED, Kind.DEFECT_OPENED,
+                           Kind.DEFECT_CLOSED, Kind.TASK_REOPENED, *ABANDON_KINDS})
 
 
 class EventLike(Protocol):
@@ -546,14 +542,14 @@ def compute(events: Iterable[EventLike], *, since: float | None = None, until: f
                 first_ts[FACTORY] = ts
             if product and ts < first_ts.get(product, math.inf):
                 first_ts[product] = ts
-        if k == AGENT_TOOL:  # the most frequent kind by far: counted, nothing else
+        if k == Kind.AGENT_TOOL:  # the most frequent kind by far: counted, nothing else
             book.bump(product, e.ts, "tool_calls")
             continue
         if t is not None and k in TASK_ACTIVITY:
             t.last_ts = max(t.last_ts, e.ts)
         merged_before = t is not None and t.merged_ts is not None
 
-        if k == CREATED and t is not None:
+        if k == Kind.TASK_CREATED and t is not None:
             t.created_ts = e.ts if t.created_ts is None else t.created_ts
             if product and d.get("demo_history") is True:
                 demo.add(product)
@@ -561,33 +557,33 @@ def compute(events: Iterable[EventLike], *, since: float | None = None, until: f
                 fixed = tasks.get(target)
                 if fixed is not None and fixed.merged_ts is not None and fixed.merged_ts <= e.ts:
                     book.bump(fixed.product, e.ts, "defects_after")
-        elif k == STARTED and t is not None:
+        elif k == Kind.TASK_STARTED and t is not None:
             t.started = True
-        elif k == COMMITTED:
+        elif k == Kind.COMMITTED:
             book.bump(product, e.ts, "commits")
-        elif k in (SENT_BACK, CHANGES_REQUESTED) and t is not None and not merged_before:
+        elif k in (Kind.SENT_BACK, Kind.CHANGES_REQUESTED) and t is not None and not merged_before:
             t.returns += 1
             t.outcomes.append((seq, False))
-        elif k == DEFECT_OPENED:
+        elif k == Kind.DEFECT_OPENED:
             book.bump(product, e.ts, "defects_breaker")
             if t is not None and not merged_before:
                 t.defects += 1
                 t.outcomes.append((seq, False))
-        elif k == REOPENED and merged_before and t is not None:
+        elif k == Kind.TASK_REOPENED and merged_before and t is not None:
             book.bump(product, e.ts, "defects_after")
-        elif k == BLOCKED and t is not None:
+        elif k == Kind.BLOCKED and t is not None:
             book.bump(product, e.ts, "blocked")
             if not merged_before:
                 t.blocks += 1
                 t.outcomes.append((seq, False))
             close_block(t, e.ts)
             t.block_open = e.ts
-        elif k == MERGED and t is not None and not merged_before:
+        elif k == Kind.MERGED and t is not None and not merged_before:
             t.merged_ts = e.ts
             t.outcomes.append((seq, True))
         elif k in ABANDON_KINDS and t is not None and t.abandoned_ts is None and not merged_before:
             t.abandoned_ts = e.ts
-        elif k == MODEL_CALL:
+        elif k == Kind.MODEL_CALL:
             book.bump(product, e.ts, "model_calls")
             s = open_sessions.get(e.actor)
             if s is None or s.task_id != e.task_id:
@@ -610,12 +606,12 @@ def compute(events: Iterable[EventLike], *, since: float | None = None, until: f
                 c.spend_usd = (c.spend_usd or 0.0) + float(d["usd"])
             if isinstance(d.get("usage"), dict):
                 c.spend_usage = d["usage"]
-        elif k == AGENT_STARTED:
+        elif k == Kind.AGENT_STARTED:
             open_session(e.actor, e, product, seq, d.get("role") if isinstance(d.get("role"), str) else None)
             ids = d.get("lesson_ids")
             if isinstance(ids, list):
                 open_sessions[e.actor].lessons.update(i for i in ids if isinstance(i, (int, str)))
-        elif k in (AGENT_FINISHED, AGENT_STOPPED):
+        elif k in (Kind.AGENT_FINISHED, Kind.AGENT_STOPPED):
             open_sessions.pop(e.actor, None)
 
         # the human's part: any human act counts; one on a blocked task ends its wait

@@ -38,6 +38,14 @@ class TaskState(StrEnum):
     BLOCKED = "blocked"
 
 
+OPEN_STATES: frozenset[TaskState] = frozenset(TaskState) - {TaskState.DONE}
+"""Open: not done, so it may still change (a blocked task is open: it waits on the human). The one meaning of "open"."""
+IN_FLIGHT_STATES: frozenset[TaskState] = OPEN_STATES - {TaskState.BLOCKED}
+"""Open and not waiting on the human: the states the orchestrator drives forward."""
+AT_WORK_STATES: frozenset[TaskState] = IN_FLIGHT_STATES - {TaskState.QUEUED}
+"""Started and moving: a builder, a gate, a reviewer or the merge queue is at it."""
+
+
 class Outcome(StrEnum):
     PASS = "pass"
     FAIL = "fail"
@@ -287,10 +295,6 @@ _ALLOWED: dict[str, frozenset[Role]] = {
     Kind.TASK_EDITED: frozenset({Role.HUMAN}),
 }
 
-_ACTIVE = frozenset({TaskState.BUILDING, TaskState.CHECKING, TaskState.REVIEWING})
-_OPEN = frozenset(set(TaskState) - {TaskState.DONE})
-
-
 def _need(task: Task, states: frozenset[TaskState] | set[TaskState], what: str) -> None:
     if task.state not in states:
         names = ", ".join(sorted(s.value for s in states))
@@ -311,8 +315,8 @@ def create(event: Event) -> Task:
     if role_of(event.actor) not in _ALLOWED[Kind.TASK_CREATED]:
         raise Refused(f"{event.actor} may not create tasks")
     if not event.task_id or not event.product:
-        raise Refused("task.created needs a task id and a product")
-    title = _str(event.data, "title", "task.created")
+        raise Refused(f"{Kind.TASK_CREATED} needs a task id and a product")
+    title = _str(event.data, "title", Kind.TASK_CREATED)
     budget = event.data.get("budget_usd")
     return Task(
         id=event.task_id,
@@ -363,7 +367,7 @@ def apply(task: Task, event: Event) -> Task:
         up.update(state=TaskState.CHECKING)
 
     elif k == Kind.VERDICT:
-        _need(task, _OPEN, "verdict")
+        _need(task, OPEN_STATES, "verdict")
         gate = _str(d, "gate", "verdict")
         commit = _str(d, "commit", "verdict")
         source = base = None
@@ -423,7 +427,7 @@ def apply(task: Task, event: Event) -> Task:
         up.update(state=TaskState.MERGING)
 
     elif k == Kind.SENT_BACK:
-        states = _ACTIVE | {TaskState.MERGING} if role == Role.SYSTEM else {TaskState.BLOCKED}
+        states = AT_WORK_STATES if role == Role.SYSTEM else {TaskState.BLOCKED}
         _need(task, states, "send back")
         reason = _str(d, "reason", "send back")
         up.update(state=TaskState.BUILDING, rounds=task.rounds + 1, feedback=[*task.feedback, f"{event.actor}: {reason}"],
@@ -432,7 +436,7 @@ def apply(task: Task, event: Event) -> Task:
             up["rounds_base"] = task.rounds + 1
 
     elif k == Kind.BLOCKED:
-        _need(task, _OPEN - {TaskState.BLOCKED}, "block")
+        _need(task, IN_FLIGHT_STATES, "block")
         reasons = d.get("reasons")
         if not isinstance(reasons, list) or not reasons or not all(isinstance(r, str) and r for r in reasons):
             raise Refused("block: needs a non-empty list of reasons")
@@ -499,7 +503,7 @@ def apply(task: Task, event: Event) -> Task:
         up.update(budget_usd=round(task.budget_usd + float(usd), 9))
 
     elif k == Kind.TASK_EDITED:
-        _need(task, _OPEN, "edit")
+        _need(task, OPEN_STATES, "edit")
         if "title" in d:
             up["title"] = _str(d, "title", "edit").strip()
         if "body" in d:
@@ -541,7 +545,7 @@ def _open_defect(task: Task, event: Event) -> dict[str, Any]:
 
 def _close_defect(task: Task, event: Event, role: Role) -> dict[str, Any]:
     d = event.data
-    _need(task, _OPEN, "close defect")
+    _need(task, OPEN_STATES, "close defect")
     defect_id = _str(d, "defect", "close defect")
     found = next((x for x in task.defects if x.id == defect_id), None)
     if found is None or found.state != DefectState.OPEN:

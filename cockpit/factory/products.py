@@ -36,6 +36,7 @@ import tomlkit
 import tomlkit.items
 
 from ..config import ConfigError, FactoryConfig, load_factory
+from ..domain.tasks import OPEN_STATES
 from ..domain.visible import visible
 from ..host.sandbox import CommandResult, Sandbox, SandboxUnavailable
 from .test_failure import Diagnosis, diagnose
@@ -511,7 +512,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
     tasks = task_counts(config).get(args.name, {})
     print(f"removed product {args.name} from {config.path}")
     if tasks:
-        open_ = {s: n for s, n in tasks.items() if s != "done"}
+        open_ = {s: n for s, n in tasks.items() if s in OPEN_STATES}
         print(f"its {sum(tasks.values())} tasks stay in the store (cockpit status shows them)"
               + (f"; open ones ({', '.join(f'{n} {s}' for s, n in sorted(open_.items()))}) are no longer driven"
                  if open_ else ""))

@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..domain.events import Event
+from ..domain.events import Event, Kind
 from ..domain.tasks import TaskState
 from ..store import StoreError
 from .workspaces import GitError, _run_git, _worktrees, check_worktree, git
@@ -35,7 +35,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-RECOVERED = "factory.recovered"
 _locks: dict[str, int] = {}  # lock path -> fd, held for the life of the process
 
 
@@ -102,7 +101,7 @@ async def recover(orch: Orchestrator) -> dict[str, Any]:
             log.warning("recovery: worktree of %s: %s", t.id, e)
 
     if any(done.values()):
-        await store.append(Event(kind=RECOVERED, actor="system", data=done))
+        await store.append(Event(kind=Kind.RECOVERED, actor="system", data=done))
     return done
 
 
