@@ -10,7 +10,7 @@ import pytest
 from gitrepo import commit_files, make_repo, run_git
 
 from cockpit.cli import main
-from cockpit.factory.init import factory_template
+from cockpit.cli.init import factory_template
 from cockpit.factory.products import guess_test_commands
 
 # The scripted model plays a builder that adds multiply() with a test, and a reviewer who approves it.

@@ -7,19 +7,17 @@ recomputed from the events each time, so it cannot drift from the log.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from ..config import FactoryConfig, load_factory
 from ..domain import metrics
 from ..domain.errors import Refused
 from ..domain.events import Kind
@@ -204,52 +202,5 @@ def parse_since(text: str, *, now: float | None = None) -> float:
     return (dt if dt.tzinfo else dt.astimezone()).timestamp()
 
 
-# --- the commands ---------------------------------------------------------------------------------
-
-
-def _open_and(config: FactoryConfig, fn: Callable[[Store], Any]) -> Any:
-    async def run() -> Any:
-        store = await Store.open(config.store_path, budgets=config.budget_limits())
-        try:
-            return await fn(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
-
-
-def rate_of(config: FactoryConfig, *, since: str | None = None) -> Rate:
-    """The rate of a factory from its store, every configured product included."""
-    start = parse_since(since) if since else None
-    names = [p.name for p in config.products]
-    return _open_and(config, lambda s: compute_rate(s, since=start, products=names))
-
-
-def cmd_rate(args: argparse.Namespace) -> int:
-    config = load_factory(args.factory)
-    rate = rate_of(config, since=args.since)
-    if args.product is not None and args.product not in rate.scopes:
-        known = ", ".join(rate.products) or "none"
-        raise Refused(f"no product {args.product!r} in the factory or its history (products: {known})")
-    if args.json:
-        data = rate.to_dict()
-        if args.product is not None:
-            data["products"] = {args.product: data["products"][args.product]}
-        print(json.dumps(data, indent=2))
-    else:
-        print("\n".join(text_report(rate, product=args.product)))
-    return 0
-
-
-def register(sub: argparse._SubParsersAction, factory_arg: Callable[[argparse.ArgumentParser], None]) -> None:
-    r = sub.add_parser("rate", help="does the factory compound? throughput, yield, rework, human load, cost, memory, "
-                                    "motion: per product, with the trend and a verdict")
-    factory_arg(r)
-    r.add_argument("--product", "-p", help="one product (default: the factory and every product)")
-    r.add_argument("--since", help="start of the window: 2025-03-01, a date-time, or 30d / 6w back (default: all)")
-    r.add_argument("--json", action="store_true", help="every metric, per day and per week, the trends and verdicts")
-    r.set_defaults(func=cmd_rate)
-
-
-__all__ = ["CHARTED", "LogReader", "LoggedEvent", "compute_rate", "fmt_value", "load_events", "parse_since", "rate_of",
-           "register", "sparkline", "summary_line", "text_report"]
+__all__ = ["CHARTED", "LogReader", "LoggedEvent", "compute_rate", "fmt_value", "load_events", "parse_since",
+           "sparkline", "summary_line", "text_report"]

@@ -76,6 +76,7 @@ class CockpitApp(App[None]):
         super().__init__()
         self.store = store
         self.config = config
+        store.set_budget_limits(config.budget_limits())  # whoever opened the store, the keys meet the budgets
         self.orchestrator = orchestrator
         self.clock = clock
         self.cursor_blink = cursor_blink

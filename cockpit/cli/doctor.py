@@ -71,7 +71,7 @@ def check_git() -> Check:
 
 def check_sandbox_view(config: FactoryConfig) -> Check:
     """What agent commands and tests see: the allow-list, so the user can judge it."""
-    from .products import factory_sandbox
+    from ..factory.products import factory_sandbox
 
     sb = factory_sandbox(config)
     missing = [t for t in sb.toolchains if not t.is_dir()]
@@ -109,8 +109,8 @@ def check_rules(config: FactoryConfig) -> Check:
 
 async def check_products(config: FactoryConfig, *, quick: bool, sandbox_ok: bool) -> list[Check]:
     """One row per product for its repository, one for its test command (run in parallel, a few at a time)."""
-    from .products import ProductError, check_repo, describe_result, probe_tests
-    from .workspaces import GitError
+    from ..factory.products import ProductError, check_repo, describe_result, probe_tests
+    from ..factory.workspaces import GitError
 
     if not config.products:
         return [Check("products", "warn", "no products yet", "add one: cockpit product add PATH")]
@@ -305,7 +305,7 @@ async def check_model(config: FactoryConfig, *, live: bool) -> list[Check]:
 async def check_notify(config: FactoryConfig, *, live: bool) -> list[Check]:
     """Each [notify] channel: its secret resolves (env var or file) and, with --live, a test notice is accepted;
     the terminal channel: a controlling terminal can be opened. Secrets are never shown."""
-    from .notify_sender import channels_of, redact
+    from ..factory.notify_sender import channels_of, redact
 
     try:
         channels = channels_of(config)
