@@ -25,21 +25,6 @@ from cockpit.factory.runtime import open_factory
 from factory_kit import TEST_COMMAND, write_factory
 from gitrepo import make_repo
 
-WAIT_SCENARIO = """
-[[script]]
-name = "builder that waits for the test to edit the rules"
-role = "builder"
-match = ["Wait for the rules"]
-
-[[script.turns]]
-[[script.turns.tool_use]]
-name = "run_command"
-input = { command = "while [ ! -f go ]; do sleep 0.05; done; echo released" }
-
-[[script.turns]]
-text = "Done waiting."
-"""
-
 
 async def wait_event(sub, pred, timeout=60.0):
     async def first():
@@ -54,7 +39,7 @@ async def wait_event(sub, pred, timeout=60.0):
 async def run_with_a_mid_session_edit(tmp_path, new_text):
     """Run one builder session; between its first and second model call, write `new_text` over rules/house.md.
     Returns (the event the edit caused, the builder's model.call events, the recorded requests, config)."""
-    cfg = load_factory(write_factory(tmp_path / "f", scenarios=WAIT_SCENARIO))
+    cfg = load_factory(write_factory(tmp_path / "f", scenario_files=("waiting_builder.toml",)))
     async with open_factory(cfg) as f:
         sub = f.store.subscribe()
         tid = (await add_task(f.store, product="shop", title="Wait for the rules")).task_id

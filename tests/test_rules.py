@@ -15,6 +15,7 @@ from cockpit.factory.rules import (
     text_hash,
 )
 from cockpit.factory.rules_watch import RulesWatcher
+from factory_kit import write_plain_factory
 from gitrepo import commit_files, make_repo, run_git
 
 GLOBAL = "---\norder: 0\n---\n# Everyone\nRead before you write.\n"
@@ -236,9 +237,7 @@ async def test_watcher_reports_an_edit_and_a_broken_file_as_they_are_saved(tmp_p
 def factory_with_rules(tmp_path, rules):
     repo = make_repo(tmp_path / "shop", {"app.py": "", ".cockpit/rules/house.md": "---\norder: 50\n---\nSHOP HOUSE RULE\n"})
     write_rules(tmp_path / "rules", rules)
-    f = tmp_path / "factory.toml"
-    f.write_text(f'[[products]]\nname = "shop"\npath = "{repo}"\ntest_command = "true"\n')
-    return f
+    return write_plain_factory(tmp_path, {"shop": str(repo)})
 
 
 def test_cli_rules_check_and_show(tmp_path, capsys):
