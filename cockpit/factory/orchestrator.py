@@ -89,7 +89,8 @@ class Orchestrator:
     async def run(self, *, until_idle: bool = False, timeout: float | None = None) -> None:
         """Drive tasks until cancelled, or (until_idle) until no open task is left to drive."""
         await self._init_counters()
-        await recover(self)  # a crash may have left reservations, worktrees or commits the store disagrees with
+        # a crash may have left reservations, worktrees or commits the store disagrees with
+        await recover(self.config, self.store, self.workspaces)
         await clear_scratch(self.scratch_root, [self.config.product_path(p.name) for p in self.config.products])
         Sandbox.check(self.config.factory.sandbox)
         url = webhook_url(self.config)  # a bad [notify] stops the start, with the file and what to do
