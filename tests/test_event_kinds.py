@@ -122,11 +122,6 @@ note = {"note": "a data key named like the kind"}
     assert scan(clean, "clean.py") == []
 
 
-# A query that moves, with issue 22 point 5 (the store's named reads), out of the module it is in: its kind
-# becomes a parameter there. Each entry is one finding's text start, so a new finding in that module still fails.
-PENDING = ("cockpit/factory/green_trees.py:96: a kind spelled inside SQL",)
-
-
 def test_no_literal_kind_anywhere_in_cockpit():
-    findings = [f for f in scan_tree(ROOT) if not f.startswith(PENDING)]
+    findings = scan_tree(ROOT)
     assert findings == [], "\n".join(findings)

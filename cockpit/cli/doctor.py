@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -23,6 +22,7 @@ from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from ..config import ConfigError, FactoryConfig, load_factory
+from ..store import readonly
 from ..store.schema import SCHEMA_VERSION
 from ..host import safe_git
 from ..host.sandbox import Sandbox, SandboxUnavailable
@@ -148,19 +148,14 @@ def check_store(config: FactoryConfig) -> Check:
     if not p.exists():
         return Check("store", "ok", f"{p}: not created yet (the first run creates it)")
     try:
-        con = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=5)
-        try:
-            (version,) = con.execute("PRAGMA user_version").fetchone()
-            rows = [r[0] for r in con.execute("PRAGMA integrity_check").fetchall()]
-            if version > SCHEMA_VERSION:  # tables we may not know: look no further
-                return Check("store", "fail", f"{p}: schema version {version} is newer than this cockpit "
-                                              f"({SCHEMA_VERSION})", "upgrade cockpit")
-            (events,) = con.execute("SELECT COUNT(*) FROM events").fetchone() if version else (0,)
-        finally:
-            con.close()
-    except sqlite3.Error as e:
+        h = readonly.health(p, known_version=SCHEMA_VERSION)
+    except readonly.UnreadableStore as e:
         return Check("store", "fail", f"{p}: cannot read it as SQLite ({e})",
                      "move the file aside (the next run starts a new store), or restore it from a backup")
+    version, rows, events = h.schema_version, h.integrity, h.events
+    if events is None:  # tables we may not know: look no further
+        return Check("store", "fail", f"{p}: schema version {version} is newer than this cockpit "
+                                      f"({SCHEMA_VERSION})", "upgrade cockpit")
     if rows != ["ok"]:
         return Check("store", "fail", f"{p}: integrity check failed: {'; '.join(rows[:5])}",
                      "stop the cockpit, back the file up, then try 'sqlite3 FILE .recover' or restore a backup")

@@ -29,6 +29,7 @@ from ..domain.errors import Refused
 from ..domain.events import Event, Kind
 from ..domain.tasks import (AT_WORK_STATES, IN_FLIGHT_STATES, DefectState, Task, TaskState, rounds_left, tests_verdict,
                              valid_approvals)
+from ..store import reads
 from ..store import Store, StoreError
 from .agent_log import AgentLogWriter
 from .defects import ReproResult, reproduce
@@ -169,9 +170,7 @@ class Orchestrator:
         return [] if busy else queue[:1]
 
     async def _init_counters(self) -> None:
-        rows = await self.store.query(
-            "SELECT DISTINCT actor FROM events WHERE kind = ?", (Kind.AGENT_STARTED.value,))
-        for (actor,) in rows:
+        for actor, _, _ in await reads.started_agents(self.store):
             role, _, n = actor.rpartition("-")
             if n.isdigit():
                 self._counters[role] = max(self._counters[role], int(n))

@@ -22,7 +22,6 @@ import os
 import re
 import shlex
 import shutil
-import sqlite3
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -34,6 +33,7 @@ import tomlkit.items
 
 from ..config import ConfigError, FactoryConfig, load_factory
 from ..host.sandbox import CommandResult, Sandbox
+from ..store import readonly
 from .test_failure import Diagnosis, diagnose
 from .workspaces import GitError, git
 
@@ -339,20 +339,6 @@ def describe_result(r: CommandResult, tail_lines: int = 12) -> str:
 
 def task_counts(config: FactoryConfig) -> dict[str, dict[str, int]]:
     """{product: {state: count}} from the store, read-only; {} when there is no store yet (never creates one)."""
-    p = config.store_path
-    if not p.exists():
-        return {}
-    try:
-        con = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
-        try:
-            rows = con.execute("SELECT product, state, COUNT(*) FROM tasks GROUP BY product, state").fetchall()
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return {}
-    out: dict[str, dict[str, int]] = {}
-    for product, state, n in rows:
-        out.setdefault(product, {})[state] = n
-    return out
+    return readonly.task_counts(config.store_path)
 
 

@@ -22,6 +22,7 @@ from ..domain import metrics
 from ..domain.errors import Refused
 from ..domain.events import Kind
 from ..domain.metrics import FACTORY, METRIC, METRICS, Rate, ScopeRate
+from ..store import reads
 from ..store import Store
 
 # high-volume kinds no metric reads; left in the database
@@ -46,10 +47,8 @@ class LoggedEvent:
 
 async def load_events(store: Store, *, after_id: int = 0) -> list[LoggedEvent]:
     """Every event a metric reads (after `after_id`), in log order; data only where a metric reads it."""
-    unread, with_data = ",".join("?" * len(_UNREAD_KINDS)), ",".join("?" * len(_DATA_KINDS))
-    rows = await store.query(
-        f"SELECT id, ts, kind, actor, product, task_id, CASE WHEN kind IN ({with_data}) THEN data END "
-        f"FROM events WHERE id > ? AND kind NOT IN ({unread}) ORDER BY id", (*_DATA_KINDS, after_id, *_UNREAD_KINDS))
+    rows = await reads.events_for_metrics(store, after_id=after_id, data_kinds=_DATA_KINDS,
+                                          unread_kinds=_UNREAD_KINDS)
     out = []
     for id_, ts, kind, actor, product, task_id, data in rows:
         parsed: Any = {}

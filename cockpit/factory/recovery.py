@@ -28,7 +28,7 @@ from typing import Any
 from ..config import FactoryConfig
 from ..domain.events import Event, Kind
 from ..domain.tasks import TaskState
-from ..store import Store, StoreError
+from ..store import Store, StoreError, reads
 from .workspaces import GitError, Workspaces, _run_git, _worktrees, check_worktree, git
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,7 @@ async def recover(config: FactoryConfig, store: Store, workspaces: Workspaces) -
     done: dict[str, Any] = {"reservations_reconciled": [], "scratch_removed": 0, "worktrees_removed": [],
                             "worktrees_recreated": [], "commits_unrecorded": []}
 
-    for call_id, task_id, product in await store.query(
-            "SELECT call_id, task_id, product FROM ledger WHERE state = 'reserved' ORDER BY ts"):
+    for call_id, task_id, product in await reads.reserved_calls(store):
         # what the call cost is unknown (it may have been billed): the reservation stays held
         await store.settle(call_id=call_id, task_id=task_id, product=product, usd=0.0, usage={}, complete=False)
         done["reservations_reconciled"].append(call_id)
