@@ -19,6 +19,7 @@ from cockpit.domain.budget import (
 from cockpit.domain.tasks import gate_lights
 from cockpit.factory import commands
 from cockpit.store import Store
+from factory_kit import write_plain_factory
 
 TODAY = day_of(time.time())
 
@@ -235,10 +236,7 @@ async def test_which_budget_a_raise_on_a_task_lifts_is_decided_below_the_screen(
 async def test_a_new_task_takes_its_products_default_budget_from_the_cli_and_the_screen_alike(tmp_path):
     from cockpit.config import load_factory
 
-    (tmp_path / "factory.toml").write_text(
-        '[factory]\nname = "f"\n\n[[products]]\nname = "shop"\npath = "shop"\ntest_command = "true"\n'
-        "task_budget_usd = 0.75\n")
-    config = load_factory(tmp_path / "factory.toml")
+    config = load_factory(write_plain_factory(tmp_path, product_extra="task_budget_usd = 0.75\n"))
     store = await Store.open(tmp_path / "c.db")
     ev = await commands.queue_task(store, config, product="shop", title="t", actor="human:you")
     assert store.task(ev.task_id).budget_usd == 0.75

@@ -93,3 +93,23 @@ def test_nothing_below_the_command_line_imports_it(tmp_path):
     r = lint_imports(copy)
     assert r.returncode != 0, r.stdout
     assert "cockpit.factory is not allowed to import cockpit.cli" in r.stdout, r.stdout
+
+
+def test_the_cycles_that_were_in_factory_and_tui_break_the_contract_if_put_back(tmp_path):
+    # recovery.py named the Orchestrator and palette.py the CockpitApp (each only for a type), and the screens
+    # shared a base class with tui/actions.py that imported two of them: each one, put back, fails the contract
+    copy = copy_of_the_code(tmp_path)
+    back = {
+        "cockpit.factory": ("factory/recovery.py", "\nfrom .orchestrator import Orchestrator  # noqa: E402,F401\n"),
+        "cockpit.tui": ("tui/palette.py", "\nif TYPE_CHECKING:\n    from .app import CockpitApp  # noqa: F401\n"),
+        "cockpit.tui.screens": ("tui/screens/prompt.py",
+                                "\n\ndef _edit():\n    from .task_actions import TaskActions\n\n    return TaskActions\n"),
+    }
+    for package, (module, line) in back.items():
+        path = copy / "cockpit" / module
+        before = path.read_text()
+        path.write_text(before + line)
+        r = lint_imports(copy)
+        path.write_text(before)
+        assert r.returncode != 0, (package, r.stdout)
+        assert f"No cycles are allowed in {package}" in r.stdout, r.stdout

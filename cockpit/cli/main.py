@@ -17,6 +17,7 @@ from pathlib import Path
 from .. import __version__
 from ..config import ConfigError, FactoryConfig, load_factory
 from ..domain.errors import Refused
+from ..domain.tasks import IN_FLIGHT_STATES, TaskState
 from ..store import Store, StoreError
 from .store_access import with_store
 
@@ -184,9 +185,9 @@ EXIT_STILL_WORKING = 4   # stopped (--timeout) while tasks were still queued or 
 def headless_exit_code(st: dict) -> int:
     """What a headless run's end means for whoever called it (1 and 2 stay: refused, bad input)."""
     states = [t["state"] for p in st["products"] for t in p["tasks"]]
-    if any(s not in ("done", "blocked") for s in states):
+    if any(s in IN_FLIGHT_STATES for s in states):
         return EXIT_STILL_WORKING
-    if "blocked" in states:
+    if TaskState.BLOCKED in states:
         return EXIT_WAITS_FOR_YOU
     return EXIT_ALL_DONE
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..config import FactoryConfig, load_factory
+from ..domain.tasks import OPEN_STATES
 from ..domain.visible import visible
 from ..factory.products import (
     PRODUCT_NAME,
@@ -181,7 +182,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
     tasks = task_counts(config).get(args.name, {})
     print(f"removed product {args.name} from {config.path}")
     if tasks:
-        open_ = {s: n for s, n in tasks.items() if s != "done"}
+        open_ = {s: n for s, n in tasks.items() if s in OPEN_STATES}
         print(f"its {sum(tasks.values())} tasks stay in the store (cockpit status shows them)"
               + (f"; open ones ({', '.join(f'{n} {s}' for s, n in sorted(open_.items()))}) are no longer driven"
                  if open_ else ""))

@@ -65,7 +65,7 @@ def notices_for(event: Event, *, landings: bool = False) -> list[Notice]:
             str(event.data.get("summary") or ""))[:600], actions=["cockpit status", "cockpit spend"])]
     if event.kind == Kind.MODEL_UNAVAILABLE and event.data.get("outage"):
         return [_outage_notice(event)]
-    if event.kind in (Kind.SPEND, "spend.settled_untasked") and event.data.get("budget_crossed"):
+    if event.kind in (Kind.SPEND, Kind.SPEND_UNTASKED) and event.data.get("budget_crossed"):
         return [_budget_notice(event, c) for c in event.data["budget_crossed"]]
     return []
 

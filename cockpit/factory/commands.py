@@ -150,10 +150,6 @@ async def edit_task(store: Store, task_id: str, *, actor: str, title: str | None
     return await store.append(Event(kind=Kind.TASK_EDITED, actor=actor, product=t.product, task_id=task_id, data=data))
 
 
-AGENT_PAUSED = "agent.paused"
-AGENT_RESUMED = "agent.resumed"
-
-
 def _running_factory(orchestrator, agent: str, what: str):
     if orchestrator is None:
         raise Refused(f"{what} {agent}: no factory runs in this cockpit (do it where `cockpit run` runs)")
@@ -163,7 +159,7 @@ def _running_factory(orchestrator, agent: str, what: str):
 async def pause_agent(store: Store, orchestrator, agent: str, *, actor: str) -> Event:
     """No new session for `agent` (the one it runs finishes); recorded, then applied to the running factory."""
     orch = _running_factory(orchestrator, agent, "pause")
-    ev = await store.append(Event(kind=AGENT_PAUSED, actor=actor, task_id=orch.agent_tasks.get(agent),
+    ev = await store.append(Event(kind=Kind.AGENT_PAUSED, actor=actor, task_id=orch.agent_tasks.get(agent),
                                   data={"agent": agent}))
     orch.pause_agent(agent)
     return ev
@@ -171,7 +167,7 @@ async def pause_agent(store: Store, orchestrator, agent: str, *, actor: str) -> 
 
 async def resume_agent(store: Store, orchestrator, agent: str, *, actor: str) -> Event:
     orch = _running_factory(orchestrator, agent, "resume")
-    ev = await store.append(Event(kind=AGENT_RESUMED, actor=actor, task_id=orch.agent_tasks.get(agent),
+    ev = await store.append(Event(kind=Kind.AGENT_RESUMED, actor=actor, task_id=orch.agent_tasks.get(agent),
                                   data={"agent": agent}))
     orch.resume_agent(agent)
     return ev

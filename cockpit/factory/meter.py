@@ -22,7 +22,7 @@ from ..domain.actors import role_of
 from ..domain.budget import (FACTORY_KEY, Scope, ScopeKey, day_of, is_simulated, real_key,
                              scope_label, simulated_key, usd_of)
 from ..domain.errors import Refused
-from ..domain.tasks import TaskState
+from ..domain.tasks import OPEN_STATES
 from ..store import reads
 from ..store import Store
 
@@ -153,7 +153,7 @@ async def budget_lines(config: FactoryConfig, store: Store, *, now: float | None
     limits = config.budget_limits()
     keys: list[tuple[ScopeKey, float | None]] = [(FACTORY_KEY, None), ((Scope.DAY, day_of(now)), None)]
     keys += [((Scope.PRODUCT, p.name), None) for p in config.products]
-    keys += [((Scope.TASK, t.id), t.budget_usd) for t in store.tasks() if t.state != TaskState.DONE]
+    keys += [((Scope.TASK, t.id), t.budget_usd) for t in store.tasks() if t.state in OPEN_STATES]
     # a budget's simulated pool, once the scripted model spent in it
     keys += [(simulated_key(k), b) for k, b in list(keys) if store.budget.total(simulated_key(k)).used]
     out = []

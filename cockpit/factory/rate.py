@@ -20,14 +20,16 @@ import orjson
 
 from ..domain import metrics
 from ..domain.errors import Refused
+from ..domain.events import Kind
 from ..domain.metrics import FACTORY, METRIC, METRICS, Rate, ScopeRate
 from ..store import reads
 from ..store import Store
 
 # high-volume kinds no metric reads; left in the database
-_UNREAD_KINDS = ("agent.text", "agent.tool_result", "spend.reserved", "gate.started", "model.retry")
+_UNREAD_KINDS = tuple(k.value for k in (Kind.AGENT_TEXT, Kind.AGENT_TOOL_RESULT, Kind.SPEND_RESERVED, Kind.GATE_STARTED,
+                                        Kind.MODEL_RETRY))
 # the kinds whose data a metric reads; the others are counted by kind, actor, task and time alone
-_DATA_KINDS = ("task.created", "model.call", "spend.settled", "spend.settled_untasked", "agent.started")
+_DATA_KINDS = tuple(k.value for k in (Kind.TASK_CREATED, Kind.MODEL_CALL, Kind.SPEND, Kind.SPEND_UNTASKED, Kind.AGENT_STARTED))
 
 
 @dataclass(slots=True)

@@ -22,7 +22,7 @@ TRANSCRIPT_KINDS = (Kind.AGENT_STARTED.value, Kind.AGENT_TEXT.value, Kind.AGENT_
                     Kind.AGENT_TOOL_RESULT.value, Kind.AGENT_FINISHED.value, Kind.AGENT_STOPPED.value,
                     Kind.MODEL_CALL.value, Kind.REFUSED.value)
 
-RULES_KINDS = ("rules.changed", "rules.error")
+RULES_KINDS = (Kind.RULES_CHANGED.value, Kind.RULES_ERROR.value)
 
 
 async def lifecycle_events(store: Store) -> list[Event]:
@@ -71,7 +71,7 @@ async def transcript_events(store: Store, task_id: str, agent: str, *, limit: in
     return events
 
 
-NOISY_KINDS = frozenset(TRANSCRIPT_KINDS) | {"spend.reserved", Kind.SPEND.value}
+NOISY_KINDS = frozenset(TRANSCRIPT_KINDS) | {Kind.SPEND_RESERVED.value, Kind.SPEND.value}
 """Kinds left out of a task's history: its agents' chatter and the ledger's bookkeeping."""
 
 

@@ -34,7 +34,7 @@ from ...factory.meter import burn_rate
 from ...store import Store
 from ...domain import format as fmt
 from .. import queries
-from ..actions import TaskActions
+from .task_actions import TaskActions
 from ..bridge import run_bridge
 from ..messages import EventsArrived
 from ..widgets.activity import ActivityLog

@@ -14,17 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 from textual.screen import Screen
 
-from ..config import FactoryConfig
-from ..domain.errors import Refused
-from ..domain.tasks import Task, TaskState
-from ..factory import commands
-from ..store import Store, StoreError
-from ..domain import format as fmt
-from .pacing import PacedRepaint
-from .screens.prompt import ConfirmScreen, PromptScreen
+from ...config import FactoryConfig
+from ...domain.errors import Refused
+from ...domain.tasks import Task, TaskState
+from ...factory import commands
+from ...store import Store, StoreError
+from ...domain import format as fmt
+from ..pacing import PacedRepaint
+from .prompt import ConfirmScreen, PromptScreen
+from .task_form import TaskForm
 
 if TYPE_CHECKING:
-    from .agents import AgentBoard
+    from ..agents import AgentBoard
 
 
 def positive_usd(text: str) -> str | None:
@@ -155,7 +156,6 @@ class TaskActions(PacedRepaint, Screen):
         task = self._selected_task()
         if task is None:
             return
-        from .screens.task_form import TaskForm
 
         async def done(form: dict | None) -> None:
             if form:
