@@ -137,7 +137,8 @@ srv.serve_forever()
 async def _keys_under_blocks(rate: float, seconds: float, with_sender: bool = True) -> dict[str, Any]:
     """Key press -> repaint on the main screen while `rate` blocks a second go through the outbox to a webhook
     (the sender in the app's own loop, as the orchestrator runs it), against the same presses with nothing
-    happening. 50 tasks on screen, each blocked, retried and blocked again. The receiver is another process (as a real one is: it takes no time from this one)."""
+    happening. 50 tasks on screen, each blocked, retried and blocked again. The receiver is another process (as a
+    real one is: it takes no time from this one)."""
     import subprocess
     import sys
 

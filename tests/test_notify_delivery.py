@@ -106,6 +106,14 @@ async def test_the_screen_says_no_channel_configured_and_shows_each_channel(tmp_
     from textual.app import App
     from textual.widgets import DataTable, Static
 
+    class Host(App):
+        def __init__(self, screen) -> None:
+            super().__init__()
+            self.first = screen
+
+        def on_mount(self) -> None:
+            self.push_screen(self.first)
+
     from cockpit.tui.screens.notifications import NotificationsScreen
     from tui_kit import until
 
@@ -120,12 +128,8 @@ async def test_the_screen_says_no_channel_configured_and_shows_each_channel(tmp_
                 (FactoryConfig.model_validate({"notify": {"terminal": True}}), "pending", "1 pending")]:
             screen = NotificationsScreen(store, config)
 
-            class Host(App):
-                def on_mount(self):
-                    self.push_screen(screen)
-
-            async with Host().run_test(size=(160, 20)) as pilot:
-                await until(pilot, lambda: screen.loaded >= 1)
+            async with Host(screen).run_test(size=(160, 20)) as pilot:
+                await until(pilot, lambda s=screen: s.loaded >= 1)
                 table = screen.query_one(DataTable)
                 cells = [str(c) for c in table.get_row_at(0)]
                 assert cells[0] == state and "apprise sent · webhook pending (HTTP 500)" in cells

@@ -3,7 +3,7 @@ names them (the notifications' "never spam", on the screen too). Real store, the
 
 from __future__ import annotations
 
-from tui_kit import blocked_task, config, store, until  # noqa: F401 - fixtures
+from tui_kit import blocked_task, until
 
 from cockpit.tui import screens
 from cockpit.tui.app import CockpitApp

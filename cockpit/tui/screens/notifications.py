@@ -1,6 +1,7 @@
 """Notifications: every notice of the outbox (sent, pending, failed) with its state on each channel and its last
-error; `r` retries the failed. With no channel configured, a pending notice says so instead of waiting forever. Re-read every few seconds while shown, in a worker. Notice text is agent content: made visible,
-never markup (cells are plain Text)."""
+error; `r` retries the failed. With no channel configured, a pending notice says so instead of waiting forever.
+Re-read every few seconds while shown, in a worker. Notice text is agent content: made visible, never markup
+(cells are plain Text)."""
 
 from __future__ import annotations
 
