@@ -39,7 +39,7 @@ class WholeRootView(Sandbox):
     """The sandbox's view before issue 16: the whole file system read-only, a deny list hidden."""
 
     def _bwrap_argv(self, bwrap: str, command: str, cwd: Path, writable: Iterable[Path], env: dict[str, str],
-                    readable: Iterable[Path] = ()) -> list[str]:
+                    readable: Iterable[Path] = (), etc: object = None) -> list[str]:
         argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
                 "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--dir", _SANDBOX_HOME]
         for h in self.hidden:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from .etc_view import EtcCopy, EtcView, view_of
 from .temp_dirs import make_temp_dir
 
 SandboxMode = Literal["bwrap", "off"]
@@ -292,6 +293,7 @@ class Sandbox:
         hidden: Iterable[Path] = (),
         extra_path: Iterable[Path] = (),
         toolchains: Iterable[Path] = (),
+        etc_view: EtcView | None = None,
     ) -> None:
         if mode not in ("bwrap", "off"):
             raise ValueError(f"sandbox mode must be 'bwrap' or 'off', not {mode!r}")
@@ -308,6 +310,8 @@ class Sandbox:
         self._view: tuple[tuple, list[str], list[tuple[str, bool]], str] | None = None
         self._view_read_ns = 0
         self._dirs: tuple[str, list[str]] | None = None
+        # /etc without its secrets: one copy for the process, bound in /etc's place (one mount, not one per secret)
+        self._etc = etc_view if etc_view is not None else view_of("/etc", HIDDEN_IN_ETC)
 
     # -- availability -------------------------------------------------------------------
 
@@ -382,7 +386,7 @@ class Sandbox:
 
     def _bwrap_argv(
         self, bwrap: str, command: str, cwd: Path, writable: Iterable[Path], env: dict[str, str],
-        readable: Iterable[Path] = (),
+        readable: Iterable[Path] = (), etc: EtcCopy | None = None,
     ) -> list[str]:
         writable_real = [os.path.realpath(w) for w in writable]
         readable_real = [os.path.realpath(r) for r in readable]
@@ -409,6 +413,8 @@ class Sandbox:
         for r in roots:
             if os.path.islink(r) and r in SYSTEM_DIRS:
                 argv += ["--symlink", os.readlink(r), r]
+            elif r == "/etc" and etc is not None:
+                argv += ["--ro-bind", etc.path, r]
             elif not (r == "/tmp" or r.startswith("/tmp/")):  # those come after /tmp's tmpfs
                 argv += ["--ro-bind", r, r]
         argv += [
@@ -422,8 +428,9 @@ class Sandbox:
         # Hidden first, then the trees (a worktree under a hidden directory stays reachable),
         # then hidden paths that lie inside a tree (still hidden).
         # (only what is otherwise visible: the rest does not exist in here, and each mount costs start time)
+        emptied = etc.emptied if etc is not None else frozenset()  # the copy of /etc holds these empty
         argv += hide([h for h in hidden if not inside_tree(h[0]) and under_bound(h[0])
-                      and h[0] not in ("/run", "/var/run")])
+                      and h[0] not in ("/run", "/var/run") and h[0] not in emptied])
         # the git directories the trees' `.git` files point at: read-only, config reduced
         for common, config in gitdirs:
             argv += ["--ro-bind", common, common]
@@ -544,17 +551,35 @@ class Sandbox:
 
         `readable`: directories bound read-only, e.g. a worktree that lies under a hidden directory."""
         writable = list(writable)
-        if self.mode == "bwrap":
-            bwrap = await self._acheck()
-            argv = self._bwrap_argv(bwrap, command, cwd, writable, self._env(env, _SANDBOX_HOME), readable)
-            # bwrap itself gets a minimal env too; the command's env is set by --setenv only.
-            proc_env = {"PATH": _BASE_PATH}
-            proc_cwd = "/"
-        else:
+        if self.mode != "bwrap":
             argv = [shutil.which("bash") or "/bin/bash", "-c", command]
-            proc_env = self._env(env, self._home_off())
-            proc_cwd = str(cwd)
+            return await self._execute(command, argv, self._env(env, self._home_off()), str(cwd), timeout_s,
+                                       output_cap_bytes)
+        bwrap = await self._acheck()
+        etc = self._etc.acquire()
+        if etc is None and self._etc.unavailable is None:  # /etc changed (or first command): copy it afresh
+            etc = await self._refreshed_etc()
+        try:
+            argv = self._bwrap_argv(bwrap, command, cwd, writable, self._env(env, _SANDBOX_HOME), readable, etc)
+            # bwrap itself gets a minimal env too; the command's env is set by --setenv only.
+            return await self._execute(command, argv, {"PATH": _BASE_PATH}, "/", timeout_s, output_cap_bytes)
+        finally:
+            if etc is not None:
+                self._etc.release(etc)
 
+    async def _refreshed_etc(self) -> EtcCopy | None:
+        """A fresh copy of /etc, made in a worker thread; if we are cancelled meanwhile, it is let go."""
+        made = asyncio.ensure_future(asyncio.to_thread(self._etc.acquire_refreshed))
+        try:
+            return await asyncio.shield(made)
+        except asyncio.CancelledError:
+            made.add_done_callback(lambda f: f.cancelled() or f.exception() or f.result() is None
+                                   or self._etc.release(f.result()))
+            raise
+
+    async def _execute(self, command: str, argv: list[str], proc_env: dict[str, str], proc_cwd: str,
+                       timeout_s: float, output_cap_bytes: int) -> CommandResult:
+        """Start `argv` in its own process group, collect its output within the cap, kill what it leaves."""
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         try:
