@@ -307,7 +307,7 @@ class Sandbox:
         self.extra_path: tuple[Path, ...] = tuple(Path(p) for p in extra_path)
         self.toolchains: tuple[Path, ...] = tuple(Path(p).expanduser() for p in toolchains)
         self._off_home: Path | None = None
-        self._view: tuple[tuple, list[str], list[tuple[str, bool]], str] | None = None
+        self._view: tuple[tuple, list[str], list[tuple[str, bool, bool]], str] | None = None
         self._view_read_ns = 0
         self._dirs: tuple[str, list[str]] | None = None
         # /etc without its secrets: one copy for the process, bound in /etc's place (one mount, not one per secret)
@@ -402,9 +402,9 @@ class Sandbox:
 
         empty = _empty_file()  # checked once per command, not once per hidden file
 
-        def hide(entries: list[tuple[str, bool]]) -> list[str]:
+        def hide(entries: list[tuple[str, bool, bool]]) -> list[str]:
             out: list[str] = []
-            for real, is_dir in entries:
+            for real, is_dir, _ in entries:
                 out += ["--tmpfs", real] if is_dir else ["--ro-bind", empty, real]
             return out
 
@@ -428,9 +428,10 @@ class Sandbox:
         # Hidden first, then the trees (a worktree under a hidden directory stays reachable),
         # then hidden paths that lie inside a tree (still hidden).
         # (only what is otherwise visible: the rest does not exist in here, and each mount costs start time)
-        emptied = etc.emptied if etc is not None else frozenset()  # the copy of /etc holds these empty
+        # with a copy of /etc in its place, /etc's own secrets are the copy's business (made without them)
+        in_copy = etc is not None and "/etc" in roots and not os.path.islink("/etc")
         argv += hide([h for h in hidden if not inside_tree(h[0]) and under_bound(h[0])
-                      and h[0] not in ("/run", "/var/run") and h[0] not in emptied])
+                      and h[0] not in ("/run", "/var/run") and not (in_copy and h[2] and h[0].startswith("/etc/"))])
         # the git directories the trees' `.git` files point at: read-only, config reduced
         for common, config in gitdirs:
             argv += ["--ro-bind", common, common]
@@ -450,7 +451,7 @@ class Sandbox:
         argv += ["--", bash, "-c", command]
         return argv
 
-    def _host_view(self) -> tuple[list[str], list[tuple[str, bool]], str]:
+    def _host_view(self) -> tuple[list[str], list[tuple[str, bool, bool]], str]:
         """(visible roots, hidden entries, bash): what every command's mounts are built from.
 
         Reading it costs ~0.25 ms of realpaths and lstats per command, a good part of a sandbox start;
@@ -492,17 +493,17 @@ class Sandbox:
                 key.append((d, None, None))
         return tuple(key)
 
-    def _hidden_entries(self) -> list[tuple[str, bool]]:
-        """(real path, is_dir) of what to hide that exists now."""
-        hidden: list[tuple[str, bool]] = []  # symlinks resolved
+    def _hidden_entries(self) -> list[tuple[str, bool, bool]]:
+        """(real path, is_dir, one of HIDDEN_IN_ETC) of what to hide that exists now."""
+        hidden: list[tuple[str, bool, bool]] = []  # symlinks resolved
         seen: set[str] = set()
         etc = [p for p in HIDDEN_IN_ETC if os.access(p, os.R_OK)]  # unreadable to us stays unreadable in there
-        for h in (*self.hidden, *(Path(p) for p in etc)):
+        for h, of_etc in (*((h, False) for h in self.hidden), *((Path(p), True) for p in etc)):
             real = os.path.realpath(h)
             if real in seen or not os.path.lexists(real) or real == "/":
                 continue
             seen.add(real)
-            hidden.append((real, os.path.isdir(real)))
+            hidden.append((real, os.path.isdir(real), of_etc))
         return hidden
 
     def visible_roots(self) -> list[str]:

@@ -1,0 +1,160 @@
+"""/etc in the sandbox is one private copy without its secrets (cockpit/host/etc_view.py):
+secrets stay out, the copy is never older than /etc, a copy in use is never pulled away.
+
+The attacks run on a fake /etc under a host directory (the real one is not ours to change),
+bound at /etc inside a real bubblewrap sandbox; the last tests use the real /etc."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cockpit.host import etc_view
+from cockpit.host.etc_view import EtcView
+from cockpit.host.sandbox import HIDDEN_IN_ETC, CommandResult, Sandbox
+from cockpit.host.temp_dirs import remove_tree
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+
+SECRET = "sk-ant-etc-0123456789"
+CAP = 64_000
+
+
+@pytest.fixture
+def fake_etc(host_tmp: Path) -> Path:
+    etc = host_tmp / "etc"
+    (etc / "app" / "conf.d").mkdir(parents=True)
+    (etc / "hosts.conf").write_text("old-host\n")
+    (etc / "app" / "conf.d" / "one.conf").write_text("one\n")
+    (etc / "keys").mkdir()
+    (etc / "keys" / "id").write_text(SECRET)
+    (etc / "alias").symlink_to("token")  # a link to a hidden name shows the emptied file, not the secret
+    return etc
+
+
+@pytest.fixture
+def wd(host_tmp: Path) -> Path:
+    d = host_tmp / "wt"
+    d.mkdir()
+    return d
+
+
+def view(etc: Path, hidden: tuple[str, ...] = ("token", "keys")) -> EtcView:
+    return EtcView(etc, [etc / h for h in hidden])
+
+
+async def run(sb: Sandbox, command: str, wd: Path) -> CommandResult:
+    r = await sb.run(command, cwd=wd, writable=[wd], timeout_s=20, output_cap_bytes=CAP)
+    assert r.exit_code is not None, r.output
+    return r
+
+
+READ = "cat /etc/token /etc/alias /etc/keys/id /etc/hosts.conf /etc/app/conf.d/*.conf 2>&1; echo end"
+
+
+async def test_the_copy_holds_every_entry_but_the_secrets(fake_etc, wd):
+    (fake_etc / "token").write_text(SECRET)
+    # liveness: the same command on a copy that hides nothing prints the secret from /etc
+    shown = await run(Sandbox(etc_view=view(fake_etc, hidden=())), READ, wd)
+    assert SECRET in shown.output and "old-host" in shown.output, shown.output
+    r = await run(Sandbox(etc_view=view(fake_etc)), READ, wd)
+    assert SECRET not in r.output, r.output
+    assert "old-host" in r.output and "one" in r.output and r.output.rstrip().endswith("end"), r.output
+
+
+async def test_a_change_to_etc_is_seen_by_the_very_next_command(fake_etc, wd, monkeypatch):
+    """Written in place (no directory mtime changes), a new file, a secret that appears: next command."""
+    v = view(fake_etc)
+    sb = Sandbox(etc_view=v)
+    assert "old-host" in (await run(sb, READ, wd)).output
+
+    def change() -> None:
+        with open(fake_etc / "hosts.conf", "r+") as f:  # in place: same inode, same size
+            f.write("new-host\n")
+        (fake_etc / "app" / "conf.d" / "two.conf").write_text("two\n")
+        (fake_etc / "token").write_text(SECRET)
+
+    change()
+    r = await run(sb, READ, wd)
+    assert "new-host" in r.output and "two" in r.output and SECRET not in r.output, r.output
+    assert v.builds == 2
+
+    # liveness: a copy kept whatever changed still shows the old content and misses the new file
+    (fake_etc / "token").unlink()
+    (fake_etc / "app" / "conf.d" / "two.conf").unlink()
+    (fake_etc / "hosts.conf").write_text("old-host\n")
+    stale = view(fake_etc)
+    stale_sb = Sandbox(etc_view=stale)
+    assert "old-host" in (await run(stale_sb, READ, wd)).output
+    monkeypatch.setattr(stale, "_stale", lambda: False)
+    change()
+    r = await run(stale_sb, READ, wd)
+    assert "old-host" in r.output and "two" not in r.output, r.output
+
+
+async def test_a_copy_a_running_command_holds_stays_until_it_ends(fake_etc, wd, monkeypatch):
+    """/etc changes while a command runs: the next command gets a new copy, the running one keeps its own."""
+
+    async def scenario(v: EtcView) -> tuple[str, str]:
+        sb = Sandbox(etc_view=v)
+        cmd = "touch started; while [ ! -e go ]; do sleep 0.01; done; cat /etc/hosts.conf 2>&1; echo end"
+        first = asyncio.create_task(run(sb, cmd, wd))
+        for _ in range(2000):  # until the first command runs (it holds its copy from before it starts)
+            if (wd / "started").exists() or first.done():
+                break
+            await asyncio.sleep(0.01)
+        assert (wd / "started").exists(), "the first command never started"
+        held = v._copy.path
+        (fake_etc / "hosts.conf").write_text("new-host\n")
+        assert "new-host" in (await run(sb, "cat /etc/hosts.conf", wd)).output
+        (wd / "go").touch()
+        out = (await first).output
+        for name in ("started", "go"):
+            (wd / name).unlink()
+        (fake_etc / "hosts.conf").write_text("old-host\n")
+        return out, held
+
+    v = view(fake_etc)
+    out, held = await scenario(v)
+    assert "old-host" in out, out
+    assert v.builds == 2 and not os.path.exists(held)  # the replaced copy went with its last user
+
+    # liveness: a copy removed as soon as it is replaced pulls /etc from under the running command
+    doomed = view(fake_etc)
+    monkeypatch.setattr(doomed, "_retire", lambda c: remove_tree(os.path.dirname(c.path)))
+    out, _ = await scenario(doomed)
+    assert "old-host" not in out and "No such file" in out, out
+
+
+async def test_the_real_etc_is_bound_once_and_its_secrets_are_empty(host_tmp, wd):
+    """The point of the copy: no mount per credential file at every start; and nothing leaks."""
+    sb = Sandbox()
+    etc = sb._etc.acquire_refreshed()
+    assert etc is not None, sb._etc.unavailable
+    try:
+        argv = sb._bwrap_argv("bwrap", "true", wd, [wd], {}, etc=etc)
+    finally:
+        sb._etc.release(etc)
+    targets = [argv[i + 2] if a in ("--ro-bind", "--bind") else argv[i + 1]
+               for i, a in enumerate(argv) if a in ("--ro-bind", "--bind", "--tmpfs")]  # fmt: skip
+    assert [t for t in targets if t == "/etc" or t.startswith("/etc/")] == ["/etc"], argv
+    shadow = Path("/etc/shadow")
+    assert shadow.exists() and os.access(shadow, os.R_OK) and shadow.read_text()  # liveness: a secret to keep
+    r = await run(sb, "cat /etc/shadow /etc/gshadow; grep -c . /etc/passwd", wd)
+    assert r.ok and r.output.strip().isdigit(), r.output  # only passwd's line count: shadow reads empty
+
+
+async def test_without_a_copy_the_secrets_are_hidden_by_mounts(host_tmp, wd, monkeypatch):
+    """An /etc too big to copy (or no inotify): each secret gets its mount again, nothing leaks."""
+    monkeypatch.setattr(etc_view, "MAX_ENTRIES", 3)
+    v = EtcView("/etc", HIDDEN_IN_ETC)
+    sb = Sandbox(etc_view=v)
+    off = await Sandbox("off").run("cat /etc/shadow", cwd=wd, writable=[wd], timeout_s=20, output_cap_bytes=CAP)
+    assert "root:" in off.output  # liveness: the cockpit's user reads it outside
+    r = await run(sb, "cat /etc/shadow /etc/gshadow; echo end", wd)
+    assert v.unavailable is not None and "entries" in v.unavailable
+    assert r.output.strip() == "end", r.output
