@@ -245,39 +245,74 @@ def git_dirs_of(trees: Iterable[str]) -> list[tuple[str, str | None]]:
     """(common git dir, reduced config) for each tree that is a linked worktree: what `git log`
     inside the sandbox needs. Its `.git` file is read without following links; a git dir inside
     the tree, or one that does not name this tree back, is ignored."""
-    from . import safe_files
-
     out: list[tuple[str, str | None]] = []
     for tree in trees:
-        try:
-            text = safe_files.read_text(Path(tree), ".git", cap=4096).strip()
-        except OSError:
-            continue
-        if not text.startswith("gitdir:") or "\n" in text:
-            continue
-        admin = os.path.realpath(os.path.join(tree, text[len("gitdir:"):].strip()))
-        # checked before anything in it is read: the agent's tree may hold a FIFO that never answers
-        if admin == tree or admin.startswith(tree.rstrip("/") + "/") or os.path.basename(os.path.dirname(admin)) != "worktrees":
-            continue
-        try:
-            rel = Path(admin, "commondir").read_text(errors="replace").strip()
-            back = Path(admin, "gitdir").read_text(errors="replace").strip()
-        except OSError:
-            continue
-        # the agent writes its `.git` file: it must name the admin dir that names this tree back
-        # (else it could bind another product's repository into its sandbox)
-        if os.path.realpath(os.path.join(admin, back)) != os.path.join(tree, ".git"):
-            continue
-        common = os.path.realpath(os.path.join(admin, rel))
-        if common == tree or common.startswith(tree.rstrip("/") + "/") or not os.path.isdir(common):
-            continue
-        # an admin dir the agent made (inside its tree, or anywhere git did not put one) could name
-        # any repository as its common dir: only `<common>/worktrees/<name>` outside the tree counts
-        if os.path.dirname(admin) != os.path.join(common, "worktrees"):
-            continue
-        if common not in (c for c, _ in out):
+        common = _common_dir_of(tree)
+        if common is not None and common not in (c for c, _ in out):
             out.append((common, _reduced_config(os.path.join(common, "config"))))
     return out
+
+
+_RACY_GIT_NS = 1_000_000_000
+# tree -> (its `.git`'s lstat, the admin dir and its stat, the common dir found, when it was read)
+_checked: dict[str, tuple[tuple | None, str, tuple | None, str | None, int]] = {}
+
+
+def _stat_key(path: str) -> tuple | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _common_dir_of(tree: str) -> str | None:
+    """The checks below cost ~0.1 ms of reads and realpaths at every command; their verdict is kept
+    while the tree's `.git` (any write to it changes its ctime, which no one can set back) and the
+    admin dir it names are unchanged, and not trusted within a second of a change (coarse clocks)."""
+    dot_git = os.path.join(tree, ".git")
+    key = _stat_key(dot_git)
+    seen = _checked.get(tree)
+    if seen is not None and key is not None and seen[0] == key and _stat_key(seen[1]) == seen[2] \
+            and key[-1] < seen[4] - _RACY_GIT_NS:  # key[-1]: its ctime
+        return seen[3]
+    read_at = time.time_ns()
+    admin, common = _check_common_dir(tree)
+    _checked[tree] = (key, admin, _stat_key(admin) if admin else None, common, read_at)
+    return common
+
+
+def _check_common_dir(tree: str) -> tuple[str, str | None]:
+    """(admin dir named by the tree's `.git`, or "", and the common dir if every check passes)."""
+    from . import safe_files
+
+    try:
+        text = safe_files.read_text(Path(tree), ".git", cap=4096).strip()
+    except OSError:
+        return "", None
+    if not text.startswith("gitdir:") or "\n" in text:
+        return "", None
+    admin = os.path.realpath(os.path.join(tree, text[len("gitdir:"):].strip()))
+    # checked before anything in it is read: the agent's tree may hold a FIFO that never answers
+    if admin == tree or admin.startswith(tree.rstrip("/") + "/") or os.path.basename(os.path.dirname(admin)) != "worktrees":
+        return "", None
+    try:
+        rel = Path(admin, "commondir").read_text(errors="replace").strip()
+        back = Path(admin, "gitdir").read_text(errors="replace").strip()
+    except OSError:
+        return admin, None
+    # the agent writes its `.git` file: it must name the admin dir that names this tree back
+    # (else it could bind another product's repository into its sandbox)
+    if os.path.realpath(os.path.join(admin, back)) != os.path.join(tree, ".git"):
+        return admin, None
+    common = os.path.realpath(os.path.join(admin, rel))
+    if common == tree or common.startswith(tree.rstrip("/") + "/") or not os.path.isdir(common):
+        return admin, None
+    # an admin dir the agent made (inside its tree, or anywhere git did not put one) could name
+    # any repository as its common dir: only `<common>/worktrees/<name>` outside the tree counts
+    if os.path.dirname(admin) != os.path.join(common, "worktrees"):
+        return admin, None
+    return admin, common
 
 
 class Sandbox:
@@ -309,6 +344,7 @@ class Sandbox:
         self._off_home: Path | None = None
         self._view: tuple[tuple, list[str], list[tuple[str, bool, bool]], str] | None = None
         self._view_read_ns = 0
+        self._view_links: dict[str, str] = {}
         self._dirs: tuple[str, list[str]] | None = None
         # /etc without its secrets: one copy for the process, bound in /etc's place (one mount, not one per secret)
         self._etc = etc_view if etc_view is not None else view_of("/etc", HIDDEN_IN_ETC)
@@ -392,13 +428,17 @@ class Sandbox:
         readable_real = [os.path.realpath(r) for r in readable]
         gitdirs = git_dirs_of([*writable_real, *readable_real])
         roots, hidden, bash = self._host_view()
+        links = self._view_links
         bound = [*roots, *readable_real, *writable_real, *(g for g, _ in gitdirs)]
 
+        bound_set, bound_under = set(bound), tuple(b.rstrip("/") + "/" for b in bound)
+        trees_under = tuple(w.rstrip("/") + "/" for w in writable_real + readable_real)
+
         def under_bound(p: str) -> bool:
-            return any(p == b or p.startswith(b.rstrip("/") + "/") for b in bound)
+            return p in bound_set or p.startswith(bound_under)
 
         def inside_tree(p: str) -> bool:
-            return any(p != w and p.startswith(w.rstrip("/") + "/") for w in writable_real + readable_real)
+            return p.startswith(trees_under)
 
         empty = _empty_file()  # checked once per command, not once per hidden file
 
@@ -411,8 +451,8 @@ class Sandbox:
         argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
         # The allow-list: system dirs and toolchains, read-only; a symlinked /bin stays a symlink.
         for r in roots:
-            if os.path.islink(r) and r in SYSTEM_DIRS:
-                argv += ["--symlink", os.readlink(r), r]
+            if r in links:
+                argv += ["--symlink", links[r], r]
             elif r == "/etc" and etc is not None:
                 argv += ["--ro-bind", etc.path, r]
             elif not (r == "/tmp" or r.startswith("/tmp/")):  # those come after /tmp's tmpfs
@@ -463,6 +503,8 @@ class Sandbox:
         if self._view is None or self._view[0] != key or self._racy(key):
             read_at = time.time_ns()
             self._view = (key, self.visible_roots(), self._hidden_entries(), shutil.which("bash") or "/bin/bash")
+            # a symlinked /bin (merged /usr) stays a symlink in there: no mount
+            self._view_links = {r: os.readlink(r) for r in self._view[1] if r in SYSTEM_DIRS and os.path.islink(r)}
             self._view_read_ns = read_at
         return self._view[1], self._view[2], self._view[3]
 

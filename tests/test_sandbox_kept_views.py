@@ -1,8 +1,10 @@
-"""/etc in the sandbox is one private copy without its secrets (cockpit/host/etc_view.py):
-secrets stay out, the copy is never older than /etc, a copy in use is never pulled away.
+"""What the sandbox keeps between commands to start fast, and that what it keeps is never stale.
 
-The attacks run on a fake /etc under a host directory (the real one is not ours to change),
-bound at /etc inside a real bubblewrap sandbox; the last tests use the real /etc."""
+/etc is one private copy without its secrets (cockpit/host/etc_view.py): secrets stay out, the
+copy is never older than /etc, a copy in use is never pulled away. These attacks run on a fake
+/etc under a host directory (the real one is not ours to change), bound at /etc inside a real
+bubblewrap sandbox; two tests use the real /etc. The verdict on a worktree's `.git` (which git
+directory to bind) is kept while that file is unchanged, whatever the agent restores of it."""
 
 from __future__ import annotations
 
@@ -13,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from cockpit.host import etc_view
+from gitrepo import make_repo
+
+from cockpit.factory.workspaces import Workspaces
+from cockpit.host import etc_view, sandbox
 from cockpit.host.etc_view import EtcView
 from cockpit.host.sandbox import HIDDEN_IN_ETC, CommandResult, Sandbox
 from cockpit.host.temp_dirs import remove_tree
@@ -158,3 +163,36 @@ async def test_without_a_copy_the_secrets_are_hidden_by_mounts(host_tmp, wd, mon
     r = await run(sb, "cat /etc/shadow /etc/gshadow; echo end", wd)
     assert v.unavailable is not None and "entries" in v.unavailable
     assert r.output.strip() == "end", r.output
+
+
+async def test_a_rewritten_dot_git_is_checked_again_though_its_size_and_mtime_are_restored(host_tmp, monkeypatch):
+    """The agent rewrites its `.git` in place, same size, mtime set back: its ctime still moved."""
+    monkeypatch.setattr(sandbox, "_RACY_GIT_NS", 0)  # the tree was made a moment ago: trust it at once
+    repo = make_repo(host_tmp / "repo")
+    wt = await Workspaces(host_tmp / "worktrees").ensure("shop", repo, "main", "T1")
+    common = os.path.realpath(repo / ".git")
+    see = f"git log --oneline -1; ls {common}/HEAD 2>&1; echo end"
+
+    async def forge_and_look(sb: Sandbox) -> str:
+        first = await run(sb, see, wt)
+        assert first.ok and "initial" in first.output and "No such file" not in first.output, first.output
+        dot_git = wt / ".git"
+        before = dot_git.stat()
+        forged = "gitdir: /nowhere"
+        dot_git.write_text(forged.ljust(before.st_size - 1, "x") + "\n")  # in place: same inode, same size
+        os.utime(dot_git, ns=(before.st_atime_ns, before.st_mtime_ns))
+        after = dot_git.stat()
+        assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+        out = (await run(sb, see, wt)).output
+        dot_git.write_text(f"gitdir: {common}/worktrees/T1\n")  # back as it was, for the next round
+        return out
+
+    out = await forge_and_look(Sandbox())
+    assert "No such file" in out and "initial" not in out, out  # the repository is no longer bound
+
+    # liveness: a verdict kept on what the agent can restore (size, mtime) still binds it
+    real = sandbox._stat_key
+    monkeypatch.setattr(sandbox, "_stat_key", lambda p: None if (k := real(p)) is None else k[:5])
+    sandbox._checked.clear()
+    out = await forge_and_look(Sandbox())
+    assert "No such file" not in out and f"{common}/HEAD" in out, out
