@@ -1,7 +1,7 @@
 """Run code an agent wrote inside a real OS sandbox (bubblewrap), never behind path checks alone.
 
 Invariant 6 (docs/architecture.md), as an allow-list: the sandbox sees only the system directories (/usr, /bin,
-/sbin, /lib*, /etc minus its secrets), the Python the cockpit runs on, the toolchains the
+/sbin, /lib*, and a private copy of /etc minus its secrets: etc_view.py), the Python the cockpit runs on, the toolchains the
 factory names (`[factory] toolchains`), the task's tree (writable, or read-only for a
 reviewer) and, read-only, the git directory that tree's `.git` points at (so `git log`,
 `git diff main...HEAD` work; its config reduced to what git needs, no remote URLs). HOME
@@ -563,7 +563,7 @@ class Sandbox:
         if self.mode == "off":
             return ["sandbox off: commands see the whole machine as the cockpit's user"]
         return [
-            "read-only: " + " ".join(self.visible_roots()) + " (/etc without " + ", ".join(
+            "read-only: " + " ".join(self.visible_roots()) + " (/etc: a private copy without " + ", ".join(
                 p for p in HIDDEN_IN_ETC if os.path.lexists(p)) + ")",
             "writable: the task's worktree (a reviewer's: read-only), a private /tmp, HOME=" + _SANDBOX_HOME
             + " (empty)",
