@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,15 @@ async def run(sb: Sandbox, command: str, wd: Path) -> CommandResult:
     r = await sb.run(command, cwd=wd, writable=[wd], timeout_s=20, output_cap_bytes=CAP)
     assert r.exit_code is not None, r.output
     return r
+
+
+async def until(check, what: str, timeout: float = 30.0) -> None:
+    """Wait for a fact (generous for a loaded machine); fail loudly if it never holds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out: {what}")
+        await asyncio.sleep(0.01)
 
 
 READ = "cat /etc/token /etc/alias /etc/keys/id /etc/hosts.conf /etc/app/conf.d/*.conf 2>&1; echo end"
@@ -108,11 +118,9 @@ async def test_a_copy_a_running_command_holds_stays_until_it_ends(fake_etc, wd, 
         sb = Sandbox(etc_view=v)
         cmd = "touch started; while [ ! -e go ]; do sleep 0.01; done; cat /etc/hosts.conf 2>&1; echo end"
         first = asyncio.create_task(run(sb, cmd, wd))
-        for _ in range(2000):  # until the first command runs (it holds its copy from before it starts)
-            if (wd / "started").exists() or first.done():
-                break
-            await asyncio.sleep(0.01)
-        assert (wd / "started").exists(), "the first command never started"
+        # the first command runs (it holds its copy from before it starts)
+        await until(lambda: (wd / "started").exists() or first.done(), "the first command starts")
+        assert (wd / "started").exists(), (await first).output
         held = v._copy.path
         (fake_etc / "hosts.conf").write_text("new-host\n")
         assert "new-host" in (await run(sb, "cat /etc/hosts.conf", wd)).output
@@ -126,7 +134,8 @@ async def test_a_copy_a_running_command_holds_stays_until_it_ends(fake_etc, wd, 
     v = view(fake_etc)
     out, held = await scenario(v)
     assert "old-host" in out, out
-    assert v.builds == 2 and not os.path.exists(held)  # the replaced copy went with its last user
+    assert v.builds == 2
+    await until(lambda: not os.path.exists(held), "the replaced copy goes with its last user")
 
     # liveness: a copy removed as soon as it is replaced pulls /etc from under the running command
     doomed = view(fake_etc)
@@ -196,3 +205,42 @@ async def test_a_rewritten_dot_git_is_checked_again_though_its_size_and_mtime_ar
     sandbox._checked.clear()
     out = await forge_and_look(Sandbox())
     assert "No such file" not in out and f"{common}/HEAD" in out, out
+
+
+def test_taking_the_copy_never_waits_for_one_being_made():
+    """Commands start on the event loop: while a worker thread copies /etc, `acquire` answers at once
+    ("none yet": the caller then waits in a thread), it never blocks the loop for the copy's ~0.1 s."""
+
+    def during_a_copy(v: EtcView) -> tuple[object, int]:
+        making, go_on = threading.Event(), threading.Event()
+        make = v._make
+
+        def slow_make(watch):  # the copy is under way until the test has asked
+            making.set()
+            go_on.wait(30)
+            return make(watch)
+
+        v._make = slow_make
+        worker = threading.Thread(target=lambda: (c := v.acquire_refreshed()) and v.release(c))
+        worker.start()
+        assert making.wait(30), "the copy never started"
+        asked: list = []
+        asking = threading.Thread(target=lambda: asked.append(v.acquire()))
+        asking.start()
+        asking.join(2)  # a non-blocking answer comes at once; a blocked one only after go_on
+        answered_during_copy = not asking.is_alive()
+        go_on.set()
+        worker.join(30)
+        asking.join(30)
+        if asked and asked[0] is not None:
+            v.release(asked[0])
+        return answered_during_copy, asked
+
+    answered, asked = during_a_copy(EtcView("/etc", HIDDEN_IN_ETC))
+    assert answered and asked == [None]
+
+    # liveness: one lock for both (the copy made under the lock `acquire` takes) blocks the caller
+    blocking = EtcView("/etc", HIDDEN_IN_ETC)
+    blocking._lock = blocking._making = threading.RLock()
+    answered, asked = during_a_copy(blocking)
+    assert not answered and asked and asked[0] is not None

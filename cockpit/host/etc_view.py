@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 import stat
 import threading
 from collections.abc import Iterable
@@ -48,9 +49,10 @@ class _Watch:
             raise _NoWatch(f"inotify_init1: {os.strerror(ctypes.get_errno())}")
         self.fd = fd
 
-    def add(self, path: str) -> None:
-        """Watch a directory; PermissionError for one we may not read, _NoWatch when none are left."""
-        if self._libc.inotify_add_watch(self.fd, os.fsencode(path), _MASK) < 0:
+    def add(self, path: str, *, directory: bool = True) -> None:
+        """Watch a directory (or a file); PermissionError for one we may not read, _NoWatch when none are left."""
+        mask = _MASK if directory else _MASK & ~_IN_ONLYDIR
+        if self._libc.inotify_add_watch(self.fd, os.fsencode(path), mask) < 0:
             err = ctypes.get_errno()
             if err in (errno.EACCES, errno.EPERM):
                 raise PermissionError(err, os.strerror(err), path)
@@ -93,7 +95,10 @@ class EtcView:
     def __init__(self, etc: str | os.PathLike[str], hidden: Iterable[str | os.PathLike[str]]) -> None:
         self.etc = str(etc)
         self._hidden_names = tuple(str(h) for h in hidden)
+        # `_lock` is only ever held for a few dict operations and one non-blocking read (it is
+        # taken on the event loop); a copy is made under `_making`, in a worker thread.
         self._lock = threading.Lock()
+        self._making = threading.Lock()
         self._watch: _Watch | None = None
         self._copy: EtcCopy | None = None  # the current copy, None when stale or never made
         self._dirty = False  # /etc changed while the current copy was being made
@@ -107,7 +112,7 @@ class EtcView:
 
     def acquire(self) -> EtcCopy | None:
         """The copy, held for a command, if it is up to date; else None: then `acquire_refreshed`
-        (off the event loop), unless `unavailable` says no copy can be made here."""
+        (off the event loop), unless `unavailable` says no copy can be made here. Never blocks."""
         with self._lock:
             if self._copy is not None and self._stale():
                 self._retire(self._copy)
@@ -118,23 +123,34 @@ class EtcView:
 
     def acquire_refreshed(self) -> EtcCopy | None:
         """An up-to-date copy held for a command, made now if needed (blocking: ~0.1 s for a
-        usual /etc); None if none can be made (`unavailable` says why)."""
-        with self._lock:
-            if self._copy is not None and self._stale():
-                self._retire(self._copy)
-                self._copy = None
-            if self._copy is None and self.unavailable is None:
-                try:
-                    self._build()
-                    self._failures = 0
-                except (OSError, _TooBig, _NoWatch) as exc:  # this command hides the secrets by mounts
-                    self._close_watch()
-                    self._failures += 1
-                    if not isinstance(exc, OSError) or self._failures >= 3:
-                        self.unavailable = f"no copy of {self.etc}: {exc}"
-            if self._copy is not None:
-                self._users[self._copy] = self._users.get(self._copy, 0) + 1
-            return self._copy
+        usual /etc; run it in a worker thread); None if none can be made (`unavailable` says why)."""
+        with self._making:
+            held = self.acquire()
+            if held is not None or self.unavailable is not None:
+                return held
+            watch = None
+            try:
+                watch = _Watch()
+                copy = self._make(watch)
+            except (OSError, _TooBig, _NoWatch) as exc:  # this command hides the secrets by mounts
+                if watch is not None:
+                    watch.close()
+                self._failures += 1
+                if not isinstance(exc, OSError) or self._failures >= 3:
+                    self.unavailable = f"no copy of {self.etc}: {exc}"
+                return None
+            self._failures = 0
+            with self._lock:
+                if self._watch is not None:
+                    self._watch.close()
+                self._watch = watch
+                # our own reads raise no event: one here came from a writer during the copy, which
+                # may have missed it; the copy serves the command that asked, the next gets a new one
+                self._dirty = watch.changed()
+                self._copy = copy
+                self._users[copy] = self._users.get(copy, 0) + 1
+                self.builds += 1
+            return copy
 
     def release(self, copy: EtcCopy) -> None:
         """The command that held `copy` ended: a copy since replaced goes with its last user."""
@@ -144,9 +160,10 @@ class EtcView:
                 self._users[copy] = n
                 return
             self._users.pop(copy, None)
-            if copy in self._old:
-                self._old.discard(copy)
-                remove_tree(os.path.dirname(copy.path))
+            if copy not in self._old:
+                return
+            self._old.discard(copy)
+        _remove_soon(copy)
 
     # -- making the copy ----------------------------------------------------------------------
 
@@ -157,40 +174,33 @@ class EtcView:
         if self._users.get(copy):
             self._old.add(copy)
         else:
-            remove_tree(os.path.dirname(copy.path))
+            _remove_soon(copy)
 
-    def _close_watch(self) -> None:
-        if self._watch is not None:
-            self._watch.close()
-            self._watch = None
-
-    def _build(self) -> None:
+    def _make(self, watch: _Watch) -> EtcCopy:
         """Watch every directory first, then copy: a change during the copy marks it stale at once."""
         root = os.path.realpath(self.etc)
         if not os.path.isdir(root):
             raise OSError(errno.ENOTDIR, f"{self.etc} is not a directory")
         hidden = {os.path.realpath(h) for h in self._hidden_names}
-        self._close_watch()  # a fresh instance: directories gone since the last copy leave no watch behind
-        self._watch = _Watch()
+        # a file mounted over one of /etc (a container's hosts, resolv.conf) is written through
+        # another path: the directory's watch would not see it, its own watch does
+        for mounted in _mount_points_under(root):
+            watch.add(mounted, directory=False)
         dest = str(make_temp_dir("etc-"))
         try:
             emptied: set[str] = set()
-            self._copy_dir(root, os.path.join(dest, "etc"), hidden, emptied, [0, 0])
+            self._copy_dir(watch, root, os.path.join(dest, "etc"), hidden, emptied, [0, 0])
         except BaseException:
             remove_tree(dest)
             raise
-        # our own reads raise no event: one here came from a writer during the copy, which may
-        # have missed it; the copy serves the command that asked, the next one gets a new copy
-        self._dirty = self._watch.changed()
-        self._copy = EtcCopy(os.path.join(dest, "etc"), frozenset(emptied))
-        self.builds += 1
+        return EtcCopy(os.path.join(dest, "etc"), frozenset(emptied))
 
-    def _copy_dir(self, src: str, dst: str, hidden: set[str], emptied: set[str], count: list[int]) -> None:
-        assert self._watch is not None
+    def _copy_dir(self, watch: _Watch, src: str, dst: str, hidden: set[str], emptied: set[str],
+                  count: list[int]) -> None:
         st = os.lstat(src)
         os.mkdir(dst, 0o700)
         try:
-            self._watch.add(src)
+            watch.add(src)
             entries = sorted(os.scandir(src), key=lambda e: e.name)
         except PermissionError:  # a directory we cannot read stays one in there: empty
             entries = []
@@ -213,7 +223,7 @@ class EtcView:
                 os.symlink(os.readlink(s), d)
                 continue
             elif stat.S_ISDIR(est.st_mode):
-                self._copy_dir(s, d, hidden, emptied, count)
+                self._copy_dir(watch, s, d, hidden, emptied, count)
                 continue
             elif stat.S_ISREG(est.st_mode):
                 count[1] += est.st_size
@@ -225,6 +235,29 @@ class EtcView:
             os.utime(d, ns=(est.st_atime_ns, est.st_mtime_ns), follow_symlinks=False)
         os.chmod(dst, stat.S_IMODE(st.st_mode) & 0o777)
         os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _remove_soon(copy: EtcCopy) -> None:
+    """Remove a copy no command uses, in a thread: a thousand unlinks do not belong on the event loop."""
+    threading.Thread(target=remove_tree, args=(os.path.dirname(copy.path),), daemon=True).start()
+
+
+def _mount_points_under(root: str) -> list[str]:
+    """Mount points strictly under `root`, from /proc/self/mountinfo (octal escapes decoded)."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        fields = line.split(" ")
+        if len(fields) < 5:
+            continue
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+        if point.startswith(root.rstrip("/") + "/") and os.path.lexists(point):
+            out.append(point)
+    return out
 
 
 def _write_empty(path: str, mode: int) -> None:
