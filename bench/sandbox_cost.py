@@ -116,10 +116,15 @@ def measure() -> dict[str, Any]:
 def bench_rows() -> dict[str, Any]:
     m = measure()
     med = {k: statistics.median(v) * 1000 for k, v in m["per_cmd"].items()}
+    p10 = {k: statistics.quantiles(v, n=10)[0] * 1000 for k, v in m["per_cmd"].items()}
     rows = [{"what": "sandbox start, per command (`true`)", "figure": f"{med['allow-list']:.1f} ms",
              "goal": f"<= {GOAL:.2f} x the whole-root view",
              "anchor": f"whole-root view {med['whole root']:.1f} ms; unconfined {med['off']:.1f} ms",
              "ratio": f"{med['allow-list'] / med['whole root']:.2f}", "ok": med["allow-list"] <= GOAL * med["whole root"]},
+            {"what": "  the same, 10th percentile", "figure": f"{p10['allow-list']:.1f} ms",
+             "goal": "(info: load on a shared machine adds to both, pulling the medians' ratio towards 1)",
+             "anchor": f"whole-root view {p10['whole root']:.1f} ms", "ratio": f"{p10['allow-list'] / p10['whole root']:.2f}",
+             "verdict": "info"},
             {"what": "  the same, CPU time of its processes", "figure": f"{m['cpu_ms']['allow-list']:.2f} ms",
              "goal": "(info: wall time on a shared machine is noisy)",
              "anchor": f"whole-root view {m['cpu_ms']['whole root']:.2f} ms",
