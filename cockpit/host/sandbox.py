@@ -49,6 +49,24 @@ DEFAULT_HIDDEN_IN_HOME = (
     ".kube",
     ".git-credentials",
     ".pypirc",
+    # inside directories a toolchain entry shows whole (`~/.cargo`, `~/.m2`, `~/.gradle`...): the
+    # registry tokens those tools keep next to their binaries and caches
+    ".cargo/credentials.toml",
+    ".cargo/credentials",
+    ".m2/settings.xml",
+    ".m2/settings-security.xml",
+    ".gradle/gradle.properties",
+    ".gem/credentials",
+    ".bundle/config",
+    ".npmrc",
+    ".yarnrc.yml",
+    ".config/gh",
+    ".config/git/credentials",
+    ".config/pypoetry/auth.toml",
+    ".composer/auth.json",
+    ".config/composer/auth.json",
+    ".terraform.d/credentials.tfrc.json",
+    ".vault-token",
 )
 
 # Unix sockets ignore read-only mounts and network namespaces: /run holds the docker socket,
@@ -241,16 +259,48 @@ def _reduced_config(config: str) -> str | None:
     return out
 
 
-def git_dirs_of(trees: Iterable[str]) -> list[tuple[str, str | None]]:
-    """(common git dir, reduced config) for each tree that is a linked worktree: what `git log`
-    inside the sandbox needs. Its `.git` file is read without following links; a git dir inside
-    the tree, or one that does not name this tree back, is ignored."""
-    out: list[tuple[str, str | None]] = []
+def git_dirs_of(trees: Iterable[str]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(common git dir, [(reduced copy, config it covers)]) for each tree that is a linked worktree:
+    what `git log` inside the sandbox needs. Its `.git` file is read without following links; a git
+    dir inside the tree, or one that does not name this tree back, is ignored."""
+    out: list[tuple[str, list[tuple[str, str]]]] = []
     for tree in trees:
         common = _common_dir_of(tree)
         if common is not None and common not in (c for c, _ in out):
-            out.append((common, _reduced_config(os.path.join(common, "config"))))
+            covers = []
+            for config in _git_configs(common):
+                reduced = _reduced_config(config)
+                if reduced is None:  # unreadable or gone between the two looks: an empty file covers it
+                    reduced = _empty_file()
+                covers.append((reduced, config))
+            out.append((common, covers))
     return out
+
+
+def _git_configs(common: str) -> list[str]:
+    """Every config git keeps in a common dir that can hold a remote URL (a token) or a helper: its
+    own, `config.worktree`, and each submodule's under `modules/` (names may hold slashes; nested
+    submodules under `modules/<name>/modules/`). Found without following links."""
+    found = [p for p in (os.path.join(common, "config"), os.path.join(common, "config.worktree"))
+             if os.path.isfile(p) and not os.path.islink(p)]
+    stack = [os.path.join(common, "modules")]
+    while stack:
+        d = stack.pop()
+        if os.path.islink(d):
+            continue
+        try:
+            entries = [e for e in os.scandir(d) if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            continue
+        for e in entries:
+            configs = [os.path.join(e.path, n) for n in ("config", "config.worktree")]
+            configs = [c for c in configs if os.path.isfile(c) and not os.path.islink(c)]
+            if configs:  # a submodule's git dir
+                found += configs
+                stack.append(os.path.join(e.path, "modules"))
+            else:  # part of a name like vendor/lib
+                stack.append(e.path)
+    return found
 
 
 _RACY_GIT_NS = 1_000_000_000
@@ -473,10 +523,10 @@ class Sandbox:
         argv += hide([h for h in hidden if not inside_tree(h[0]) and under_bound(h[0])
                       and h[0] not in ("/run", "/var/run") and not (in_copy and h[2] and h[0].startswith("/etc/"))])
         # the git directories the trees' `.git` files point at: read-only, config reduced
-        for common, config in gitdirs:
+        for common, covers in gitdirs:
             argv += ["--ro-bind", common, common]
-            if config is not None:
-                argv += ["--ro-bind", config, os.path.join(common, "config")]
+            for reduced, config in covers:
+                argv += ["--ro-bind", reduced, config]
         # a reviewer's or breaker's worktree: visible (it may lie under a hidden directory) but read-only
         for r in readable_real:
             argv += ["--ro-bind", r, r]
