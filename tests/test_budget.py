@@ -19,6 +19,7 @@ from cockpit.domain.budget import (
 from cockpit.domain.tasks import gate_lights
 from cockpit.factory import commands
 from cockpit.store import Store
+from factory_kit import write_plain_factory
 
 TODAY = day_of(time.time())
 
@@ -204,6 +205,43 @@ async def test_raises_are_events_rebuilt_after_a_restart_and_a_task_raise_lifts_
     await store.reserve(call_id="c", task_id=tid, product="shop", actor="builder-1", model="m", usd=0.15)
     with pytest.raises(Refused, match="has no budget of its own"):
         await commands.raise_budget(store, scope="task", key=await new_task(store), usd=1, actor="human:you")
+    await store.close()
+
+
+async def test_which_budget_a_raise_on_a_task_lifts_is_decided_below_the_screen(tmp_path):
+    """The one-key raise (TUI `+`) and `cockpit budget raise` meet the same rule in factory/commands.py: the
+    budget that blocked the task, else its own, else its product's; an unlimited budget is refused whoever asks."""
+    store = await Store.open(tmp_path / "c.db", budgets=BudgetLimits(product_usd={"shop": 0.5, "free": None}))
+    own = await new_task(store, budget_usd=0.2)
+    assert commands.task_raise_choice(store, own).scope == Scope.TASK
+    plain = await new_task(store)
+    choice = commands.task_raise_choice(store, plain)
+    assert (choice.scope, choice.key, choice.label) == (Scope.PRODUCT, "shop", "the budget of shop")
+    await commands.raise_task_budget(store, plain, usd=1.0, actor="human:you")
+    assert store.budget.limit((Scope.PRODUCT, "shop")) == 1.5
+    with pytest.raises(BudgetExceeded):  # blocked by the task's own budget: that is the one `+` lifts
+        await store.reserve(call_id="a", task_id=own, product="shop", actor="builder-1", model="m", usd=0.3)
+    unlimited = (await commands.add_task(store, product="free", title="no limits", actor="human:you")).task_id
+    with pytest.raises(Refused, match="free has no budget"):
+        commands.task_raise_choice(store, unlimited)
+    for scope, key, why in (("product", "free", "no budget"), ("product", "gone", "no product 'gone'"),
+                            ("day", None, "no day budget"), ("factory", None, "no factory budget")):
+        with pytest.raises(Refused, match=why):
+            await commands.raise_budget(store, scope=scope, key=key, usd=1.0, actor="human:you")
+    raises = await store.events(kinds=[Kind.BUDGET_RAISED])
+    assert [(e.data["scope"], e.data["key"]) for e in raises] == [("product", "shop")]  # the refused left nothing
+    await store.close()
+
+
+async def test_a_new_task_takes_its_products_default_budget_from_the_cli_and_the_screen_alike(tmp_path):
+    from cockpit.config import load_factory
+
+    config = load_factory(write_plain_factory(tmp_path, product_extra="task_budget_usd = 0.75\n"))
+    store = await Store.open(tmp_path / "c.db")
+    ev = await commands.queue_task(store, config, product="shop", title="t", actor="human:you")
+    assert store.task(ev.task_id).budget_usd == 0.75
+    with pytest.raises(Refused, match="no product 'nope'.*products: shop"):
+        await commands.queue_task(store, config, product="nope", title="t", actor="human:you")
     await store.close()
 
 

@@ -19,42 +19,6 @@ from cockpit.factory.orchestrator import Orchestrator
 from cockpit.store import Store
 from factory_kit import write_factory
 
-SCENARIO = """
-[[script]]
-name = "builder: notes"
-role = "builder"
-match = ["Write notes"]
-[[script.turns]]
-text = "Writing the notes."
-[[script.turns.tool_use]]
-name = "write_file"
-input = { path = "NOTES.md", content = "hello\\n" }
-[[script.turns]]
-[[script.turns.tool_use]]
-name = "commit"
-input = { message = "Add notes" }
-[[script.turns]]
-[[script.turns.tool_use]]
-name = "submit"
-input = { note = "notes" }
-
-[[script]]
-name = "reviewer: notes"
-role = "reviewer"
-match = ["Write notes"]
-[[script.turns]]
-text = "Small and right."
-[[script.turns.tool_use]]
-name = "approve"
-input = { commit = "{{sha}}", note = "fine" }
-
-[[script]]
-name = "breaker: notes"
-role = "breaker"
-match = ["Write notes"]
-[[script.turns]]
-text = "Nothing to break in a notes file."
-"""
 
 # a cheap builder; a reviewer and a breaker whose every call may cost up to 64000 output tokens at opus rates
 # (a $1.60 reservation): they cannot start on a $1 product budget, whatever the builder spent
@@ -80,7 +44,7 @@ def roles_in(requests):
 
 @pytest.fixture
 def factory(tmp_path):
-    path = write_factory(tmp_path / "f", scenarios=SCENARIO)
+    path = write_factory(tmp_path / "f", scenario_files=("notes_builder.toml", "notes_judges.toml"))
     # the product block is the file's last table: its budget goes right after it, then the roles
     path.write_text(path.read_text() + "budget_usd = 1.0\n\n" + ROLES)
     return load_factory(path)

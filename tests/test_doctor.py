@@ -4,10 +4,12 @@ for Anthropic, reached through ANTHROPIC_BASE_URL with a fake ANTHROPIC_API_KEY,
 import asyncio
 import json
 import logging
+import shutil
 import sqlite3
 import subprocess
 
 import pytest
+from factory_kit import SCENARIOS
 from gitrepo import make_repo
 
 from cockpit.agents.client import make_client
@@ -16,7 +18,7 @@ from cockpit.cli import main
 from cockpit.config import load_factory
 from cockpit.factory.products import edit_factory
 from cockpit.store.schema import SCHEMA_VERSION
-from test_own_factory import FAST_PYTEST, SCENARIO, cli
+from test_own_factory import FAST_PYTEST, cli
 
 FAKE_KEY = "sk-ant-test-" + "K3Y" * 12  # a sentinel: it must never show up anywhere but the transport
 
@@ -132,7 +134,7 @@ def test_with_a_key_run_uses_the_api_transport_and_the_key_lands_nowhere(factory
     # model names go to the API exactly as factory.toml writes them (an alias here)
     edit_factory(f, lambda doc: doc["roles"]["reviewer"].__setitem__("model", "claude-haiku-4-5"))
     scenario = f.parent / "scenarios" / "calc.toml"
-    scenario.write_text(SCENARIO)
+    shutil.copy(SCENARIOS / "calc_multiply.toml", scenario)
     api.model.scripts = ScriptedModel.from_paths([scenario]).scripts
     caplog.set_level(logging.DEBUG)
     code, out, _ = cli(capsys, "task", "add", "calc", "Add multiply", "--factory", f)

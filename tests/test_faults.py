@@ -157,30 +157,9 @@ async def test_a_stream_that_keeps_breaking_is_model_unavailable_and_nothing_is_
     assert await store.events(kinds=[Kind.AGENT_TOOL]) == []
 
 
-SCENARIO = """
-[[script]]
-name = "builder: notes"
-role = "builder"
-match = ["Write notes"]
-[[script.turns]]
-text = "I will write the notes file now."
-[[script.turns.tool_use]]
-name = "write_file"
-input = { path = "NOTES.md", content = "hello\\n" }
-[[script.turns]]
-[[script.turns.tool_use]]
-name = "commit"
-input = { message = "Add notes" }
-[[script.turns]]
-[[script.turns.tool_use]]
-name = "submit"
-input = { note = "notes" }
-"""
-
-
 @pytest.mark.parametrize("kind", [FaultKind.OVERLOADED, FaultKind.TRUNCATE])
 async def test_orchestrator_blocks_model_unavailable_and_a_human_retry_resumes(tmp_path, server, kind):
-    cfg = load_factory(write_factory(tmp_path / "f", scenarios=SCENARIO))
+    cfg = load_factory(write_factory(tmp_path / "f", scenario_files=("notes_builder.toml",)))
     store = await Store.open(cfg.store_path)
     client = anthropic.AsyncAnthropic(api_key="test", base_url=server.base_url, max_retries=1, timeout=2.0)
     orch = Orchestrator(cfg, store, ModelClient(client, "scripted"))

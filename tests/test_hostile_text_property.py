@@ -17,7 +17,7 @@ from textual.widgets import DataTable
 from cockpit.domain import Kind
 from cockpit.domain.visible import is_visible, visible, visible_line
 from cockpit.factory.agent_log import AgentLogWriter, log_path, tail
-from cockpit.factory.report import write_report
+from cockpit.cli.report import write_report
 from cockpit.factory.runtime import summary_lines
 from cockpit.factory.status import status
 from cockpit.store import Store
@@ -98,7 +98,7 @@ def test_tail_status_summary_and_report(texts):
         assert clean(shown)
         body = "".join(line.split(" │ ", 1)[1] if " │ " in line else line for line in shown.splitlines(keepends=True))
         assert visible(said + note).replace("\n", "") in body.replace("\n", "")  # as written, in its order
-        from cockpit.factory.rate import rate_of
+        from cockpit.cli.rate import rate_of
 
         html = write_report(rate_of(config), root / "r.html", title=title).read_text()
         assert "\x1b" not in html and "<script" not in html.lower()

@@ -20,25 +20,10 @@ from cockpit.demo.build import DEMO_TASKS
 from cockpit.domain import Kind, TaskState
 from cockpit.domain.tasks import Outcome
 from cockpit.factory.commands import add_task
-from cockpit.factory.rules import RULES_CHANGED, RULES_ERROR, RuleBook
+from cockpit.factory.rules import RuleBook
 from cockpit.factory.runtime import open_factory
 from factory_kit import TEST_COMMAND, write_factory
 from gitrepo import make_repo
-
-WAIT_SCENARIO = """
-[[script]]
-name = "builder that waits for the test to edit the rules"
-role = "builder"
-match = ["Wait for the rules"]
-
-[[script.turns]]
-[[script.turns.tool_use]]
-name = "run_command"
-input = { command = "while [ ! -f go ]; do sleep 0.05; done; echo released" }
-
-[[script.turns]]
-text = "Done waiting."
-"""
 
 
 async def wait_event(sub, pred, timeout=60.0):
@@ -54,7 +39,7 @@ async def wait_event(sub, pred, timeout=60.0):
 async def run_with_a_mid_session_edit(tmp_path, new_text):
     """Run one builder session; between its first and second model call, write `new_text` over rules/house.md.
     Returns (the event the edit caused, the builder's model.call events, the recorded requests, config)."""
-    cfg = load_factory(write_factory(tmp_path / "f", scenarios=WAIT_SCENARIO))
+    cfg = load_factory(write_factory(tmp_path / "f", scenario_files=("waiting_builder.toml",)))
     async with open_factory(cfg) as f:
         sub = f.store.subscribe()
         tid = (await add_task(f.store, product="shop", title="Wait for the rules")).task_id
@@ -63,7 +48,7 @@ async def run_with_a_mid_session_edit(tmp_path, new_text):
             await wait_event(sub, lambda e: e.kind == Kind.AGENT_TOOL and e.data.get("name") == "run_command")
             (cfg.rules_path / "house.md").write_text(new_text)
             # on screen as soon as it is saved: the watcher reports it while the agent is still busy
-            caused = await wait_event(sub, lambda e: e.kind in (RULES_CHANGED, RULES_ERROR))
+            caused = await wait_event(sub, lambda e: e.kind in (Kind.RULES_CHANGED, Kind.RULES_ERROR))
             (f.orchestrator.workspaces.path_for("shop", tid) / "go").write_text("")
             await run
         finally:
@@ -82,14 +67,14 @@ async def test_a_rule_edited_mid_session_is_in_force_from_the_next_model_call(tm
     # the hash recorded is the hash of the rules text that call was given
     assert after == RuleBook(cfg.rules_path).effective("builder", "shop").hash
     assert "NEW RULE" not in systems[0] and "NEW RULE" in systems[1]
-    assert caused.kind == RULES_CHANGED and caused.data["files"] == ["rules/house.md"]
+    assert caused.kind == Kind.RULES_CHANGED and caused.data["files"] == ["rules/house.md"]
     assert caused.data["old_hash"] != caused.data["new_hash"]
 
 
 async def test_a_rule_file_broken_mid_session_is_reported_and_the_old_rules_stay(tmp_path):
     caused, calls, systems, cfg = await run_with_a_mid_session_edit(
         tmp_path, "---\norder: [1\n---\n# House rules\nBROKEN VERSION\n")
-    assert caused.kind == RULES_ERROR
+    assert caused.kind == Kind.RULES_ERROR
     assert caused.data["file"] == str(cfg.rules_path / "house.md") and caused.data["line"] == 2
     assert "not closed" in caused.data["message"] and caused.data["in_force"] is True
     assert len(calls) == 2 and calls[0].data["rules_hash"] == calls[1].data["rules_hash"]

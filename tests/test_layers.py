@@ -57,3 +57,59 @@ def test_a_run_time_import_cycle_between_siblings_breaks_the_contract(tmp_path):
     r = lint_imports(copy)
     assert r.returncode != 0, r.stdout
     assert "No cycles are allowed in cockpit.agents" in r.stdout, r.stdout
+
+
+def argparse_users(package: Path) -> list[str]:
+    """Modules of `package` outside cockpit/cli/ that import argparse (the command line's business only)."""
+    import ast
+
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if (package / "cli") in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "argparse" or n.startswith("argparse.") for n in names):
+                found.append(str(path.relative_to(package.parent)))
+    return found
+
+
+def test_only_the_command_line_parses_arguments(tmp_path):
+    assert argparse_users(REPO / "cockpit") == []
+    # the scan finds one when there is one (in a function, where a grep for a top-level import would miss it)
+    copy = tmp_path / "cockpit"
+    shutil.copytree(REPO / "cockpit", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "factory" / "gates.py").write_text((copy / "factory" / "gates.py").read_text()
+                                               + "\n\ndef _flags():\n    import argparse\n\n    return argparse\n")
+    assert argparse_users(copy) == ["cockpit/factory/gates.py"]
+
+
+def test_nothing_below_the_command_line_imports_it(tmp_path):
+    copy = copy_of_the_code(tmp_path)
+    gates = copy / "cockpit" / "factory" / "gates.py"
+    lazy = "\n\ndef _cli():\n    from ..cli.store_access import with_store\n\n    return with_store\n"
+    gates.write_text(gates.read_text() + lazy)
+    r = lint_imports(copy)
+    assert r.returncode != 0, r.stdout
+    assert "cockpit.factory is not allowed to import cockpit.cli" in r.stdout, r.stdout
+
+
+def test_the_cycles_that_were_in_factory_and_tui_break_the_contract_if_put_back(tmp_path):
+    # recovery.py named the Orchestrator and palette.py the CockpitApp (each only for a type), and the screens
+    # shared a base class with tui/actions.py that imported two of them: each one, put back, fails the contract
+    copy = copy_of_the_code(tmp_path)
+    back = {
+        "cockpit.factory": ("factory/recovery.py", "\nfrom .orchestrator import Orchestrator  # noqa: E402,F401\n"),
+        "cockpit.tui": ("tui/palette.py", "\nif TYPE_CHECKING:\n    from .app import CockpitApp  # noqa: F401\n"),
+        "cockpit.tui.screens": ("tui/screens/prompt.py",
+                                "\n\ndef _edit():\n    from .task_actions import TaskActions\n\n    return TaskActions\n"),
+    }
+    for package, (module, line) in back.items():
+        path = copy / "cockpit" / module
+        before = path.read_text()
+        path.write_text(before + line)
+        r = lint_imports(copy)
+        path.write_text(before)
+        assert r.returncode != 0, (package, r.stdout)
+        assert f"No cycles are allowed in {package}" in r.stdout, r.stdout

@@ -10,9 +10,6 @@ from cockpit.domain import Event, Kind, Refused
 from cockpit.factory.knowledge import Knowledge, remember_from_tool
 from cockpit.store import Store
 from cockpit.store.memory import (
-    DELETED,
-    REMEMBERED,
-    UPDATED,
     Memory,
     fingerprint,
     fts_query,
@@ -74,7 +71,7 @@ async def test_remember_is_sourced_and_recorded_as_an_event(memory, store):
     assert (lesson.source_task, lesson.source_commit, lesson.source_event, lesson.source_actor) == ("T1", "abc123", 7,
                                                                                                    "builder-1")
     assert lesson.created_ts == T0 and lesson.use_count == 0 and not lesson.pinned and not lesson.deleted
-    (ev,) = await store.events(kinds=[REMEMBERED])
+    (ev,) = await store.events(kinds=[Kind.MEMORY_REMEMBERED])
     assert ev.actor == "builder-1" and ev.task_id == "T1" and ev.data["lesson_id"] == 1
 
     refused = await memory.remember("Another lesson entirely about caching.", product="ledger", role="builder",
@@ -130,9 +127,10 @@ async def test_edit_pin_supersede_delete_and_deleted_never_comes_back(memory, st
         assert raw.execute("SELECT deleted FROM lessons WHERE id = ?", (newer,)).fetchone() == (1,)
         with pytest.raises(sqlite3.IntegrityError):
             raw.execute("DELETE FROM lessons")
-    kinds = [e.kind for e in await store.events(kinds=[REMEMBERED, UPDATED, DELETED, "memory.pinned",
-                                                        "memory.superseded"])]
-    assert kinds == [REMEMBERED, UPDATED, "memory.pinned", REMEMBERED, "memory.superseded", DELETED]
+    kinds = [e.kind for e in await store.events(kinds=["memory.remembered", "memory.updated", "memory.deleted",
+                                                        "memory.pinned", "memory.superseded"])]
+    assert kinds == ["memory.remembered", "memory.updated", "memory.pinned", "memory.remembered", "memory.superseded",
+                     "memory.deleted"]
 
 
 async def test_fade_pinned_and_used_lessons(memory, clock):

@@ -2,7 +2,6 @@
 
 import asyncio
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -16,9 +15,10 @@ from cockpit.factory.merge_queue import MergeQueue
 from cockpit.host.sandbox import Sandbox
 from cockpit.factory.workspaces import Workspaces
 from cockpit.store import Store
+from factory_kit import TEST_COMMAND as PYTEST
+from factory_kit import write_plain_factory
 from gitrepo import commit_files, make_repo, run_git
 
-PYTEST = f"PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {sys.executable} -m pytest -q -p no:cacheprovider"
 BASE = {
     "calc.py": "def add(a, b):\n    return a + b\n",
     "tests/test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n",
@@ -28,11 +28,8 @@ BASE = {
 
 async def factory(tmp_path, test_command=PYTEST, max_rounds=2):
     repo = make_repo(tmp_path / "repo", BASE)
-    (tmp_path / "factory.toml").write_text(
-        f'[factory]\nmax_rounds = {max_rounds}\n[[products]]\nname = "p"\npath = "repo"\n'
-        f"test_command = {test_command!r}\n"
-    )
-    cfg = load_factory(tmp_path / "factory.toml")
+    cfg = load_factory(write_plain_factory(tmp_path, {"p": "repo"}, test_command=test_command,
+                                           factory_extra=f"max_rounds = {max_rounds}\n"))
     store = await Store.open(cfg.store_path)
     ws = Workspaces(cfg.worktrees_path)
     return cfg, store, ws, MergeQueue(cfg, store, ws, Sandbox("bwrap")), repo
@@ -208,9 +205,7 @@ def test_main_only_ever_points_at_commits_tested_green(tmp_path_factory, changes
 
     async def scenario():
         repo = make_repo(tmp / "repo", SUITE)
-        (tmp / "factory.toml").write_text(
-            f'[factory]\nmax_rounds = 1\n[[products]]\nname = "p"\npath = "repo"\ntest_command = {PYTEST!r}\n')
-        cfg = load_factory(tmp / "factory.toml")
+        cfg = load_factory(write_plain_factory(tmp, {"p": "repo"}, test_command=PYTEST, factory_extra="max_rounds = 1\n"))
         store = await Store.open(cfg.store_path)
         ws = Workspaces(cfg.worktrees_path)
         mq = MergeQueue(cfg, store, ws, Sandbox("bwrap"))

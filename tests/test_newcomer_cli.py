@@ -13,7 +13,7 @@ import pytest
 from cockpit.cli import main as cli
 from cockpit.config import ConfigError, closest_models, load_factory
 from cockpit.domain.prices import default_prices
-from cockpit.factory.init import PROPOSED_DAY_USD
+from cockpit.cli.init import PROPOSED_DAY_USD
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

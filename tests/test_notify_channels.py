@@ -183,7 +183,7 @@ def test_apprise_urls_come_from_the_environment_and_a_bad_one_names_the_file_not
 
 
 async def test_doctor_checks_each_channel_by_name_and_never_shows_a_secret(tmp_path, monkeypatch):
-    from cockpit.factory.doctor import check_notify
+    from cockpit.cli.doctor import check_notify
 
     rec = Receiver()
     f = tmp_path / "factory.toml"

@@ -193,7 +193,7 @@ async def test_the_batching_window_turns_n_blocks_into_one_message_and_a_repeat_
 
 async def test_doctor_checks_the_webhook_and_never_shows_its_token(tmp_path, monkeypatch):
     from cockpit.config import load_factory
-    from cockpit.factory.doctor import check_notify
+    from cockpit.cli.doctor import check_notify
 
     (tmp_path / "factory.toml").write_text('[notify]\nwebhook_url_env = "HOOK_FOR_TEST"\n')
     config = load_factory(tmp_path / "factory.toml")

@@ -3,77 +3,17 @@ that merges a task on it. Real git, real bwrap, real SQLite, the real SDK over t
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 
 import pytest
+from factory_kit import SCENARIOS
 from gitrepo import commit_files, make_repo, run_git
 
 from cockpit.cli import main
-from cockpit.factory.init import factory_template
+from cockpit.cli.init import factory_template
 from cockpit.factory.products import guess_test_commands
-
-# The scripted model plays a builder that adds multiply() with a test, and a reviewer who approves it.
-SCENARIO = r'''
-[[script]]
-name = "builder: multiply"
-role = "builder"
-match = ["Add multiply"]
-
-[[script.turns]]
-text = "Reading calc first."
-[[script.turns.tool_use]]
-name = "read_file"
-input = { path = "calc.py" }
-
-[[script.turns]]
-text = "Adding multiply and its test."
-[[script.turns.tool_use]]
-name = "write_file"
-input = { path = "calc.py", content = "def add(a, b):\n    return a + b\n\n\ndef multiply(a, b):\n    return a * b\n" }
-[[script.turns.tool_use]]
-name = "write_file"
-input = { path = "tests/test_multiply.py", content = """from calc import multiply
-
-
-def test_multiply():
-    assert multiply(3, 4) == 12
-""" }
-
-[[script.turns]]
-[[script.turns.tool_use]]
-name = "run_command"
-input = { command = "env; PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q -p no:cacheprovider" }
-
-[[script.turns]]
-[[script.turns.tool_use]]
-name = "commit"
-input = { message = "Add multiply" }
-
-[[script.turns]]
-[[script.turns.tool_use]]
-name = "submit"
-input = { note = "multiply() with a test." }
-
-[[script]]
-name = "breaker: finds nothing"
-role = "breaker"
-match = ["Add multiply"]
-
-[[script.turns]]
-text = "I tried zero, negatives and floats against the new test: no defect to report."
-
-[[script]]
-name = "reviewer: approve multiply"
-role = "reviewer"
-match = ["Add multiply"]
-
-[[script.turns]]
-text = "Approving commit {{sha}}."
-[[script.turns.tool_use]]
-name = "approve"
-input = { commit = "{{sha}}", note = "Small and tested." }
-'''
 
 FAST_PYTEST = "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q -p no:cacheprovider"
 
@@ -126,7 +66,7 @@ def test_init_product_add_doctor_then_a_headless_run_merges_on_my_repo(tmp_path,
         assert line in out, (line, out)
     assert "the scripted model is used" in out and "All good." in out
 
-    (home / "scenarios" / "calc.toml").write_text(SCENARIO)
+    shutil.copy(SCENARIOS / "calc_multiply.toml", home / "scenarios" / "calc.toml")
     code, out, _ = cli(capsys, "task", "add", "calc", "Add multiply", "--body", "multiply(a, b) with a test",
                        "--factory", f)
     assert code == 0

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from cockpit.config import FactoryConfig, load_factory
-from cockpit.factory.init import factory_template
+from cockpit.cli.init import factory_template
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

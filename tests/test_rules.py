@@ -5,10 +5,9 @@ import asyncio
 import pytest
 
 from cockpit.cli import main
+from cockpit.domain.events import Kind
 from cockpit.factory.rules import (
     DEFAULT_ORDER,
-    RULES_CHANGED,
-    RULES_ERROR,
     RuleBook,
     RuleParseError,
     assemble,
@@ -16,6 +15,7 @@ from cockpit.factory.rules import (
     text_hash,
 )
 from cockpit.factory.rules_watch import RulesWatcher
+from factory_kit import write_plain_factory
 from gitrepo import commit_files, make_repo, run_git
 
 GLOBAL = "---\norder: 0\n---\n# Everyone\nRead before you write.\n"
@@ -150,7 +150,7 @@ def test_product_rules_come_from_main_not_the_worktree(tmp_path):
     assert "MAIN RULE, REVISED" in second.text and "AGENT WROTE THIS" not in second.text
     assert second.hash != first.hash
     ((kind, data, product),) = events.events
-    assert kind == RULES_CHANGED and product == "shop" and data["files"] == ["shop:.cockpit/rules/house.md"]
+    assert kind == Kind.RULES_CHANGED and product == "shop" and data["files"] == ["shop:.cockpit/rules/house.md"]
     # another product never sees shop's rules
     assert "MAIN RULE" not in book.effective("builder", "ledger").text
 
@@ -164,7 +164,7 @@ async def test_product_rules_async_refresh_and_a_broken_one_on_main(tmp_path):
     rules = await book.current("builder", "shop")
     assert "GOOD" in rules.text and "BROKEN" not in rules.text
     (kind, data, product), = events.events
-    assert kind == RULES_ERROR and product == "shop" and data["line"] == 2 and data["in_force"] is True
+    assert kind == Kind.RULES_ERROR and product == "shop" and data["line"] == 2 and data["in_force"] is True
     assert data["file"].endswith(".cockpit/rules/house.md (on main)")
 
 
@@ -181,12 +181,12 @@ def test_broken_file_keeps_the_last_good_version_and_reports_once(tmp_path):
     (d / "10-builder.md").write_text("---\nroles: [builder]\norder: ten\n---\n# Builder\nSOMETHING NEW\n")
     assert not book.refresh()
     assert book.effective("builder", None) == good
-    assert events.kinds() == [RULES_ERROR]
+    assert events.kinds() == [Kind.RULES_ERROR]
     _, data, _ = events.events[0]
     assert data == {"file": str(d / "10-builder.md"), "line": 3, "message": "order must be a whole number, not 'ten'",
                     "name": "rules/10-builder.md", "in_force": True}
     book.refresh()
-    assert events.kinds() == [RULES_ERROR]  # the same broken bytes are reported once
+    assert events.kinds() == [Kind.RULES_ERROR]  # the same broken bytes are reported once
     assert [str(e) for e in book.errors()] == [f"{d / '10-builder.md'}:3: order must be a whole number, not 'ten'"]
 
     (d / "10-builder.md").write_text(BUILDER.replace("Done means tested.", "Done means tested on main."))
@@ -194,7 +194,7 @@ def test_broken_file_keeps_the_last_good_version_and_reports_once(tmp_path):
     fixed = book.effective("builder", None)
     assert "tested on main" in fixed.text and fixed.hash != good.hash and not book.errors()
     kind, data, _ = events.events[-1]
-    assert kind == RULES_CHANGED and data["files"] == ["rules/10-builder.md"]
+    assert kind == Kind.RULES_CHANGED and data["files"] == ["rules/10-builder.md"]
     assert data["old_hash"] != data["new_hash"] and data["new_hash"] == book.hash
 
     # a new file that is broken from the start is not in force; deleting a file takes it out
@@ -203,8 +203,8 @@ def test_broken_file_keeps_the_last_good_version_and_reports_once(tmp_path):
     book.refresh()
     now = book.effective("builder", None)
     assert now.files == ("rules/10-builder.md",)
-    assert events.events[-2][0] == RULES_ERROR and events.events[-2][1]["in_force"] is False
-    assert events.events[-1][0] == RULES_CHANGED and events.events[-1][1]["files"] == ["rules/00-global.md"]
+    assert events.events[-2][0] == Kind.RULES_ERROR and events.events[-2][1]["in_force"] is False
+    assert events.events[-1][0] == Kind.RULES_CHANGED and events.events[-1][1]["files"] == ["rules/00-global.md"]
 
 
 # --- the watcher ---------------------------------------------------------------------------------------
@@ -221,10 +221,10 @@ async def test_watcher_reports_an_edit_and_a_broken_file_as_they_are_saved(tmp_p
         before = book.hash
         (d / "00-global.md").write_text(GLOBAL + "Also: small commits.\n")
         kind, data = await asyncio.wait_for(got.get(), 10)
-        assert kind == RULES_CHANGED and data["old_hash"] == before and data["new_hash"] == book.hash
+        assert kind == Kind.RULES_CHANGED and data["old_hash"] == before and data["new_hash"] == book.hash
         (d / "00-global.md").write_text("---\norder: [0\n---\nx\n")
         kind, data = await asyncio.wait_for(got.get(), 10)
-        assert kind == RULES_ERROR and data["line"] == 2
+        assert kind == Kind.RULES_ERROR and data["line"] == 2
         assert "small commits" in book.effective("builder", None).text
     finally:
         await watcher.stop()
@@ -237,9 +237,7 @@ async def test_watcher_reports_an_edit_and_a_broken_file_as_they_are_saved(tmp_p
 def factory_with_rules(tmp_path, rules):
     repo = make_repo(tmp_path / "shop", {"app.py": "", ".cockpit/rules/house.md": "---\norder: 50\n---\nSHOP HOUSE RULE\n"})
     write_rules(tmp_path / "rules", rules)
-    f = tmp_path / "factory.toml"
-    f.write_text(f'[[products]]\nname = "shop"\npath = "{repo}"\ntest_command = "true"\n')
-    return f
+    return write_plain_factory(tmp_path, {"shop": str(repo)})
 
 
 def test_cli_rules_check_and_show(tmp_path, capsys):

@@ -17,9 +17,9 @@ from cockpit.agents.scripted import (
     NO_SCRIPT_TEXT,
     ScriptedModel,
     ScriptedModelServer,
-    estimate_tokens,
     find_commit_sha,
     request_input_tokens,
+    scripted_tokens,
 )
 
 SCENARIOS = Path(__file__).parent / "scenarios" / "scripted_model_basic.toml"
@@ -217,15 +217,15 @@ async def test_count_tokens_matches_create_usage(client):
     counted = await client.messages.count_tokens(**prompt)
     message = await client.messages.create(max_tokens=100, **prompt)
     assert counted.input_tokens == message.usage.input_tokens
-    assert counted.input_tokens == estimate_tokens(
+    assert counted.input_tokens == scripted_tokens(
         {"tools": TOOLS, "system": BUILDER, "messages": [user("Add CSV export")]}
     )
 
 
-def test_estimate_tokens_is_a_quarter_of_the_chars():
+def test_scripted_tokens_are_a_quarter_of_the_chars():
     """The estimator is deterministic and public: budgets reserve with it."""
-    assert estimate_tokens("abcd") == 1 and estimate_tokens("abcde") == 2 and estimate_tokens("") == 0
-    assert estimate_tokens({"a": 1}) == math.ceil(len('{"a": 1}') / 4)
+    assert scripted_tokens("abcd") == 1 and scripted_tokens("abcde") == 2 and scripted_tokens("") == 0
+    assert scripted_tokens({"a": 1}) == math.ceil(len('{"a": 1}') / 4)
 
 
 def test_selection_by_role_match_and_exclude(scripts):

@@ -13,6 +13,7 @@ from pathlib import Path
 from cockpit.domain import Event, Kind, TaskState, fold
 from cockpit.domain.budget import BudgetLimits, Scope
 from cockpit.store import Store
+from factory_kit import write_plain_factory
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,8 +93,7 @@ async def test_cockpit_task_add_from_a_shell_while_the_cockpit_writes(tmp_path):
     root = tmp_path / "f"
     (root / "memory").mkdir(parents=True)
     (root / "shop").mkdir()
-    (root / "factory.toml").write_text('[factory]\nname = "t"\n\n[[products]]\nname = "shop"\npath = "shop"\n'
-                                       'test_command = "true"\n')
+    write_plain_factory(root)
     a = await Store.open(root / "memory" / "cockpit.db")
     try:
         sub = a.subscribe()
@@ -135,8 +135,7 @@ def test_budget_reconcile_refuses_while_a_cockpit_runs_the_factory(tmp_path):
     root = tmp_path / "f"
     (root / "shop").mkdir(parents=True)
     (root / "memory").mkdir()
-    (root / "factory.toml").write_text('[factory]\nname = "t"\n\n[[products]]\nname = "shop"\npath = "shop"\n'
-                                       'test_command = "true"\n')
+    write_plain_factory(root)
     holder = subprocess.Popen(  # the running cockpit's lock, held by another process
         [sys.executable, "-c", "import sys, time; from cockpit.factory.recovery import acquire_run_lock; "
          "acquire_run_lock(sys.argv[1]); print('held', flush=True); time.sleep(60)", str(root / "memory" / "cockpit.db")],

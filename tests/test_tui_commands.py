@@ -9,6 +9,7 @@ from cockpit.domain import Event, Kind, TaskState
 from cockpit.domain.errors import Refused
 from cockpit.factory import commands
 from cockpit.store import Store
+from factory_kit import write_plain_factory
 from tui_kit import HUMAN, new_task
 
 
@@ -65,10 +66,7 @@ async def test_a_task_added_from_a_shell_shows_in_the_running_cockpit(tmp_path):
 
     (tmp_path / "shop").mkdir()
     (tmp_path / "blog").mkdir()
-    (tmp_path / "factory.toml").write_text(
-        '[factory]\nname = "acme"\n\n[[products]]\nname = "shop"\npath = "shop"\ntest_command = "pytest -q"\n\n'
-        '[[products]]\nname = "blog"\npath = "blog"\ntest_command = "pytest -q"\n')
-    config = load_factory(tmp_path / "factory.toml")
+    config = load_factory(write_plain_factory(tmp_path, {"shop": "shop", "blog": "blog"}, test_command="pytest -q"))
     store = await Store.open(config.store_path)
     try:
         first = await new_task(store, "shop", "Opened in the cockpit")

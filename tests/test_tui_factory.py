@@ -16,25 +16,9 @@ from cockpit.tui.screens.task import TaskScreen
 from factory_kit import write_factory
 from tui_kit import HUMAN, screen_text, until
 
-WAITING_BUILDER = """
-[[script]]
-name = "builder that works until it is stopped"
-role = "builder"
-match = ["Wait for the human"]
-
-[[script.turns]]
-text = "Waiting for a file that never comes."
-[[script.turns.tool_use]]
-name = "run_command"
-input = { command = "while [ ! -f go ]; do sleep 0.05; done; echo released" }
-
-[[script.turns]]
-text = "Done waiting."
-"""
-
 
 async def test_pause_resume_and_stop_a_running_agent_from_the_task_screen(tmp_path):
-    cfg = load_factory(write_factory(tmp_path / "f", scenarios=WAITING_BUILDER))
+    cfg = load_factory(write_factory(tmp_path / "f", scenario_files=("waiting_builder.toml",)))
     async with open_factory(cfg) as f:
         tid = (await add_task(f.store, product="shop", title="Wait for the human", actor=HUMAN)).task_id
         app = CockpitApp(f.store, cfg, orchestrator=f.orchestrator)

@@ -76,8 +76,9 @@ class SessionResult:
     messages: list[dict[str, Any]] = field(default_factory=list)
 
 
-def estimate_tokens(obj: Any) -> int:
-    """A deliberate over-estimate for reservations: about 3 characters per token."""
+def reservation_tokens(obj: Any) -> int:
+    """A request's input tokens for the budget reservation, over-estimated on purpose (about 3 characters a token
+    of its JSON, plus 16) so the worst case reserved before the call is never below what the call costs."""
     return len(json.dumps(obj, default=str)) // 3 + 16
 
 
@@ -199,7 +200,7 @@ class AgentSession:
                 if attempt > self.stream_retries:
                     raise ModelUnavailable(f"the response stream broke {attempt} times; last: {why}") from e
                 delay = min(self.retry_delay_s * 2 ** (attempt - 1), 8.0) * (1 - 0.25 * random.random())
-                self.store.post(self._event("model.retry", attempt=attempt, of=self.stream_retries + 1,
+                self.store.post(self._event(Kind.MODEL_RETRY, attempt=attempt, of=self.stream_retries + 1,
                                             reason=why[:500], delay_s=round(delay, 3)))
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
@@ -215,7 +216,7 @@ class AgentSession:
                                      prefix_ttl=self.cache_ttl),
         }
         call_id = f"call_{uuid.uuid4().hex[:16]}"
-        reserve_usd = self.prices.reservation(self.model, estimate_tokens(request), self.max_tokens)
+        reserve_usd = self.prices.reservation(self.model, reservation_tokens(request), self.max_tokens)
         if self.before_call is not None:
             await self.before_call(reserve_usd)
         # raises BudgetExceeded when a budget would pass its limit: then the call is never made

@@ -42,10 +42,10 @@ __all__ = [
     "ScriptedModel",
     "ScriptedModelServer",
     "conversation_text",
-    "estimate_tokens",
     "find_commit_sha",
     "first_user_text",
     "request_input_tokens",
+    "scripted_tokens",
     "stream_events",
     "system_text",
 ]
@@ -81,14 +81,15 @@ def _char_len(obj: Any) -> int:
     return len(json.dumps(obj, ensure_ascii=False))
 
 
-def estimate_tokens(obj: Any) -> int:
-    """Deterministic token estimate: a quarter of the characters (of the JSON, unless a string)."""
+def scripted_tokens(obj: Any) -> int:
+    """The scripted model's own token count, what it reports as usage: a quarter of the characters (of the JSON,
+    unless a string), deterministic so a scenario's spend is the same every run."""
     return math.ceil(_char_len(obj) / 4)
 
 
 def request_input_tokens(body: dict[str, Any]) -> int:
     """The input tokens of a request: tools, system and messages, as one JSON object."""
-    return estimate_tokens({key: body[key] for key in _PROMPT_KEYS if key in body})
+    return scripted_tokens({key: body[key] for key in _PROMPT_KEYS if key in body})
 
 
 def _output_tokens(content: list[dict[str, Any]]) -> int:

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .actors import Role, role_of
 from .errors import Refused
+from .format import money
 
 NANO = 1_000_000_000
 
@@ -385,3 +386,42 @@ class BudgetTxn:
                 self.book.open[call_id] = hold
         for key, amount in self.raises.items():
             self.book.raises[key] = self.book.raises.get(key, 0) + amount
+
+
+@dataclass(frozen=True, slots=True)
+class RaiseChoice:
+    """Which budget a human's one-key raise on a task lifts. `scope` None: the one that blocked it (its block
+    event names it)."""
+
+    scope: Scope | None
+    key: str
+    label: str
+
+
+def budget_to_raise(*, task_id: str, product: str, blocked_by_budget: bool, task_budget_usd: float | None,
+                    limits: BudgetLimits) -> RaiseChoice:
+    """The budget that blocked the task, else the task's own, else its product's; a product without a budget is
+    unlimited, so there is nothing to raise (refused, with what to do). The TUI's key and `cockpit budget raise
+    --for T` share this rule."""
+    if blocked_by_budget:
+        return RaiseChoice(None, "", "the budget that blocked it")
+    if task_budget_usd is not None:
+        return RaiseChoice(Scope.TASK, task_id, f"its own budget ({money(task_budget_usd)})")
+    if limits.product_usd.get(product) is not None:
+        return RaiseChoice(Scope.PRODUCT, product, f"the budget of {product}")
+    raise Refused(f"{task_id} has no budget of its own and {product} has no budget (unlimited): nothing to raise; "
+                  f"give the task a budget, or set budget_usd for {product} in factory.toml")
+
+
+def unlimited_refusal(scope: Scope, key: str, limits: BudgetLimits) -> str | None:
+    """Why raising this budget means nothing (it is unlimited in factory.toml), or None when it has a limit."""
+    if scope == Scope.PRODUCT:
+        if key not in limits.product_usd:
+            return f"no product {key!r} in factory.toml"
+        if limits.product_usd[key] is None:
+            return f"product {key!r} has no budget (unlimited): set budget_usd for it in factory.toml"
+    if scope == Scope.DAY and limits.day_usd is None:
+        return "there is no day budget (unlimited): set [budgets] day_usd in factory.toml"
+    if scope == Scope.FACTORY and limits.factory_usd is None:
+        return "there is no factory budget (unlimited): set [budgets] factory_usd in factory.toml"
+    return None

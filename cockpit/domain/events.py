@@ -1,8 +1,9 @@
 """Events: the one append-only record of everything that happens in a factory.
 
-Every state on screen is a fold of these. Kinds are strings so that later
-issues can add kinds without a migration; the ones the domain validates are
-listed in `Kind`.
+Every state on screen is a fold of these. Kinds are strings in the database so
+that a new kind needs no migration; every kind the cockpit writes or reads is a
+member of `Kind` (tests/test_event_kinds.py fails on a kind spelled as a literal
+anywhere else under cockpit/). `TASK_KINDS` are the ones the domain validates.
 """
 
 from __future__ import annotations
@@ -50,6 +51,30 @@ class Kind(StrEnum):
     GATE_STARTED = "gate.started"
     DEFECT_REJECTED = "defect.rejected"  # a reported defect whose reproduction did not fail: recorded, not opened
     AGENT_STOPPED = "agent.stopped"
+    AGENT_PAUSED = "agent.paused"
+    AGENT_RESUMED = "agent.resumed"
+    MODEL_RETRY = "model.retry"  # a broken stream retried by the agent loop
+    # the ledger's bookkeeping: a worst-case price held before a call, and a call settled with no task
+    SPEND_RESERVED = "spend.reserved"
+    SPEND_UNTASKED = "spend.settled_untasked"
+    RULES_CHANGED = "rules.changed"
+    RULES_ERROR = "rules.error"
+    RECOVERED = "factory.recovered"  # what recovery found in flight after a crash, and did with it
+    # a lesson's life (store/memory.py): every change to the memory is one of these
+    MEMORY_REMEMBERED = "memory.remembered"
+    MEMORY_UPDATED = "memory.updated"
+    MEMORY_SUPERSEDED = "memory.superseded"
+    MEMORY_PINNED = "memory.pinned"
+    MEMORY_DELETED = "memory.deleted"
+    MEMORY_RESTORED = "memory.restored"
+    MEMORY_IMPORTED = "memory.imported"
+    MEMORY_PROPOSED = "memory.proposed"
+    MEMORY_REJECTED = "memory.proposal_rejected"
+    # read by the rate (domain/metrics.py) when a log holds them; the cockpit itself writes none yet
+    TASK_REOPENED = "task.reopened"
+    TASK_ABANDONED = "task.abandoned"
+    TASK_CANCELLED = "task.cancelled"
+    TASK_DROPPED = "task.dropped"
     NOTE = "note"
 
 

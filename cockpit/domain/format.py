@@ -16,7 +16,7 @@ from .events import Event, Kind
 ACTOR_WIDTH = 10
 """Actors are padded to this width so the activity stream reads as columns."""
 
-SKIPPED_KINDS = frozenset({"spend.reserved"})
+SKIPPED_KINDS = frozenset({Kind.SPEND_RESERVED})
 """Bookkeeping that is always followed by a line that says more (the settlement)."""
 
 _TOOL_KEYS = ("path", "file_path", "file", "command", "cmd", "pattern", "query", "url", "name")
@@ -175,12 +175,12 @@ def describe(event: Event) -> str | None:
         return f"$ budget raised +{amount} ({d.get('scope', '?')}{' ' + str(d['key']) if d.get('key') else ''})"
     if k == Kind.AGENT_STOPPED:
         return f"■ {d.get('agent', '?')} stopped{on}"
-    if k in ("agent.paused", "agent.resumed"):
-        return f"{'⏸' if k == 'agent.paused' else '▶'} {d.get('agent', '?')} {k.split('.')[1]}{on}"
-    if k == "rules.changed":
+    if k in (Kind.AGENT_PAUSED, Kind.AGENT_RESUMED):
+        return f"{'⏸' if k == Kind.AGENT_PAUSED else '▶'} {d.get('agent', '?')} {k.split('.')[1]}{on}"
+    if k == Kind.RULES_CHANGED:
         files = ", ".join(str(f) for f in d.get("files") or [])
         return f"§ rules changed {short_sha(d.get('old_hash'))} → {short_sha(d.get('new_hash'))}{': ' + files if files else ''}"
-    if k == "rules.error":
+    if k == Kind.RULES_ERROR:
         return f"✗ rules error {d.get('file', '?')}:{d.get('line', '?')}: {one_line(d.get('message'), 100)}"
     if k.startswith("memory."):
         lesson = d.get("lesson_id")

@@ -46,10 +46,12 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal, Protocol
+
+from .events import Kind
 
 DAY = 86400.0
 WEEK = 7 * DAY
@@ -65,22 +67,16 @@ ABANDON_DAYS = 7.0
 
 COMPOUNDING, FLAT, WORSE, TOO_FEW = "compounding", "flat", "worse", "too few tasks to tell"
 
-# kinds read by name (strings, so this module needs nothing but the standard library)
-CREATED, STARTED, COMMITTED = "task.created", "task.started", "task.committed"
-SENT_BACK, CHANGES_REQUESTED, BLOCKED, MERGED = "task.sent_back", "review.changes_requested", "task.blocked", "task.merged"
-OVERRIDE, RETRY = "human.override", "human.retry"
-DEFECT_OPENED, REOPENED = "defect.opened", "task.reopened"
-MODEL_CALL, AGENT_TOOL = "model.call", "agent.tool"
-AGENT_STARTED, AGENT_FINISHED, AGENT_STOPPED = "agent.started", "agent.finished", "agent.stopped"
-SPEND_KINDS = frozenset({"spend.settled", "spend.settled_untasked"})
-ABANDON_KINDS = frozenset({"task.abandoned", "task.cancelled", "task.dropped"})
-HUMAN_KINDS = frozenset({OVERRIDE, RETRY, SENT_BACK, "review.approved", CHANGES_REQUESTED, "defect.closed",
-                         "budget.raised", REOPENED, *ABANDON_KINDS})
-UNBLOCK_KINDS = frozenset({OVERRIDE, RETRY, SENT_BACK, MERGED, *ABANDON_KINDS})
+SPEND_KINDS = frozenset({Kind.SPEND, Kind.SPEND_UNTASKED})
+ABANDON_KINDS = frozenset({Kind.TASK_ABANDONED, Kind.TASK_CANCELLED, Kind.TASK_DROPPED})
+HUMAN_KINDS = frozenset({Kind.OVERRIDE, Kind.RETRY, Kind.SENT_BACK, Kind.APPROVED, Kind.CHANGES_REQUESTED,
+                         Kind.DEFECT_CLOSED, Kind.BUDGET_RAISED, Kind.TASK_REOPENED, *ABANDON_KINDS})
+UNBLOCK_KINDS = frozenset({Kind.OVERRIDE, Kind.RETRY, Kind.SENT_BACK, Kind.MERGED, *ABANDON_KINDS})
 # task events that show a task is alive (notes and agent chatter do not)
-TASK_ACTIVITY = frozenset({CREATED, STARTED, COMMITTED, "task.submitted", "gate.verdict", "task.checked",
-                           "review.approved", CHANGES_REQUESTED, "task.ready", SENT_BACK, BLOCKED, OVERRIDE, RETRY,
-                           MERGED, DEFECT_OPENED, "defect.closed", REOPENED, *ABANDON_KINDS})
+TASK_ACTIVITY = frozenset({Kind.TASK_CREATED, Kind.TASK_STARTED, Kind.COMMITTED, Kind.SUBMITTED, Kind.VERDICT,
+                           Kind.CHECKED, Kind.APPROVED, Kind.CHANGES_REQUESTED, Kind.READY, Kind.SENT_BACK,
+                           Kind.BLOCKED, Kind.OVERRIDE, Kind.RETRY, Kind.MERGED, Kind.DEFECT_OPENED,
+                           Kind.DEFECT_CLOSED, Kind.TASK_REOPENED, *ABANDON_KINDS})
 
 
 class EventLike(Protocol):
@@ -504,184 +500,280 @@ def compute(events: Iterable[EventLike], *, since: float | None = None, until: f
     since = since if since is not None else (min(stamps) if stamps else until)
     since = min(since, until)
     book = _Book(since, until, tz)
-    tasks: dict[str, _TaskFacts] = {}
-    sessions: list[_Session] = []
-    open_sessions: dict[str, _Session] = {}
-    calls: dict[str, _Call] = {}
-    waits: list[tuple[str | None, float, float]] = []  # (product, blocked at, minutes)
-    demo: set[str] = set()  # products whose events say they are simulated demo history
-
-    def task_of(e: EventLike) -> _TaskFacts | None:
-        if not e.task_id:
-            return None
-        t = tasks.get(e.task_id)
-        if t is None:
-            t = tasks[e.task_id] = _TaskFacts(e.task_id, e.product)
-        elif t.product is None and e.product:
-            t.product = e.product
-        return t
-
-    def close_block(t: _TaskFacts, ts: float) -> None:
-        if t.block_open is not None:
-            waits.append((t.product, t.block_open, max(0.0, ts - t.block_open) / 60.0))
-            t.block_open = None
-
-    def open_session(actor: str, e: EventLike, product: str | None, seq: int, role: str | None) -> _Session:
-        role = role or actor.split("-", 1)[0]
-        s = _Session(actor, e.task_id, product, e.ts, seq, builder=role == "builder")
-        sessions.append(s)
-        open_sessions[actor] = s
-        return s
-
-    first_ts = book.first_ts
+    fold = _Fold(book)
     for seq, e in enumerate(evs):
-        if e.ts > until:
-            continue
-        k, d = e.kind, e.data if isinstance(e.data, dict) else {}
-        t = task_of(e)
-        product = e.product or (t.product if t else None)
-        ts = e.ts
-        if since <= ts:  # a scope exists from its first event in the window (this runs for every event)
-            if ts < first_ts.get(FACTORY, math.inf):
-                first_ts[FACTORY] = ts
-            if product and ts < first_ts.get(product, math.inf):
-                first_ts[product] = ts
-        if k == AGENT_TOOL:  # the most frequent kind by far: counted, nothing else
-            book.bump(product, e.ts, "tool_calls")
-            continue
-        if t is not None and k in TASK_ACTIVITY:
-            t.last_ts = max(t.last_ts, e.ts)
-        merged_before = t is not None and t.merged_ts is not None
-
-        if k == CREATED and t is not None:
-            t.created_ts = e.ts if t.created_ts is None else t.created_ts
-            if product and d.get("demo_history") is True:
-                demo.add(product)
-            for target in _fixes(d):
-                fixed = tasks.get(target)
-                if fixed is not None and fixed.merged_ts is not None and fixed.merged_ts <= e.ts:
-                    book.bump(fixed.product, e.ts, "defects_after")
-        elif k == STARTED and t is not None:
-            t.started = True
-        elif k == COMMITTED:
-            book.bump(product, e.ts, "commits")
-        elif k in (SENT_BACK, CHANGES_REQUESTED) and t is not None and not merged_before:
-            t.returns += 1
-            t.outcomes.append((seq, False))
-        elif k == DEFECT_OPENED:
-            book.bump(product, e.ts, "defects_breaker")
-            if t is not None and not merged_before:
-                t.defects += 1
-                t.outcomes.append((seq, False))
-        elif k == REOPENED and merged_before and t is not None:
-            book.bump(product, e.ts, "defects_after")
-        elif k == BLOCKED and t is not None:
-            book.bump(product, e.ts, "blocked")
-            if not merged_before:
-                t.blocks += 1
-                t.outcomes.append((seq, False))
-            close_block(t, e.ts)
-            t.block_open = e.ts
-        elif k == MERGED and t is not None and not merged_before:
-            t.merged_ts = e.ts
-            t.outcomes.append((seq, True))
-        elif k in ABANDON_KINDS and t is not None and t.abandoned_ts is None and not merged_before:
-            t.abandoned_ts = e.ts
-        elif k == MODEL_CALL:
-            book.bump(product, e.ts, "model_calls")
-            s = open_sessions.get(e.actor)
-            if s is None or s.task_id != e.task_id:
-                s = open_session(e.actor, e, product, seq, None)
-            ids = d.get("lesson_ids")
-            if isinstance(ids, list):
-                s.lessons.update(i for i in ids if isinstance(i, (int, str)))
-            c = calls.setdefault(str(d.get("call_id") or f"#{seq}"), _Call(e.ts, product))
-            c.simulated = c.simulated or bool(d.get("simulated"))
-            if isinstance(d.get("usd"), (int, float)):
-                c.call_usd = float(d["usd"])
-            if isinstance(d.get("usage"), dict):
-                c.call_usage = d["usage"]
-        elif k in SPEND_KINDS:
-            c = calls.setdefault(str(d.get("call_id") or f"#{seq}"), _Call(e.ts, product))
-            c.ts = min(c.ts, e.ts)
-            c.product = c.product or product
-            c.simulated = c.simulated or bool(d.get("simulated"))
-            if isinstance(d.get("usd"), (int, float)):
-                c.spend_usd = (c.spend_usd or 0.0) + float(d["usd"])
-            if isinstance(d.get("usage"), dict):
-                c.spend_usage = d["usage"]
-        elif k == AGENT_STARTED:
-            open_session(e.actor, e, product, seq, d.get("role") if isinstance(d.get("role"), str) else None)
-            ids = d.get("lesson_ids")
-            if isinstance(ids, list):
-                open_sessions[e.actor].lessons.update(i for i in ids if isinstance(i, (int, str)))
-        elif k in (AGENT_FINISHED, AGENT_STOPPED):
-            open_sessions.pop(e.actor, None)
-
-        # the human's part: any human act counts; one on a blocked task ends its wait
-        if _is_human(e.actor) and (k in HUMAN_KINDS or k.startswith("human.")):
-            book.bump(product, e.ts, "interventions")
-            if t is not None:
-                if not merged_before:
-                    t.humans += 1
-                close_block(t, e.ts)
-        elif t is not None and k in UNBLOCK_KINDS:
-            close_block(t, e.ts)
-
-    # cohorts: each merged task in the period it merged
-    for t in tasks.values():
-        if t.merged_ts is not None and book.inside(t.merged_ts):
-            p, ts = t.product, t.merged_ts
-            book.bump(p, ts, "merged")
-            if t.created_ts is not None:
-                book.push(p, ts, "lead_h", (ts - t.created_ts) / 3600.0)
-            book.bump(p, ts, "rounds", 1 + t.returns)
-            if t.returns == 0 and t.humans == 0 and t.defects == 0 and t.blocks == 0:
-                book.bump(p, ts, "first_pass")
-        if t.block_open is not None:
-            close_block(t, until)
-        if t.merged_ts is None and t.started:
-            if t.abandoned_ts is not None:
-                book.bump(t.product, t.abandoned_ts, "abandoned")
-            elif t.last_ts and t.last_ts <= until - abandon_days * DAY:
-                book.bump(t.product, t.last_ts, "abandoned")
-    for product, at, minutes in waits:
-        book.push(product, at, "waits_min", minutes)
-    for c in calls.values():
-        usd = c.spend_usd if c.spend_usd is not None else (c.call_usd or 0.0)
-        usage = c.spend_usage if c.spend_usage is not None else (c.call_usage or {})
-        inp, out = _int(usage.get("input_tokens")), _int(usage.get("output_tokens"))
-        cw, cr = _int(usage.get("cache_creation_input_tokens")), _int(usage.get("cache_read_input_tokens"))
-        if not c.simulated:
-            book.bump(c.product, c.ts, "usd", usd)
-        book.bump(c.product, c.ts, "tokens", inp + out + cw + cr)
-        book.bump(c.product, c.ts, "cache_read", cr)
-        book.bump(c.product, c.ts, "input_all", inp + cw + cr)
-    for s in sessions:
-        book.bump(s.product, s.start_ts, "sessions")
-        book.bump(s.product, s.start_ts, "lessons", len(s.lessons))
-        if not s.builder or s.task_id is None or s.task_id not in tasks:
-            continue
-        after = [ok for pos, ok in tasks[s.task_id].outcomes if pos > s.seq]
-        if not after:
-            continue  # still at work, or a lessons turn after the merge: no outcome to judge
-        passed = int(after[0])
-        if s.lessons:
-            book.bump(s.product, s.start_ts, "with_pass", passed)
-            book.bump(s.product, s.start_ts, "with_n")
-        else:
-            book.bump(s.product, s.start_ts, "without_pass", passed)
-            book.bump(s.product, s.start_ts, "without_n")
+        if e.ts <= until:
+            fold.read(seq, e)
+    fold.count_tasks(abandon_days)
+    fold.count_calls()
+    fold.count_sessions()
 
     book.settle()
     names = sorted((set(book.first_ts) | {s for s, _ in book.accs}) - {FACTORY} | set(products))
     day_starts = _day_starts(book.since, book.until, book.tz)  # the same calendar for every scope
     empty = _Acc().values()
     scopes = {name: _scope(book, name, min_merged, min_periods, day_starts, empty) for name in [FACTORY, *names]}
-    for name in demo & set(scopes):
+    for name in fold.demo & set(scopes):
         scopes[name].demo = True
     trend_per = scopes[FACTORY].trend["merged"].per if scopes[FACTORY].trend else "week"
     return Rate(since=since, until=until, trend_per=trend_per, scopes=scopes)
+
+
+_TOOL_CALL = Kind.AGENT_TOOL.value  # compared once per event: a plain str, no enum attribute lookup
+
+
+class _Fold:
+    """One pass over the log: what each kind of event counts (`_ON`), then the facts gathered per task, per model
+    call and per agent session counted in the period they belong to (`count_*`)."""
+
+    def __init__(self, book: _Book):
+        self.book = book
+        self.tasks: dict[str, _TaskFacts] = {}
+        self.sessions: list[_Session] = []
+        self.open_sessions: dict[str, _Session] = {}
+        self.calls: dict[str, _Call] = {}
+        self.waits: list[tuple[str | None, float, float]] = []  # (product, blocked at, minutes)
+        self.demo: set[str] = set()  # products whose events say they are simulated demo history
+
+    def task_of(self, e: EventLike) -> _TaskFacts | None:
+        if not e.task_id:
+            return None
+        t = self.tasks.get(e.task_id)
+        if t is None:
+            t = self.tasks[e.task_id] = _TaskFacts(e.task_id, e.product)
+        elif t.product is None and e.product:
+            t.product = e.product
+        return t
+
+    def close_block(self, t: _TaskFacts, ts: float) -> None:
+        if t.block_open is not None:
+            self.waits.append((t.product, t.block_open, max(0.0, ts - t.block_open) / 60.0))
+            t.block_open = None
+
+    def open_session(self, actor: str, e: EventLike, product: str | None, seq: int, role: str | None) -> _Session:
+        role = role or actor.split("-", 1)[0]
+        s = _Session(actor, e.task_id, product, e.ts, seq, builder=role == "builder")
+        self.sessions.append(s)
+        self.open_sessions[actor] = s
+        return s
+
+    def read(self, seq: int, e: EventLike) -> None:
+        """One event of the window's log, the `seq`th."""
+        k, d = e.kind, e.data if isinstance(e.data, dict) else {}
+        t = self.task_of(e)
+        product = e.product or (t.product if t else None)
+        book, ts = self.book, e.ts
+        if book.since <= ts:  # a scope exists from its first event in the window (this runs for every event)
+            first_ts = book.first_ts
+            if ts < first_ts.get(FACTORY, math.inf):
+                first_ts[FACTORY] = ts
+            if product and ts < first_ts.get(product, math.inf):
+                first_ts[product] = ts
+        if k == _TOOL_CALL:  # the most frequent kind by far: counted, nothing else
+            book.bump(product, ts, "tool_calls")
+            return
+        if t is not None and k in TASK_ACTIVITY:
+            t.last_ts = max(t.last_ts, ts)
+        merged_before = t is not None and t.merged_ts is not None
+        on = _ON.get(k)
+        if on is not None:
+            on(self, _Seen(e, d, t, product, seq, merged_before))
+        # the human's part: any human act counts; one on a blocked task ends its wait
+        if _is_human(e.actor) and (k in HUMAN_KINDS or k.startswith("human.")):
+            book.bump(product, ts, "interventions")
+            if t is not None:
+                if not merged_before:
+                    t.humans += 1
+                self.close_block(t, ts)
+        elif t is not None and k in UNBLOCK_KINDS:
+            self.close_block(t, ts)
+
+    # --- one function per kind of event (`_ON`) ---
+
+    def created(self, s: _Seen) -> None:
+        t = s.task
+        if t is None:
+            return
+        t.created_ts = s.event.ts if t.created_ts is None else t.created_ts
+        if s.product and s.data.get("demo_history") is True:
+            self.demo.add(s.product)
+        for target in _fixes(s.data):
+            fixed = self.tasks.get(target)
+            if fixed is not None and fixed.merged_ts is not None and fixed.merged_ts <= s.event.ts:
+                self.book.bump(fixed.product, s.event.ts, "defects_after")
+
+    def started(self, s: _Seen) -> None:
+        if s.task is not None:
+            s.task.started = True
+
+    def committed(self, s: _Seen) -> None:
+        self.book.bump(s.product, s.event.ts, "commits")
+
+    def sent_back(self, s: _Seen) -> None:
+        """A send-back or a reviewer's change request: one more round, and not a first pass."""
+        t = s.task
+        if t is not None and not s.merged_before:
+            t.returns += 1
+            t.outcomes.append((s.seq, False))
+
+    def defect_opened(self, s: _Seen) -> None:
+        self.book.bump(s.product, s.event.ts, "defects_breaker")
+        t = s.task
+        if t is not None and not s.merged_before:
+            t.defects += 1
+            t.outcomes.append((s.seq, False))
+
+    def reopened(self, s: _Seen) -> None:
+        if s.merged_before and s.task is not None:
+            self.book.bump(s.product, s.event.ts, "defects_after")
+
+    def blocked(self, s: _Seen) -> None:
+        t = s.task
+        if t is None:
+            return
+        self.book.bump(s.product, s.event.ts, "blocked")
+        if not s.merged_before:
+            t.blocks += 1
+            t.outcomes.append((s.seq, False))
+        self.close_block(t, s.event.ts)
+        t.block_open = s.event.ts
+
+    def merged(self, s: _Seen) -> None:
+        t = s.task
+        if t is not None and not s.merged_before:
+            t.merged_ts = s.event.ts
+            t.outcomes.append((s.seq, True))
+
+    def abandoned(self, s: _Seen) -> None:
+        t = s.task
+        if t is not None and t.abandoned_ts is None and not s.merged_before:
+            t.abandoned_ts = s.event.ts
+
+    def model_call(self, s: _Seen) -> None:
+        e, d = s.event, s.data
+        self.book.bump(s.product, e.ts, "model_calls")
+        session = self.open_sessions.get(e.actor)
+        if session is None or session.task_id != e.task_id:
+            session = self.open_session(e.actor, e, s.product, s.seq, None)
+        ids = d.get("lesson_ids")
+        if isinstance(ids, list):
+            session.lessons.update(i for i in ids if isinstance(i, (int, str)))
+        c = self.calls.setdefault(str(d.get("call_id") or f"#{s.seq}"), _Call(e.ts, s.product))
+        c.simulated = c.simulated or bool(d.get("simulated"))
+        if isinstance(d.get("usd"), (int, float)):
+            c.call_usd = float(d["usd"])
+        if isinstance(d.get("usage"), dict):
+            c.call_usage = d["usage"]
+
+    def spend(self, s: _Seen) -> None:
+        e, d = s.event, s.data
+        c = self.calls.setdefault(str(d.get("call_id") or f"#{s.seq}"), _Call(e.ts, s.product))
+        c.ts = min(c.ts, e.ts)
+        c.product = c.product or s.product
+        c.simulated = c.simulated or bool(d.get("simulated"))
+        if isinstance(d.get("usd"), (int, float)):
+            c.spend_usd = (c.spend_usd or 0.0) + float(d["usd"])
+        if isinstance(d.get("usage"), dict):
+            c.spend_usage = d["usage"]
+
+    def agent_started(self, s: _Seen) -> None:
+        e, d = s.event, s.data
+        self.open_session(e.actor, e, s.product, s.seq, d.get("role") if isinstance(d.get("role"), str) else None)
+        ids = d.get("lesson_ids")
+        if isinstance(ids, list):
+            self.open_sessions[e.actor].lessons.update(i for i in ids if isinstance(i, (int, str)))
+
+    def agent_ended(self, s: _Seen) -> None:
+        self.open_sessions.pop(s.event.actor, None)
+
+    # --- what the pass gathered, counted in its period ---
+
+    def count_tasks(self, abandon_days: float) -> None:
+        """Cohorts (each merged task in the period it merged), blocked waits, and started tasks never merged."""
+        book, until = self.book, self.book.until
+        for t in self.tasks.values():
+            if t.merged_ts is not None and book.inside(t.merged_ts):
+                p, ts = t.product, t.merged_ts
+                book.bump(p, ts, "merged")
+                if t.created_ts is not None:
+                    book.push(p, ts, "lead_h", (ts - t.created_ts) / 3600.0)
+                book.bump(p, ts, "rounds", 1 + t.returns)
+                if t.returns == 0 and t.humans == 0 and t.defects == 0 and t.blocks == 0:
+                    book.bump(p, ts, "first_pass")
+            if t.block_open is not None:
+                self.close_block(t, until)
+            if t.merged_ts is None and t.started:
+                if t.abandoned_ts is not None:
+                    book.bump(t.product, t.abandoned_ts, "abandoned")
+                elif t.last_ts and t.last_ts <= until - abandon_days * DAY:
+                    book.bump(t.product, t.last_ts, "abandoned")
+        for product, at, minutes in self.waits:
+            book.push(product, at, "waits_min", minutes)
+
+    def count_calls(self) -> None:
+        """Each model call's dollars (real only) and tokens, from its settlements or else its own record."""
+        book = self.book
+        for c in self.calls.values():
+            usd = c.spend_usd if c.spend_usd is not None else (c.call_usd or 0.0)
+            usage = c.spend_usage if c.spend_usage is not None else (c.call_usage or {})
+            inp, out = _int(usage.get("input_tokens")), _int(usage.get("output_tokens"))
+            cw, cr = _int(usage.get("cache_creation_input_tokens")), _int(usage.get("cache_read_input_tokens"))
+            if not c.simulated:
+                book.bump(c.product, c.ts, "usd", usd)
+            book.bump(c.product, c.ts, "tokens", inp + out + cw + cr)
+            book.bump(c.product, c.ts, "cache_read", cr)
+            book.bump(c.product, c.ts, "input_all", inp + cw + cr)
+
+    def count_sessions(self) -> None:
+        """Sessions, the lessons they recalled, and whether a builder's session passed first time."""
+        book = self.book
+        for s in self.sessions:
+            book.bump(s.product, s.start_ts, "sessions")
+            book.bump(s.product, s.start_ts, "lessons", len(s.lessons))
+            if not s.builder or s.task_id is None or s.task_id not in self.tasks:
+                continue
+            after = [ok for pos, ok in self.tasks[s.task_id].outcomes if pos > s.seq]
+            if not after:
+                continue  # still at work, or a lessons turn after the merge: no outcome to judge
+            passed = int(after[0])
+            if s.lessons:
+                book.bump(s.product, s.start_ts, "with_pass", passed)
+                book.bump(s.product, s.start_ts, "with_n")
+            else:
+                book.bump(s.product, s.start_ts, "without_pass", passed)
+                book.bump(s.product, s.start_ts, "without_n")
+
+
+@dataclass(slots=True)
+class _Seen:
+    """One event as a `_Fold` function reads it: its data, task facts, product, place in the log."""
+
+    event: EventLike
+    data: dict[str, Any]
+    task: _TaskFacts | None
+    product: str | None
+    seq: int
+    merged_before: bool  # its task had merged before this event
+
+
+_ON: dict[str, Callable[[_Fold, _Seen], None]] = {
+    Kind.TASK_CREATED: _Fold.created,
+    Kind.TASK_STARTED: _Fold.started,
+    Kind.COMMITTED: _Fold.committed,
+    Kind.SENT_BACK: _Fold.sent_back,
+    Kind.CHANGES_REQUESTED: _Fold.sent_back,
+    Kind.DEFECT_OPENED: _Fold.defect_opened,
+    Kind.TASK_REOPENED: _Fold.reopened,
+    Kind.BLOCKED: _Fold.blocked,
+    Kind.MERGED: _Fold.merged,
+    **{k: _Fold.abandoned for k in ABANDON_KINDS},
+    Kind.MODEL_CALL: _Fold.model_call,
+    **{k: _Fold.spend for k in SPEND_KINDS},
+    Kind.AGENT_STARTED: _Fold.agent_started,
+    Kind.AGENT_FINISHED: _Fold.agent_ended,
+    Kind.AGENT_STOPPED: _Fold.agent_ended,
+}
+"""What each kind of event counts; a kind not here counts only as a task's activity or a human's act."""
 
 
 # --- periods, trends, verdicts ------------------------------------------------------------------

@@ -52,7 +52,7 @@ def notices_for(event: Event) -> list[Notice]:
             actions=[f'cockpit send-back {tid} -m "…"', f'cockpit approve {tid} --note "…"',
                      f"cockpit retry {tid}"],
         )]
-    if event.kind in (Kind.SPEND, "spend.settled_untasked") and event.data.get("budget_crossed"):
+    if event.kind in (Kind.SPEND, Kind.SPEND_UNTASKED) and event.data.get("budget_crossed"):
         return [_budget_notice(event, c) for c in event.data["budget_crossed"]]
     return []
 

@@ -18,6 +18,7 @@ Invariants (1-3 of docs/architecture.md, which says where each is tested):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
@@ -36,6 +37,14 @@ class TaskState(StrEnum):
     MERGING = "merging"
     DONE = "done"
     BLOCKED = "blocked"
+
+
+OPEN_STATES: frozenset[TaskState] = frozenset(TaskState) - {TaskState.DONE}
+"""Open: not done, so it may still change (a blocked task is open: it waits on the human). The one meaning of "open"."""
+IN_FLIGHT_STATES: frozenset[TaskState] = OPEN_STATES - {TaskState.BLOCKED}
+"""Open and not waiting on the human: the states the orchestrator drives forward."""
+AT_WORK_STATES: frozenset[TaskState] = IN_FLIGHT_STATES - {TaskState.QUEUED}
+"""Started and moving: a builder, a gate, a reviewer or the merge queue is at it."""
 
 
 class Outcome(StrEnum):
@@ -287,10 +296,6 @@ _ALLOWED: dict[str, frozenset[Role]] = {
     Kind.TASK_EDITED: frozenset({Role.HUMAN}),
 }
 
-_ACTIVE = frozenset({TaskState.BUILDING, TaskState.CHECKING, TaskState.REVIEWING})
-_OPEN = frozenset(set(TaskState) - {TaskState.DONE})
-
-
 def _need(task: Task, states: frozenset[TaskState] | set[TaskState], what: str) -> None:
     if task.state not in states:
         names = ", ".join(sorted(s.value for s in states))
@@ -311,8 +316,8 @@ def create(event: Event) -> Task:
     if role_of(event.actor) not in _ALLOWED[Kind.TASK_CREATED]:
         raise Refused(f"{event.actor} may not create tasks")
     if not event.task_id or not event.product:
-        raise Refused("task.created needs a task id and a product")
-    title = _str(event.data, "title", "task.created")
+        raise Refused(f"{Kind.TASK_CREATED} needs a task id and a product")
+    title = _str(event.data, "title", Kind.TASK_CREATED)
     budget = event.data.get("budget_usd")
     return Task(
         id=event.task_id,
@@ -328,7 +333,9 @@ def create(event: Event) -> Task:
 
 
 def apply(task: Task, event: Event) -> Task:
-    """Return the task after `event`, or raise Refused. Never mutates `task`."""
+    """Return the task after `event`, or raise Refused. Never mutates `task`.
+
+    Who may send a kind is checked here (`_ALLOWED`); what the kind does is one function of `_APPLY`."""
     if event.task_id != task.id:
         raise Refused(f"event for {event.task_id} applied to {task.id}")
     role = role_of(event.actor)
@@ -337,184 +344,208 @@ def apply(task: Task, event: Event) -> Task:
         raise Refused(f"{event.kind} is not a task event")
     if role not in allowed:
         raise Refused(f"{event.actor} ({role.value}) may not {event.kind}")
-    d = event.data
     up: dict[str, Any] = {"updated_ts": event.ts, "last_event_id": event.id or task.last_event_id}
-    k = event.kind
-
-    if k == Kind.TASK_CREATED:
-        raise Refused(f"task {task.id} exists already")
-
-    elif k == Kind.TASK_STARTED:
-        _need(task, {TaskState.QUEUED}, "start")
-        up.update(state=TaskState.BUILDING, assignee=d.get("agent"))
-
-    elif k == Kind.COMMITTED:
-        _need(task, {TaskState.BUILDING}, "commit")
-        sha = _str(d, "sha", "commit")
-        authors = task.authors if event.actor in task.authors else [*task.authors, event.actor]
-        up.update(commit=sha, commits=[*task.commits, sha], authors=authors)
-
-    elif k == Kind.SUBMITTED:
-        _need(task, {TaskState.BUILDING}, "submit")
-        if task.commit is None:
-            raise Refused("submit: nothing committed yet")
-        if d.get("commit") not in (None, task.commit):
-            raise Refused(f"submit: {d.get('commit')} is not the latest commit {task.commit}")
-        up.update(state=TaskState.CHECKING)
-
-    elif k == Kind.VERDICT:
-        _need(task, _OPEN, "verdict")
-        gate = _str(d, "gate", "verdict")
-        commit = _str(d, "commit", "verdict")
-        source = base = None
-        if gate == MERGE_GATE:
-            # the merge result is a new commit: it must be the merge of the task's latest commit
-            source, base = _str(d, "source", "merge verdict"), _str(d, "base", "merge verdict")
-            if source != task.commit:
-                raise Refused(f"merge verdict: {source} is not the latest commit {task.commit} of {task.id}")
-        elif commit not in task.commits:
-            raise Refused(f"verdict: {commit} is not a commit of task {task.id}")
-        try:
-            outcome = Outcome(d.get("outcome"))
-        except ValueError:
-            raise Refused(f"verdict: outcome must be pass or fail, not {d.get('outcome')!r}") from None
-        findings = d.get("findings") or []
-        if not isinstance(findings, list) or not all(isinstance(f, str) for f in findings):
-            raise Refused("verdict: 'findings' must be a list of strings")
-        v = Verdict(gate=gate, commit=commit, actor=event.actor, outcome=outcome,
-                    detail=str(d.get("detail", ""))[:4000], event_id=event.id, source=source, base=base,
-                    findings=tuple(findings))
-        up.update(verdicts=[*task.verdicts, v])
-
-    elif k == Kind.CHECKED:
-        _need(task, {TaskState.CHECKING}, "checked")
-        tv = tests_verdict(task)
-        if tv is None or tv.outcome != Outcome.PASS:
-            raise Refused(f"checked: the tests gate has not passed on {task.commit}")
-        if guard_failed(task):
-            raise Refused(f"checked: the guard of the tests gate failed on {task.commit}; only a human override lands it")
-        up.update(state=TaskState.REVIEWING)
-
-    elif k == Kind.APPROVED:
-        _need(task, {TaskState.REVIEWING, TaskState.BLOCKED, TaskState.CHECKING}, "approve")
-        commit = _str(d, "commit", "approve")
-        if commit != task.commit:
-            raise Refused(f"approve: {commit} is not the latest commit {task.commit} of {task.id}")
-        if event.actor in task.authors:
-            raise Refused(f"approve: {event.actor} committed to {task.id} and may not approve it")
-        a = Approval(commit=commit, actor=event.actor, note=str(d.get("note", "")), event_id=event.id)
-        up.update(approvals=[*task.approvals, a])
-
-    elif k == Kind.CHANGES_REQUESTED:
-        _need(task, {TaskState.REVIEWING}, "request changes")
-        commit = _str(d, "commit", "request changes")
-        if commit != task.commit:
-            raise Refused(f"request changes: {commit} is not the latest commit {task.commit}")
-        if event.actor in task.authors:
-            raise Refused(f"request changes: {event.actor} committed to {task.id}")
-        note = _str(d, "note", "request changes")
-        up.update(state=TaskState.BUILDING, rounds=task.rounds + 1, feedback=[*task.feedback, f"{event.actor}: {note}"])
-
-    elif k == Kind.READY:
-        _need(task, {TaskState.REVIEWING}, "ready")
-        missing = missing_gates(task)
-        if missing:
-            raise Refused(f"ready: {task.id} still needs {', '.join(missing)} on {task.commit}")
-        up.update(state=TaskState.MERGING)
-
-    elif k == Kind.SENT_BACK:
-        states = _ACTIVE | {TaskState.MERGING} if role == Role.SYSTEM else {TaskState.BLOCKED}
-        _need(task, states, "send back")
-        reason = _str(d, "reason", "send back")
-        up.update(state=TaskState.BUILDING, rounds=task.rounds + 1, feedback=[*task.feedback, f"{event.actor}: {reason}"],
-                  blocked_by=[], block_detail="", resume_state=None)
-        if role == Role.HUMAN:
-            up["rounds_base"] = task.rounds + 1
-
-    elif k == Kind.BLOCKED:
-        _need(task, _OPEN - {TaskState.BLOCKED}, "block")
-        reasons = d.get("reasons")
-        if not isinstance(reasons, list) or not reasons or not all(isinstance(r, str) and r for r in reasons):
-            raise Refused("block: needs a non-empty list of reasons")
-        up.update(state=TaskState.BLOCKED, blocked_by=list(reasons),
-                  block_detail=str(d.get("detail", ""))[:4000], resume_state=task.state)
-
-    elif k == Kind.OVERRIDE:
-        _need(task, {TaskState.BLOCKED}, "override")
-        note = _str(d, "note", "override")
-        if task.commit is None:
-            raise Refused(f"override: {task.id} has no commit to land")
-        o = Override(commit=task.commit, actor=event.actor, note=note, event_id=event.id)
-        # the human stepped in: a later send-back (a merge conflict) gets the builder's full rounds
-        up.update(state=TaskState.MERGING, overrides=[*task.overrides, o], blocked_by=[], block_detail="",
-                  resume_state=None, rounds_base=task.rounds)
-
-    elif k == Kind.OVERRIDE_CARRIED:
-        _need(task, {TaskState.CHECKING}, "carry override")
-        from_commit = _str(d, "from_commit", "carry override")
-        if d.get("merges_main") is not True and from_commit != task.commit:
-            raise Refused(f"carry override: {task.commit} is not a merge of main into {from_commit}")
-        o = carry_override(task, from_commit)
-        carried = Override(commit=task.commit, actor=o.actor, note=o.note, event_id=event.id, carried_from=from_commit)
-        up.update(state=TaskState.MERGING, overrides=[*task.overrides, carried])
-
-    elif k == Kind.RETRY:
-        _need(task, {TaskState.BLOCKED}, "retry")
-        back = task.resume_state or TaskState.QUEUED
-        up.update(state=back, blocked_by=[], block_detail="", resume_state=None, rounds_base=task.rounds)
-
-    elif k == Kind.MERGED:
-        _need(task, {TaskState.MERGING}, "merge")
-        if not may_merge(task):
-            raise Refused(f"merge: {task.id} needs {', '.join(missing_gates(task))} on {task.commit}")
-        merged = _str(d, "merged_commit", "merge")
-        # invariant 8: main only moves to a commit whose tests passed on exactly that sha
-        if not merge_tested_green(task, merged):
-            raise Refused(f"merge: {merged} was not tested green as the merge of {task.commit} (what is tested "
-                          "is what lands)")
-        up.update(state=TaskState.DONE, merged_commit=merged)
-
-    elif k == Kind.DEFECT_OPENED:
-        up.update(_open_defect(task, event))
-
-    elif k == Kind.DEFECT_CLOSED:
-        up.update(_close_defect(task, event, role))
-
-    elif k == Kind.SPEND:
-        usd = d.get("usd")
-        if not isinstance(usd, (int, float)) or usd < 0:
-            raise Refused("spend: needs a non-negative 'usd'")
-        if d.get("simulated"):
-            up.update(simulated_usd=round(task.simulated_usd + float(usd), 9))
-        else:
-            up.update(spend_usd=round(task.spend_usd + float(usd), 9))
-
-    elif k == Kind.BUDGET_RAISED:
-        usd = d.get("usd")
-        if isinstance(usd, bool) or not isinstance(usd, (int, float)) or not usd > 0:
-            raise Refused("raise budget: 'usd' must be a positive amount")
-        if task.budget_usd is None:
-            raise Refused(f"raise budget: task {task.id} has no budget of its own (its product's or the day's "
-                          "budget is what stops it: raise that one)")
-        up.update(budget_usd=round(task.budget_usd + float(usd), 9))
-
-    elif k == Kind.TASK_EDITED:
-        _need(task, _OPEN, "edit")
-        if "title" in d:
-            up["title"] = _str(d, "title", "edit").strip()
-        if "body" in d:
-            up["body"] = str(d["body"])
-        if "priority" in d:
-            if isinstance(d["priority"], bool) or not isinstance(d["priority"], int):
-                raise Refused("edit: 'priority' must be a whole number")
-            up["priority"] = d["priority"]
-        if not {"title", "body", "priority"} & set(d):
-            raise Refused("edit: nothing to change (title, body or priority)")
-
+    up.update(_APPLY[event.kind](task, event, role))
     return task.model_copy(update=up)
 
 
-def _open_defect(task: Task, event: Event) -> dict[str, Any]:
+Update = dict[str, Any]
+"""The fields an event changes on its task (`Task.model_copy(update=...)`)."""
+
+
+def _created(task: Task, event: Event, role: Role) -> Update:
+    raise Refused(f"task {task.id} exists already")
+
+
+def _started(task: Task, event: Event, role: Role) -> Update:
+    _need(task, {TaskState.QUEUED}, "start")
+    return {"state": TaskState.BUILDING, "assignee": event.data.get("agent")}
+
+
+def _committed(task: Task, event: Event, role: Role) -> Update:
+    _need(task, {TaskState.BUILDING}, "commit")
+    sha = _str(event.data, "sha", "commit")
+    authors = task.authors if event.actor in task.authors else [*task.authors, event.actor]
+    return {"commit": sha, "commits": [*task.commits, sha], "authors": authors}
+
+
+def _submitted(task: Task, event: Event, role: Role) -> Update:
+    d = event.data
+    _need(task, {TaskState.BUILDING}, "submit")
+    if task.commit is None:
+        raise Refused("submit: nothing committed yet")
+    if d.get("commit") not in (None, task.commit):
+        raise Refused(f"submit: {d.get('commit')} is not the latest commit {task.commit}")
+    return {"state": TaskState.CHECKING}
+
+
+def _verdict(task: Task, event: Event, role: Role) -> Update:
+    d = event.data
+    _need(task, OPEN_STATES, "verdict")
+    gate = _str(d, "gate", "verdict")
+    commit = _str(d, "commit", "verdict")
+    source = base = None
+    if gate == MERGE_GATE:
+        # the merge result is a new commit: it must be the merge of the task's latest commit
+        source, base = _str(d, "source", "merge verdict"), _str(d, "base", "merge verdict")
+        if source != task.commit:
+            raise Refused(f"merge verdict: {source} is not the latest commit {task.commit} of {task.id}")
+    elif commit not in task.commits:
+        raise Refused(f"verdict: {commit} is not a commit of task {task.id}")
+    try:
+        outcome = Outcome(d.get("outcome"))
+    except ValueError:
+        raise Refused(f"verdict: outcome must be pass or fail, not {d.get('outcome')!r}") from None
+    findings = d.get("findings") or []
+    if not isinstance(findings, list) or not all(isinstance(f, str) for f in findings):
+        raise Refused("verdict: 'findings' must be a list of strings")
+    v = Verdict(gate=gate, commit=commit, actor=event.actor, outcome=outcome,
+                detail=str(d.get("detail", ""))[:4000], event_id=event.id, source=source, base=base,
+                findings=tuple(findings))
+    return {"verdicts": [*task.verdicts, v]}
+
+
+def _checked(task: Task, event: Event, role: Role) -> Update:
+    _need(task, {TaskState.CHECKING}, "checked")
+    tv = tests_verdict(task)
+    if tv is None or tv.outcome != Outcome.PASS:
+        raise Refused(f"checked: the tests gate has not passed on {task.commit}")
+    if guard_failed(task):
+        raise Refused(f"checked: the guard of the tests gate failed on {task.commit}; only a human override lands it")
+    return {"state": TaskState.REVIEWING}
+
+
+def _approved(task: Task, event: Event, role: Role) -> Update:
+    d = event.data
+    _need(task, {TaskState.REVIEWING, TaskState.BLOCKED, TaskState.CHECKING}, "approve")
+    commit = _str(d, "commit", "approve")
+    if commit != task.commit:
+        raise Refused(f"approve: {commit} is not the latest commit {task.commit} of {task.id}")
+    if event.actor in task.authors:
+        raise Refused(f"approve: {event.actor} committed to {task.id} and may not approve it")
+    a = Approval(commit=commit, actor=event.actor, note=str(d.get("note", "")), event_id=event.id)
+    return {"approvals": [*task.approvals, a]}
+
+
+def _changes_requested(task: Task, event: Event, role: Role) -> Update:
+    d = event.data
+    _need(task, {TaskState.REVIEWING}, "request changes")
+    commit = _str(d, "commit", "request changes")
+    if commit != task.commit:
+        raise Refused(f"request changes: {commit} is not the latest commit {task.commit}")
+    if event.actor in task.authors:
+        raise Refused(f"request changes: {event.actor} committed to {task.id}")
+    note = _str(d, "note", "request changes")
+    return {"state": TaskState.BUILDING, "rounds": task.rounds + 1, "feedback": [*task.feedback, f"{event.actor}: {note}"]}
+
+
+def _ready(task: Task, event: Event, role: Role) -> Update:
+    _need(task, {TaskState.REVIEWING}, "ready")
+    missing = missing_gates(task)
+    if missing:
+        raise Refused(f"ready: {task.id} still needs {', '.join(missing)} on {task.commit}")
+    return {"state": TaskState.MERGING}
+
+
+def _sent_back(task: Task, event: Event, role: Role) -> Update:
+    states = AT_WORK_STATES if role == Role.SYSTEM else {TaskState.BLOCKED}
+    _need(task, states, "send back")
+    reason = _str(event.data, "reason", "send back")
+    up: Update = {"state": TaskState.BUILDING, "rounds": task.rounds + 1,
+                  "feedback": [*task.feedback, f"{event.actor}: {reason}"], "blocked_by": [], "block_detail": "",
+                  "resume_state": None}
+    if role == Role.HUMAN:
+        up["rounds_base"] = task.rounds + 1
+    return up
+
+
+def _blocked(task: Task, event: Event, role: Role) -> Update:
+    d = event.data
+    _need(task, IN_FLIGHT_STATES, "block")
+    reasons = d.get("reasons")
+    if not isinstance(reasons, list) or not reasons or not all(isinstance(r, str) and r for r in reasons):
+        raise Refused("block: needs a non-empty list of reasons")
+    return {"state": TaskState.BLOCKED, "blocked_by": list(reasons), "block_detail": str(d.get("detail", ""))[:4000],
+            "resume_state": task.state}
+
+
+def _override(task: Task, event: Event, role: Role) -> Update:
+    _need(task, {TaskState.BLOCKED}, "override")
+    note = _str(event.data, "note", "override")
+    if task.commit is None:
+        raise Refused(f"override: {task.id} has no commit to land")
+    o = Override(commit=task.commit, actor=event.actor, note=note, event_id=event.id)
+    # the human stepped in: a later send-back (a merge conflict) gets the builder's full rounds
+    return {"state": TaskState.MERGING, "overrides": [*task.overrides, o], "blocked_by": [], "block_detail": "",
+            "resume_state": None, "rounds_base": task.rounds}
+
+
+def _override_carried(task: Task, event: Event, role: Role) -> Update:
+    d = event.data
+    _need(task, {TaskState.CHECKING}, "carry override")
+    from_commit = _str(d, "from_commit", "carry override")
+    if d.get("merges_main") is not True and from_commit != task.commit:
+        raise Refused(f"carry override: {task.commit} is not a merge of main into {from_commit}")
+    o = carry_override(task, from_commit)
+    carried = Override(commit=task.commit, actor=o.actor, note=o.note, event_id=event.id, carried_from=from_commit)
+    return {"state": TaskState.MERGING, "overrides": [*task.overrides, carried]}
+
+
+def _retry(task: Task, event: Event, role: Role) -> Update:
+    _need(task, {TaskState.BLOCKED}, "retry")
+    back = task.resume_state or TaskState.QUEUED
+    return {"state": back, "blocked_by": [], "block_detail": "", "resume_state": None, "rounds_base": task.rounds}
+
+
+def _merged(task: Task, event: Event, role: Role) -> Update:
+    _need(task, {TaskState.MERGING}, "merge")
+    if not may_merge(task):
+        raise Refused(f"merge: {task.id} needs {', '.join(missing_gates(task))} on {task.commit}")
+    merged = _str(event.data, "merged_commit", "merge")
+    # invariant 8: main only moves to a commit whose tests passed on exactly that sha
+    if not merge_tested_green(task, merged):
+        raise Refused(f"merge: {merged} was not tested green as the merge of {task.commit} (what is tested "
+                      "is what lands)")
+    return {"state": TaskState.DONE, "merged_commit": merged}
+
+
+def _spend(task: Task, event: Event, role: Role) -> Update:
+    usd = event.data.get("usd")
+    if not isinstance(usd, (int, float)) or usd < 0:
+        raise Refused("spend: needs a non-negative 'usd'")
+    if event.data.get("simulated"):
+        return {"simulated_usd": round(task.simulated_usd + float(usd), 9)}
+    return {"spend_usd": round(task.spend_usd + float(usd), 9)}
+
+
+def _budget_raised(task: Task, event: Event, role: Role) -> Update:
+    usd = event.data.get("usd")
+    if isinstance(usd, bool) or not isinstance(usd, (int, float)) or not usd > 0:
+        raise Refused("raise budget: 'usd' must be a positive amount")
+    if task.budget_usd is None:
+        raise Refused(f"raise budget: task {task.id} has no budget of its own (its product's or the day's "
+                      "budget is what stops it: raise that one)")
+    return {"budget_usd": round(task.budget_usd + float(usd), 9)}
+
+
+def _edited(task: Task, event: Event, role: Role) -> Update:
+    d = event.data
+    _need(task, OPEN_STATES, "edit")
+    up: Update = {}
+    if "title" in d:
+        up["title"] = _str(d, "title", "edit").strip()
+    if "body" in d:
+        up["body"] = str(d["body"])
+    if "priority" in d:
+        if isinstance(d["priority"], bool) or not isinstance(d["priority"], int):
+            raise Refused("edit: 'priority' must be a whole number")
+        up["priority"] = d["priority"]
+    if not {"title", "body", "priority"} & set(d):
+        raise Refused("edit: nothing to change (title, body or priority)")
+    return up
+
+
+def _open_defect(task: Task, event: Event, role: Role) -> Update:
     d = event.data
     # BUILDING too: the reviewer may have sent the task back while the breaker still worked the same commit
     _need(task, {TaskState.REVIEWING, TaskState.BUILDING}, "open defect")
@@ -539,9 +570,9 @@ def _open_defect(task: Task, event: Event) -> dict[str, Any]:
             "feedback": [*task.feedback, note]}
 
 
-def _close_defect(task: Task, event: Event, role: Role) -> dict[str, Any]:
+def _close_defect(task: Task, event: Event, role: Role) -> Update:
     d = event.data
-    _need(task, _OPEN, "close defect")
+    _need(task, OPEN_STATES, "close defect")
     defect_id = _str(d, "defect", "close defect")
     found = next((x for x in task.defects if x.id == defect_id), None)
     if found is None or found.state != DefectState.OPEN:
@@ -559,6 +590,32 @@ def _close_defect(task: Task, event: Event, role: Role) -> dict[str, Any]:
     closed = found.model_copy(update={"state": DefectState.CLOSED, "closed_by": event.actor, "closed_commit": commit})
     return {"defects": [closed if x.id == defect_id else x for x in task.defects],
             "open_defects": [i for i in task.open_defects if i != defect_id]}
+
+
+_APPLY: dict[str, Callable[[Task, Event, Role], Update]] = {
+    Kind.TASK_CREATED: _created,
+    Kind.TASK_STARTED: _started,
+    Kind.COMMITTED: _committed,
+    Kind.SUBMITTED: _submitted,
+    Kind.VERDICT: _verdict,
+    Kind.CHECKED: _checked,
+    Kind.APPROVED: _approved,
+    Kind.CHANGES_REQUESTED: _changes_requested,
+    Kind.READY: _ready,
+    Kind.SENT_BACK: _sent_back,
+    Kind.BLOCKED: _blocked,
+    Kind.OVERRIDE: _override,
+    Kind.OVERRIDE_CARRIED: _override_carried,
+    Kind.RETRY: _retry,
+    Kind.MERGED: _merged,
+    Kind.DEFECT_OPENED: _open_defect,
+    Kind.DEFECT_CLOSED: _close_defect,
+    Kind.SPEND: _spend,
+    Kind.BUDGET_RAISED: _budget_raised,
+    Kind.TASK_EDITED: _edited,
+}
+"""What each task event does to its task: one function per kind of `_ALLOWED`."""
+assert set(_APPLY) == set(_ALLOWED), "a task kind without its function, or a function for a kind nobody may send"
 
 
 def fold(events: list[Event]) -> dict[str, Task]:

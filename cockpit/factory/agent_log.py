@@ -18,7 +18,6 @@ as the model got it, capped by the loop), and the events of the task it builds t
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import codecs
 import contextlib
@@ -30,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ..config import FactoryConfig, load_factory
+from ..config import FactoryConfig
 from ..domain.errors import Refused
 from ..domain.events import Event, Kind
 from ..domain.visible import visible, visible_line
@@ -317,29 +316,4 @@ def tail(path: Path, *, lines: int = 20, follow: bool = False, out=None, poll: f
     return 0
 
 
-def cmd_tail(args: argparse.Namespace) -> int:
-    config = load_factory(args.factory)
-    directory = logs_dir(config)
-    path = log_path(directory, args.agent)
-    if not path.exists() and not args.follow:
-        agents = known_agents(directory)
-        listing = ", ".join(sorted(agents)[:20]) if agents else "none yet: logs are written while the factory runs"
-        raise Refused(f"no log for {args.agent} in {directory} (agents with a log: {listing})")
-    try:
-        return tail(path, lines=args.lines, follow=args.follow)
-    except BrokenPipeError:  # `cockpit tail builder-1 | head`: the reader left, which is fine
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-
-
-def register(sub: argparse._SubParsersAction, factory_arg: Callable[[argparse.ArgumentParser], None]) -> None:
-    p = sub.add_parser("tail", help="print an agent's log (memory/logs/AGENT.log); --follow keeps printing")
-    factory_arg(p)
-    p.add_argument("agent", help="the agent, e.g. builder-3")
-    p.add_argument("--follow", "-F", action="store_true", help="keep printing what the agent does, like tail -f")
-    p.add_argument("--lines", "-n", type=int, default=20, help="how many lines to print first (default 20)")
-    p.set_defaults(func=cmd_tail)
-
-
-__all__ = ["AgentLogWriter", "LineMaker", "agent_of", "known_agents", "last_lines", "log_path", "logs_dir", "register",
-           "tail"]
+__all__ = ["AgentLogWriter", "LineMaker", "agent_of", "known_agents", "last_lines", "log_path", "logs_dir", "tail"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 
+from ..config import FactoryConfig
+from ..domain.budget import RaiseChoice, Scope, budget_to_raise, day_of, unlimited_refusal
 from ..domain.events import Event, Kind
 from ..domain.errors import Refused
 from ..store import Store
@@ -28,6 +30,19 @@ async def add_task(store: Store, *, product: str, title: str, body: str = "", pr
     if budget_usd is not None:
         data["budget_usd"] = budget_usd
     return await store.append(Event(kind=Kind.TASK_CREATED, actor=actor, product=product, data=data))
+
+
+async def queue_task(store: Store, config: FactoryConfig, *, product: str, title: str, body: str = "",
+                     priority: int = 0, actor: str) -> Event:
+    """A human's new task on a configured product, with the product's default task budget (`task_budget_usd`):
+    the CLI's `task add` and the TUI's new-task form both come here."""
+    try:
+        p = config.product(product)
+    except KeyError:
+        names = ", ".join(p.name for p in config.products) or "none"
+        raise Refused(f"no product {product!r} in {config.path} (products: {names})") from None
+    return await add_task(store, product=p.name, title=title, body=body, priority=priority, actor=actor,
+                          budget_usd=p.task_budget_usd)
 
 
 async def approve_override(store: Store, task_id: str, *, actor: str, note: str) -> Event:
@@ -53,13 +68,14 @@ async def retry(store: Store, task_id: str, *, actor: str) -> Event:
 async def raise_budget(store: Store, *, scope: str, usd: float, actor: str, key: str | None = None) -> Event:
     """Raise a budget by `usd`: scope task (key: the task id), product (key: its name), day (key: the
     local date, default today) or factory. Effective limit = configured + every raise, rebuilt from
-    these events after a restart; only a human may raise (the store refuses anyone else)."""
-    from ..domain.budget import Scope, day_of
-
+    these events after a restart; only a human may raise (the store refuses anyone else). A budget that is
+    unlimited in factory.toml (the limits the store was opened with) is refused: raising it would mean nothing."""
     try:
         sc = Scope(scope)
     except ValueError:
         raise Refused(f"no budget scope {scope!r}: use task, product, day or factory") from None
+    if sc != Scope.TASK and (why := unlimited_refusal(sc, key or "", store.budget.limits)):
+        raise Refused(why)
     product = task_id = None
     if sc == Scope.TASK:
         t = _task(store, key or "")
@@ -86,6 +102,21 @@ async def raise_blocking_budget(store: Store, task_id: str, *, usd: float, actor
     if not isinstance(figures, dict):
         raise Refused(f"task {task_id}: the block does not say which budget; raise one with `cockpit budget raise`")
     return await raise_budget(store, scope=figures["scope"], key=figures.get("key") or None, usd=usd, actor=actor)
+
+
+def task_raise_choice(store: Store, task_id: str) -> RaiseChoice:
+    """Which budget a one-key raise on this task lifts (domain/budget.py `budget_to_raise`), or Refused."""
+    t = _task(store, task_id)
+    return budget_to_raise(task_id=t.id, product=t.product, blocked_by_budget="budget" in t.blocked_by,
+                           task_budget_usd=t.budget_usd, limits=store.budget.limits)
+
+
+async def raise_task_budget(store: Store, task_id: str, *, usd: float, actor: str) -> Event:
+    """The one-key raise on a task: the budget that blocked it, else its own, else its product's."""
+    choice = task_raise_choice(store, task_id)
+    if choice.scope is None:
+        return await raise_blocking_budget(store, task_id, usd=usd, actor=actor)
+    return await raise_budget(store, scope=choice.scope, key=choice.key, usd=usd, actor=actor)
 
 
 async def reconcile(store: Store, *, actor: str, call_id: str | None = None, usd: float | None = None) -> list[str]:
@@ -119,10 +150,6 @@ async def edit_task(store: Store, task_id: str, *, actor: str, title: str | None
     return await store.append(Event(kind=Kind.TASK_EDITED, actor=actor, product=t.product, task_id=task_id, data=data))
 
 
-AGENT_PAUSED = "agent.paused"
-AGENT_RESUMED = "agent.resumed"
-
-
 def _running_factory(orchestrator, agent: str, what: str):
     if orchestrator is None:
         raise Refused(f"{what} {agent}: no factory runs in this cockpit (do it where `cockpit run` runs)")
@@ -132,7 +159,7 @@ def _running_factory(orchestrator, agent: str, what: str):
 async def pause_agent(store: Store, orchestrator, agent: str, *, actor: str) -> Event:
     """No new session for `agent` (the one it runs finishes); recorded, then applied to the running factory."""
     orch = _running_factory(orchestrator, agent, "pause")
-    ev = await store.append(Event(kind=AGENT_PAUSED, actor=actor, task_id=orch.agent_tasks.get(agent),
+    ev = await store.append(Event(kind=Kind.AGENT_PAUSED, actor=actor, task_id=orch.agent_tasks.get(agent),
                                   data={"agent": agent}))
     orch.pause_agent(agent)
     return ev
@@ -140,7 +167,7 @@ async def pause_agent(store: Store, orchestrator, agent: str, *, actor: str) -> 
 
 async def resume_agent(store: Store, orchestrator, agent: str, *, actor: str) -> Event:
     orch = _running_factory(orchestrator, agent, "resume")
-    ev = await store.append(Event(kind=AGENT_RESUMED, actor=actor, task_id=orch.agent_tasks.get(agent),
+    ev = await store.append(Event(kind=Kind.AGENT_RESUMED, actor=actor, task_id=orch.agent_tasks.get(agent),
                                   data={"agent": agent}))
     orch.resume_agent(agent)
     return ev

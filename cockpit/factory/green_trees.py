@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from .guards import is_protected, is_test_file
 from ..host.sandbox import Sandbox
+from ..store import reads
 from .workspaces import git
 
 KEY_PARTS = ("tree", "main_tests", "command", "protected", "runner", "gate")
@@ -92,14 +93,10 @@ class GreenTrees:
         if self.store is None:
             return None
         gates = tuple({"check": "guard", "merge": "merge"}[k] for k in kinds)
-        rows = await self.store.query(
-            "SELECT data FROM events WHERE kind = 'gate.verdict' AND actor = 'system' "
-            "AND json_extract(data, '$.run_key') = ? AND json_extract(data, '$.outcome') = 'pass' "
-            f"AND json_extract(data, '$.gate') IN ({', '.join('?' for _ in gates)}) ORDER BY id DESC LIMIT 1",
-            (key, *gates))
-        if not rows:
+        found = await reads.last_green_verdict(self.store, key, gates)
+        if found is None:
             return None
-        data = json.loads(rows[0][0])
+        data = json.loads(found)
         green = Green(key, str(data.get("commit")), "check" if data.get("gate") == "guard" else "merge")
         self._mem[key] = green
         return green

@@ -25,6 +25,7 @@ from ..domain.errors import Refused
 from ..domain.events import Event, Kind
 from ..domain.prices import PriceTable
 from ..domain.tasks import Task
+from ..store import reads
 from ..store import Store
 from ..store.memory import Lesson, Memory
 from .rules import RuleBook, Rules, text_hash
@@ -61,14 +62,9 @@ REMEMBER_SPEC: dict[str, Any] = {
 
 async def teaching_event(store: Store, task_id: str) -> int | None:
     """The latest event of the task that taught something: a failed verdict, a send-back, a human's step."""
-    rows = await store.query(
-        "SELECT MAX(id) FROM events WHERE task_id = ? AND (kind IN (?, ?, ?, ?) OR "
-        "(kind = ? AND json_extract(data, '$.outcome') = 'fail'))",
-        (task_id, Kind.CHANGES_REQUESTED.value, Kind.SENT_BACK.value, Kind.OVERRIDE.value, Kind.BLOCKED.value,
-         Kind.VERDICT.value))
-    found = rows[0][0] if rows else None
+    found = await reads.last_teaching_event_id(store, task_id)
     if found is not None:
-        return int(found)
+        return found
     task = store.task(task_id)
     return task.last_event_id if task else None
 

@@ -22,16 +22,14 @@ from ..domain.actors import role_of
 from ..domain.budget import (FACTORY_KEY, Scope, ScopeKey, day_of, is_simulated, real_key,
                              scope_label, simulated_key, usd_of)
 from ..domain.errors import Refused
-from ..domain.tasks import TaskState
+from ..domain.tasks import OPEN_STATES
+from ..store import reads
 from ..store import Store
 
 By = Literal["product", "task", "agent", "role", "model", "day"]
 BY_CHOICES: tuple[str, ...] = ("product", "task", "agent", "role", "model", "day")
 BURN_WINDOW_S = 15 * 60
 
-_HELD = ("CASE state WHEN 'reserved' THEN reserved_usd "
-         "WHEN 'unsettled' THEN MAX(reserved_usd - settled_usd, 0) ELSE 0 END")
-_COLUMN = {"product": "product", "task": "task_id", "agent": "actor", "model": "model"}
 
 
 @dataclass
@@ -77,10 +75,7 @@ async def spend_by(store: Store, by: str = "product") -> list[SpendRow]:
     """Spend grouped by product, task, agent, role, model or day (the local day the call was reserved)."""
     if by not in BY_CHOICES:
         raise Refused(f"spend by {by!r}: choose one of {', '.join(BY_CHOICES)}")
-    col = _COLUMN.get(by, "actor" if by == "role" else "ts")
-    rows = await store.query(
-        f"SELECT {col}, SUM(settled_usd), SUM({_HELD}), COUNT(*), SUM(input_tokens), SUM(output_tokens), "
-        f"SUM(cache_creation_tokens), SUM(cache_read_tokens), simulated FROM ledger GROUP BY {col}, simulated")
+    rows = await reads.ledger_grouped(store, by)
     out: dict[str, SpendRow] = {}
     for key, *vals, simulated in rows:
         if by == "role":
@@ -112,17 +107,11 @@ async def burn_rate(store: Store, *, now: float | None = None, window_s: float =
     """USD per hour settled over the last `window_s` seconds (15 minutes), in one budget's scope (a `sim:` key: its
     simulated pool)."""
     now = time.time() if now is None else now
-    where, params = ["settled_ts > ?", "settled_ts <= ?", "simulated = ?"], [now - window_s, now, int(is_simulated(scope))]
-    scope = real_key(scope)
-    if scope[0] == Scope.TASK:
-        where.append("task_id = ?")
-        params.append(scope[1])
-    elif scope[0] == Scope.PRODUCT:
-        where.append("product = ?")
-        params.append(scope[1])
-    (usd,) = (await store.query(f"SELECT COALESCE(SUM(settled_usd), 0) FROM ledger WHERE {' AND '.join(where)}",
-                                tuple(params)))[0]
-    return float(usd) * 3600.0 / window_s
+    simulated, (kind, name) = is_simulated(scope), real_key(scope)
+    usd = await reads.settled_in_window(store, now - window_s, now, simulated=simulated,
+                                        task_id=name if kind == Scope.TASK else None,
+                                        product=name if kind == Scope.PRODUCT else None)
+    return usd * 3600.0 / window_s
 
 
 def _seconds_to_midnight(now: float) -> float:
@@ -164,7 +153,7 @@ async def budget_lines(config: FactoryConfig, store: Store, *, now: float | None
     limits = config.budget_limits()
     keys: list[tuple[ScopeKey, float | None]] = [(FACTORY_KEY, None), ((Scope.DAY, day_of(now)), None)]
     keys += [((Scope.PRODUCT, p.name), None) for p in config.products]
-    keys += [((Scope.TASK, t.id), t.budget_usd) for t in store.tasks() if t.state != TaskState.DONE]
+    keys += [((Scope.TASK, t.id), t.budget_usd) for t in store.tasks() if t.state in OPEN_STATES]
     # a budget's simulated pool, once the scripted model spent in it
     keys += [(simulated_key(k), b) for k, b in list(keys) if store.budget.total(simulated_key(k)).used]
     out = []

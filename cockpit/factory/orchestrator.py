@@ -27,7 +27,9 @@ from ..domain.actors import agent_id
 from ..domain.budget import BudgetExceeded
 from ..domain.errors import Refused
 from ..domain.events import Event, Kind
-from ..domain.tasks import DefectState, Task, TaskState, rounds_left, tests_verdict, valid_approvals
+from ..domain.tasks import (AT_WORK_STATES, IN_FLIGHT_STATES, DefectState, Task, TaskState, rounds_left, tests_verdict,
+                             valid_approvals)
+from ..store import reads
 from ..store import Store, StoreError
 from .agent_log import AgentLogWriter
 from .defects import ReproResult, reproduce
@@ -45,7 +47,6 @@ from .workspaces import GitError, Workspaces, _run_git
 
 log = logging.getLogger(__name__)
 
-_OPEN_STATES = {TaskState.QUEUED, TaskState.BUILDING, TaskState.CHECKING, TaskState.REVIEWING, TaskState.MERGING}
 _DIFF_LIMIT = 30_000
 
 
@@ -89,12 +90,13 @@ class Orchestrator:
     async def run(self, *, until_idle: bool = False, timeout: float | None = None) -> None:
         """Drive tasks until cancelled, or (until_idle) until no open task is left to drive."""
         await self._init_counters()
-        await recover(self)  # a crash may have left reservations, worktrees or commits the store disagrees with
+        # a crash may have left reservations, worktrees or commits the store disagrees with
+        await recover(self.config, self.store, self.workspaces)
         await clear_scratch(self.scratch_root, [self.config.product_path(p.name) for p in self.config.products])
         Sandbox.check(self.config.factory.sandbox)
         url = webhook_url(self.config)  # a bad [notify] stops the start, with the file and what to do
         for t in self.store.tasks():
-            if t.state in _OPEN_STATES - {TaskState.QUEUED}:
+            if t.state in AT_WORK_STATES:
                 await self._note(t, f"resumed after restart while {t.state.value}")
         sub = self.store.subscribe()
         watcher = asyncio.create_task(self._watch(sub))
@@ -138,7 +140,7 @@ class Orchestrator:
 
     def _drivable(self) -> list[Task]:
         names = {p.name for p in self.config.products}
-        return [t for t in self.store.tasks() if t.state in _OPEN_STATES and t.product in names
+        return [t for t in self.store.tasks() if t.state in IN_FLIGHT_STATES and t.product in names
                 and not self._paused(t)]
 
     def _paused(self, t: Task) -> bool:
@@ -168,9 +170,7 @@ class Orchestrator:
         return [] if busy else queue[:1]
 
     async def _init_counters(self) -> None:
-        rows = await self.store.query(
-            "SELECT DISTINCT actor FROM events WHERE kind = ?", (Kind.AGENT_STARTED.value,))
-        for (actor,) in rows:
+        for actor, _, _ in await reads.started_agents(self.store):
             role, _, n = actor.rpartition("-")
             if n.isdigit():
                 self._counters[role] = max(self._counters[role], int(n))
@@ -185,7 +185,7 @@ class Orchestrator:
         try:
             while True:
                 t = self.store.task(task_id)
-                if t is None or t.state not in _OPEN_STATES or self._paused(t):
+                if t is None or t.state not in IN_FLIGHT_STATES or self._paused(t):
                     return
                 before = t.last_event_id
                 step = {
@@ -197,7 +197,7 @@ class Orchestrator:
                 }[t.state]
                 await step(t)
                 after = self.store.task(task_id)
-                if after is not None and after.last_event_id == before and after.state in _OPEN_STATES:
+                if after is not None and after.last_event_id == before and after.state in IN_FLIGHT_STATES:
                     await self._block(after, ["stalled"], f"no progress in stage {after.state.value}")
         except asyncio.CancelledError:
             raise
@@ -205,7 +205,7 @@ class Orchestrator:
             return
         except BudgetExceeded as e:  # the call was not made; the human raises the budget, then retries
             t = self.store.task(task_id)
-            if t is not None and t.state in _OPEN_STATES:
+            if t is not None and t.state in IN_FLIGHT_STATES:
                 await self._append(t, Kind.BLOCKED, reasons=["budget"], detail=e.detail(), budget=e.figures())
         except ModelUnavailable as e:
             await self._block(self.store.task(task_id), ["model unavailable"], str(e))
@@ -237,7 +237,7 @@ class Orchestrator:
             return None
 
     async def _block(self, t: Task | None, reasons: list[str], detail: str) -> None:
-        if t is None or t.state not in _OPEN_STATES:
+        if t is None or t.state not in IN_FLIGHT_STATES:
             return
         await self._append(t, Kind.BLOCKED, reasons=reasons, detail=detail[:4000])
 

@@ -7,28 +7,29 @@ recomputed from the events each time, so it cannot drift from the log.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from ..config import FactoryConfig, load_factory
 from ..domain import metrics
 from ..domain.errors import Refused
+from ..domain.events import Kind
 from ..domain.metrics import FACTORY, METRIC, METRICS, Rate, ScopeRate
+from ..store import reads
 from ..store import Store
 
 # high-volume kinds no metric reads; left in the database
-_UNREAD_KINDS = ("agent.text", "agent.tool_result", "spend.reserved", "gate.started", "model.retry")
+_UNREAD_KINDS = tuple(k.value for k in (Kind.AGENT_TEXT, Kind.AGENT_TOOL_RESULT, Kind.SPEND_RESERVED, Kind.GATE_STARTED,
+                                        Kind.MODEL_RETRY))
 # the kinds whose data a metric reads; the others are counted by kind, actor, task and time alone
-_DATA_KINDS = ("task.created", "model.call", "spend.settled", "spend.settled_untasked", "agent.started")
+_DATA_KINDS = tuple(k.value for k in (Kind.TASK_CREATED, Kind.MODEL_CALL, Kind.SPEND, Kind.SPEND_UNTASKED, Kind.AGENT_STARTED))
 
 
 @dataclass(slots=True)
@@ -46,10 +47,8 @@ class LoggedEvent:
 
 async def load_events(store: Store, *, after_id: int = 0) -> list[LoggedEvent]:
     """Every event a metric reads (after `after_id`), in log order; data only where a metric reads it."""
-    unread, with_data = ",".join("?" * len(_UNREAD_KINDS)), ",".join("?" * len(_DATA_KINDS))
-    rows = await store.query(
-        f"SELECT id, ts, kind, actor, product, task_id, CASE WHEN kind IN ({with_data}) THEN data END "
-        f"FROM events WHERE id > ? AND kind NOT IN ({unread}) ORDER BY id", (*_DATA_KINDS, after_id, *_UNREAD_KINDS))
+    rows = await reads.events_for_metrics(store, after_id=after_id, data_kinds=_DATA_KINDS,
+                                          unread_kinds=_UNREAD_KINDS)
     out = []
     for id_, ts, kind, actor, product, task_id, data in rows:
         parsed: Any = {}
@@ -202,52 +201,5 @@ def parse_since(text: str, *, now: float | None = None) -> float:
     return (dt if dt.tzinfo else dt.astimezone()).timestamp()
 
 
-# --- the commands ---------------------------------------------------------------------------------
-
-
-def _open_and(config: FactoryConfig, fn: Callable[[Store], Any]) -> Any:
-    async def run() -> Any:
-        store = await Store.open(config.store_path, budgets=config.budget_limits())
-        try:
-            return await fn(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
-
-
-def rate_of(config: FactoryConfig, *, since: str | None = None) -> Rate:
-    """The rate of a factory from its store, every configured product included."""
-    start = parse_since(since) if since else None
-    names = [p.name for p in config.products]
-    return _open_and(config, lambda s: compute_rate(s, since=start, products=names))
-
-
-def cmd_rate(args: argparse.Namespace) -> int:
-    config = load_factory(args.factory)
-    rate = rate_of(config, since=args.since)
-    if args.product is not None and args.product not in rate.scopes:
-        known = ", ".join(rate.products) or "none"
-        raise Refused(f"no product {args.product!r} in the factory or its history (products: {known})")
-    if args.json:
-        data = rate.to_dict()
-        if args.product is not None:
-            data["products"] = {args.product: data["products"][args.product]}
-        print(json.dumps(data, indent=2))
-    else:
-        print("\n".join(text_report(rate, product=args.product)))
-    return 0
-
-
-def register(sub: argparse._SubParsersAction, factory_arg: Callable[[argparse.ArgumentParser], None]) -> None:
-    r = sub.add_parser("rate", help="does the factory compound? throughput, yield, rework, human load, cost, memory, "
-                                    "motion: per product, with the trend and a verdict")
-    factory_arg(r)
-    r.add_argument("--product", "-p", help="one product (default: the factory and every product)")
-    r.add_argument("--since", help="start of the window: 2025-03-01, a date-time, or 30d / 6w back (default: all)")
-    r.add_argument("--json", action="store_true", help="every metric, per day and per week, the trends and verdicts")
-    r.set_defaults(func=cmd_rate)
-
-
-__all__ = ["CHARTED", "LogReader", "LoggedEvent", "compute_rate", "fmt_value", "load_events", "parse_since", "rate_of",
-           "register", "sparkline", "summary_line", "text_report"]
+__all__ = ["CHARTED", "LogReader", "LoggedEvent", "compute_rate", "fmt_value", "load_events", "parse_since",
+           "sparkline", "summary_line", "text_report"]

@@ -23,19 +23,16 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..domain.events import Event
+from ..config import FactoryConfig
+from ..domain.events import Event, Kind
 from ..domain.tasks import TaskState
-from ..store import StoreError
-from .workspaces import GitError, _run_git, _worktrees, check_worktree, git
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .orchestrator import Orchestrator
+from ..store import Store, StoreError, reads
+from .workspaces import GitError, Workspaces, _run_git, _worktrees, check_worktree, git
 
 log = logging.getLogger(__name__)
 
-RECOVERED = "factory.recovered"
 _locks: dict[str, int] = {}  # lock path -> fd, held for the life of the process
 
 
@@ -57,15 +54,15 @@ def acquire_run_lock(store_path: Path) -> None:
     _locks[path] = fd
 
 
-async def recover(orch: Orchestrator) -> dict[str, Any]:
-    """Reconcile the ledger and the worktrees with the store; record what was done as one event."""
-    config, store = orch.config, orch.store
+async def recover(config: FactoryConfig, store: Store, workspaces: Workspaces) -> dict[str, Any]:
+    """Reconcile the ledger and the worktrees with the store; record what was done as one event.
+
+    It takes the orchestrator's parts, not the orchestrator: the engine calls recovery, never the reverse."""
     acquire_run_lock(config.store_path)
     done: dict[str, Any] = {"reservations_reconciled": [], "scratch_removed": 0, "worktrees_removed": [],
                             "worktrees_recreated": [], "commits_unrecorded": []}
 
-    for call_id, task_id, product in await store.query(
-            "SELECT call_id, task_id, product FROM ledger WHERE state = 'reserved' ORDER BY ts"):
+    for call_id, task_id, product in await reads.reserved_calls(store):
         # what the call cost is unknown (it may have been billed): the reservation stays held
         await store.settle(call_id=call_id, task_id=task_id, product=product, usd=0.0, usage={}, complete=False)
         done["reservations_reconciled"].append(call_id)
@@ -76,22 +73,22 @@ async def recover(orch: Orchestrator) -> dict[str, Any]:
         if not (repo / ".git").exists():
             continue  # preflight names it; nothing here can be fixed
         try:
-            done["scratch_removed"] += await _remove_scratch(orch, repo)
+            done["scratch_removed"] += await _remove_scratch(workspaces, repo)
         except GitError as e:
             log.warning("recovery: scratch worktrees of %s: %s", product.name, e)
     for t in store.tasks():
         if t.product not in names:
             continue
         repo = config.product_path(t.product)
-        path = orch.workspaces.path_for(t.product, t.id)
+        path = workspaces.path_for(t.product, t.id)
         try:
             if t.state == TaskState.DONE:
                 if path.exists():
-                    await orch.workspaces.remove(t.product, t.id, repo)
+                    await workspaces.remove(t.product, t.id, repo)
                     done["worktrees_removed"].append(t.id)
             elif t.state != TaskState.QUEUED:
                 if not path.exists():
-                    await orch.workspaces.ensure(t.product, repo, config.product(t.product).main_branch, t.id)
+                    await workspaces.ensure(t.product, repo, config.product(t.product).main_branch, t.id)
                     done["worktrees_recreated"].append(t.id)
                 if t.state == TaskState.BUILDING or (t.state == TaskState.BLOCKED and
                                                      t.resume_state == TaskState.BUILDING):
@@ -102,13 +99,13 @@ async def recover(orch: Orchestrator) -> dict[str, Any]:
             log.warning("recovery: worktree of %s: %s", t.id, e)
 
     if any(done.values()):
-        await store.append(Event(kind=RECOVERED, actor="system", data=done))
+        await store.append(Event(kind=Kind.RECOVERED, actor="system", data=done))
     return done
 
 
-async def _remove_scratch(orch: Orchestrator, repo: Path) -> int:
+async def _remove_scratch(workspaces: Workspaces, repo: Path) -> int:
     """Scratch merge worktrees are only ever in use while a merge is tested: at start-up none is."""
-    root = os.path.realpath(orch.workspaces.root / ".merge")
+    root = os.path.realpath(workspaces.root / ".merge")
     found = {os.path.realpath(wt["worktree"]) for wt in await _worktrees(repo)}
     found = {p for p in found if p.startswith(root + os.sep)}
     if os.path.isdir(root):

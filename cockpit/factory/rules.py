@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..agents.roles import ROLE_TOOLS
+from ..domain.events import Kind
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,6 @@ DEFAULT_ORDER = 100
 KNOWN_KEYS = ("roles", "products", "order", "title")
 MAX_RULE_BYTES = 256 * 1024
 
-RULES_CHANGED = "rules.changed"
-RULES_ERROR = "rules.error"
 
 Emit = Callable[[str, dict, "str | None"], None]
 """(event kind, data, product or None): how a RuleBook reports a change or a broken file."""
@@ -478,7 +477,7 @@ class RuleBook:
                 scope.errors[name] = e.error
                 kept = "the last good version stays in force" if name in scope.good else "not in force"
                 log.warning("rule file %s is broken (%s): %s", e.error.file, kept, e.error)
-                self._emit(RULES_ERROR, {**e.error.as_data(), "name": name, "in_force": name in scope.good},
+                self._emit(Kind.RULES_ERROR, {**e.error.as_data(), "name": name, "in_force": name in scope.good},
                            scope.product)
                 continue
             scope.errors.pop(name, None)
@@ -495,7 +494,7 @@ class RuleBook:
         if new_hash == old_hash:
             return False
         if not first:
-            self._emit(RULES_CHANGED, {"old_hash": old_hash, "new_hash": new_hash, "files": sorted(changed)},
+            self._emit(Kind.RULES_CHANGED, {"old_hash": old_hash, "new_hash": new_hash, "files": sorted(changed)},
                        scope.product)
         return True
 

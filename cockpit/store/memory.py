@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from ..domain.actors import Role, role_of
 from ..domain.errors import Refused
-from ..domain.events import Event
+from ..domain.events import Event, Kind
 from .store import NEW_ID, Store
 
 NEAR_DUPLICATE = 0.8
@@ -47,15 +47,6 @@ MAX_TEXT = 1200
 MAX_TAGS = 8
 GLOBAL_FILE = "_global.md"
 
-REMEMBERED = "memory.remembered"
-UPDATED = "memory.updated"
-SUPERSEDED = "memory.superseded"
-PINNED = "memory.pinned"
-DELETED = "memory.deleted"
-RESTORED = "memory.restored"
-IMPORTED = "memory.imported"
-PROPOSED = "memory.proposed"
-REJECTED = "memory.proposal_rejected"
 
 def _whose(lesson: "Lesson") -> str:
     return "pinned" if lesson.pinned else "a human's lesson"
@@ -140,7 +131,9 @@ def scope_match(product: str | None) -> str:
     return f'scope : ("s{product.encode().hex().upper()}" OR "sg")'
 
 
-def estimate_tokens(text: str) -> int:
+def lesson_tokens(text: str) -> int:
+    """What a lesson costs of the recall budget (`memory.inject_tokens`): a quarter of its characters, plus 8 for
+    the line that frames it in the prompt."""
     return math.ceil(len(text) / 4) + 8
 
 
@@ -321,7 +314,7 @@ class Memory:
             return chosen
         out, used = [], 0
         for lesson in chosen:
-            cost = estimate_tokens(lesson.text)
+            cost = lesson_tokens(lesson.text)
             if used + cost <= token_budget:
                 out.append(lesson)
                 used += cost
@@ -413,7 +406,7 @@ class Memory:
                 merged = normalize_tags([*lesson.tags, *tag_t])
                 new_text = lesson.text if lesson.pinned else text  # a pinned lesson's wording is the human's
                 now = self.clock()
-                await self._write(UPDATED, actor, {
+                await self._write(Kind.MEMORY_UPDATED, actor, {
                     "lesson_id": lesson.id, "text": new_text, "tags": list(merged), "reason": "near-duplicate",
                     "source_task": source_task, "source_commit": source_commit, "source_event": source_event},
                     [("UPDATE lessons SET text = ?, tags = ?, fingerprint = ?, updated_ts = ? WHERE id = ?",
@@ -432,12 +425,13 @@ class Memory:
             if old is not None and not propose:
                 sql.append(("UPDATE lessons SET superseded_by = ?, updated_ts = ? WHERE id = ?", (NEW_ID, now, old.id)))
                 data["supersedes"] = old.id
-            ev = await self._write(REMEMBERED, actor, data, sql, product=product, task_id=source_task, new_lesson=True)
+            ev = await self._write(Kind.MEMORY_REMEMBERED, actor, data, sql, product=product, task_id=source_task,
+                                   new_lesson=True)
             lesson_id = int(ev.data["lesson_id"])
             extra = f"; it supersedes L{old.id}" if old is not None and not propose else ""
             if propose:
                 assert old is not None
-                await self._write(PROPOSED, actor, {"lesson_id": old.id, "superseded_by": lesson_id},
+                await self._write(Kind.MEMORY_PROPOSED, actor, {"lesson_id": old.id, "superseded_by": lesson_id},
                                   [], product=product, task_id=source_task)
                 extra = (f"; L{old.id} is {_whose(old)}: that it be superseded is proposed to the human, and it "
                          "stays in force until they accept")
@@ -451,11 +445,11 @@ class Memory:
 
     async def proposals(self) -> list[Proposal]:
         """Supersedes agents proposed of lessons only a human may retire, not yet accepted or rejected."""
-        events = await self.store.events(kinds=[PROPOSED, SUPERSEDED, REJECTED])
-        decided = {int(e.data["proposal"]) for e in events if e.kind != PROPOSED and e.data.get("proposal")}
+        events = await self.store.events(kinds=[Kind.MEMORY_PROPOSED, Kind.MEMORY_SUPERSEDED, Kind.MEMORY_REJECTED])
+        decided = {int(e.data["proposal"]) for e in events if e.kind != Kind.MEMORY_PROPOSED and e.data.get("proposal")}
         return [Proposal(id=int(e.id or 0), lesson_id=int(e.data["lesson_id"]),
                          superseded_by=int(e.data["superseded_by"]), actor=e.actor, task_id=e.task_id, ts=e.ts)
-                for e in events if e.kind == PROPOSED and e.id not in decided]
+                for e in events if e.kind == Kind.MEMORY_PROPOSED and e.id not in decided]
 
     async def decide(self, proposal_id: int, *, actor: str, accept: bool) -> None:
         """The human accepts (the lesson is superseded) or rejects (it stays) an agent's proposal."""
@@ -467,8 +461,8 @@ class Memory:
             await self.supersede(found.lesson_id, found.superseded_by, actor=actor, proposal=found.id)
             return
         async with self._lock:
-            await self._write(REJECTED, actor, {"proposal": found.id, "lesson_id": found.lesson_id,
-                                                "superseded_by": found.superseded_by}, [])
+            await self._write(Kind.MEMORY_REJECTED, actor, {"proposal": found.id, "lesson_id": found.lesson_id,
+                                                            "superseded_by": found.superseded_by}, [])
 
     async def _require(self, lesson_id: int) -> Lesson:
         lesson = await self.get(lesson_id)
@@ -487,8 +481,8 @@ class Memory:
             if not new_text or not tokens(new_text):
                 raise Refused("a lesson needs text")
             new_tags = normalize_tags(tags) if tags is not None else lesson.tags
-            await self._write(UPDATED, actor, {"lesson_id": lesson.id, "text": new_text, "tags": list(new_tags),
-                                               "reason": "edited"},
+            await self._write(Kind.MEMORY_UPDATED, actor, {"lesson_id": lesson.id, "text": new_text, "tags": list(new_tags),
+                                                           "reason": "edited"},
                               [("UPDATE lessons SET text = ?, tags = ?, fingerprint = ?, updated_ts = ? WHERE id = ?",
                                 (new_text, " ".join(new_tags), fingerprint(new_text), self.clock(), lesson.id))],
                               product=lesson.product)
@@ -498,7 +492,7 @@ class Memory:
         self._human_only(actor, f"pin L{lesson_id}")
         async with self._lock:
             lesson = await self._require(lesson_id)
-            await self._write(PINNED, actor, {"lesson_id": lesson.id, "pinned": pinned},
+            await self._write(Kind.MEMORY_PINNED, actor, {"lesson_id": lesson.id, "pinned": pinned},
                               [("UPDATE lessons SET pinned = ?, updated_ts = ? WHERE id = ?",
                                 (int(pinned), self.clock(), lesson.id))], product=lesson.product)
         return await self._require(lesson_id)
@@ -508,7 +502,7 @@ class Memory:
         self._human_only(actor, f"delete L{lesson_id}")
         async with self._lock:
             lesson = await self._require(lesson_id)
-            await self._write(DELETED, actor, {"lesson_id": lesson.id, "fingerprint": lesson.fingerprint},
+            await self._write(Kind.MEMORY_DELETED, actor, {"lesson_id": lesson.id, "fingerprint": lesson.fingerprint},
                               [("UPDATE lessons SET deleted = 1, pinned = 0, updated_ts = ? WHERE id = ?",
                                 (self.clock(), lesson.id))], product=lesson.product)
 
@@ -526,7 +520,7 @@ class Memory:
                 raise Refused(f"L{lesson_id} is not deleted")
             if lesson.text == "(deleted)" and not lesson.tags:
                 raise Refused(f"L{lesson_id} came deleted from an import: its text is not here to restore")
-            await self._write(RESTORED, actor, {"lesson_id": lesson.id, "text": lesson.text},
+            await self._write(Kind.MEMORY_RESTORED, actor, {"lesson_id": lesson.id, "text": lesson.text},
                               [("UPDATE lessons SET deleted = 0, updated_ts = ? WHERE id = ?",
                                 (self.clock(), lesson.id))], product=lesson.product)
         restored = await self.get(lesson_id)
@@ -545,7 +539,7 @@ class Memory:
             data: dict[str, Any] = {"lesson_id": old.id, "superseded_by": new.id}
             if proposal is not None:
                 data["proposal"] = proposal
-            await self._write(SUPERSEDED, actor, data,
+            await self._write(Kind.MEMORY_SUPERSEDED, actor, data,
                               [("UPDATE lessons SET superseded_by = ?, updated_ts = ? WHERE id = ?",
                                 (new.id, self.clock(), old.id))], product=old.product)
 
@@ -591,7 +585,7 @@ class Memory:
                 here = await self.get(id_map[pl.id])
                 if new is None or here is None or here.superseded_by == new or here.deleted:
                     continue
-                await self._write(SUPERSEDED, actor, {"lesson_id": here.id, "superseded_by": new, "via": "import"},
+                await self._write(Kind.MEMORY_SUPERSEDED, actor, {"lesson_id": here.id, "superseded_by": new, "via": "import"},
                                   [("UPDATE lessons SET superseded_by = ? WHERE id = ?", (new, here.id))],
                                   product=scope)
         return report
@@ -604,14 +598,14 @@ class Memory:
         live = [lesson for lesson in existing if not lesson.deleted]
         now = self.clock()
         for lesson in live:
-            await self._write(DELETED, actor, {"lesson_id": lesson.id, "fingerprint": t.fingerprint, "via": "import"},
+            await self._write(Kind.MEMORY_DELETED, actor, {"lesson_id": lesson.id, "fingerprint": t.fingerprint, "via": "import"},
                               [("UPDATE lessons SET deleted = 1, pinned = 0, updated_ts = ? WHERE id = ?",
                                 (now, lesson.id))], product=lesson.product)
             report.deleted.append(lesson.id)
         if not live:
             own = t.id > 0 and await self.get(t.id) is None  # the file's id where it is free, else the next one
-            ev = await self._write(DELETED, actor, {"lesson_id": t.id if own else None, "fingerprint": t.fingerprint,
-                                                    "via": "import"},
+            ev = await self._write(Kind.MEMORY_DELETED, actor, {"lesson_id": t.id if own else None, "fingerprint": t.fingerprint,
+                                                                "via": "import"},
                                    [(f"INSERT INTO lessons({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                      (t.id if own else NEW_ID, "(deleted)", scope, None, "", t.source_task, None,
                                       None, actor, t.created_ts or now, now, None, 0, None, 0, 1, t.fingerprint))],
@@ -653,9 +647,9 @@ class Memory:
             return
         own = same is None and pl.id > 0  # the file's id where it is free, else the next one
         now = self.clock()
-        ev = await self._write(IMPORTED, actor, {"lesson_id": pl.id if own else None, "text": text,
-                                                 "tags": list(pl.tags), "source_task": pl.source_task,
-                                                 "from": pl.where},
+        ev = await self._write(Kind.MEMORY_IMPORTED, actor, {"lesson_id": pl.id if own else None, "text": text,
+                                                             "tags": list(pl.tags), "source_task": pl.source_task,
+                                                             "from": pl.where},
                                [(f"INSERT INTO lessons({_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                  (pl.id if own else NEW_ID, text, scope, pl.role, " ".join(pl.tags), pl.source_task,
                                   pl.source_commit, pl.source_event, pl.source_actor or actor, pl.created_ts or now,
@@ -674,7 +668,8 @@ class Memory:
                                                  lesson.use_count):
             report.unchanged.append(lesson.id)
             return
-        await self._write(UPDATED, actor, {"lesson_id": lesson.id, "text": text, "tags": list(tags), "reason": "import"},
+        await self._write(Kind.MEMORY_UPDATED, actor,
+                          {"lesson_id": lesson.id, "text": text, "tags": list(tags), "reason": "import"},
                           [("UPDATE lessons SET text = ?, tags = ?, fingerprint = ?, pinned = ?, last_used_ts = ?, "
                             "use_count = ? WHERE id = ?",
                             (text, " ".join(tags), fingerprint(text), int(pinned), used, count, lesson.id))],

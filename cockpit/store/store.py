@@ -735,7 +735,7 @@ class Store:
         """
         res = budget.Reservation(call_id=call_id, task_id=task_id, product=product, actor=actor, model=model,
                                  usd=usd, ts=time.time(), simulated=simulated)
-        ev = Event(kind="spend.reserved", actor="system", product=product, task_id=task_id,
+        ev = Event(kind=Kind.SPEND_RESERVED, actor="system", product=product, task_id=task_id,
                    data={"call_id": call_id, "agent": actor, "model": model, "usd": usd,
                          **({"simulated": True} if simulated else {})})
         sql = [("INSERT INTO ledger(call_id, ts, task_id, product, actor, model, state, reserved_usd, simulated) "
@@ -747,7 +747,7 @@ class Store:
                      usage: dict[str, int], complete: bool = True) -> None:
         """Replace a reservation by the real cost; `complete=False` keeps the rest held ('unsettled')."""
         state = "settled" if complete else "unsettled"
-        ev = Event(kind=Kind.SPEND if task_id else "spend.settled_untasked", actor="system", product=product,
+        ev = Event(kind=Kind.SPEND if task_id else Kind.SPEND_UNTASKED, actor="system", product=product,
                    task_id=task_id, data={"call_id": call_id, "usd": usd, "usage": usage, "state": state})
         sql = [("UPDATE ledger SET state=?, settled_usd=?, input_tokens=?, output_tokens=?, "
                 "cache_creation_tokens=?, cache_read_tokens=?, settled_ts=? WHERE call_id=?",
@@ -763,7 +763,7 @@ class Store:
             raise Refused(f"no unsettled call {call_id!r} to reconcile")
         task_id, product, _, settled = rows[0]
         usd = float(settled) if usd is None else usd
-        ev = Event(kind=Kind.SPEND if task_id else "spend.settled_untasked", actor="system", product=product,
+        ev = Event(kind=Kind.SPEND if task_id else Kind.SPEND_UNTASKED, actor="system", product=product,
                    task_id=task_id, data={"call_id": call_id, "usd": usd, "state": "settled", "reconciled_by": actor})
         sql = [("UPDATE ledger SET state='settled', settled_usd=?, settled_ts=? WHERE call_id=?",
                 (usd, time.time(), call_id))]

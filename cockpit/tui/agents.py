@@ -15,7 +15,7 @@ from ..factory.agent_log import agent_of
 from ..domain import format as fmt
 
 LIFECYCLE_KINDS = (Kind.AGENT_STARTED.value, Kind.AGENT_FINISHED.value, Kind.AGENT_STOPPED.value,
-                   "agent.paused", "agent.resumed")
+                   Kind.AGENT_PAUSED.value, Kind.AGENT_RESUMED.value)
 
 
 @dataclass
@@ -56,9 +56,9 @@ class AgentBoard:
                 self.agents[agent] = st
             if ev.kind in (Kind.AGENT_FINISHED, Kind.AGENT_STOPPED):
                 st.working = False
-            elif ev.kind == "agent.paused":
+            elif ev.kind == Kind.AGENT_PAUSED:
                 st.paused = True
-            elif ev.kind == "agent.resumed":
+            elif ev.kind == Kind.AGENT_RESUMED:
                 st.paused = False
             st.product = st.product or ev.product
             st.task_id = st.task_id or ev.task_id
@@ -76,7 +76,7 @@ class AgentBoard:
             self._text[agent] = rest[-400:]
             last = rest.strip() or next((ln.strip() for ln in reversed(head.splitlines()) if ln.strip()), "")
             return f"│ {fmt.one_line(last, 200)}" if last else None
-        if ev.kind in ("agent.paused", "agent.resumed"):
+        if ev.kind in (Kind.AGENT_PAUSED, Kind.AGENT_RESUMED):
             return None
         return fmt.describe(ev)
 

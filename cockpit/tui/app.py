@@ -105,6 +105,7 @@ class CockpitApp(App[None]):
     """Once the first screen is up, the objects alive then (modules, widgets, the projection) are frozen."""
 
     def on_mount(self) -> None:
+        self.store.set_budget_limits(self.config.budget_limits())  # whoever opened the store, keys meet the budgets
         self.set_timer(self.FREEZE_HEAP_AFTER_S, _freeze_heap)
         if self.orchestrator is None:
             return

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.content import Content
@@ -15,7 +15,22 @@ from ..domain.visible import visible_line
 from . import queries
 
 if TYPE_CHECKING:
-    from .app import CockpitApp
+    from ..config import FactoryConfig
+    from ..store import Store
+
+
+class PaletteHost(Protocol):
+    """What the palette needs of its app (CockpitApp is one): what it lists, and where a choice goes. Named
+    here, so the palette does not import the app that imports it."""
+
+    store: Store
+    config: FactoryConfig
+
+    def focus_product(self, product: str) -> None: ...
+
+    def open_task(self, task_id: str) -> None: ...
+
+    def open_agent_log(self, agent: str) -> None: ...
 
 
 def highlight(matcher: Matcher, text: str) -> Content:
@@ -34,7 +49,7 @@ class CockpitCommands(Provider):
     """Candidates are gathered once per palette opening (products, tasks, agents), then matched as you type."""
 
     async def startup(self) -> None:
-        app: CockpitApp = self.app  # type: ignore[assignment]
+        app: PaletteHost = self.app  # type: ignore[assignment]
         store = app.store
         products = [p.name for p in app.config.products]
         products += [t.product for t in store.tasks() if t.product not in products]
@@ -43,7 +58,7 @@ class CockpitCommands(Provider):
         self.agents = await queries.known_agents(store)
 
     def _candidates(self):
-        app: CockpitApp = self.app  # type: ignore[assignment]
+        app: PaletteHost = self.app  # type: ignore[assignment]
         for name in self.products:
             yield f"product {name}", partial(app.focus_product, name), f"Go to the {name} pane"
         for t in self.tasks:
@@ -62,7 +77,7 @@ class CockpitCommands(Provider):
 
     async def discover(self) -> Hits:
         """With nothing typed: what needs the human first, then the products."""
-        app: CockpitApp = self.app  # type: ignore[assignment]
+        app: PaletteHost = self.app  # type: ignore[assignment]
         for t in self.tasks:
             if t.state == TaskState.BLOCKED:
                 label = visible_line(f"task {t.id} {t.title}")

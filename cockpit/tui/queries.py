@@ -11,6 +11,7 @@ from ..domain.budget import FACTORY_KEY, Scope, day_of, simulated_key, usd_of
 from ..domain.events import Event, Kind
 from ..domain.tasks import Task
 from ..factory.workspaces import GitError, git
+from ..store import reads
 from ..store import Store
 from .agents import LIFECYCLE_KINDS
 
@@ -21,7 +22,7 @@ TRANSCRIPT_KINDS = (Kind.AGENT_STARTED.value, Kind.AGENT_TEXT.value, Kind.AGENT_
                     Kind.AGENT_TOOL_RESULT.value, Kind.AGENT_FINISHED.value, Kind.AGENT_STOPPED.value,
                     Kind.MODEL_CALL.value, Kind.REFUSED.value)
 
-RULES_KINDS = ("rules.changed", "rules.error")
+RULES_KINDS = (Kind.RULES_CHANGED.value, Kind.RULES_ERROR.value)
 
 
 async def lifecycle_events(store: Store) -> list[Event]:
@@ -53,14 +54,13 @@ async def spend_per_day(store: Store, *, days: int = 14, now: float | None = Non
     """Settled USD per product per local day, the last `days` days, oldest first (for sparklines)."""
     now = time.time() if now is None else now
     labels = [day_of(now - 86400 * k) for k in range(days - 1, -1, -1)]
-    rows = await store.query(
-        "SELECT product, ts, settled_usd FROM ledger WHERE ts >= ? AND ts <= ?", (now - 86400 * (days + 1), now))
+    rows = await reads.ledger_settled_between(store, now - 86400 * (days + 1), now)
     out: dict[str | None, list[float]] = {}
     where = {label: i for i, label in enumerate(labels)}
     for product, ts, usd in rows:
         i = where.get(day_of(ts))
         if i is not None:
-            out.setdefault(product, [0.0] * days)[i] += float(usd or 0)
+            out.setdefault(product, [0.0] * days)[i] += usd
     return out
 
 
@@ -71,7 +71,7 @@ async def transcript_events(store: Store, task_id: str, agent: str, *, limit: in
     return events
 
 
-NOISY_KINDS = frozenset(TRANSCRIPT_KINDS) | {"spend.reserved", Kind.SPEND.value}
+NOISY_KINDS = frozenset(TRANSCRIPT_KINDS) | {Kind.SPEND_RESERVED.value, Kind.SPEND.value}
 """Kinds left out of a task's history: its agents' chatter and the ledger's bookkeeping."""
 
 
@@ -113,7 +113,4 @@ async def task_diff(config: FactoryConfig, task: Task) -> tuple[str, str]:
 
 async def known_agents(store: Store) -> list[tuple[str, str | None, str | None]]:
     """(agent, product, task) of every agent that ever started, newest first (for the palette)."""
-    rows = await store.query(
-        "SELECT actor, product, task_id, MAX(id) FROM events WHERE kind = ? GROUP BY actor ORDER BY MAX(id) DESC",
-        (Kind.AGENT_STARTED.value,))
-    return [(actor, product, task_id) for actor, product, task_id, _ in rows]
+    return await reads.started_agents(store)

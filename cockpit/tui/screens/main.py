@@ -32,7 +32,7 @@ from ...factory.meter import burn_rate
 from ...store import Store
 from ...domain import format as fmt
 from .. import queries
-from ..actions import TaskActions
+from .task_actions import TaskActions
 from ..bridge import run_bridge
 from ..messages import EventsArrived
 from ..widgets.activity import ActivityLog
@@ -334,13 +334,9 @@ class MainScreen(TaskActions):
         async def done(form: dict | None) -> None:
             if not form:
                 return
-            try:
-                budget = self.config.product(form["product"]).task_budget_usd
-            except KeyError:
-                budget = None
-            ok = await self._act("New task", form["product"], commands.add_task(
-                self.store, product=form["product"], title=form["title"], body=form["body"],
-                priority=form["priority"], actor=self.human, budget_usd=budget),
+            ok = await self._act("New task", form["product"], commands.queue_task(
+                self.store, self.config, product=form["product"], title=form["title"], body=form["body"],
+                priority=form["priority"], actor=self.human),
                 done=f"Queued on {form['product']}: {form['title']}")
             if ok:
                 self.focus_product(form["product"])

@@ -19,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Log, Static
 
 from ...config import FactoryConfig
+from ...domain.events import Kind
 from ...domain.visible import visible_line
 from ...factory.rules import RuleBook, RuleError, RuleFile
 from ...store import Store
@@ -90,7 +91,7 @@ class RulesScreen(PacedRepaint, Screen):
         book = getattr(knowledge, "rules", None)
         state = read_rules(self.config, book) if book is not None else await asyncio.to_thread(read_rules, self.config)
         events = await queries.rules_events(self.store)
-        changes = [e for e in events if e.kind == "rules.changed"]
+        changes = [e for e in events if e.kind == Kind.RULES_CHANGED]
         last = changes[-1] if changes else None
         reload = (f"last reload {fmt.clock(last.ts)} ({fmt.short_sha(last.data.get('old_hash'))} → "
                   f"{fmt.short_sha(last.data.get('new_hash'))})" if last else "no reload since the factory started")

@@ -25,7 +25,7 @@ from ...factory.agent_log import LineMaker, agent_of
 from ...store import Store
 from ...domain import format as fmt
 from .. import queries, safe
-from ..actions import TaskActions
+from .task_actions import TaskActions
 from ..bridge import run_bridge
 from ..messages import EventsArrived
 from ..widgets.text_table import TextTable

@@ -18,7 +18,7 @@ from textual.markup import escape
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import ColumnKey
 
-from ...domain.tasks import Task, TaskState, gate_lights
+from ...domain.tasks import AT_WORK_STATES, Task, TaskState, gate_lights
 from ...domain.visible import visible_line
 from ...domain import format as fmt
 from .. import safe
@@ -265,7 +265,7 @@ class ProductPane(Vertical):
         total = sum(self.counts.values())
         parts = [f"[b]{escape(visible_line(self.product))}[/b]", f"{total} task{'s' if total != 1 else ''}"]
         blocked = self.counts.get(TaskState.BLOCKED.value, 0)
-        active = sum(self.counts.get(s, 0) for s in ("building", "checking", "reviewing", "merging"))
+        active = sum(self.counts.get(s, 0) for s in AT_WORK_STATES)
         if active:
             parts.append(f"{active} active")
         if blocked:

@@ -14,10 +14,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import __version__
-from .config import ConfigError, FactoryConfig, load_factory
-from .domain.errors import Refused
-from .store import Store, StoreError
+from .. import __version__
+from ..config import ConfigError, FactoryConfig, load_factory
+from ..domain.errors import Refused
+from ..domain.tasks import IN_FLIGHT_STATES, TaskState
+from ..store import Store, StoreError
+from .store_access import with_store
 
 DEFAULT_FACTORY = "factory.toml"
 
@@ -75,10 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
         c.set_defaults(func=cmd_human_action, action_name=name)
 
     # subcommands that live with their modules: each registers its own
-    from .factory import agent_log, doctor, init, knowledge_cli, notify_cli, products, rate, report, spend_cli
-    from .tui import serve
+    from . import doctor, init, knowledge, notify, products, rate, report, serve, spend, tail
 
-    for module in (init, products, doctor, knowledge_cli, spend_cli, agent_log, serve, rate, report, notify_cli):
+    for module in (init, products, doctor, knowledge, spend, tail, serve, rate, report, notify):
         module.register(sub, _factory_arg)
     return p
 
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo.build import build_demo
+    from ..demo.build import build_demo
 
     directory = args.dir or Path(tempfile.mkdtemp(prefix="cockpit-demo-"))
     pace = args.pace if args.pace is not None else 0.0 if args.headless else 0.03
@@ -127,8 +128,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run(config: FactoryConfig, *, headless: bool, timeout: float | None) -> int:
-    from .factory.preflight import preflight
-    from .factory.runtime import open_factory, run_headless, summary_lines
+    from .preflight import preflight
+    from ..factory.runtime import open_factory, run_headless, summary_lines
 
     preflight(config, warn=lambda w: print(f"cockpit: {w}", file=sys.stderr))  # stops (exit 2) before anything opens
     if headless:
@@ -136,7 +137,7 @@ def _run(config: FactoryConfig, *, headless: bool, timeout: float | None) -> int
         print("\n".join(summary_lines(st)))
         return headless_exit_code(st)
 
-    from .tui.app import CockpitApp
+    from ..tui.app import CockpitApp
 
     async def _app() -> None:
         async with open_factory(config) as f:
@@ -183,27 +184,19 @@ EXIT_STILL_WORKING = 4   # stopped (--timeout) while tasks were still queued or 
 def headless_exit_code(st: dict) -> int:
     """What a headless run's end means for whoever called it (1 and 2 stay: refused, bad input)."""
     states = [t["state"] for p in st["products"] for t in p["tasks"]]
-    if any(s not in ("done", "blocked") for s in states):
+    if any(s in IN_FLIGHT_STATES for s in states):
         return EXIT_STILL_WORKING
-    if "blocked" in states:
+    if TaskState.BLOCKED in states:
         return EXIT_WAITS_FOR_YOU
     return EXIT_ALL_DONE
 
 
-async def _with_store(config: FactoryConfig, fn):
-    store = await Store.open(config.store_path, budgets=config.budget_limits())
-    try:
-        return await fn(store)
-    finally:
-        await store.close()
-
-
 def cmd_status(args: argparse.Namespace) -> int:
-    from .factory.runtime import summary_lines
-    from .factory.status import status
+    from ..factory.runtime import summary_lines
+    from ..factory.status import status
 
     config = load_factory(args.factory)
-    st = asyncio.run(_with_store(config, lambda s: status(config, s)))
+    st = with_store(config, lambda s: status(config, s))
     if args.json:
         print(json.dumps(st, indent=2))
     else:
@@ -212,23 +205,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_task_add(args: argparse.Namespace) -> int:
-    from .factory.commands import add_task
+    from ..factory.commands import queue_task
 
     config = load_factory(args.factory)
-    try:
-        product = config.product(args.product)
-    except KeyError:
-        names = ", ".join(p.name for p in config.products) or "none"
-        raise Refused(f"no product {args.product!r} in {config.path} (products: {names})") from None
-    ev = asyncio.run(_with_store(config, lambda s: add_task(
-        s, product=product.name, title=args.title, body=args.body, priority=args.priority,
-        actor=config.factory.human, budget_usd=product.task_budget_usd)))
+    ev = with_store(config, lambda s: queue_task(s, config, product=args.product, title=args.title, body=args.body,
+                                                 priority=args.priority, actor=config.factory.human))
     print(ev.task_id)
     return 0
 
 
 def cmd_human_action(args: argparse.Namespace) -> int:
-    from .factory import commands
+    from ..factory import commands
 
     config = load_factory(args.factory)
     actor = config.factory.human
@@ -240,6 +227,6 @@ def cmd_human_action(args: argparse.Namespace) -> int:
             return await commands.send_back(store, args.task_id, actor=actor, instruction=args.instruction)
         return await commands.retry(store, args.task_id, actor=actor)
 
-    ev = asyncio.run(_with_store(config, act))
+    ev = with_store(config, act)
     print(f"{ev.kind} {ev.task_id} (event {ev.id})")
     return 0

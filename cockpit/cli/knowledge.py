@@ -9,19 +9,18 @@ list, and the human's hygiene: edit, pin, unpin, delete, restore (undo a delete)
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from ..agents.roles import ROLE_TOOLS
 from ..config import ConfigError, FactoryConfig, load_factory
 from ..domain.errors import Refused
 from ..domain.visible import visible, visible_line
-from ..store import Store
 from ..store.memory import Lesson, Memory
-from .rules import RuleBook, check_rules
+from ..factory.rules import RuleBook, check_rules
+from .store_access import with_store
 
 
 def _products(config: FactoryConfig) -> dict[str, tuple[Path, str]]:
@@ -82,15 +81,8 @@ def cmd_rules_show(args: argparse.Namespace) -> int:
 # --- memory ---------------------------------------------------------------------------------------
 
 
-def _with_memory(config: FactoryConfig, fn: Callable[[Memory], object]):
-    async def go():
-        store = await Store.open(config.store_path)
-        try:
-            return await fn(Memory(store, fade_days=config.memory.fade_days))  # type: ignore[misc]
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
+def _with_memory(config: FactoryConfig, fn: Callable[[Memory], Awaitable[object]]) -> object:
+    return with_store(config, lambda store: fn(Memory(store, fade_days=config.memory.fade_days)))
 
 
 def _lesson_line(lesson: Lesson, now: float, fade_days: float) -> str:

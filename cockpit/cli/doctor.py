@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -23,6 +22,7 @@ from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from ..config import ConfigError, FactoryConfig, load_factory
+from ..store import readonly
 from ..store.schema import SCHEMA_VERSION
 from ..host import safe_git
 from ..host.sandbox import Sandbox, SandboxUnavailable
@@ -71,7 +71,7 @@ def check_git() -> Check:
 
 def check_sandbox_view(config: FactoryConfig) -> Check:
     """What agent commands and tests see: the allow-list, so the user can judge it."""
-    from .products import factory_sandbox
+    from ..factory.products import factory_sandbox
 
     sb = factory_sandbox(config)
     missing = [t for t in sb.toolchains if not t.is_dir()]
@@ -109,8 +109,8 @@ def check_rules(config: FactoryConfig) -> Check:
 
 async def check_products(config: FactoryConfig, *, quick: bool, sandbox_ok: bool) -> list[Check]:
     """One row per product for its repository, one for its test command (run in parallel, a few at a time)."""
-    from .products import ProductError, check_repo, describe_result, probe_tests
-    from .workspaces import GitError
+    from ..factory.products import ProductError, check_repo, describe_result, probe_tests
+    from ..factory.workspaces import GitError
 
     if not config.products:
         return [Check("products", "warn", "no products yet", "add one: cockpit product add PATH")]
@@ -148,19 +148,14 @@ def check_store(config: FactoryConfig) -> Check:
     if not p.exists():
         return Check("store", "ok", f"{p}: not created yet (the first run creates it)")
     try:
-        con = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=5)
-        try:
-            (version,) = con.execute("PRAGMA user_version").fetchone()
-            rows = [r[0] for r in con.execute("PRAGMA integrity_check").fetchall()]
-            if version > SCHEMA_VERSION:  # tables we may not know: look no further
-                return Check("store", "fail", f"{p}: schema version {version} is newer than this cockpit "
-                                              f"({SCHEMA_VERSION})", "upgrade cockpit")
-            (events,) = con.execute("SELECT COUNT(*) FROM events").fetchone() if version else (0,)
-        finally:
-            con.close()
-    except sqlite3.Error as e:
+        h = readonly.health(p, known_version=SCHEMA_VERSION)
+    except readonly.UnreadableStore as e:
         return Check("store", "fail", f"{p}: cannot read it as SQLite ({e})",
                      "move the file aside (the next run starts a new store), or restore it from a backup")
+    version, rows, events = h.schema_version, h.integrity, h.events
+    if events is None:  # tables we may not know: look no further
+        return Check("store", "fail", f"{p}: schema version {version} is newer than this cockpit "
+                                      f"({SCHEMA_VERSION})", "upgrade cockpit")
     if rows != ["ok"]:
         return Check("store", "fail", f"{p}: integrity check failed: {'; '.join(rows[:5])}",
                      "stop the cockpit, back the file up, then try 'sqlite3 FILE .recover' or restore a backup")
@@ -305,7 +300,7 @@ async def check_model(config: FactoryConfig, *, live: bool) -> list[Check]:
 async def check_notify(config: FactoryConfig, *, live: bool) -> list[Check]:
     """Each [notify] channel: its secret resolves (env var or file) and, with --live, a test notice is accepted;
     the terminal channel: a controlling terminal can be opened. Secrets are never shown."""
-    from .notify_sender import channels_of, redact
+    from ..factory.notify_sender import channels_of, redact
 
     try:
         channels = channels_of(config)

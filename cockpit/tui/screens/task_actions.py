@@ -14,17 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 from textual.screen import Screen
 
-from ..config import FactoryConfig
-from ..domain.errors import Refused
-from ..domain.tasks import Task, TaskState
-from ..factory import commands
-from ..store import Store, StoreError
-from ..domain import format as fmt
-from .pacing import PacedRepaint
-from .screens.prompt import ConfirmScreen, PromptScreen
+from ...config import FactoryConfig
+from ...domain.errors import Refused
+from ...domain.tasks import Task, TaskState
+from ...factory import commands
+from ...store import Store, StoreError
+from ...domain import format as fmt
+from ..pacing import PacedRepaint
+from .prompt import ConfirmScreen, PromptScreen
+from .task_form import TaskForm
 
 if TYPE_CHECKING:
-    from .agents import AgentBoard
+    from ..agents import AgentBoard
 
 
 def positive_usd(text: str) -> str | None:
@@ -126,54 +127,35 @@ class TaskActions(PacedRepaint, Screen):
             await self._act("Retry", task.id, commands.retry(self.store, task.id, actor=self.human))
 
     def action_raise_budget(self) -> None:
-        """The budget that blocked the task, else the task's own, else its product's: by an amount."""
+        """Raise the budget the engine picks for this task (factory/commands.py `task_raise_choice`) by an amount."""
         task = self._selected_task()
         if task is None:
             return
-        if "budget" in task.blocked_by:
-            which = "the budget that blocked it"
-        elif task.budget_usd is not None:
-            which = f"its own budget ({fmt.money(task.budget_usd)})"
-        else:
-            which = f"the budget of {task.product}"
+        try:
+            choice = commands.task_raise_choice(self.store, task.id)
+        except Refused as r:
+            self.notify(r.reason, title="Raise budget", severity="warning")
+            return
 
         async def done(amount: str | None) -> None:
             if not amount:
                 return
             usd = float(amount.lstrip("$"))
-            if "budget" in task.blocked_by:
-                action = commands.raise_blocking_budget(self.store, task.id, usd=usd, actor=self.human)
-                after = " Press r to retry the task."
-            elif task.budget_usd is not None:
-                action = commands.raise_budget(self.store, scope="task", key=task.id, usd=usd, actor=self.human)
-                after = ""
-            else:
-                if self._product_budget(task.product) is None:
-                    self.notify(f"{task.product} has no budget (unlimited): nothing to raise.", title="Raise budget",
-                                severity="warning")
-                    return
-                action = commands.raise_budget(self.store, scope="product", key=task.product, usd=usd,
-                                               actor=self.human)
-                after = ""
-            await self._act("Raise budget", task.id, action, done=f"{task.id}: {which} raised by {fmt.money(usd)}.{after}")
+            after = " Press r to retry the task." if choice.scope is None else ""
+            await self._act("Raise budget", task.id,
+                            commands.raise_task_budget(self.store, task.id, usd=usd, actor=self.human),
+                            done=f"{task.id}: {choice.label} raised by {fmt.money(usd)}.{after}")
 
         self.app.push_screen(
-            PromptScreen(f"Raise {which}", context=self._describe_task(task), placeholder="USD to add, e.g. 5",
+            PromptScreen(f"Raise {choice.label}", context=self._describe_task(task), placeholder="USD to add, e.g. 5",
                          required="An amount is required.", check=positive_usd),
             done,
         )
-
-    def _product_budget(self, product: str) -> float | None:
-        try:
-            return self.config.product(product).budget_usd
-        except KeyError:
-            return None
 
     def action_edit_task(self) -> None:
         task = self._selected_task()
         if task is None:
             return
-        from .screens.task_form import TaskForm
 
         async def done(form: dict | None) -> None:
             if form:

@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import os
 from collections.abc import Callable
 
-from ..config import FactoryConfig, load_factory
+from ..config import load_factory
 from ..domain.errors import Refused
-from ..store import Store, StoreError
-from . import commands
-from .meter import BY_CHOICES, report_lines, spend_report
-
-
-async def _with_store(config: FactoryConfig, fn):
-    store = await Store.open(config.store_path, budgets=config.budget_limits())
-    try:
-        return await fn(store)
-    finally:
-        await store.close()
+from .store_access import with_store
+from ..store import StoreError
+from ..factory import commands
+from ..factory.meter import BY_CHOICES, report_lines, spend_report
 
 
 def cmd_spend(args: argparse.Namespace) -> int:
     config = load_factory(args.factory)
-    report = asyncio.run(_with_store(config, lambda s: spend_report(config, s, args.by)))
+    report = with_store(config, lambda s: spend_report(config, s, args.by))
     print(json.dumps(report, indent=2) if args.json else "\n".join(report_lines(report)))
     return 0
 
@@ -53,28 +45,19 @@ def cmd_budget_raise(args: argparse.Namespace) -> int:
         scope, key = "task", args.task
     elif args.product:
         scope, key = "product", args.product
-        try:
-            if config.product(args.product).budget_usd is None:
-                raise Refused(f"product {args.product!r} has no budget (unlimited): set budget_usd in {config.path}")
-        except KeyError:
-            raise Refused(f"no product {args.product!r} in {config.path}") from None
     elif args.day:
         scope, key = "day", None
-        if config.budgets.day_usd is None:
-            raise Refused(f"there is no day budget (unlimited): set [budgets] day_usd in {config.path}")
     else:
         scope, key = "factory", None
-        if config.budgets.factory_usd is None:
-            raise Refused(f"there is no factory budget (unlimited): set [budgets] factory_usd in {config.path}")
-    ev = asyncio.run(_with_store(config, lambda s: commands.raise_budget(
-        s, scope=scope, key=key, usd=args.usd, actor=config.factory.human)))
+    ev = with_store(config, lambda s: commands.raise_budget(
+        s, scope=scope, key=key, usd=args.usd, actor=config.factory.human))
     where = f" {ev.data['key']}" if ev.data.get("key") else ""
     print(f"budget.raised {scope}{where} +${args.usd:.4f} (event {ev.id}); blocked tasks resume with `cockpit retry`")
     return 0
 
 
 def cmd_budget_reconcile(args: argparse.Namespace) -> int:
-    from .recovery import acquire_run_lock
+    from ..factory.recovery import acquire_run_lock
 
     config = load_factory(args.factory)
     try:
@@ -83,8 +66,8 @@ def cmd_budget_reconcile(args: argparse.Namespace) -> int:
     except StoreError as e:
         raise StoreError(f"{e} `budget reconcile` closes reservations a running cockpit may still settle: "
                          "run it with the cockpit stopped.") from None
-    done = asyncio.run(_with_store(config, lambda s: commands.reconcile(
-        s, actor=config.factory.human, call_id=args.call, usd=args.usd)))
+    done = with_store(config, lambda s: commands.reconcile(
+        s, actor=config.factory.human, call_id=args.call, usd=args.usd))
     print(f"reconciled {len(done)} call(s)" + "".join(f"\n  {c}" for c in done))
     return 0
 

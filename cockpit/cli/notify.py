@@ -10,21 +10,13 @@ from collections.abc import Callable
 
 from ..config import load_factory
 from ..domain.visible import visible_line
-from ..store import Store
-from .notify_sender import outbox_rows, retry_failed, send_test
-
-
-async def _with_store(config, fn):
-    store = await Store.open(config.store_path, budgets=config.budget_limits())
-    try:
-        return await fn(store)
-    finally:
-        await store.close()
+from .store_access import with_store
+from ..factory.notify_sender import outbox_rows, retry_failed, send_test
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     config = load_factory(args.factory)
-    rows = asyncio.run(_with_store(config, outbox_rows))
+    rows = with_store(config, outbox_rows)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -39,7 +31,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     config = load_factory(args.factory)
-    n = asyncio.run(_with_store(config, retry_failed))
+    n = with_store(config, retry_failed)
     print(f"{n} failed notice(s) queued again" if n else "no failed notices")
     return 0
 

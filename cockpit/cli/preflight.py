@@ -14,7 +14,7 @@ import asyncio
 from pathlib import Path
 
 from ..config import ConfigError, FactoryConfig, _find_line
-from .products import ProductError, check_repo
+from ..factory.products import ProductError, check_repo
 
 _DIRTY = "has uncommitted changes"
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from ..config import load_factory
 from ..domain.metrics import CORE, FACTORY, METRIC, METRICS, TOO_FEW, Period, Rate, ScopeRate, Trend, describe_change
 from ..domain.visible import visible
-from .rate import ARROWS, CHARTED, fmt_value, rate_of
+from ..factory.rate import ARROWS, CHARTED, fmt_value
+from .rate import rate_of
 
 
 def escape(text: object) -> str:
