@@ -99,3 +99,30 @@ async def test_no_config_in_the_bound_git_dir_shows_a_remote_url(with_submodule,
     monkeypatch.undo()
     r = await run(Sandbox(), cmd, wt)
     assert SECRET not in r.output and "vendor lib" in r.output and r.output.rstrip().endswith("end"), r.output
+
+
+# --- 3. unmounting what hides a secret -------------------------------------------------------
+# docs/security.md: "the cockpit's user (often root on a build box)"; the secrets inside what
+# the sandbox shows are hidden by mounts over them. Run by root, bwrap keeps every capability
+# inside the sandbox's own user namespace, and the mounts it made there are that namespace's:
+# `umount` the one over a token file, then read the file.
+
+
+async def test_a_command_cannot_unmount_what_hides_a_secret(home, host_tmp, with_submodule, monkeypatch):
+    wd, common = with_submodule["wt"], with_submodule["common"]
+    token = home / ".cargo" / "credentials.toml"
+    cmd = (f"umount {token}; umount {common}/modules/vendor/lib/config; umount {common}/config;"
+           f" cat {token} {common}/modules/vendor/lib/config; grep -c Cap /proc/self/status; echo end")
+    box = Sandbox(toolchains=[home / ".cargo"])
+    plain = box._bwrap_argv
+
+    def keeping_capabilities(*a, **kw):  # what bwrap does for root when not told otherwise
+        argv = plain(*a, **kw)
+        i = argv.index("--cap-drop")
+        return argv[:i] + ["--cap-add", "ALL"] + argv[i + 2:]
+
+    monkeypatch.setattr(box, "_bwrap_argv", keeping_capabilities)
+    landed = await run(box, cmd, wd)
+    assert landed.output.count(SECRET) == 2, landed.output  # liveness: both tokens read
+    r = await run(Sandbox(toolchains=[home / ".cargo"]), cmd, wd)
+    assert SECRET not in r.output and r.output.rstrip().endswith("end"), r.output

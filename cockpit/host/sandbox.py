@@ -498,7 +498,8 @@ class Sandbox:
                 out += ["--tmpfs", real] if is_dir else ["--ro-bind", empty, real]
             return out
 
-        argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
+        # no capability inside, even for root: with them a command could `umount` what hides a secret
+        argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv"]
         # The allow-list: system dirs and toolchains, read-only; a symlinked /bin stays a symlink.
         for r in roots:
             if r in links:
