@@ -22,6 +22,7 @@ import os
 import re
 import stat
 import threading
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -48,6 +49,8 @@ class _Watch:
         if fd < 0:
             raise _NoWatch(f"inotify_init1: {os.strerror(ctypes.get_errno())}")
         self.fd = fd
+        # instances are few per user (often 128): one dropped without close() gives its fd back
+        self._closer = weakref.finalize(self, os.close, fd)
 
     def add(self, path: str, *, directory: bool = True) -> None:
         """Watch a directory (or a file); PermissionError for one we may not read, _NoWatch when none are left."""
@@ -70,7 +73,7 @@ class _Watch:
                 return seen
 
     def close(self) -> None:
-        os.close(self.fd)
+        self._closer()
 
 
 class _TooBig(Exception):
