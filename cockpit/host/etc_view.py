@@ -10,8 +10,8 @@ created, removed, renamed, its mode changed) before the writer's call returns, a
 command's start sees the event and gets a new copy. A copy a running command holds stays
 until that command ends.
 
-Where a copy cannot be made (no inotify, too many watches, an /etc too big to copy), `current`
-says so and the sandbox hides the secrets with a mount each, as before.
+Where a copy cannot be made (no inotify, too many watches, an /etc too big to copy), `acquire`
+gives none, `unavailable` says why, and the sandbox hides the secrets with a mount each, as before.
 """
 
 from __future__ import annotations
