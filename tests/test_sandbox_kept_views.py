@@ -227,7 +227,7 @@ def test_taking_the_copy_never_waits_for_one_being_made():
         asked: list = []
         asking = threading.Thread(target=lambda: asked.append(v.acquire()))
         asking.start()
-        asking.join(2)  # a non-blocking answer comes at once; a blocked one only after go_on
+        asking.join(1)  # a non-blocking answer comes at once; a blocked one only after go_on
         answered_during_copy = not asking.is_alive()
         go_on.set()
         worker.join(30)
