@@ -618,7 +618,10 @@ class Sandbox:
                 p for p in HIDDEN_IN_ETC if os.path.lexists(p)) + ")",
             "writable: the task's worktree (a reviewer's: read-only), a private /tmp, HOME=" + _SANDBOX_HOME
             + " (empty)",
-            "git: the product's .git read-only (objects, refs; config without remotes), no optional locks",
+            "git: the product's .git read-only (objects, refs; its configs, submodules' too, without remotes), "
+            "no optional locks",
+            "no capabilities, even for root; toolchains' registry tokens (~/.cargo/credentials.toml, "
+            "~/.m2/settings.xml...) emptied",
             "invisible: everything else: the factory (store, rules, factory.toml), other products and worktrees, "
             "the user's home (but for the toolchains above), /run, /var, /opt, /srv; no network; "
             "environment built from nothing",
