@@ -9,7 +9,10 @@ directory to bind) is kept while that file is unchanged, whatever the agent rest
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
+import sys
 import shutil
 import threading
 from pathlib import Path
@@ -244,3 +247,40 @@ def test_taking_the_copy_never_waits_for_one_being_made():
     blocking._lock = blocking._making = threading.RLock()
     answered, asked = during_a_copy(blocking)
     assert not answered and asked and asked[0] is not None
+
+
+MOUNTED_FILE = r"""
+import json, os, subprocess, sys
+from cockpit.host import etc_view
+from cockpit.host.etc_view import EtcView
+etc, outside, unwatched = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+subprocess.run(["mount", "--bind", outside, os.path.join(etc, "hosts.conf")], check=True)
+if unwatched:  # the defence off: no watch of its own for a file mounted over one of /etc
+    etc_view._mount_points_under = lambda root: []
+v = EtcView(etc, [])
+copy = v.acquire_refreshed()
+copied = open(os.path.join(copy.path, "hosts.conf")).read()
+v.release(copy)
+with open(outside, "w") as f:  # as a container runtime updates the hosts file it mounted
+    f.write("new-host\n")
+print(json.dumps({"stale": v.acquire() is None, "copied": copied}))
+"""
+
+
+def test_a_file_mounted_over_one_of_etc_is_watched_on_its_own(fake_etc, host_tmp):
+    """A container's /etc/hosts is a file mounted over /etc's: written through its own path, the
+    directory's watch never hears of it. Run in a private mount namespace (unshare -m)."""
+    outside = host_tmp / "hosts.outside"
+
+    def attempt(unwatched: bool) -> dict:
+        outside.write_text("mounted-host\n")
+        p = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, "-c", MOUNTED_FILE,
+                            str(fake_etc), str(outside), "1" if unwatched else "0"],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert p.returncode == 0, p.stderr
+        return json.loads(p.stdout)
+
+    seen = attempt(unwatched=True)  # liveness: the copy took the mounted file, then missed its change
+    assert seen == {"stale": False, "copied": "mounted-host\n"}, seen
+    seen = attempt(unwatched=False)
+    assert seen == {"stale": True, "copied": "mounted-host\n"}, seen
