@@ -10,6 +10,7 @@ import io
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from textual.widgets import DataTable
@@ -104,6 +105,7 @@ def test_tail_status_summary_and_report(texts):
         assert "\x1b" not in html and "<script" not in html.lower()
 
 
+@pytest.mark.timeout(360)  # 6 runs of the app with 100 kB lines: 24 s idle, seen past 120 s on a box at load 12
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking: each example runs the app
 @given(st.lists(hostile, min_size=6, max_size=6))
