@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import shutil
 import threading
 from pathlib import Path
 
@@ -27,7 +26,6 @@ from cockpit.host.etc_view import EtcView
 from cockpit.host.sandbox import HIDDEN_IN_ETC, CommandResult, Sandbox
 from cockpit.host.temp_dirs import remove_tree
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 
 SECRET = "sk-ant-etc-0123456789"
 CAP = 64_000
