@@ -1,7 +1,7 @@
 """Run code an agent wrote inside a real OS sandbox (bubblewrap), never behind path checks alone.
 
 Invariant 6 (docs/architecture.md), as an allow-list: the sandbox sees only the system directories (/usr, /bin,
-/sbin, /lib*, /etc minus its secrets), the Python the cockpit runs on, the toolchains the
+/sbin, /lib*, and a private copy of /etc minus its secrets: etc_view.py), the Python the cockpit runs on, the toolchains the
 factory names (`[factory] toolchains`), the task's tree (writable, or read-only for a
 reviewer) and, read-only, the git directory that tree's `.git` points at (so `git log`,
 `git diff main...HEAD` work; its config reduced to what git needs, no remote URLs). HOME
@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from .etc_view import EtcCopy, EtcView, view_of
 from .temp_dirs import make_temp_dir
 
 SandboxMode = Literal["bwrap", "off"]
@@ -48,6 +49,24 @@ DEFAULT_HIDDEN_IN_HOME = (
     ".kube",
     ".git-credentials",
     ".pypirc",
+    # inside directories a toolchain entry shows whole (`~/.cargo`, `~/.m2`, `~/.gradle`...): the
+    # registry tokens those tools keep next to their binaries and caches
+    ".cargo/credentials.toml",
+    ".cargo/credentials",
+    ".m2/settings.xml",
+    ".m2/settings-security.xml",
+    ".gradle/gradle.properties",
+    ".gem/credentials",
+    ".bundle/config",
+    ".npmrc",
+    ".yarnrc.yml",
+    ".config/gh",
+    ".config/git/credentials",
+    ".config/pypoetry/auth.toml",
+    ".composer/auth.json",
+    ".config/composer/auth.json",
+    ".terraform.d/credentials.tfrc.json",
+    ".vault-token",
 )
 
 # Unix sockets ignore read-only mounts and network namespaces: /run holds the docker socket,
@@ -240,43 +259,110 @@ def _reduced_config(config: str) -> str | None:
     return out
 
 
-def git_dirs_of(trees: Iterable[str]) -> list[tuple[str, str | None]]:
-    """(common git dir, reduced config) for each tree that is a linked worktree: what `git log`
-    inside the sandbox needs. Its `.git` file is read without following links; a git dir inside
-    the tree, or one that does not name this tree back, is ignored."""
+def git_dirs_of(trees: Iterable[str]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(common git dir, [(reduced copy, config it covers)]) for each tree that is a linked worktree:
+    what `git log` inside the sandbox needs. Its `.git` file is read without following links; a git
+    dir inside the tree, or one that does not name this tree back, is ignored."""
+    out: list[tuple[str, list[tuple[str, str]]]] = []
+    for tree in trees:
+        common = _common_dir_of(tree)
+        if common is not None and common not in (c for c, _ in out):
+            covers = []
+            for config in _git_configs(common):
+                reduced = _reduced_config(config)
+                if reduced is None:  # unreadable or gone between the two looks: an empty file covers it
+                    reduced = _empty_file()
+                covers.append((reduced, config))
+            out.append((common, covers))
+    return out
+
+
+def _git_configs(common: str) -> list[str]:
+    """Every config git keeps in a common dir that can hold a remote URL (a token) or a helper: its
+    own, `config.worktree`, and each submodule's under `modules/` (names may hold slashes; nested
+    submodules under `modules/<name>/modules/`). Found without following links."""
+    found = [p for p in (os.path.join(common, "config"), os.path.join(common, "config.worktree"))
+             if os.path.isfile(p) and not os.path.islink(p)]
+    stack = [os.path.join(common, "modules")]
+    while stack:
+        d = stack.pop()
+        if os.path.islink(d):
+            continue
+        try:
+            entries = [e for e in os.scandir(d) if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            continue
+        for e in entries:
+            configs = [os.path.join(e.path, n) for n in ("config", "config.worktree")]
+            configs = [c for c in configs if os.path.isfile(c) and not os.path.islink(c)]
+            if configs:  # a submodule's git dir
+                found += configs
+                stack.append(os.path.join(e.path, "modules"))
+            else:  # part of a name like vendor/lib
+                stack.append(e.path)
+    return found
+
+
+_RACY_GIT_NS = 1_000_000_000
+# tree -> (its `.git`'s lstat, the admin dir and its stat, the common dir found, when it was read)
+_checked: dict[str, tuple[tuple | None, str, tuple | None, str | None, int]] = {}
+
+
+def _stat_key(path: str) -> tuple | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _common_dir_of(tree: str) -> str | None:
+    """The checks below cost ~0.1 ms of reads and realpaths at every command; their verdict is kept
+    while the tree's `.git` (any write to it changes its ctime, which no one can set back) and the
+    admin dir it names are unchanged, and not trusted within a second of a change (coarse clocks)."""
+    dot_git = os.path.join(tree, ".git")
+    key = _stat_key(dot_git)
+    seen = _checked.get(tree)
+    if seen is not None and key is not None and seen[0] == key and _stat_key(seen[1]) == seen[2] \
+            and key[-1] < seen[4] - _RACY_GIT_NS:  # key[-1]: its ctime
+        return seen[3]
+    read_at = time.time_ns()
+    admin, common = _check_common_dir(tree)
+    _checked[tree] = (key, admin, _stat_key(admin) if admin else None, common, read_at)
+    return common
+
+
+def _check_common_dir(tree: str) -> tuple[str, str | None]:
+    """(admin dir named by the tree's `.git`, or "", and the common dir if every check passes)."""
     from . import safe_files
 
-    out: list[tuple[str, str | None]] = []
-    for tree in trees:
-        try:
-            text = safe_files.read_text(Path(tree), ".git", cap=4096).strip()
-        except OSError:
-            continue
-        if not text.startswith("gitdir:") or "\n" in text:
-            continue
-        admin = os.path.realpath(os.path.join(tree, text[len("gitdir:"):].strip()))
-        # checked before anything in it is read: the agent's tree may hold a FIFO that never answers
-        if admin == tree or admin.startswith(tree.rstrip("/") + "/") or os.path.basename(os.path.dirname(admin)) != "worktrees":
-            continue
-        try:
-            rel = Path(admin, "commondir").read_text(errors="replace").strip()
-            back = Path(admin, "gitdir").read_text(errors="replace").strip()
-        except OSError:
-            continue
-        # the agent writes its `.git` file: it must name the admin dir that names this tree back
-        # (else it could bind another product's repository into its sandbox)
-        if os.path.realpath(os.path.join(admin, back)) != os.path.join(tree, ".git"):
-            continue
-        common = os.path.realpath(os.path.join(admin, rel))
-        if common == tree or common.startswith(tree.rstrip("/") + "/") or not os.path.isdir(common):
-            continue
-        # an admin dir the agent made (inside its tree, or anywhere git did not put one) could name
-        # any repository as its common dir: only `<common>/worktrees/<name>` outside the tree counts
-        if os.path.dirname(admin) != os.path.join(common, "worktrees"):
-            continue
-        if common not in (c for c, _ in out):
-            out.append((common, _reduced_config(os.path.join(common, "config"))))
-    return out
+    try:
+        text = safe_files.read_text(Path(tree), ".git", cap=4096).strip()
+    except OSError:
+        return "", None
+    if not text.startswith("gitdir:") or "\n" in text:
+        return "", None
+    admin = os.path.realpath(os.path.join(tree, text[len("gitdir:"):].strip()))
+    # checked before anything in it is read: the agent's tree may hold a FIFO that never answers
+    if admin == tree or admin.startswith(tree.rstrip("/") + "/") or os.path.basename(os.path.dirname(admin)) != "worktrees":
+        return "", None
+    try:
+        rel = Path(admin, "commondir").read_text(errors="replace").strip()
+        back = Path(admin, "gitdir").read_text(errors="replace").strip()
+    except OSError:
+        return admin, None
+    # the agent writes its `.git` file: it must name the admin dir that names this tree back
+    # (else it could bind another product's repository into its sandbox)
+    if os.path.realpath(os.path.join(admin, back)) != os.path.join(tree, ".git"):
+        return admin, None
+    common = os.path.realpath(os.path.join(admin, rel))
+    if common == tree or common.startswith(tree.rstrip("/") + "/") or not os.path.isdir(common):
+        return admin, None
+    # an admin dir the agent made (inside its tree, or anywhere git did not put one) could name
+    # any repository as its common dir: only `<common>/worktrees/<name>` outside the tree counts
+    if os.path.dirname(admin) != os.path.join(common, "worktrees"):
+        return admin, None
+    return admin, common
 
 
 class Sandbox:
@@ -292,6 +378,7 @@ class Sandbox:
         hidden: Iterable[Path] = (),
         extra_path: Iterable[Path] = (),
         toolchains: Iterable[Path] = (),
+        etc_view: EtcView | None = None,
     ) -> None:
         if mode not in ("bwrap", "off"):
             raise ValueError(f"sandbox mode must be 'bwrap' or 'off', not {mode!r}")
@@ -305,9 +392,12 @@ class Sandbox:
         self.extra_path: tuple[Path, ...] = tuple(Path(p) for p in extra_path)
         self.toolchains: tuple[Path, ...] = tuple(Path(p).expanduser() for p in toolchains)
         self._off_home: Path | None = None
-        self._view: tuple[tuple, list[str], list[tuple[str, bool]], str] | None = None
+        self._view: tuple[tuple, list[str], list[tuple[str, bool, bool]], str] | None = None
         self._view_read_ns = 0
+        self._view_links: dict[str, str] = {}
         self._dirs: tuple[str, list[str]] | None = None
+        # /etc without its secrets: one copy for the process, bound in /etc's place (one mount, not one per secret)
+        self._etc = etc_view if etc_view is not None else view_of("/etc", HIDDEN_IN_ETC)
 
     # -- availability -------------------------------------------------------------------
 
@@ -382,33 +472,40 @@ class Sandbox:
 
     def _bwrap_argv(
         self, bwrap: str, command: str, cwd: Path, writable: Iterable[Path], env: dict[str, str],
-        readable: Iterable[Path] = (),
+        readable: Iterable[Path] = (), etc: EtcCopy | None = None,
     ) -> list[str]:
         writable_real = [os.path.realpath(w) for w in writable]
         readable_real = [os.path.realpath(r) for r in readable]
         gitdirs = git_dirs_of([*writable_real, *readable_real])
         roots, hidden, bash = self._host_view()
+        links = self._view_links
         bound = [*roots, *readable_real, *writable_real, *(g for g, _ in gitdirs)]
 
+        bound_set, bound_under = set(bound), tuple(b.rstrip("/") + "/" for b in bound)
+        trees_under = tuple(w.rstrip("/") + "/" for w in writable_real + readable_real)
+
         def under_bound(p: str) -> bool:
-            return any(p == b or p.startswith(b.rstrip("/") + "/") for b in bound)
+            return p in bound_set or p.startswith(bound_under)
 
         def inside_tree(p: str) -> bool:
-            return any(p != w and p.startswith(w.rstrip("/") + "/") for w in writable_real + readable_real)
+            return p.startswith(trees_under)
 
         empty = _empty_file()  # checked once per command, not once per hidden file
 
-        def hide(entries: list[tuple[str, bool]]) -> list[str]:
+        def hide(entries: list[tuple[str, bool, bool]]) -> list[str]:
             out: list[str] = []
-            for real, is_dir in entries:
+            for real, is_dir, _ in entries:
                 out += ["--tmpfs", real] if is_dir else ["--ro-bind", empty, real]
             return out
 
-        argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
+        # no capability inside, even for root: with them a command could `umount` what hides a secret
+        argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv"]
         # The allow-list: system dirs and toolchains, read-only; a symlinked /bin stays a symlink.
         for r in roots:
-            if os.path.islink(r) and r in SYSTEM_DIRS:
-                argv += ["--symlink", os.readlink(r), r]
+            if r in links:
+                argv += ["--symlink", links[r], r]
+            elif r == "/etc" and etc is not None:
+                argv += ["--ro-bind", etc.path, r]
             elif not (r == "/tmp" or r.startswith("/tmp/")):  # those come after /tmp's tmpfs
                 argv += ["--ro-bind", r, r]
         argv += [
@@ -422,13 +519,15 @@ class Sandbox:
         # Hidden first, then the trees (a worktree under a hidden directory stays reachable),
         # then hidden paths that lie inside a tree (still hidden).
         # (only what is otherwise visible: the rest does not exist in here, and each mount costs start time)
+        # with a copy of /etc in its place, /etc's own secrets are the copy's business (made without them)
+        in_copy = etc is not None and "/etc" in roots and not os.path.islink("/etc")
         argv += hide([h for h in hidden if not inside_tree(h[0]) and under_bound(h[0])
-                      and h[0] not in ("/run", "/var/run")])
+                      and h[0] not in ("/run", "/var/run") and not (in_copy and h[2] and h[0].startswith("/etc/"))])
         # the git directories the trees' `.git` files point at: read-only, config reduced
-        for common, config in gitdirs:
+        for common, covers in gitdirs:
             argv += ["--ro-bind", common, common]
-            if config is not None:
-                argv += ["--ro-bind", config, os.path.join(common, "config")]
+            for reduced, config in covers:
+                argv += ["--ro-bind", reduced, config]
         # a reviewer's or breaker's worktree: visible (it may lie under a hidden directory) but read-only
         for r in readable_real:
             argv += ["--ro-bind", r, r]
@@ -443,7 +542,7 @@ class Sandbox:
         argv += ["--", bash, "-c", command]
         return argv
 
-    def _host_view(self) -> tuple[list[str], list[tuple[str, bool]], str]:
+    def _host_view(self) -> tuple[list[str], list[tuple[str, bool, bool]], str]:
         """(visible roots, hidden entries, bash): what every command's mounts are built from.
 
         Reading it costs ~0.25 ms of realpaths and lstats per command, a good part of a sandbox start;
@@ -455,6 +554,8 @@ class Sandbox:
         if self._view is None or self._view[0] != key or self._racy(key):
             read_at = time.time_ns()
             self._view = (key, self.visible_roots(), self._hidden_entries(), shutil.which("bash") or "/bin/bash")
+            # a symlinked /bin (merged /usr) stays a symlink in there: no mount
+            self._view_links = {r: os.readlink(r) for r in self._view[1] if r in SYSTEM_DIRS and os.path.islink(r)}
             self._view_read_ns = read_at
         return self._view[1], self._view[2], self._view[3]
 
@@ -485,17 +586,17 @@ class Sandbox:
                 key.append((d, None, None))
         return tuple(key)
 
-    def _hidden_entries(self) -> list[tuple[str, bool]]:
-        """(real path, is_dir) of what to hide that exists now."""
-        hidden: list[tuple[str, bool]] = []  # symlinks resolved
+    def _hidden_entries(self) -> list[tuple[str, bool, bool]]:
+        """(real path, is_dir, one of HIDDEN_IN_ETC) of what to hide that exists now."""
+        hidden: list[tuple[str, bool, bool]] = []  # symlinks resolved
         seen: set[str] = set()
         etc = [p for p in HIDDEN_IN_ETC if os.access(p, os.R_OK)]  # unreadable to us stays unreadable in there
-        for h in (*self.hidden, *(Path(p) for p in etc)):
+        for h, of_etc in (*((h, False) for h in self.hidden), *((Path(p), True) for p in etc)):
             real = os.path.realpath(h)
             if real in seen or not os.path.lexists(real) or real == "/":
                 continue
             seen.add(real)
-            hidden.append((real, os.path.isdir(real)))
+            hidden.append((real, os.path.isdir(real), of_etc))
         return hidden
 
     def visible_roots(self) -> list[str]:
@@ -513,11 +614,14 @@ class Sandbox:
         if self.mode == "off":
             return ["sandbox off: commands see the whole machine as the cockpit's user"]
         return [
-            "read-only: " + " ".join(self.visible_roots()) + " (/etc without " + ", ".join(
+            "read-only: " + " ".join(self.visible_roots()) + " (/etc: a private copy without " + ", ".join(
                 p for p in HIDDEN_IN_ETC if os.path.lexists(p)) + ")",
             "writable: the task's worktree (a reviewer's: read-only), a private /tmp, HOME=" + _SANDBOX_HOME
             + " (empty)",
-            "git: the product's .git read-only (objects, refs; config without remotes), no optional locks",
+            "git: the product's .git read-only (objects, refs; its configs, submodules' too, without remotes), "
+            "no optional locks",
+            "no capabilities, even for root; toolchains' registry tokens (~/.cargo/credentials.toml, "
+            "~/.m2/settings.xml...) emptied",
             "invisible: everything else: the factory (store, rules, factory.toml), other products and worktrees, "
             "the user's home (but for the toolchains above), /run, /var, /opt, /srv; no network; "
             "environment built from nothing",
@@ -544,17 +648,35 @@ class Sandbox:
 
         `readable`: directories bound read-only, e.g. a worktree that lies under a hidden directory."""
         writable = list(writable)
-        if self.mode == "bwrap":
-            bwrap = await self._acheck()
-            argv = self._bwrap_argv(bwrap, command, cwd, writable, self._env(env, _SANDBOX_HOME), readable)
-            # bwrap itself gets a minimal env too; the command's env is set by --setenv only.
-            proc_env = {"PATH": _BASE_PATH}
-            proc_cwd = "/"
-        else:
+        if self.mode != "bwrap":
             argv = [shutil.which("bash") or "/bin/bash", "-c", command]
-            proc_env = self._env(env, self._home_off())
-            proc_cwd = str(cwd)
+            return await self._execute(command, argv, self._env(env, self._home_off()), str(cwd), timeout_s,
+                                       output_cap_bytes)
+        bwrap = await self._acheck()
+        etc = self._etc.acquire()
+        if etc is None and self._etc.unavailable is None:  # /etc changed (or first command): copy it afresh
+            etc = await self._refreshed_etc()
+        try:
+            argv = self._bwrap_argv(bwrap, command, cwd, writable, self._env(env, _SANDBOX_HOME), readable, etc)
+            # bwrap itself gets a minimal env too; the command's env is set by --setenv only.
+            return await self._execute(command, argv, {"PATH": _BASE_PATH}, "/", timeout_s, output_cap_bytes)
+        finally:
+            if etc is not None:
+                self._etc.release(etc)
 
+    async def _refreshed_etc(self) -> EtcCopy | None:
+        """A fresh copy of /etc, made in a worker thread; if we are cancelled meanwhile, it is let go."""
+        made = asyncio.ensure_future(asyncio.to_thread(self._etc.acquire_refreshed))
+        try:
+            return await asyncio.shield(made)
+        except asyncio.CancelledError:
+            made.add_done_callback(lambda f: f.cancelled() or f.exception() or f.result() is None
+                                   or self._etc.release(f.result()))
+            raise
+
+    async def _execute(self, command: str, argv: list[str], proc_env: dict[str, str], proc_cwd: str,
+                       timeout_s: float, output_cap_bytes: int) -> CommandResult:
+        """Start `argv` in its own process group, collect its output within the cap, kill what it leaves."""
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         try:
