@@ -89,7 +89,8 @@ class NotifySection(_Strict):
     mute: list[str] = Field(default_factory=list, description=(
         "products whose notices wait in the outbox (cockpit notify list) until removed from this list"))
     max_per_minute: int = Field(0, ge=0, le=1000, description=(
-        "at most this many messages a minute; the overflow goes as one message listing them; 0: no limit"))
+        "at most this many messages a minute on each channel; the overflow goes as one message listing them; "
+        "0: no limit"))
     quiet_hours: str | None = Field(None, description=(
         'local "HH:MM-HH:MM" (e.g. "22:00-07:00"): notices are held, then sent as one digest at the end'))
 

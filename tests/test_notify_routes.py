@@ -104,3 +104,31 @@ def test_routes_load_and_bad_ones_name_the_file_line_product_and_channel(tmp_pat
         load_factory(path)
     with pytest.raises(ConfigError, match="no channel 'desktop'"):  # a real channel, but not turned on
         load_factory(factory(tmp_path, '[notify.routes]\nshop = ["desktop"]\n'))
+
+
+async def test_the_rate_limit_is_per_channel_a_busy_product_never_holds_up_another_channel(tmp_path, two):
+    """shop -> webhook, blog -> apprise, two messages a minute: shop's third block waits for the webhook's minute
+    while blog's two reach apprise. A limit counted across the channels (what it was) would have held blog's too:
+    four messages went out within the minute, twice the limit."""
+    hook, push = two
+    store = await Store.open(tmp_path / "c.db")
+    now = [1_000_000.0]
+    try:
+        s = sender(store, hook, push, per_minute=2, routes={"shop": ["webhook"], "blog": ["apprise"]},
+                   clock=lambda: now[0])
+        shop, blog = [], []
+        for _ in range(3):  # one at a time: the webhook takes two, then its limit holds the third
+            shop.append((await blocked_task(store, ["tests"], product="shop")).task_id)
+            await deliver(s)
+        for _ in range(2):
+            blog.append((await blocked_task(store, ["tests"], product="blog")).task_id)
+            await deliver(s)
+        assert task_ids(hook) == shop[:2] and task_ids(push) == blog  # blog's channel was not held up
+        assert len(hook.got) + len(push.got) == 4  # more than 2 a minute in all: the limit is each channel's
+        (held,) = await store.query("SELECT key, attempts FROM outbox WHERE state = 'pending'")
+        assert held[0].startswith(f"blocked:{shop[2]}:") and held[1] == 0  # waiting, no failed try counted
+        now[0] += 61  # the webhook's minute has passed
+        await deliver(s)
+        assert task_ids(hook) == shop and await store.query("SELECT 1 FROM outbox WHERE state = 'pending'") == []
+    finally:
+        await store.close()

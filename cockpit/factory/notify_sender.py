@@ -106,8 +106,8 @@ class WebhookSender:
         self.quiet = quiet  # quiet hours (start, end) in local minutes of the day: held, then one digest
         self.clock = clock
         self.mute = list(mute or [])  # products whose notices wait in the outbox until unmuted
-        self.per_minute = per_minute  # at most this many messages a minute (0: no limit); the overflow: one message
-        self._posted: list[float] = []  # when each recent message went out (the rate limit's window)
+        self.per_minute = per_minute  # per channel: at most this many messages a minute (0: no limit); the overflow: one
+        self._posted: dict[str, list[float]] = {}  # per channel, when its recent messages went out (the limit's window)
         self.stale_after_s = stale_after_s
         self.failing = False  # the last try failed: the header shows a mark
         self.routes = dict(routes or {})  # product -> the channels its notices go to (absent: every channel)
@@ -123,12 +123,13 @@ class WebhookSender:
         """POST one notice on every channel; None if all accepted, else why not (the URL's secrets redacted)."""
         return await self._post(client, payload(key, notice))
 
-    def _slots(self, now: float) -> int:
-        """How many messages the rate limit allows now (a large number when there is none)."""
+    def _free(self, channel: str, now: float) -> int:
+        """How many more messages the rate limit lets `channel` send now (a large number when there is none).
+        Each channel has its own minute: a product routed to a busy channel never holds up another channel."""
         if self.per_minute <= 0:
             return 1 << 30
-        self._posted = [t for t in self._posted if now - t < 60]
-        return self.per_minute - len(self._posted)
+        recent = self._posted[channel] = [t for t in self._posted.get(channel, []) if now - t < 60]
+        return self.per_minute - len(recent)
 
     def channel_names(self) -> list[str]:
         """Every channel this sender delivers on: the webhook (if a URL is set), then the others."""
@@ -155,7 +156,6 @@ class WebhookSender:
 
     async def _post(self, client: httpx.AsyncClient, body: dict) -> str | None:
         """Deliver `body` on every channel (`notify test`, one-off sends); None only if all accepted."""
-        self._posted.append(self.clock())
         for name in self.channel_names():
             err = await self._on(client, name, body)
             if err is not None:
@@ -190,12 +190,12 @@ class WebhookSender:
                 if r[0] not in stale]
         if not rows:
             return 0
-        slots = self._slots(now)
-        if slots <= 0:
+        names = self.channel_names()
+        if names and all(self._free(n, now) <= 0 for n in names):
             return 0  # the rate limit: they wait, and go as one message when a slot frees
         held = [r for r in rows if self.is_quiet(r.created)]
-        if held or len(rows) > slots:  # the quiet hours just ended, or more than the limit: one message
-            return await self._send(client, rows, together=True, digest=bool(held))
+        if held:  # the quiet hours just ended: one message
+            return await self._send(client, rows, together=True, digest=True)
         if self.window <= 0:
             return await self._send(client, rows, together=False)
         if now - min(r.created for r in rows) < self.window:
@@ -204,9 +204,10 @@ class WebhookSender:
 
     async def _send(self, client: httpx.AsyncClient, rows: list["_Row"], *, together: bool,
                     digest: bool = False) -> int:
-        """Deliver `rows` on their routed channels: one message per channel listing them (`together`), or one
-        per row; then record the outcome. Returns how many rows are now sent."""
-        self._posted += [self.clock()] * (1 if together else len(rows))
+        """Deliver `rows` on their routed channels: one message per channel listing them (`together`, or more rows
+        than the channel's rate limit allows now), or one per row; a channel at its limit is skipped (its rows
+        wait for it). Then record the outcome. Returns how many rows are now sent."""
+        now = self.clock()
         results: dict[int, dict[str, str | None]] = {r.id: {} for r in rows}
         base = self.link_base() if self.link_base is not None else None
         done = await self._accepted([r.id for r in rows])
@@ -215,7 +216,12 @@ class WebhookSender:
             todo = [r for r in rows if name in self.routed(r.product) and name not in done.get(r.id, ())]
             if not todo:
                 continue
-            if together:
+            free = self._free(name, now)
+            if free <= 0:
+                continue  # this channel's limit: its rows wait (no try counted), the other channels go on
+            one = together or len(todo) > free
+            self._posted.setdefault(name, []).extend([now] * (1 if one else len(todo)))
+            if one:
                 err = await self._on(client, name, batch_payload([(r.key, r.notice) for r in todo], digest=digest,
                                                                 base=base))
                 for r in todo:
@@ -223,7 +229,7 @@ class WebhookSender:
             else:
                 for r in todo:
                     results[r.id][name] = await self._on(client, name, payload(r.key, r.notice, base))
-        return await self._record(rows, results)
+        return await self._record(rows, results, done)
 
     async def _digest(self, now: float) -> None:
         """Today's digest into the outbox once its hour has passed (once a day: the outbox key is the date)."""
@@ -249,7 +255,8 @@ class WebhookSender:
             out.setdefault(oid, set()).add(channel)
         return out
 
-    async def _record(self, rows: list["_Row"], results: dict[int, dict[str, str | None]]) -> int:
+    async def _record(self, rows: list["_Row"], results: dict[int, dict[str, str | None]],
+                      done: dict[int, set[str]] | None = None) -> int:
         """Each channel's outcome on each row, and each row sent (every channel routed to it has accepted it:
         now, or before) or due again after a backoff, in one transaction; returns how many rows are sent."""
         assert self.store is not None
@@ -266,6 +273,9 @@ class WebhookSender:
                     "sent_ts = excluded.sent_ts",
                     (r.id, name, "sent" if e is None else "failed" if given_up else "pending", (e or "")[:500],
                      now if e is None else None)))
+            accepted = (done or {}).get(r.id, set()) | {name for name, e in results[r.id].items() if e is None}
+            if not errs and not set(self.routed(r.product)) <= accepted:
+                continue  # held by a channel's rate limit: no try counted, due again at once
             if not errs:
                 sent += 1
                 stmts.append(("UPDATE outbox SET state = 'sent', sent_ts = ?, attempts = attempts + 1, "
