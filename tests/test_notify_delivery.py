@@ -138,3 +138,26 @@ async def test_the_screen_says_no_channel_configured_and_shows_each_channel(tmp_
         await store.close()
         hook.close()
         push.close()
+
+
+async def test_a_cockpit_that_does_not_run_the_sender_marks_failing_notices_from_the_outbox(store, config,
+                                                                                          monkeypatch):
+    """Another terminal or browser tab runs the factory (and its sender): this one reads the outbox for the mark."""
+    from cockpit.tui import screens
+    from cockpit.tui.app import CockpitApp
+    from cockpit.tui.widgets.status_bar import StatusBar
+    from tui_kit import until
+
+    monkeypatch.setattr(screens.main, "NOTICES_EVERY_S", 0.1)
+    b = await blocked_task(store, ["tests failed"])
+    app = CockpitApp(store, config)  # no orchestrator: it watches
+    async with app.run_test(size=(160, 40)) as pilot:
+        bar = app.query_one(StatusBar)
+        await until(pilot, lambda: app.main_screen.notices_checked >= 2)
+        assert "notices failing" not in str(bar.render())  # pending, never tried: nothing failing yet
+        # the other cockpit's sender records a failed try
+        await store.submit(None, [("UPDATE outbox SET attempts = 1, last_error = 'webhook: HTTP 500' WHERE key = ?",
+                                   (f"blocked:{b.task_id}:{b.id}",))])
+        await until(pilot, lambda: "✉ notices failing: cockpit notify list" in str(bar.render()))
+        await store.submit(None, [("UPDATE outbox SET state = 'sent', last_error = ''", ())])  # delivered at last
+        await until(pilot, lambda: "notices failing" not in str(bar.render()))

@@ -96,3 +96,10 @@ async def events_for_metrics(store: Store, *, after_id: int, data_kinds: Sequenc
     return await store.query(
         f"SELECT id, ts, kind, actor, product, task_id, CASE WHEN kind IN ({with_data}) THEN data END "
         f"FROM events WHERE id > ? AND kind NOT IN ({unread}) ORDER BY id", (*data_kinds, after_id, *unread_kinds))
+
+
+async def notices_failing(store: Store) -> bool:
+    """Whether a notice's last delivery failed (given up, or due again after an error): the header's mark in a
+    cockpit that does not run the sender itself (another terminal or browser tab runs the factory)."""
+    return bool(await store.query(
+        "SELECT 1 FROM outbox WHERE state = 'failed' OR (state = 'pending' AND last_error != '') LIMIT 1"))

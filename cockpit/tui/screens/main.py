@@ -31,7 +31,7 @@ from ...domain.tasks import Task, TaskState
 from ...factory import commands
 from ...agents.client import offline_reason
 from ...factory.meter import burn_rate
-from ...store import Store
+from ...store import Store, reads
 from ...domain import format as fmt
 from .. import queries
 from .task_actions import TaskActions
@@ -51,6 +51,8 @@ BLOCK_TOASTS = 3
 toast naming them, every FOLD_EVERY_S at most: a burst of blocks (100 a second) never floods the screen."""
 BLOCK_TOAST_WINDOW_S = 8.0
 FOLD_EVERY_S = 2.0
+NOTICES_EVERY_S = 5.0
+"""How often a cockpit that does not run the sender itself reads the outbox for the header's failing mark."""
 """How often the panes' agent lines are redrawn while agents stream (the activity stream runs at the bridge's pace)."""
 
 
@@ -91,6 +93,8 @@ class MainScreen(TaskActions):
         self._agents_dirty: set[str] = set()
         self._block_toasts: deque[float] = deque()  # when the recent block toasts went up (monotonic)
         self._folded: list[str] = []  # blocked tasks waiting for the one toast that names them
+        self._notices_failing = False  # read from the outbox when another cockpit runs the sender
+        self.notices_checked = 0  # outbox reads done (tests wait for one)
 
     @property
     def _offline(self) -> str | None:
@@ -145,6 +149,7 @@ class MainScreen(TaskActions):
         self.refresh_figures()
         self.set_interval(FIGURES_EVERY_S, self.refresh_figures)
         self.set_interval(AGENTS_EVERY_S, self._draw_agents)
+        self.set_interval(NOTICES_EVERY_S, self._check_notices)
         # who is at work, from every start/finish in the log (older than anything the bridge brings next)
         self.board.apply(await queries.lifecycle_events(self.store))
         self.refresh_agents()
@@ -269,6 +274,17 @@ class MainScreen(TaskActions):
         self._burn = await burn_rate(self.store, now=self.app.clock())  # type: ignore[attr-defined]
         self._show_figures()
 
+    @work(exclusive=True, group="notices")
+    async def _check_notices(self) -> None:
+        """The header's mark when the sender runs in another cockpit: a notice whose last delivery failed."""
+        if getattr(self.orchestrator, "notifier", None) is not None:
+            return  # this cockpit's own sender knows first
+        failing = await reads.notices_failing(self.store)
+        self.notices_checked += 1
+        if failing != self._notices_failing:
+            self._notices_failing = failing
+            self._show_figures()
+
     def _show_figures(self) -> None:
         bars = self.query(StatusBar)
         if not bars:
@@ -279,7 +295,12 @@ class MainScreen(TaskActions):
             total_usd=spend["total"] or 0.0, factory_limit_usd=spend["factory_limit"], burn_usd_per_hour=self._burn,
             working=len(self.board.working()), note=self.app.sub_title, offline=self._offline or "",
             sim_today_usd=spend["sim_today"] or 0.0, sim_total_usd=spend["sim_total"] or 0.0,
-            notify_failing=bool(getattr(getattr(self.orchestrator, "notifier", None), "failing", False))))
+            notify_failing=self._notify_failing()))
+
+    def _notify_failing(self) -> bool:
+        """This cockpit's sender's flag, or (another cockpit runs it) what the outbox says."""
+        notifier = getattr(self.orchestrator, "notifier", None)
+        return bool(notifier.failing) if notifier is not None else self._notices_failing
 
     def _focus_in_pane(self, selected: str | None) -> None:
         """The strip emptied under the human: carry on with the same task, in its pane."""
