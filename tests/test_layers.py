@@ -5,6 +5,7 @@ checks nothing)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -113,3 +114,42 @@ def test_the_cycles_that_were_in_factory_and_tui_break_the_contract_if_put_back(
         path.write_text(before)
         assert r.returncode != 0, (package, r.stdout)
         assert f"No cycles are allowed in {package}" in r.stdout, r.stdout
+
+
+SQL = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|WITH)\s")
+
+
+def sql_outside_the_store(package: Path) -> list[str]:
+    """Places outside cockpit/store/ that write SQL (a string that starts like a statement, f-strings included)
+    or open SQLite themselves: the store's named reads and writes are the way in."""
+    import ast
+
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if (package / "store") in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            text = None
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                text = node.value
+            elif isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
+                text = str(node.values[0].value)
+            opens = (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "connect"
+                     and isinstance(node.func.value, ast.Name) and node.func.value.id == "sqlite3")
+            if (text is not None and SQL.match(text)) or opens:
+                found.append(f"{path.relative_to(package.parent)}:{node.lineno}")
+    return sorted(set(found), key=lambda f: (f.split(":")[0], int(f.split(":")[1])))
+
+
+def test_only_the_store_speaks_sql(tmp_path):
+    assert sql_outside_the_store(REPO / "cockpit") == []
+    copy = tmp_path / "cockpit"
+    shutil.copytree(REPO / "cockpit", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    meter = copy / "factory" / "meter.py"
+    meter.write_text(meter.read_text() + '\n\nasync def _raw(store):\n    return await store.query(f"SELECT {1}")\n\n\n'
+                     'WRITE = ("UPDATE outbox SET state = ?", ())\n\n\n'
+                     'def _open(p):\n    import sqlite3\n\n    return sqlite3.connect(p)\n')
+    lines = meter.read_text().splitlines()
+    where = [i + 1 for i, line in enumerate(lines) if "SELECT {1}" in line or "UPDATE outbox" in line
+             or "sqlite3.connect" in line]
+    assert sql_outside_the_store(copy) == [f"cockpit/factory/meter.py:{n}" for n in where] and len(where) == 3

@@ -26,6 +26,7 @@ from ..domain.events import Event, Kind
 from ..host import safe_git
 from ..domain.prices import Usage, default_prices
 from ..store import Store
+from ..store import history_rows
 
 MARK = {"demo_history": True}
 TITLE_PREFIX = "[demo history] "
@@ -449,28 +450,19 @@ async def seed_history(store: Store, products_dir: Path, *, human: str = "human:
                   lessons=len(lesson_ids))
 
 
-_LEDGER_COLS = ("call_id, ts, task_id, product, actor, model, state, reserved_usd, settled_usd, input_tokens, "
-                "output_tokens, cache_creation_tokens, cache_read_tokens, settled_ts")
-
-
 def _ledger_statements(plans: dict[str, list[_TaskPlan]]) -> dict[int, list[tuple[str, tuple[Any, ...]]]]:
-    """Each task's ledger rows as a few multi-row INSERTs, committed with the task's last settlement."""
+    """Each task's ledger rows, committed with the task's last settlement."""
     out: dict[int, list[tuple[str, tuple[Any, ...]]]] = {}
     for tasks in plans.values():
         for t in tasks:
             spends = [e for e in t.events if e.ledger is not None]
             if not spends:
                 continue
-            stmts = []
-            for i in range(0, len(spends), 60):
-                chunk = spends[i:i + 60]
-                values = ",".join(["(?,?,?,?,?,?,'settled',?,?,?,?,?,?,?)"] * len(chunk))
-                params: list[Any] = []
-                for e in chunk:
-                    cid, task, product, actor, model, reserved, settled, *tokens = e.ledger  # type: ignore[misc]
-                    params += [cid, e.ts, task, product, actor, model, reserved, settled, *tokens, e.ts]
-                stmts.append((f"INSERT INTO ledger({_LEDGER_COLS}) VALUES {values}", tuple(params)))
-            out[id(spends[-1])] = stmts
+            calls = []
+            for e in spends:
+                cid, task, product, actor, model, reserved, settled, *tokens = e.ledger  # type: ignore[misc]
+                calls.append((cid, e.ts, task, product, actor, model, reserved, settled, *tokens))
+            out[id(spends[-1])] = history_rows.settled_calls(calls)
     return out
 
 

@@ -13,6 +13,7 @@ import time
 from ..domain.events import Event, Kind
 from ..domain.tasks import TaskState
 from ..store.store import Store
+from ..store import outbox, reads
 
 
 def day_start(ts: float) -> float:
@@ -30,17 +31,13 @@ def due(now: float, at_minutes: int) -> bool:
 async def day_summary(store: Store, now: float) -> dict:
     """The local day of `now`, from midnight: tasks merged, tasks that blocked, tasks blocked now, real and simulated spend."""
     start = day_start(now)
-    merged = await store.query("SELECT DISTINCT task_id FROM events WHERE kind = ? AND ts >= ? "
-                               "ORDER BY id", (Kind.MERGED.value, start))
-    blocked = await store.query("SELECT DISTINCT task_id FROM events WHERE kind = ? AND ts >= ? "
-                                "ORDER BY id", (Kind.BLOCKED.value, start))
-    spend = await store.query("SELECT COALESCE(SUM(CASE WHEN simulated = 0 THEN settled_usd END), 0), "
-                              "COALESCE(SUM(CASE WHEN simulated != 0 THEN settled_usd END), 0) FROM ledger "
-                              "WHERE ts >= ?", (start,))
+    merged = await reads.tasks_with_event_since(store, Kind.MERGED.value, start)
+    blocked = await reads.tasks_with_event_since(store, Kind.BLOCKED.value, start)
+    spend, simulated = await reads.spend_since(store, start)
     blocked_now = sorted(t.id for t in store.tasks() if t.state == TaskState.BLOCKED)
-    return {"date": time.strftime("%Y-%m-%d", time.localtime(now)), "merged": [r[0] for r in merged],
-            "blocked": [r[0] for r in blocked], "blocked_now": blocked_now,
-            "spend_usd": round(float(spend[0][0]), 4), "simulated_usd": round(float(spend[0][1]), 4)}
+    return {"date": time.strftime("%Y-%m-%d", time.localtime(now)), "merged": merged,
+            "blocked": blocked, "blocked_now": blocked_now,
+            "spend_usd": round(spend, 4), "simulated_usd": round(simulated, 4)}
 
 
 def summary_line(s: dict) -> str:
@@ -58,7 +55,7 @@ async def digest_if_due(store: Store, now: float, at_minutes: int) -> bool:
     if not due(now, at_minutes):
         return False
     date = time.strftime("%Y-%m-%d", time.localtime(now))
-    if await store.query("SELECT 1 FROM outbox WHERE key = ?", (f"digest:{date}",)):
+    if await outbox.has_key(store, f"digest:{date}"):
         return False
     s = await day_summary(store, now)
     await store.append(Event(kind=Kind.DIGEST, actor="system", data={**s, "summary": summary_line(s)}, ts=now))

@@ -27,6 +27,7 @@ from ..domain.notices import Notice, in_quiet_hours, parse_clock, parse_quiet_ho
 from ..domain.tasks import TaskState
 from ..domain.visible import visible_line
 from ..store.store import Store
+from ..store import outbox
 from .notify_digest import digest_if_due, due
 from .notify_link import link_base, task_link
 
@@ -179,15 +180,12 @@ class WebhookSender:
             await self._digest(now)
         if self.is_quiet(now):
             return 0  # held: the quiet hours end with one digest
-        muted = f" AND (product IS NULL OR product NOT IN ({','.join('?' * len(self.mute))}))" if self.mute else ""
-        found = await self.store.query(
-            "SELECT id, key, body, attempts, created_ts, task_id, product FROM outbox WHERE state = 'pending' "
-            f"AND next_try <= ?{muted} ORDER BY id LIMIT 100", (now, *self.mute))
-        stale = [r[0] for r in found if self._stale(r[5], r[4], now)]
+        found = await outbox.due(self.store, now, muted=sorted(self.mute))
+        stale = [r.id for r in found if self._stale(r.task_id, r.created_ts, now)]
         if stale:
-            await self.store.submit(None, [("UPDATE outbox SET state = 'stale' WHERE id = ?", (i,)) for i in stale])
-        rows = [_Row(r[0], r[1], Notice.model_validate_json(r[2]), r[3], r[4], r[6]) for r in found
-                if r[0] not in stale]
+            await outbox.mark_stale(self.store, stale)
+        rows = [_Row(r.id, r.key, Notice.model_validate_json(r.body), r.attempts, r.created_ts, r.product)
+                for r in found if r.id not in stale]
         if not rows:
             return 0
         names = self.channel_names()
@@ -248,45 +246,37 @@ class WebhookSender:
     async def _accepted(self, ids: list[int]) -> dict[int, set[str]]:
         """For each row, the channels that already accepted it."""
         assert self.store is not None
-        out: dict[int, set[str]] = {}
-        for oid, channel in await self.store.query(
-                f"SELECT outbox_id, channel FROM outbox_delivery WHERE state = 'sent' AND outbox_id IN "
-                f"({','.join('?' * len(ids))})", tuple(ids)):
-            out.setdefault(oid, set()).add(channel)
-        return out
+        return await outbox.accepted(self.store, ids)
 
     async def _record(self, rows: list["_Row"], results: dict[int, dict[str, str | None]],
                       done: dict[int, set[str]] | None = None) -> int:
         """Each channel's outcome on each row, and each row sent (every channel routed to it has accepted it:
         now, or before) or due again after a backoff, in one transaction; returns how many rows are sent."""
         assert self.store is not None
-        now, stmts, sent = self.clock(), [], 0
+        now, sent = self.clock(), 0
+        outcomes: list[outbox.ChannelOutcome] = []
+        sent_ids: list[int] = []
+        retries: list[outbox.RowRetry] = []
         self.failing = any(e is not None for res in results.values() for e in res.values())
         for r in rows:
             errs = {name: e for name, e in results[r.id].items() if e is not None}
             given_up = bool(errs) and r.attempts + 1 >= MAX_ATTEMPTS
             for name, e in results[r.id].items():
-                stmts.append((
-                    "INSERT INTO outbox_delivery(outbox_id, channel, state, attempts, last_error, sent_ts) "
-                    "VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT(outbox_id, channel) DO UPDATE SET state = excluded.state, "
-                    "attempts = outbox_delivery.attempts + 1, last_error = excluded.last_error, "
-                    "sent_ts = excluded.sent_ts",
-                    (r.id, name, "sent" if e is None else "failed" if given_up else "pending", (e or "")[:500],
-                     now if e is None else None)))
+                outcomes.append(outbox.ChannelOutcome(r.id, name, "sent" if e is None else "failed" if given_up
+                                                      else "pending", e or "", now if e is None else None))
             accepted = (done or {}).get(r.id, set()) | {name for name, e in results[r.id].items() if e is None}
             if not errs and not set(self.routed(r.product)) <= accepted:
                 continue  # held by a channel's rate limit: no try counted, due again at once
             if not errs:
                 sent += 1
-                stmts.append(("UPDATE outbox SET state = 'sent', sent_ts = ?, attempts = attempts + 1, "
-                              "last_error = '' WHERE id = ?", (now, r.id)))
+                sent_ids.append(r.id)
                 continue
             n = r.attempts + 1
             err = "; ".join(f"{name}: {e}" for name, e in errs.items())[:500]
             log.warning("notice %s: delivery failed (try %d): %s", r.key, n, err)
-            stmts.append(("UPDATE outbox SET attempts = ?, next_try = ?, last_error = ?, state = ? WHERE id = ?",
-                          (n, now + self.delay(n), err, "failed" if n >= MAX_ATTEMPTS else "pending", r.id)))
-        await self.store.submit(None, stmts)
+            retries.append(outbox.RowRetry(r.id, n, now + self.delay(n), err,
+                                           "failed" if n >= MAX_ATTEMPTS else "pending"))
+        await outbox.record(self.store, outcomes=outcomes, sent=sent_ids, retries=retries, now=now)
         return sent
 
     async def run(self) -> None:
@@ -312,12 +302,8 @@ class WebhookSender:
 async def outbox_rows(store: Store) -> list[dict]:
     """Every outbox row, newest first, with its state on each channel it was tried on, for `cockpit notify list`
     and the screen."""
-    rows = await store.query("SELECT id, key, state, attempts, last_error, created_ts, sent_ts, body FROM outbox "
-                             "ORDER BY id DESC")
-    channels: dict[int, dict[str, dict]] = {}
-    for oid, name, state, attempts, error in await store.query(
-            "SELECT outbox_id, channel, state, attempts, last_error FROM outbox_delivery ORDER BY outbox_id, channel"):
-        channels.setdefault(oid, {})[name] = {"state": state, "attempts": attempts, "error": error}
+    rows = await outbox.every_row(store)
+    channels = await outbox.channel_states(store)
     return [{"id": r[0], "key": r[1], "state": r[2], "attempts": r[3], "error": r[4], "created": r[5],
              "sent": r[6], "notice": json.loads(r[7]), "channels": channels.get(r[0], {})} for r in rows]
 
@@ -423,8 +409,4 @@ async def send_test(config: FactoryConfig, only: str | None = None) -> list[tupl
 
 async def retry_failed(store: Store) -> int:
     """Put every failed row back in the queue, due now (`cockpit notify retry`); returns how many."""
-    rows = await store.query("SELECT COUNT(*) FROM outbox WHERE state = 'failed'")
-    await store.submit(None, [
-        ("UPDATE outbox_delivery SET state = 'pending' WHERE state = 'failed'", ()),
-        ("UPDATE outbox SET state = 'pending', attempts = 0, next_try = 0 WHERE state = 'failed'", ())])
-    return int(rows[0][0])
+    return await outbox.requeue_failed(store)

@@ -103,3 +103,18 @@ async def notices_failing(store: Store) -> bool:
     cockpit that does not run the sender itself (another terminal or browser tab runs the factory)."""
     return bool(await store.query(
         "SELECT 1 FROM outbox WHERE state = 'failed' OR (state = 'pending' AND last_error != '') LIMIT 1"))
+
+
+async def tasks_with_event_since(store: Store, kind: str, start: float) -> list[str]:
+    """The tasks that had an event of `kind` at or after `start`, in the order of their first such event."""
+    rows = await store.query("SELECT task_id, MIN(id) FROM events WHERE kind = ? AND ts >= ? AND task_id IS NOT NULL "
+                             "GROUP BY task_id ORDER BY MIN(id)", (kind, start))
+    return [r[0] for r in rows]
+
+
+async def spend_since(store: Store, start: float) -> tuple[float, float]:
+    """(real, simulated) USD settled by the calls reserved at or after `start`."""
+    (real, sim), = await store.query(
+        "SELECT COALESCE(SUM(CASE WHEN simulated = 0 THEN settled_usd END), 0), "
+        "COALESCE(SUM(CASE WHEN simulated != 0 THEN settled_usd END), 0) FROM ledger WHERE ts >= ?", (start,))
+    return float(real), float(sim)
