@@ -3,7 +3,8 @@
 Seen at quit, one run in two at load ~4 (`cockpit demo` in tmux, q while gates ran): two gate runs of one
 product, both cancelled inside the checkout's cleanup, waited on the repository's worktree lock for good, and
 asyncio.run's final cancellation waited on them (the process stayed after its screen closed). The cleanup of a
-cancelled checkout now awaits nothing: it removes the files and leaves the admin entry to git's next prune.
+cancelled checkout (workspaces.remove_checkout: a gate's checkout and the merge queue's alike) now awaits
+nothing: it removes the files and leaves the admin entry to git's next prune.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from cockpit.factory import scratch
+from cockpit.factory import workspaces
 from cockpit.factory.scratch import throwaway_tree
-from cockpit.factory.workspaces import git, worktree_lock
+from cockpit.factory.workspaces import Workspaces, git, worktree_lock
 from gitrepo import make_repo, run_git
 
 
@@ -64,10 +65,37 @@ async def test_liveness_the_old_cleanup_waits_on_the_lock(tmp_path, monkeypatch)
             return 0
 
     real = asyncio.current_task
-    monkeypatch.setattr(scratch.asyncio, "current_task", lambda: NeverCancelling(real()))
+    monkeypatch.setattr(workspaces.asyncio, "current_task", lambda: NeverCancelling(real()))
     repo = make_repo(tmp_path / "repo")
     ended, _ = await _cancel_inside_a_checkout_while_the_lock_is_held(repo, tmp_path / "scratch")
     assert not ended
+
+
+async def test_the_merge_queues_checkout_cancelled_in_its_cleanup_never_waits_either(tmp_path):
+    """The merge queue discards its merge checkout in a `finally`: cancelled there, the same rule holds."""
+    repo = make_repo(tmp_path / "repo")
+    path = tmp_path / "scratch" / "merge-1"
+    run_git(repo, "worktree", "add", "--detach", str(path), "HEAD")
+    started = asyncio.Event()
+
+    async def land() -> None:
+        try:
+            started.set()
+            await asyncio.sleep(60)  # testing the merge
+        finally:
+            await Workspaces(tmp_path / "wt").discard(repo, path)
+
+    task = asyncio.create_task(land())
+    await started.wait()
+    lock = worktree_lock(repo)
+    await lock.acquire()
+    try:
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=3)
+    finally:
+        lock.release()
+    assert task in done, "the cancelled merge checkout waited on the worktree lock"
+    assert not path.exists()
 
 
 async def test_an_uncancelled_checkout_still_goes_through_git(tmp_path):

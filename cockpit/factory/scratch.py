@@ -7,14 +7,13 @@ writable for the sandboxed command, and removed afterwards whatever happened.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from .workspaces import git, worktree_lock
+from .workspaces import git, remove_checkout, worktree_lock
 
 
 @asynccontextmanager
@@ -27,19 +26,7 @@ async def throwaway_tree(repo: Path, root: Path, commit: str, *, label: str = "t
     try:
         yield path
     finally:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            # being cancelled (an agent stopped, the cockpit quitting): nothing is awaited here. Seen at quit:
-            # two gate runs of one product, both cancelled in this cleanup, waiting on the worktree lock for
-            # good, and the process with them. The files go now; git forgets the checkout at the next prune
-            # (every add/remove prunes, and the next start clears the scratch area).
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            async with worktree_lock(repo):
-                await git("worktree", "remove", "--force", str(path), cwd=repo, check=False)
-                if path.exists():
-                    shutil.rmtree(path, ignore_errors=True)
-                await git("worktree", "prune", cwd=repo, check=False)
+        await remove_checkout(repo, path)
 
 
 def scratch_dir(root: Path, name: str) -> Path:

@@ -212,6 +212,24 @@ def worktree_lock(repo: Path) -> asyncio.Lock:
     return lock
 
 
+async def remove_checkout(repo: Path, path: Path) -> None:
+    """Remove a checkout the cockpit made (a gate's, the merge queue's) and prune git's record of it.
+
+    When the calling task is being cancelled (an agent stopped, the cockpit quitting) nothing is awaited: seen at
+    quit, two gate runs of one product, both cancelled in this cleanup, waited on the worktree lock for good, and
+    the process with them. The files go at once; git forgets the checkout at its next prune (every add and
+    remove prunes, and the next start clears the scratch area)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    async with worktree_lock(repo):
+        await git("worktree", "remove", "--force", str(path), cwd=repo, check=False)
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+        await git("worktree", "prune", cwd=repo, check=False)
+
+
 
 class MergeConflicted(Exception):
     """Main merged into a task branch with conflicts left in the files for the builder to resolve."""
@@ -423,13 +441,8 @@ class Workspaces:
         return await self._advance(repo, main_branch, new, old)
 
     async def discard(self, repo: Path, scratch: Path | None) -> None:
-        if scratch is None:
-            return
-        async with self._admin(repo):
-            await git("worktree", "remove", "--force", str(scratch), cwd=repo, check=False)
-            if scratch.exists():
-                shutil.rmtree(scratch, ignore_errors=True)
-            await git("worktree", "prune", cwd=repo, check=False)
+        if scratch is not None:
+            await remove_checkout(repo, scratch)
 
     async def merged_since(self, repo: Path, main_branch: str, commit: str) -> list[str]:
         """Subjects of main's first-parent commits since `commit` forked from it (what landed meanwhile)."""
