@@ -4,6 +4,7 @@ checks nothing)."""
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -60,19 +61,22 @@ def test_a_run_time_import_cycle_between_siblings_breaks_the_contract(tmp_path):
     assert "No cycles are allowed in cockpit.agents" in r.stdout, r.stdout
 
 
+def nodes_outside(package: Path, sub: str):
+    """(path, node) for every syntax node of the modules of `package` that are not under `package/sub`."""
+    for path in sorted(package.rglob("*.py")):
+        if (package / sub) not in path.parents:
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                yield path, node
+
+
 def argparse_users(package: Path) -> list[str]:
     """Modules of `package` outside cockpit/cli/ that import argparse (the command line's business only)."""
-    import ast
-
     found = []
-    for path in sorted(package.rglob("*.py")):
-        if (package / "cli") in path.parents:
-            continue
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            if any(n == "argparse" or n.startswith("argparse.") for n in names):
-                found.append(str(path.relative_to(package.parent)))
+    for path, node in nodes_outside(package, "cli"):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        if any(n == "argparse" or n.startswith("argparse.") for n in names):
+            found.append(str(path.relative_to(package.parent)))
     return found
 
 
@@ -122,22 +126,17 @@ SQL = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|WITH
 def sql_outside_the_store(package: Path) -> list[str]:
     """Places outside cockpit/store/ that write SQL (a string that starts like a statement, f-strings included)
     or open SQLite themselves: the store's named reads and writes are the way in."""
-    import ast
-
     found = []
-    for path in sorted(package.rglob("*.py")):
-        if (package / "store") in path.parents:
-            continue
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            text = None
-            if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                text = node.value
-            elif isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
-                text = str(node.values[0].value)
-            opens = (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "connect"
-                     and isinstance(node.func.value, ast.Name) and node.func.value.id == "sqlite3")
-            if (text is not None and SQL.match(text)) or opens:
-                found.append(f"{path.relative_to(package.parent)}:{node.lineno}")
+    for path, node in nodes_outside(package, "store"):
+        text = None
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value
+        elif isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
+            text = str(node.values[0].value)
+        opens = (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "connect"
+                 and isinstance(node.func.value, ast.Name) and node.func.value.id == "sqlite3")
+        if (text is not None and SQL.match(text)) or opens:
+            found.append(f"{path.relative_to(package.parent)}:{node.lineno}")
     return sorted(set(found), key=lambda f: (f.split(":")[0], int(f.split(":")[1])))
 
 
