@@ -284,7 +284,8 @@ class WebhookSender:
         assert self.store is not None
         sub = self.store.subscribe()
         try:
-            async with httpx.AsyncClient() as client:
+            # the client's TLS context loads the system's certificates: tens of milliseconds, off the loop
+            async with await asyncio.to_thread(httpx.AsyncClient) as client:
                 while True:
                     try:
                         await self.deliver_due(client)

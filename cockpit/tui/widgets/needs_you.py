@@ -38,24 +38,30 @@ class NeedsYou(OptionList):
         return True
 
     def show(self, blocked: list[Task]) -> None:
+        """Bring the options in line with `blocked`, touching only what changed: rebuilding the list empties it
+        for a moment, and its scrollbar's coming and going costs a layout of the whole screen (under a burst of
+        blocks that was most of the main screen's time)."""
         ids = [t.id for t in blocked]
         keep, at = self.selected_task_id, self.highlighted or 0
-        self.task_ids = ids
-        self.clear_options()
-        if blocked:
-            self.add_options(
-                Option(
-                    Text.assemble((visible_line(t.id), "bold"), f" {visible_line(t.product)} · "
-                                  f"{visible_line(fmt.truncate(t.title, 48))} — ",
-                                  (visible_line(fmt.block_summary(t.blocked_by, t.block_detail, 120)), "italic")),
-                    id=t.id,
-                )
-                for t in blocked
-            )
-            # the same task if it still waits, else the one that took its place
-            self.highlighted = ids.index(keep) if keep in ids else min(at, len(ids) - 1)
+        prompts = [_prompt(t) for t in blocked]
+        if ids != self.task_ids or not blocked or not self.option_count:
+            self.task_ids = ids
+            if blocked:
+                self.set_options(Option(prompt, id=task_id) for task_id, prompt in zip(ids, prompts, strict=True))
+                # the same task if it still waits, else the one that took its place
+                self.highlighted = ids.index(keep) if keep in ids else min(at, len(ids) - 1)
+            elif self.option_count != 1 or not self.get_option_at_index(0).disabled:
+                self.set_options([Option("Nothing needs you: the factory is running.", disabled=True)])
         else:
-            self.add_option(Option("Nothing needs you: the factory is running.", disabled=True))
+            for index, prompt in enumerate(prompts):
+                if self.get_option_at_index(index).prompt != prompt:
+                    self.replace_option_prompt_at_index(index, prompt)
         self.border_title = f"Needs you ({len(ids)})" if ids else "Needs you"
         self.set_class(bool(ids), "-attention")
         self.disabled = not ids
+
+
+def _prompt(t: Task) -> Text:
+    return Text.assemble((visible_line(t.id), "bold"), f" {visible_line(t.product)} · "
+                         f"{visible_line(fmt.truncate(t.title, 48))} — ",
+                         (visible_line(fmt.block_summary(t.blocked_by, t.block_detail, 120)), "italic"))

@@ -23,7 +23,7 @@ from ...domain.visible import visible_line
 from ...domain import format as fmt
 from .. import safe
 from ..agents import AgentState
-from .text_table import TextTable
+from .row_table import RowCachedTable
 
 GATES = ("tests", "review", "defects", "budget")
 """Gate light columns, in the order they are shown: t, r, d, $."""
@@ -32,7 +32,7 @@ _GATE_LABELS = {"tests": "t", "review": "r", "defects": "d", "budget": "$"}
 _TITLE_WIDTH = 32
 
 
-class TaskTable(TextTable):
+class TaskTable(RowCachedTable):
     """The tasks of one product, a row each (key: the task id): title, state, a light per gate, spend, and a note:
     why it waits for the human, or what landed.
 
@@ -77,9 +77,9 @@ class TaskTable(TextTable):
         if width != self._doing_width:
             self._doing_width = doing.width = width
             self._require_update_dimensions = True
-            for task_id, raw in self._rows.items():
-                self._put(task_id, raw, redraw=True)
-            self.refresh()
+            for task_id, raw in self._rows.items():  # the notes cut to the new width, nothing else changed
+                self.set_cells(task_id, {"doing": self._cells(raw)[-1]})
+            self.redraw_all()
 
     def on_focus(self) -> None:
         self.show_cursor = True
@@ -144,9 +144,8 @@ class TaskTable(TextTable):
             self.add_row(*cells, key=task_id)
         else:
             keys = ["id", "title", "state", *GATES, "spend", "doing"]
-            for key, cell, was, now in zip(keys, cells, _flat(old), _flat(raw), strict=True):
-                if redraw or was != now:
-                    self.update_cell(task_id, key, cell, update_width=True)
+            self.set_cells(task_id, {key: cell for key, cell, was, now in zip(keys, cells, _flat(old), _flat(raw),
+                                                                             strict=True) if redraw or was != now})
         self._rows[task_id] = raw
 
     def show(self, tasks: list[Task]) -> None:
@@ -173,9 +172,7 @@ class TaskTable(TextTable):
         if [row.key.value for row in self.ordered_rows] == wanted:
             return
         selected = self.selected_task_id
-        rank = {task_id: i for i, task_id in enumerate(wanted)}
-        self.sort("id", key=lambda task_id: rank.get(str(task_id), len(rank)))
-        if selected is not None:
+        if self.reorder(wanted) and selected is not None:
             self.select_task(selected)
 
     def _doing_of(self, t: Task) -> str:
@@ -215,6 +212,7 @@ class ProductPane(Vertical):
         self.queue: list[str] = []
         self.testing: str | None = None
         self.agent_lines: list[str] = []
+        self._summary = ""
 
     def compose(self) -> ComposeResult:
         yield PaneSummary("", classes="summary")
@@ -281,7 +279,11 @@ class ProductPane(Vertical):
         if self.queue:
             sub.append("merge " + escape(visible_line(" ".join(f"{t}⚙" if t == self.testing else t for t in self.queue))))
         self.border_subtitle = " · ".join(sub)
-        self.query_one(PaneSummary).update(f"▸ {self.border_title} · {self.border_subtitle}")
+        summary = f"▸ {self.border_title} · {self.border_subtitle}"
+        if summary != self._summary:
+            self._summary = summary
+            # one line, as wide as the pane: its size never depends on the text, so no layout of the screen
+            self.query_one(PaneSummary).update(summary, layout=False)
 
 
 class PaneSummary(Static, can_focus=True):
