@@ -34,6 +34,8 @@ from .notify_link import link_base, task_link
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 12
+GATHER_S = 0.05
+"""After a commit wakes the sender, it waits this long for the rest of a burst before it looks at the outbox."""
 STALE_AFTER_S = 3600.0
 """A notice not yet delivered whose task has moved on (no longer blocked) and whose block is older than this is
 not sent: it is news to nobody (a factory that turns notifications on, or the demo's seeded history, would
@@ -99,8 +101,9 @@ class WebhookSender:
                  clock=time.time, mute: list[str] | None = None, per_minute: int = 0,
                  stale_after_s: float = STALE_AFTER_S, digest_at: int | None = None,
                  routes: dict[str, list[str]] | None = None,
-                 link_base: Callable[[], str | None] | None = None) -> None:
+                 link_base: Callable[[], str | None] | None = None, gather: float = GATHER_S) -> None:
         self.store, self.url = store, url
+        self.gather = gather
         self.timeout, self.backoff, self.max_backoff, self.poll = timeout, backoff, max_backoff, poll
         self.window = window  # batching: notices within this many seconds go as one message
         self.channels = list(channels or [])  # more channels (terminal): each has `deliver(body) -> err | None`
@@ -293,6 +296,9 @@ class WebhookSender:
                         log.warning("notify sender: %s", redact(str(e), self.url))
                     try:
                         await asyncio.wait_for(sub.get(), self.poll)
+                        # a burst of commits is one pass, not one each: every pass is a query and a write in
+                        # the store's thread, which the screen's loop feels under a burst (issue 21's bench)
+                        await asyncio.sleep(self.gather)
                         sub.drain()
                     except TimeoutError:
                         pass
