@@ -15,7 +15,7 @@ import time
 
 import aiohttp
 from factory_kit import write_factory
-from tui_tools import free_port, wait_port
+from tui_tools import free_port, served_address, wait_port
 
 from cockpit.config import load_factory
 from cockpit.domain.notices import Notice
@@ -90,9 +90,14 @@ async def test_cockpit_serve_is_the_link_and_its_task_page_opens_the_task(tmp_pa
         deadline = time.monotonic() + 30
         while link_base(cfg) is None and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        assert link_base(cfg) == f"http://127.0.0.1:{port}"
+        assert link_base(cfg) == f"http://127.0.0.1:{port}"  # the token never goes in a notice
         link = payload("k", N.model_copy(update={"task_id": tid}), link_base(cfg))["link"]
-        async with aiohttp.ClientSession() as http:
+        address = served_address(server.stderr)
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            async with http.get(link) as r:
+                assert r.status == 403  # a browser that never opened the printed address
+            async with http.get(address) as r:
+                assert r.status == 200  # the printed address: the page, and the token kept as a cookie
             async with http.get(link) as r:
                 page = await r.text()
                 assert r.status == 200 and f'/ws/task/{tid}"' in page

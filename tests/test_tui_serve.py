@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 
 from factory_kit import write_factory
-from tui_tools import ensure_tool, free_port, wait_port
+from tui_tools import ensure_tool, free_port, served_address, wait_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -109,7 +109,7 @@ def test_cockpit_serve_shows_the_products_in_headless_chromium(tmp_path):
         assert wait_port(debug, 60), "chromium did not start"
         shot = tmp_path / "cockpit-in-chromium.png"
         wanted = ["Cockpit — t", "shop", "blog", "nothing needs you", "Activity"]  # title, panes, status, stream
-        text = asyncio.run(read_page(debug, f"http://127.0.0.1:{port}/", wanted, shot, 120))
+        text = asyncio.run(read_page(debug, served_address(server.stdout), wanted, shot, 120))
         assert all(w in text for w in wanted), text[:3000]
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
     finally:

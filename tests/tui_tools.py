@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 
 
 def ensure_tool(command: str, package: str) -> str:
@@ -42,3 +43,23 @@ def wait_port(port: int, timeout: float) -> bool:
                 return True
         time.sleep(0.1)
     return False
+
+
+def served_address(stream, timeout: float = 60) -> str:
+    """The address `cockpit serve` prints (it carries the token), read from its stderr `stream`."""
+    import re
+    import select
+
+    deadline = time.monotonic() + timeout
+    seen = b""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([stream], [], [], 0.2)
+        if ready:
+            line = stream.readline()
+            if not line:
+                break
+            seen += line
+            found = re.search(rb"(http://127\.0\.0\.1:\d+/\?token=[\w-]+)", line)
+            if found:
+                return found.group(1).decode()
+    raise AssertionError(f"cockpit serve printed no address with a token: {seen[-2000:]!r}")

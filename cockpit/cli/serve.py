@@ -3,11 +3,20 @@
 Each browser tab gets its own `cockpit run` process on the factory. The first
 one drives the agents; the others watch and act through the same store (see
 CockpitApp's factory lock), so two tabs never run the factory twice.
+
+A browser tab acts as the human (it can approve, override, raise budgets), so loopback alone is no fence:
+any web page the human visits can open a WebSocket to 127.0.0.1, and a DNS-rebinding page can even read
+from it. Every request must carry the secret this process prints in its URL (`?token=…`, kept after the
+first visit in an HttpOnly, SameSite=Lax cookie: a link in a notice opens the page, but no other site's page
+can send it along with a socket or a frame), name this server as its Host, and, when a browser says
+where it comes from (Origin), come from this server's own pages.
 """
 
 from __future__ import annotations
 
 import argparse
+import hmac
+import secrets
 import shlex
 import sys
 from collections.abc import Callable
@@ -23,9 +32,46 @@ def serve_command(factory: str) -> str:
     return shlex.join([sys.executable, "-m", "cockpit", "run", "--factory", factory])
 
 
-def cockpit_server(command: str, *, port: int, title: str):
+TOKEN_COOKIE = "cockpit_serve_token"
+
+
+def request_guard(token: str, port: int):
+    """The aiohttp middleware that lets in only the human's own browser tabs (see the module's docstring)."""
+    from aiohttp import web
+
+    hosts = {f"{HOST}:{port}", f"localhost:{port}"}
+    origins = {f"http://{h}" for h in hosts}
+
+    def holds(given: str | None) -> bool:
+        return given is not None and hmac.compare_digest(given.encode(), token.encode())
+
+    @web.middleware
+    async def guard(request: web.Request, handler):
+        if request.host not in hosts:  # a rebinding page's requests name its own domain
+            raise web.HTTPForbidden(text=f"cockpit serve answers only as {HOST}:{port}")
+        origin = request.headers.get("Origin")
+        if origin is not None and origin not in origins:  # a page of another site (browsers always say so)
+            raise web.HTTPForbidden(text="cockpit serve: not from another site's page")
+        if holds(request.query.get("token")):
+            if request.method == "GET" and request.headers.get("Upgrade", "").lower() != "websocket":
+                # into the cookie, out of the address bar and the history
+                clean = request.rel_url.without_query_params("token")
+                answer = web.HTTPFound(str(clean))
+                answer.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Lax", path="/")
+                raise answer
+            return await handler(request)
+        if holds(request.cookies.get(TOKEN_COOKIE)):
+            return await handler(request)
+        raise web.HTTPForbidden(text="cockpit serve: open the address it printed when it started (it carries a "
+                                     "token), then this link works in the same browser")
+
+    return guard
+
+
+def cockpit_server(command: str, *, port: int, title: str, token: str):
     """textual-serve's Server, plus `/task/T2`: the same page, its cockpit opened on task T2 (`run --task T2`),
-    the link a notice carries while this serves (cockpit.factory.notify_link)."""
+    the link a notice carries while this serves (cockpit.factory.notify_link). Every request passes
+    `request_guard` first."""
     import copy
 
     from aiohttp import web
@@ -54,6 +100,7 @@ def cockpit_server(command: str, *, port: int, title: str):
 
         async def _make_app(self) -> web.Application:
             app = await super()._make_app()
+            app.middlewares.append(request_guard(token, port))
             app.add_routes([web.get("/task/{task_id}", self.handle_task_index),
                             web.get("/ws/task/{task_id}", self.handle_task_websocket)])
             return app
@@ -65,10 +112,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = load_factory(args.factory)  # a broken factory.toml fails here, not in every browser tab
     from ..factory.notify_link import remove_marker, write_marker
 
-    server = cockpit_server(serve_command(str(config.path)), port=args.port, title=f"Cockpit — {config.factory.name}")
+    token = secrets.token_urlsafe(24)
+    server = cockpit_server(serve_command(str(config.path)), port=args.port, title=f"Cockpit — {config.factory.name}",
+                            token=token)
     url = f"http://{HOST}:{args.port}"
-    print(f"cockpit: serving {config.path} on {url}/ (ctrl+c stops)", file=sys.stderr, flush=True)
-    write_marker(config, url)  # notices link to the task here while this serves
+    print(f"cockpit: serving {config.path} on {url}/?token={token} (ctrl+c stops; open that address once, then "
+          "task links work in the same browser)", file=sys.stderr, flush=True)
+    write_marker(config, url)  # notices link to the task here while this serves (the token never goes in them)
     try:
         server.serve()
     finally:
