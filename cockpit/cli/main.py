@@ -20,6 +20,7 @@ from ..domain.errors import Refused
 from ..domain.tasks import IN_FLIGHT_STATES, TaskState
 from ..store import Store, StoreError
 from .store_access import with_store
+from .terminal_guard import visible_output
 
 DEFAULT_FACTORY = "factory.toml"
 
@@ -86,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with visible_output():  # nothing a repository or an agent wrote reaches the terminal as a command
+        return _main(argv)
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
