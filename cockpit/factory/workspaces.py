@@ -281,7 +281,8 @@ class Workspaces:
         """Commit everything in the worktree as `author` (with a Cockpit-Agent trailer); None if nothing changed.
 
         Refuses (UnsafeChange, nothing committed, the index reset) a nested `.git`, a gitlink
-        unless `main_branch` (else HEAD) already has submodules, and a symlink leaving the tree."""
+        unless `main_branch` (else HEAD) already has submodules, a symlink leaving the tree, and compiled
+        code (bytecode, extension modules: `compiled_code`)."""
         check_worktree(worktree)
         nested = await asyncio.to_thread(_nested_git, worktree)
         if nested:
@@ -322,6 +323,11 @@ class Workspaces:
             if len(parts) < 5 or parts[4].startswith("D"):
                 continue
             new_mode, new_sha = parts[1], parts[3]
+            compiled = compiled_code(path)
+            if compiled:
+                return (f"{path} is {compiled}: what runs would not be the source a reviewer reads (Python "
+                        "imports it instead of, or without, the .py); commit the source only, and build "
+                        "compiled parts in the product's test or build command")
             if new_mode == "160000" and not await self._has_submodules(worktree, main_branch):
                 return (f"{path} is a gitlink (a submodule or nested repository) and "
                         f"{main_branch or 'this branch'} has no submodules; commit its files instead")
@@ -493,3 +499,19 @@ class Workspaces:
             if path.exists():
                 shutil.rmtree(path, ignore_errors=True)
             await git("worktree", "prune", cwd=repo, check=False)
+
+
+_BYTECODE = (".pyc", ".pyo")
+_EXTENSIONS = (".so", ".pyd", ".dylib")
+
+
+def compiled_code(path: str) -> str | None:
+    """What kind of compiled code a committed `path` is, if Python would run it on import, else None: bytecode
+    (an unchecked-hash .pyc is never compared with its source) or an extension module (imported before a .py
+    of the same name)."""
+    name = path.rsplit("/", 1)[-1].lower()
+    if name.endswith(_BYTECODE) or "__pycache__" in path.split("/"):
+        return "Python bytecode"
+    if name.endswith(_EXTENSIONS) or ".so." in name:
+        return "a compiled extension module"
+    return None
