@@ -42,8 +42,18 @@ import hashlib
 import hmac
 import json
 import os
+import sys
 
 import pytest
+
+_RUNNER = ("_pytest", "pytest", "pluggy")
+_RUNNER_UNITTEST = ("unittest.case", "unittest.suite", "unittest.result", "unittest.runner", "unittest.loader")
+_ACTS_FOR_TESTS = ("_pytest.monkeypatch",)  # pytest's own code, but doing what a test asks
+
+
+def _runner(name):
+    name = str(name or "")
+    return name.split(".")[0] in _RUNNER or name in _RUNNER_UNITTEST or name == __name__
 
 
 def _reporter():
@@ -67,6 +77,64 @@ def _reporter():
     seq = [0]
     raw = {}
     before = set()
+    told = set()
+    watched = {}  # (id of owner, attribute) -> (owner, attribute, what it held): the runner's code
+
+    def tamper(what):
+        if what not in told:
+            told.add(what)
+            send({"ev": "tamper", "what": what[:300]})
+
+    def by_runner(frame):
+        """Whether the code at `frame` is the runner itself (not a test, a product module or a conftest)."""
+        name = frame.f_globals.get("__name__", "") if frame is not None else ""
+        return _runner(name) and not str(name).startswith(_ACTS_FOR_TESTS)
+
+    runner_dirs = tuple(os.path.dirname(getattr(sys.modules.get(n), "__file__", "") or "") + os.sep
+                        for n in ("_pytest", "pytest", "pluggy"))
+
+    def runner_code(value):
+        """Whether `value` is the runner's own code (its functions live in pytest's or pluggy's files)."""
+        code = getattr(getattr(value, "__func__", value), "__code__", None)
+        return code is not None and str(code.co_filename).startswith(runner_dirs)
+
+    def audit(event, args):
+        # an audit hook stays for the life of the process: nothing imported after this module removes it
+        if event in ("gc.get_referents", "gc.get_referrers", "gc.get_objects") and not by_runner(sys._getframe(1)):
+            tamper(f"{event}() was called: it reaches any object behind its attributes, the runner's too")
+        elif event == "compile" and str(args[1] if len(args) > 1 else "").startswith(runner_dirs) \
+                and not by_runner(sys._getframe(1)):
+            tamper(f"code was compiled under the runner's file name {args[1]}")
+
+    def snapshot():
+        seen = set()
+        for name, module in list(sys.modules.items()):
+            if module is None or not _runner(name) or name == __name__:
+                continue
+            for attr, value in list(vars(module).items()):
+                if callable(value):
+                    watched[(id(module), attr)] = (module, attr, value)
+                if isinstance(value, type) and id(value) not in seen and _runner(getattr(value, "__module__", "")):
+                    seen.add(id(value))
+                    for k, v in list(vars(value).items()):
+                        if callable(v) or isinstance(v, (staticmethod, classmethod, property)):
+                            watched.setdefault((id(value), k), (value, k, v))
+
+    def check_runner(starting=False):
+        """Each watched attribute still holds what it held. While pytest starts (its own plugins configure
+        themselves), a change to the runner's own code is the runner's doing; once tests run, none is."""
+        for key, (owner, attr, value) in list(watched.items()):
+            now = vars(owner).get(attr)
+            if now is value:
+                continue
+            if starting and runner_code(now):
+                watched[key] = (owner, attr, now)
+                continue
+            label = owner.__name__ if isinstance(owner, type(sys)) else f"{owner.__module__}.{owner.__qualname__}"
+            tamper(f"{label}.{attr} replaced")
+
+    snapshot()
+    sys.addaudithook(audit)
 
     def send(rec):
         if fd is None or not key:
@@ -80,7 +148,10 @@ def _reporter():
         except OSError:
             pass
 
+    @pytest.hookimpl(trylast=True)
     def pytest_configure(config):
+        check_runner(starting=True)  # after every other plugin's configure
+        snapshot()  # and what pytest loaded since this module
         names = sorted(n for n, p in config.pluginmanager.list_name_plugin()
                        if p is not None and "/" not in n and not n.isdigit())
         ini = getattr(config, "inipath", None)
@@ -116,10 +187,13 @@ def _reporter():
         yield
 
     def pytest_runtest_logreport(report):
+        if report.when != "setup":
+            check_runner()
         send({"ev": "report", "id": report.nodeid, "when": report.when, "outcome": report.outcome,
               "xfail": hasattr(report, "wasxfail"), "raw": raw.pop((report.nodeid, report.when), "")})
 
     def pytest_sessionfinish(session, exitstatus):
+        check_runner()
         added = sorted({type(p).__module__ + "." + type(p).__qualname__
                         for p in session.config.pluginmanager.get_plugins() if id(p) not in before} if before else ())
         send({"ev": "finish", "exitstatus": int(exitstatus), "added": added})
@@ -155,6 +229,7 @@ class Evidence:
     rewritten: list[tuple[str, str, str, str]] = field(default_factory=list)
     added_plugins: list[str] = field(default_factory=list)  # registered while the tests ran
     signed_sessions: set[str] = field(default_factory=set)  # the keys the stream's sessions signed with
+    tampered: list[str] = field(default_factory=list)  # the runner's code changed by the code under test
 
     @property
     def reported(self) -> bool:
@@ -275,6 +350,8 @@ def fold(lines: list[bytes], *, overflow: bool = False, keys: list[bytes] | None
                 ev.ended += 1
                 ev.finish = int(rec["exitstatus"])
                 ev.added_plugins += [str(p) for p in rec.get("added", [])]
+            elif kind == "tamper":
+                ev.tampered.append(str(rec["what"]))
             else:
                 ev.problems.append(f"line {n} of the outcome stream is of an unknown kind {kind!r}")
         except (ValueError, KeyError, TypeError):
@@ -306,12 +383,16 @@ def runner_summary(output: str, sessions: int = 1) -> Counter[str] | None:
 
 
 def contradictions(ev: Evidence, exit_code: int | None, output: str, *, truncated: bool = False,
-                   raw_outcomes: bool = True, keys_taken: int | None = None) -> list[str]:
+                   raw_outcomes: bool = True, keys_taken: int | None = None, runner_intact: bool = True) -> list[str]:
     """Where the run disagrees with itself; checked when the exit code says it passed.
 
     `raw_outcomes`: a report whose phase raised but that says it passed is a contradiction.
-    `keys_taken`: how many session keys left the key FIFO; each must sign a session of the stream."""
+    `keys_taken`: how many session keys left the key FIFO; each must sign a session of the stream.
+    `runner_intact`: the code under test changing the runner's own classes or functions is a contradiction
+    (what the runner then reports is what that code says)."""
     why = list(ev.problems)
+    if runner_intact and ev.tampered:
+        why.append(f"the code under test changed the test runner: {'; '.join(ev.tampered[:5])}")
     if raw_outcomes:
         why += [f"{i} raised in its {when} but was reported {said} (a plugin rewrote the report)"
                 for i, when, _real, said in ev.rewritten[:10]]

@@ -49,7 +49,8 @@ from .workspaces import git
 TAIL_LINES = 60
 GATE_TESTS = "tests"
 GUARD = "guard"
-DEFENCES = ("evidence", "seal", "raw_outcomes", "reporter_reach", "identity", "runner_config", "protected", "main_copies")
+DEFENCES = ("evidence", "seal", "raw_outcomes", "runner_intact", "reporter_reach", "identity", "runner_config",
+            "protected", "main_copies")
 TESTS_CHANGED = "tests changed"
 RUNNER_CHANGED = "runner configuration changed"
 REPORTER_REACHED = "reaches into the test reporter"
@@ -182,6 +183,7 @@ class TestsGate:
         elif evidence is not None and res.ok and not collect_only and "evidence" in self.defences:
             why = contradictions(evidence, res.exit_code, res.output, truncated=res.truncated,
                                  raw_outcomes="raw_outcomes" in self.defences,
+                                 runner_intact="runner_intact" in self.defences,
                                  keys_taken=stream.keys_taken if "seal" in self.defences else None)
         return GateResult(GATE_TESTS, commit, "pass" if res.ok and not why else "fail", res.exit_code, tail,
                           res.timed_out, time.monotonic() - started, tree_id, tuple(why), evidence)
