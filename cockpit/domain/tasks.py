@@ -484,8 +484,9 @@ def _override_carried(task: Task, event: Event, role: Role) -> Update:
     d = event.data
     _need(task, {TaskState.CHECKING}, "carry override")
     from_commit = _str(d, "from_commit", "carry override")
-    if d.get("merges_main") is not True and from_commit != task.commit:
-        raise Refused(f"carry override: {task.commit} is not a merge of main into {from_commit}")
+    if from_commit != task.commit and (d.get("merges_main") is not True or d.get("beyond") != []):
+        # the factory checks it with git (Workspaces.remerge_beyond) and says so: nothing beyond the merge
+        raise Refused(f"carry override: {task.commit} is not shown to be only a merge of main into {from_commit}")
     o = carry_override(task, from_commit)
     carried = Override(commit=task.commit, actor=o.actor, note=o.note, event_id=event.id, carried_from=from_commit)
     return {"state": TaskState.MERGING, "overrides": [*task.overrides, carried]}

@@ -332,12 +332,23 @@ class Orchestrator:
         """Land on the human's word when the guard finds only what the human accepted; else ask again, saying why."""
         t = self.store.task(t.id) or t
         o = next(o for o in reversed(t.overrides) if o.commit == from_commit)
+        beyond = None
+        if t.commit != from_commit:
+            product = self.config.product(t.product)
+            beyond = await self.workspaces.remerge_beyond(self._repo(t), product.main_branch, from_commit,
+                                                          t.commit or "")
+        if beyond is not None:
+            await self._block(t, stage.reasons, f"{stage.text}\nYour override of {from_commit[:12]} does not carry to "
+                                                f"{(t.commit or '')[:12]}: {beyond}. Only a new human override lands "
+                                                "this commit (or send it back with an instruction).")
+            return
         text = (f"{o.actor}'s override of {from_commit[:12]} carries to {(t.commit or '')[:12]}: it merges main into "
                 f"the overridden commit, its tests pass and the guard finds only what was accepted "
                 f"({', '.join(stage.findings)}). Note on record: {o.note}")
         try:
             await self.store.append(Event(kind=Kind.OVERRIDE_CARRIED, actor="system", product=t.product, task_id=t.id,
-                                          data={"from_commit": from_commit, "merges_main": True, "text": text}))
+                                          data={"from_commit": from_commit, "merges_main": t.commit != from_commit,
+                                                "beyond": [], "text": text}))
         except Refused as r:
             await self._block(self.store.task(t.id) or t, stage.reasons,
                               f"{stage.text}\nYour override of {from_commit[:12]} does not carry to "
