@@ -10,7 +10,12 @@ tree). It reproduces the defect only if it really fails there:
   collect (2), a usage error (4) or no test at all (5) proves nothing.
 
 The same run decides closing: a defect whose reproduction passes (exit code 0) on a later
-commit is closed by the system when that commit is checked.
+commit is closed by the system when that commit is checked. A test file runs with the tests
+gate's outcome stream (cockpit.factory.evidence): it passes only if the stream agrees (the
+session ended with status 0, each collected test reported, no report rewritten, the runner
+untouched). An adversary session closed a defect with one line in the module under test,
+`atexit.register(os._exit, 0)`: pytest failed the reproduction, the process exited 0. A
+command gives only its exit code: see docs/gates.md for what that leaves open.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 
 from ..host import safe_files
 from ..host.sandbox import Sandbox
+from .evidence import OutcomeStream, contradictions
 from .scratch import throwaway_tree
 
 REPRO_TEST_FILE = "test_cockpit_reproduction.py"
@@ -69,6 +75,7 @@ class ReproResult:
     exit_code: int | None
     timed_out: bool
     output: str
+    contradicts: tuple[str, ...] = ()  # where a test file's run disagrees with itself (its outcome stream)
 
     @property
     def fails(self) -> bool:
@@ -81,10 +88,12 @@ class ReproResult:
 
     @property
     def passes(self) -> bool:
-        return self.exit_code == 0 and not self.timed_out
+        return self.exit_code == 0 and not self.timed_out and not self.contradicts
 
     @property
     def why(self) -> str:
+        if self.contradicts:
+            return "the run contradicts itself: " + "; ".join(self.contradicts[:3])
         if self.timed_out:
             return "it hung until the timeout"
         if self.exit_code is None:
@@ -101,18 +110,36 @@ class ReproResult:
 
 
 async def reproduce(sandbox: Sandbox, repo: Path, scratch_root: Path, commit: str, kind: str, reproduction: str, *,
-                    timeout_s: float, output_cap_bytes: int, test_command: str | None = None) -> ReproResult:
-    """Run the reproduction against `commit` in a throwaway checkout; never raises for a failing run."""
+                    timeout_s: float, output_cap_bytes: int, test_command: str | None = None,
+                    evidence: bool = True) -> ReproResult:
+    """Run the reproduction against `commit` in a throwaway checkout; never raises for a failing run.
+    `evidence`: a test file's outcomes are read live and cross-checked (off only to show, in a test, the attack
+    that lands without it)."""
     if kind not in ("command", "test_file"):
         raise ValueError(f"kind must be 'command' or 'test_file', not {kind!r}")
-    async with throwaway_tree(repo, scratch_root, commit, label="repro") as tree:
-        if kind == "test_file":
-            # the builder's commit may hold a symlink of that name to a host file: replace the entry, never follow it
-            safe_files.write_text(tree, REPRO_TEST_FILE,
-                                  reproduction if reproduction.endswith("\n") else reproduction + "\n")
-            command = repro_test_command(test_command)
-        else:
-            command = reproduction
-        res = await sandbox.run(command, cwd=tree, writable=[tree], timeout_s=timeout_s,
-                                output_cap_bytes=output_cap_bytes)
-    return ReproResult(commit, kind, res.exit_code, res.timed_out, res.output)
+    stream = OutcomeStream(scratch_root) if kind == "test_file" and evidence else None
+    try:
+        async with throwaway_tree(repo, scratch_root, commit, label="repro") as tree:
+            if kind == "test_file":
+                # the builder's commit may hold a symlink of that name to a host file: replace the entry, never
+                # follow it
+                safe_files.write_text(tree, REPRO_TEST_FILE,
+                                      reproduction if reproduction.endswith("\n") else reproduction + "\n")
+                command = repro_test_command(test_command)
+            else:
+                command = reproduction
+            if stream is not None:
+                await stream.open()
+            res = await sandbox.run(command, cwd=tree, writable=[tree], timeout_s=timeout_s,
+                                    output_cap_bytes=output_cap_bytes,
+                                    readable=[stream.dir] if stream is not None else (),
+                                    env=stream.env() if stream is not None else None)
+            seen = await stream.close(seal=True) if stream is not None else None
+    finally:
+        if stream is not None:
+            stream.remove()
+    why: tuple[str, ...] = ()
+    if seen is not None and res.exit_code == 0 and not res.timed_out:
+        why = tuple(contradictions(seen, res.exit_code, res.output, truncated=res.truncated,
+                                   keys_taken=stream.keys_taken if stream is not None else None))
+    return ReproResult(commit, kind, res.exit_code, res.timed_out, res.output, why)
