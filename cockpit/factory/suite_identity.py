@@ -113,6 +113,70 @@ async def _gone(repo, commit: str, names: set[str]) -> bool:
     return True
 
 
+def _definition(text: str, name: str) -> ast.AST | None:
+    """The top-level or class-level `def`/`class` named `name` in `text` (Python source), or None."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
+            return node
+    return None
+
+
+def _renamed_dump(node: ast.AST, mapping: dict[str, str]) -> str:
+    copy = deepcopy(node)
+    for sub in ast.walk(copy):
+        for attr in ("id", "attr", "arg", "name"):
+            v = getattr(sub, attr, None)
+            if isinstance(v, str) and v in mapping:
+                setattr(sub, attr, mapping[v])
+    return ast.dump(copy, annotate_fields=False, include_attributes=False)
+
+
+async def _defined_in(repo, rev: str, name: str) -> list[str]:
+    """The Python files of `rev` with a line defining `name` (def or class)."""
+    rc, out, _ = await _run_git("grep", "-l", "-E", "-e", rf"^\s*(async\s+)?(def|class)\s+{name}\b", rev, "--",
+                                "*.py", cwd=repo)
+    return [line.split(":", 1)[1] for line in out.splitlines() if ":" in line] if rc == 0 else []
+
+
+async def _same_code_renamed(repo, base: str, commit: str, old_names: set[str], new_names: set[str],
+                             renamed_files: dict[str, str]) -> bool:
+    """Whether each of `old_names` is a definition on main that the change renamed in place: in the same file
+    (or the file git saw renamed), one of `new_names` defined with the same code but for the new names.
+    A test re-pointed at another function that merely exists under a new name (a fresh correct copy beside a
+    broken original) is not a rename."""
+    pairs: dict[str, str] = {}
+    for old in sorted(old_names):
+        files = await _defined_in(repo, base, old)
+        if len(files) != 1:
+            return False
+        where = renamed_files.get(files[0], files[0])
+        was = _definition(await git("cat-file", "-p", f"{base}:{files[0]}", cwd=repo), old)
+        rc, text, _ = await _run_git("cat-file", "-p", f"{commit}:{where}", cwd=repo)
+        if was is None or rc != 0:
+            return False
+        match = None
+        for new in sorted(new_names - set(pairs.values())):
+            now = _definition(text, new)
+            if now is not None:
+                match = (new, now)
+                break
+        if match is None:
+            return False
+        pairs[old] = match[0]
+    for old, new in pairs.items():
+        files = await _defined_in(repo, base, old)
+        where = renamed_files.get(files[0], files[0])
+        was = _definition(await git("cat-file", "-p", f"{base}:{files[0]}", cwd=repo), old)
+        now = _definition(await git("cat-file", "-p", f"{commit}:{where}", cwd=repo), new)
+        if was is None or now is None or _renamed_dump(was, pairs) != _renamed_dump(now, {}):
+            return False
+    return True
+
+
 @dataclass
 class StaticChanges:
     why: dict[str, str] = field(default_factory=dict)  # main node id -> what the change did to its source
@@ -125,7 +189,8 @@ async def static_changes(repo, base: str, commit: str, main_ids: list[str],
     """From git objects alone: each main test whose source the change rewrote, re-marked or dropped.
 
     A body that differs only in names the change renamed everywhere (`count_items` gone from the
-    whole tree, `total_quantity` in its place) follows the code it tests: noted, not blocked."""
+    whole tree, `total_quantity` in its place, defined in the same file with the same code) follows the
+    code it tests: noted, not blocked."""
     renamed_files = renamed_files or {}
     files = {split_id(i)[0] for i in main_ids}
     old = await _sources(repo, base, files)
@@ -145,7 +210,8 @@ async def static_changes(repo, base: str, commit: str, main_ids: list[str],
             out.why[nodeid] = "removed (its function is gone)"
         elif a.body != b.body:
             old_names, new_names = a.names - b.names, b.names - a.names
-            if a.shape == b.shape and old_names and await _gone(repo, commit, old_names):
+            if a.shape == b.shape and old_names and await _gone(repo, commit, old_names) \
+                    and await _same_code_renamed(repo, base, commit, old_names, new_names, renamed_files):
                 out.renamed[nodeid] = f"{', '.join(sorted(old_names))} -> {', '.join(sorted(new_names))}"
             else:
                 out.why[nodeid] = "body rewritten"
