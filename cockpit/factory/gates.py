@@ -50,7 +50,7 @@ TAIL_LINES = 60
 GATE_TESTS = "tests"
 GUARD = "guard"
 DEFENCES = ("evidence", "seal", "raw_outcomes", "runner_intact", "reporter_reach", "identity", "runner_config",
-            "protected", "main_copies")
+            "protected", "shadows", "main_copies")
 TESTS_CHANGED = "tests changed"
 RUNNER_CHANGED = "runner configuration changed"
 REPORTER_REACHED = "reaches into the test reporter"
@@ -239,7 +239,8 @@ class TestsGate:
         guard fails; the stage still blocks, `guard_only` saying that the guard alone stopped it."""
         stage = TestsStage()
         defaults = DEFAULT_PROTECTED if "protected" in self.defences else ()
-        base, static = await self.guard.check_static(repo, main_branch, commit, [*defaults, *protected])
+        base, static = await self.guard.check_static(repo, main_branch, commit, [*defaults, *protected],
+                                                     shadows="shadows" in self.defences)
         changed = await changes(repo, base, commit)
         stage.reach = await added_reach(repo, base, commit, [(c.path, c.old_path) for c in changed if c.status != "D"])
         reach_text = ("\nReaching into the test runner (added by this change):\n" +

@@ -14,6 +14,7 @@ not skipped is judged from the run itself by the tests gate (cockpit.factory.gat
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
@@ -47,6 +48,7 @@ TEST_FILE_PATTERNS: tuple[str, ...] = (
 
 TESTS_REMOVED = "tests removed"
 PROTECTED_CHANGED = "protected file changed"
+SHADOWS = "a module shadows another"
 
 def _glob_regex(pattern: str) -> re.Pattern[str]:
     out = ""
@@ -147,7 +149,8 @@ class GateGuard:
     async def base_of(self, repo: Path, main_branch: str, commit: str) -> str:
         return await git("merge-base", f"refs/heads/{main_branch}", commit, cwd=repo)
 
-    async def static(self, repo: Path, base: str, commit: str, protected: list[str] | tuple[str, ...]) -> GuardResult:
+    async def static(self, repo: Path, base: str, commit: str, protected: list[str] | tuple[str, ...], *,
+                     shadows: bool = True) -> GuardResult:
         """Deleted test files and protected files, from git alone (nothing of the change runs)."""
         reasons: list[str] = []
         lines: list[str] = []
@@ -166,10 +169,69 @@ class GateGuard:
             reasons.append(PROTECTED_CHANGED)
             lines.append("protected files changed: " + ", ".join(touched))
             findings += [f"protected:{p}" for p in touched]
+        shadowed = await shadowing(repo, base, commit, changed) if shadows else []
+        if shadowed:
+            reasons.append(SHADOWS)
+            lines.append("modules that would be imported instead of another (pytest puts their directory first on "
+                         "the import path): " + "; ".join(why for _, why in shadowed))
+            findings += [f"shadow:{path}" for path, _ in shadowed]
         return GuardResult(reasons, "\n".join(lines), findings)
 
     async def check_static(self, repo: Path, main_branch: str, commit: str,
-                           protected: list[str] | tuple[str, ...]) -> tuple[str, GuardResult]:
+                           protected: list[str] | tuple[str, ...], *, shadows: bool = True) -> tuple[str, GuardResult]:
         """(the main commit `commit` was built from, the git-only verdict): run before any of its code."""
         base = await self.base_of(repo, main_branch, commit)
-        return base, await self.static(repo, base, commit, protected)
+        return base, await self.static(repo, base, commit, protected, shadows=shadows)
+
+
+def _import_name(path: str) -> tuple[str, str] | None:
+    """(the directory a module would be imported from, its import name) for a .py file or a package's
+    __init__.py, else None."""
+    parts = path.split("/")
+    if not parts[-1].endswith(".py"):
+        return None
+    if parts[-1] == "__init__.py":
+        return ("/".join(parts[:-2]), parts[-2]) if len(parts) >= 2 else None
+    return "/".join(parts[:-1]), parts[-1][:-3]
+
+
+async def shadowing(repo: Path, base: str, commit: str, changed: list[Change]) -> list[tuple[str, str]]:
+    """Modules the change adds that pytest would import instead of the product's own or the standard library's:
+    each directory holding tests or a conftest.py without an __init__.py goes first on sys.path (pytest's
+    default `prepend` import mode), so `tests/calc.py` there is what `from calc import add` in main's unchanged
+    tests then imports (an adversary session landed a broken `calc` that way). [(path, why)]."""
+    added = [c.path for c in changed if c.status in "ARC"]
+    candidates = [(c, _import_name(c)) for c in added]
+    candidates = [(c, n) for c, n in candidates if n is not None]
+    if not candidates:
+        return []
+    files = [f for f in (await git("ls-tree", "-r", "--name-only", "-z", commit, cwd=repo)).split("\0") if f]
+    dirs_with_init = {f.rsplit("/", 1)[0] if "/" in f else "" for f in files if f.endswith("__init__.py")}
+    on_path = {(f.rsplit("/", 1)[0] if "/" in f else "") for f in files
+               if is_test_file(f) or f.rsplit("/", 1)[-1] == "conftest.py"}
+    on_path = {d for d in on_path if d not in dirs_with_init} | {""}
+    main_files = [f for f in (await git("ls-tree", "-r", "--name-only", "-z", base, cwd=repo)).split("\0") if f]
+    product: dict[str, str] = {}  # top-level import name -> where it lives on main
+    for f in main_files:
+        for root in ("", "src"):
+            rest = f[len(root) + 1:] if root and f.startswith(root + "/") else (f if not root else None)
+            if rest is None:
+                continue
+            top = rest.split("/")[0]
+            if "/" not in rest:  # a module file at the top
+                name = top[:-3] if top.endswith(".py") else None
+            else:  # a directory holding Python: a package, or a namespace package
+                name = top if rest.endswith(".py") else None
+            if name and name.isidentifier():
+                product.setdefault(name, f"{root + '/' if root else ''}{top}")
+    out: list[tuple[str, str]] = []
+    for path, (where, name) in candidates:
+        if where not in on_path:
+            continue
+        own = product.get(name)
+        here = f"{where}/{name}" if where else name
+        if own is not None and own.removesuffix(".py") != here:
+            out.append((path, f"{path} shadows the product's module {name} ({own})"))
+        elif name in sys.stdlib_module_names:
+            out.append((path, f"{path} shadows the standard library's module {name}"))
+    return out
