@@ -42,7 +42,9 @@ import hashlib
 import hmac
 import json
 import os
+import site
 import sys
+import sysconfig
 
 import pytest
 
@@ -98,6 +100,12 @@ def _reporter():
         code = getattr(getattr(value, "__func__", value), "__code__", None)
         return code is not None and str(code.co_filename).startswith(runner_dirs)
 
+    # where the environment's installed packages live (the human installed them; a builder commits to a tree)
+    installed_dirs = tuple(sorted({os.path.realpath(d) + os.sep for d in
+                                   [*site.getsitepackages(), site.getusersitepackages(),
+                                    sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+                                   if d}))
+
     def audit(event, args):
         # an audit hook stays for the life of the process: nothing imported after this module removes it
         if event in ("gc.get_referents", "gc.get_referrers", "gc.get_objects") and not by_runner(sys._getframe(1)):
@@ -120,14 +128,20 @@ def _reporter():
                         if callable(v) or isinstance(v, (staticmethod, classmethod, property)):
                             watched.setdefault((id(value), k), (value, k, v))
 
-    def check_runner(starting=False):
+    def installed_code(value):
+        code = getattr(getattr(value, "__func__", value), "__code__", None)
+        return code is not None and os.path.realpath(str(code.co_filename)).startswith(installed_dirs)
+
+    def check_runner(starting=False, installed=False):
         """Each watched attribute still holds what it held. While pytest starts (its own plugins configure
-        themselves), a change to the runner's own code is the runner's doing; once tests run, none is."""
+        themselves), a change to the runner's own code is the runner's doing; once tests run, none is.
+        `installed`: before the first conftest, a change whose code is an installed package's (a plugin pytest
+        loaded from the environment, e.g. hypothesis's) is the environment's doing, not the tree's."""
         for key, (owner, attr, value) in list(watched.items()):
             now = vars(owner).get(attr)
             if now is value:
                 continue
-            if starting and runner_code(now):
+            if (starting and runner_code(now)) or (installed and installed_code(now)):
                 watched[key] = (owner, attr, now)
                 continue
             label = owner.__name__ if isinstance(owner, type(sys)) else f"{owner.__module__}.{owner.__qualname__}"
@@ -147,6 +161,13 @@ def _reporter():
             os.write(fd, (mac + " " + body + "\n").encode())
         except OSError:
             pass
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_load_initial_conftests(early_config):
+        # the plugins pytest loads from the environment (entry points, -p, PYTEST_PLUGINS) are in; no conftest,
+        # test or product module has run yet: what they changed in the runner is where the watch starts
+        check_runner(starting=True, installed=True)
+        snapshot()
 
     @pytest.hookimpl(trylast=True)
     def pytest_configure(config):
@@ -198,12 +219,12 @@ def _reporter():
                         for p in session.config.pluginmanager.get_plugins() if id(p) not in before} if before else ())
         send({"ev": "finish", "exitstatus": int(exitstatus), "added": added})
 
-    return (pytest_configure, pytest_collectreport, pytest_collection_finish, pytest_runtest_makereport,
-            pytest_runtest_logreport, pytest_sessionfinish)
+    return (pytest_load_initial_conftests, pytest_configure, pytest_collectreport, pytest_collection_finish,
+            pytest_runtest_makereport, pytest_runtest_logreport, pytest_sessionfinish)
 
 
-(pytest_configure, pytest_collectreport, pytest_collection_finish, pytest_runtest_makereport,
- pytest_runtest_logreport, pytest_sessionfinish) = _reporter()
+(pytest_load_initial_conftests, pytest_configure, pytest_collectreport, pytest_collection_finish,
+ pytest_runtest_makereport, pytest_runtest_logreport, pytest_sessionfinish) = _reporter()
 del _reporter
 '''
 
