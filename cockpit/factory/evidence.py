@@ -106,13 +106,31 @@ def _reporter():
                                     sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
                                    if d}))
 
+    own_file = os.path.abspath(__file__)
+    function = type(tamper)
+
+    def runner_file(name):
+        """Whether a code file name is the runner's or this reporter's own (unittest's runner modules too)."""
+        name = str(name or "")
+        return name.startswith(runner_dirs) or name == own_file or any(
+            name == getattr(sys.modules.get(n), "__file__", None) for n in _RUNNER_UNITTEST)
+
     def audit(event, args):
         # an audit hook stays for the life of the process: nothing imported after this module removes it
         if event in ("gc.get_referents", "gc.get_referrers", "gc.get_objects") and not by_runner(sys._getframe(1)):
             tamper(f"{event}() was called: it reaches any object behind its attributes, the runner's too")
-        elif event == "compile" and str(args[1] if len(args) > 1 else "").startswith(runner_dirs) \
+        elif event == "compile" and runner_file(args[1] if len(args) > 1 else "") \
                 and not by_runner(sys._getframe(1)):
             tamper(f"code was compiled under the runner's file name {args[1]}")
+        elif event == "code.__new__" and runner_file(args[1] if len(args) > 1 else "") \
+                and not by_runner(sys._getframe(1)):
+            tamper(f"a code object was made under the runner's file name {args[1]}")
+        elif event in ("object.__setattr__", "object.__delattr__") and len(args) > 1 \
+                and args[1] in ("__code__", "__defaults__", "__kwdefaults__") and type(args[0]) is function \
+                and runner_file(args[0].__code__.co_filename) and not by_runner(sys._getframe(1)):
+            # the function keeps its identity while its code changes: the snapshot cannot see it; the line leaves first
+            tamper(f"{getattr(args[0], '__module__', '')}.{getattr(args[0], '__qualname__', '')}.{args[1]} "
+                   "changed in place")
 
     def snapshot():
         seen = set()
