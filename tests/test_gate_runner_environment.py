@@ -31,7 +31,8 @@ HONEST = ("import pytest\nfrom _pytest import fixtures\n\nfrom calc import add\n
 SWALLOW = ("def _swallow(orig):\n    def runtest(self):\n        try:\n            orig(self)\n"
            "        except Exception:\n            pass\n    return runtest\n")
 PATCHES = {
-    "Function.runtest swallowed": ("import importlib\n\n\n" + SWALLOW + "\n\n_m = importlib.import_module('_py' + 'test.python')\n"
+    "Function.runtest swallowed": ("import importlib\n\n\n" + SWALLOW
+                                   + "\n\n_m = importlib.import_module('_py' + 'test.python')\n"
                                    "_m.Function.runtest = _swallow(_m.Function.runtest)\n"),
     "a module function of the runner": (
         "import importlib\n_r = importlib.import_module('_py' + 'test.runner')\n_orig = _r.call_and_report\n\n\n"

@@ -42,7 +42,7 @@ def test_the_override_carries_to_a_re_merge_with_the_same_guard_finding_and_land
     with pytest.raises(Refused, match="only a human override lands it"):
         apply(t, ev(Kind.CHECKED))
     assert human_override(t) is None and not may_merge(t)
-    t = apply(t, ev(Kind.OVERRIDE_CARRIED, from_commit="a1", merges_main=True))
+    t = apply(t, ev(Kind.OVERRIDE_CARRIED, from_commit="a1", merges_main=True, beyond=[]))
     assert t.state == TaskState.MERGING
     carried = human_override(t)
     assert carried is not None and carried.commit == "a2" and carried.carried_from == "a1"
@@ -61,18 +61,20 @@ def test_the_override_does_not_carry_what_the_human_did_not_accept(findings, why
     t = overridden_then_sent_back()
     t = apply(t, ev(Kind.VERDICT, gate="guard", commit="a2", outcome="fail", findings=findings))
     with pytest.raises(Refused, match=why):
-        apply(t, ev(Kind.OVERRIDE_CARRIED, from_commit="a1", merges_main=True))
+        apply(t, ev(Kind.OVERRIDE_CARRIED, from_commit="a1", merges_main=True, beyond=[]))
 
 
 def test_the_override_does_not_carry_without_passing_tests_a_merge_of_main_or_from_an_agent():
     t = overridden_then_sent_back()
     t = apply(t, ev(Kind.VERDICT, gate="guard", commit="a2", outcome="fail", findings=ACCEPTED))
-    with pytest.raises(Refused, match="not a merge of main"):
+    with pytest.raises(Refused, match="not shown to be only a merge of main"):
         apply(t, ev(Kind.OVERRIDE_CARRIED, from_commit="a1"))
+    with pytest.raises(Refused, match="not shown to be only a merge of main"):  # git found more than the merge
+        apply(t, ev(Kind.OVERRIDE_CARRIED, from_commit="a1", merges_main=True, beyond=["auth.py"]))
     with pytest.raises(Refused, match="may not override.carried"):
-        apply(t, ev(Kind.OVERRIDE_CARRIED, "builder-1", from_commit="a1", merges_main=True))
+        apply(t, ev(Kind.OVERRIDE_CARRIED, "builder-1", from_commit="a1", merges_main=True, beyond=[]))
     with pytest.raises(Refused, match="no human override of a0"):
-        apply(t, ev(Kind.OVERRIDE_CARRIED, from_commit="a0", merges_main=True))
+        apply(t, ev(Kind.OVERRIDE_CARRIED, from_commit="a0", merges_main=True, beyond=[]))
     failing = apply(t, ev(Kind.VERDICT, gate="tests", commit="a2", outcome="fail"))
     with pytest.raises(Refused, match="tests gate has not passed on a2"):
-        apply(failing, ev(Kind.OVERRIDE_CARRIED, from_commit="a1", merges_main=True))
+        apply(failing, ev(Kind.OVERRIDE_CARRIED, from_commit="a1", merges_main=True, beyond=[]))
