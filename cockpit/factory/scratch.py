@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from ..host import safe_git
 from .workspaces import git, remove_checkout, worktree_lock
 
 
@@ -21,6 +22,7 @@ async def throwaway_tree(repo: Path, root: Path, commit: str, *, label: str = "t
     """A detached checkout of `commit` under `root`, removed on exit."""
     path = Path(root) / f"{label}-{uuid.uuid4().hex[:12]}"
     path.parent.mkdir(parents=True, exist_ok=True)
+    safe_git.guard_root(path.parent)
     async with worktree_lock(repo):
         await git("worktree", "add", "--detach", str(path), commit, cwd=repo)
     try:

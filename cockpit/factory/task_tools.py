@@ -21,7 +21,7 @@ from ..store import Store
 from ..store.memory import Memory
 from .defects import ReproResult, guess_kind
 from .knowledge import REMEMBER_SPEC, remember_from_tool
-from .workspaces import GitError, MergeConflicted, UnsafeChange, Workspaces, git
+from .workspaces import GitError, MergeConflicted, UnsafeChange, Workspaces, check_worktree, git
 
 
 def _spec(name: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -130,6 +130,7 @@ class TaskToolbox:
         return ToolOutcome(f"committed {sha}")
 
     async def _submit(self, inp: dict[str, Any]) -> ToolOutcome:
+        check_worktree(self.worktree)
         dirty = await git("status", "--porcelain", cwd=self.worktree)
         if dirty.strip():
             raise ToolError("uncommitted changes in the worktree: commit them first, then submit\n" + dirty[:2000])
@@ -141,6 +142,7 @@ class TaskToolbox:
     async def _sync_main(self, inp: dict[str, Any]) -> ToolOutcome:
         if self.main_branch is None:
             raise ToolError("sync_main: this toolbox does not know the product's main branch")
+        check_worktree(self.worktree)
         dirty = await git("status", "--porcelain", cwd=self.worktree)
         if dirty.strip():
             raise ToolError("sync_main: commit or discard your changes first\n" + dirty[:2000])

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..host import safe_files, safe_git
+from ..host import gitfile, safe_git
 
 # Kept for callers that build their own git command line: the hardened config of safe_git.
 _SAFE_CONFIG = safe_git.HARDENED_CONFIG
@@ -55,31 +55,12 @@ def check_worktree(worktree: Path) -> None:
 
     Agents write their worktree, `.git` file included. Pointed at a git dir they made (with
     a config naming a filter or fsmonitor command), it would make the cockpit's own git,
-    which runs outside the sandbox, execute their code. A genuine linked worktree's git dir
-    lies outside the worktree and points back at exactly this worktree."""
-    wt = os.path.realpath(worktree)
-    dotgit = os.path.join(wt, ".git")
-
-    def refuse(why: str) -> GitError:
-        return GitError(f"refusing to run git in {wt}: {why}")
-
-    if os.path.islink(dotgit) or not os.path.isfile(dotgit):
-        raise refuse(".git is not the file a linked worktree has")
+    which runs outside the sandbox, execute their code. safe_git hands git the vouched-for
+    admin dir on every call anyway; this check makes the refusal say so before anything runs."""
     try:
-        text = safe_files.read_text(Path(wt), ".git", cap=4096).strip()
-    except OSError as exc:
-        raise refuse(f"cannot read .git: {exc}") from exc
-    if not text.startswith("gitdir:") or "\n" in text:
-        raise refuse(".git does not hold a single gitdir line")
-    gitdir = os.path.realpath(os.path.join(wt, text[len("gitdir:") :].strip()))
-    if gitdir == wt or gitdir.startswith(wt + os.sep):
-        raise refuse(f".git points inside the worktree ({gitdir})")
-    try:
-        back = Path(gitdir, "gitdir").read_text(errors="replace").strip()
-    except OSError as exc:
-        raise refuse(f"{gitdir} is not a worktree git dir: {exc}") from exc
-    if os.path.realpath(os.path.join(gitdir, back)) != dotgit:
-        raise refuse(f"{gitdir} belongs to another worktree ({back})")
+        gitfile.linked_worktree(worktree)
+    except gitfile.UnsafeGitFile as exc:
+        raise GitError(f"refusing to run git in {os.path.realpath(worktree)}: {exc}") from exc
 
 
 class UnsafeChange(GitError):
@@ -243,6 +224,7 @@ class Workspaces:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).expanduser().absolute()  # git resolves relative paths against the repo
+        safe_git.guard_root(self.root)
 
     def _admin(self, repo: Path) -> asyncio.Lock:
         return worktree_lock(repo)

@@ -13,7 +13,15 @@ repository it descends into. An agent controls what it commits, so every call he
 - allows no transport protocol (`protocol.allow=never`: nothing is fetched, no `ext::`);
 - ignores replace refs (GIT_NO_REPLACE_OBJECTS) so an object means what its id says;
 - starts from an environment built from nothing (an inherited GIT_DIR, GIT_INDEX_FILE or
-  GIT_CONFIG_PARAMETERS would point git elsewhere or add config).
+  GIT_CONFIG_PARAMETERS would point git elsewhere or add config);
+- in a linked worktree (an agent's, a scratch checkout) never lets git read the `.git` file:
+  the admin dir it names is vouched for (gitfile) and handed to git as GIT_DIR, so a `.git`
+  rewritten before or after the check cannot point git at a repository the agent made;
+- reads the repository's config first (`git config --list`, which runs nothing) and refuses
+  one that includes another file (an include can name a file of the tree, which agents write
+  through a merge), and empties every filter and merge driver it defines, so no program a
+  config names runs on content an agent shaped (filter drivers run at add, status, checkout
+  and merge; `.gitattributes` picks them by name).
 
 Callers prefer commit objects (rev-parse, cat-file, diff-tree, ls-tree) over an agent's
 worktree; diffs pass --no-ext-diff --no-textconv. docs/security.md states the rule.
@@ -27,6 +35,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from .gitfile import UnsafeGitFile, linked_worktree
 from .temp_dirs import make_temp_dir
 
 # Config that must win over the repository's (command-line config has the last word).
@@ -53,6 +62,11 @@ HARDENED_CONFIG: tuple[str, ...] = (
     "-c", "commit.gpgSign=false",
     "-c", "tag.gpgSign=false",
     "-c", "gpg.program=false",
+    "-c", "gpg.ssh.program=false",
+    "-c", "gpg.x509.program=false",
+    "-c", "gpg.ssh.defaultKeyCommand=false",
+    "-c", "log.showSignature=false",
+    "-c", "diff.external=",
     "-c", "gc.auto=0",
     "-c", "maintenance.auto=false",
     "-c", "uploadpack.packObjectsHook=",
@@ -130,17 +144,129 @@ def argv(*args: str) -> list[str]:
     return ["git", *HARDENED_CONFIG, *trusted, *args]
 
 
+class Refused(Exception):
+    """Git was not run: the repository or its config could make it run an agent's program."""
+
+
+_agent_roots: set[str] = set()
+
+
+def guard_root(root: str | Path) -> None:
+    """Declare `root` a directory whose trees agents write (task worktrees, scratch checkouts):
+    git runs below it only in a linked worktree whose `.git` file checks out, never in a `.git`
+    directory an agent put there (its config could name a work tree outside, or any program)."""
+    _agent_roots.add(os.path.realpath(root).rstrip("/") or "/")
+
+
+def _guarding(path: str) -> str | None:
+    for root in _agent_roots:
+        if path.startswith(root + "/"):
+            return root
+    return None
+
+
+def _repository_env(cwd: Path, env: Mapping[str, str] | None) -> dict[str, str]:
+    """GIT_DIR and GIT_WORK_TREE for a linked worktree (found like git finds it: the nearest
+    `.git` from cwd up), so git never reads its `.git` file; {} for an ordinary repository."""
+    if env and "GIT_DIR" in env:
+        return {}
+    start = os.path.realpath(cwd)
+    guard = _guarding(start)
+    d = start
+    while not os.path.lexists(os.path.join(d, ".git")):
+        if d == os.path.dirname(d) or d == guard:
+            if guard:
+                raise Refused(f"refusing to run git in {start}: no linked worktree there (its .git is gone)")
+            return {}
+        d = os.path.dirname(d)
+    dot_git = os.path.join(d, ".git")
+    if os.path.isdir(dot_git) and not os.path.islink(dot_git):
+        if guard:
+            raise Refused(f"refusing to run git in {d}: .git is a directory, not the file a linked worktree has "
+                          f"(a repository made inside an agent's tree)")
+        return {}
+    try:
+        wt = linked_worktree(d)
+    except UnsafeGitFile as exc:
+        raise Refused(f"refusing to run git in {d}: {exc}") from exc
+    return {"GIT_DIR": wt.admin, "GIT_WORK_TREE": wt.top}
+
+
+_LISTING = ("config", "--list", "--show-origin", "-z")
+_INCLUDE_KEYS = ("include.path",)
+_FILTER_KEYS = ("clean", "smudge", "process")
+
+
+def config_overrides(listing: bytes) -> list[tuple[str, str]]:
+    """From `git config --list --show-origin -z`: the (key, value) pairs that disarm every driver
+    the config defines; Refused if it includes another file."""
+    fields = listing.split(b"\0")
+    overrides: dict[str, str] = {}
+    for origin, entry in zip(fields[0::2], fields[1::2], strict=False):
+        key, _, value = entry.partition(b"\n")
+        name = os.fsdecode(key)
+        section, _, rest = name.partition(".")
+        sub, _, leaf = rest.rpartition(".")
+        if name in _INCLUDE_KEYS or (section == "includeif" and leaf == "path"):
+            where = os.fsdecode(origin).removeprefix("file:")
+            raise Refused(
+                f"{where} includes another config file ({os.fsdecode(value)}): the cockpit's git reads no config "
+                f"from a file an agent could write (a tracked file reaches the user's checkout through a merge). "
+                f"Copy the settings you need into that config and remove the include: "
+                f"git config --file {where} --unset-all {name}")
+        if not sub:
+            continue
+        if section == "filter":
+            for k in _FILTER_KEYS:
+                overrides[f"filter.{sub}.{k}"] = ""
+            overrides[f"filter.{sub}.required"] = "false"
+        elif section == "merge" and leaf == "driver":
+            overrides[f"merge.{sub}.driver"] = "false"  # a conflict the builder resolves, never a program
+        elif section == "diff" and leaf in ("command", "textconv"):
+            overrides[f"diff.{sub}.{leaf}"] = "false"
+    return list(overrides.items())
+
+
+def _with_overrides(env: dict[str, str], overrides: list[tuple[str, str]]) -> dict[str, str]:
+    if not overrides:
+        return env
+    env = dict(env)
+    env["GIT_CONFIG_COUNT"] = str(len(overrides))
+    for i, (key, value) in enumerate(overrides):
+        env[f"GIT_CONFIG_KEY_{i}"] = key
+        env[f"GIT_CONFIG_VALUE_{i}"] = value
+    return env
+
+
+def _refusal(exc: Refused) -> tuple[int, bytes, bytes]:
+    return 128, b"", f"cockpit: {exc}\n".encode()
+
+
 async def run(
     *args: str, cwd: Path, env: Mapping[str, str] | None = None, stdin: bytes | None = None
 ) -> tuple[int, bytes, bytes]:
-    """Run hardened git on the event loop (asyncio subprocess); returns (exit code, stdout, stderr)."""
+    """Run hardened git on the event loop (asyncio subprocess); returns (exit code, stdout, stderr).
+    A refusal (unsafe `.git`, a config include) comes back as git's fatal exit code 128 with the
+    reason on stderr, so callers report it like any failed git command."""
+    try:
+        base = hardened_env({**(env or {}), **_repository_env(cwd, env)})
+        rc, listing, err = await _exec(argv(*_LISTING), cwd, base, None)
+        if rc != 0:
+            return rc, b"", err
+        full = _with_overrides(base, config_overrides(listing))
+    except Refused as exc:
+        return _refusal(exc)
+    return await _exec(argv(*args), cwd, full, stdin)
+
+
+async def _exec(command: list[str], cwd: Path, env: dict[str, str], stdin: bytes | None) -> tuple[int, bytes, bytes]:
     proc = await asyncio.create_subprocess_exec(
-        *argv(*args),
+        *command,
         cwd=str(cwd),
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=hardened_env(env),
+        env=env,
     )  # fmt: skip
     out, err = await proc.communicate(stdin)
     assert proc.returncode is not None
@@ -151,5 +277,14 @@ def run_sync(
     *args: str, cwd: Path, env: Mapping[str, str] | None = None, stdin: bytes | None = None, timeout: float = 30
 ) -> subprocess.CompletedProcess:
     """The blocking twin, for code that runs before the event loop or in a worker thread."""
-    return subprocess.run(argv(*args), cwd=str(cwd), input=stdin, capture_output=True,
-                          env=hardened_env(env), timeout=timeout)
+    command = argv(*args)
+    try:
+        base = hardened_env({**(env or {}), **_repository_env(cwd, env)})
+        listing = subprocess.run(argv(*_LISTING), cwd=str(cwd), capture_output=True, env=base, timeout=timeout)
+        if listing.returncode != 0:
+            return subprocess.CompletedProcess(command, listing.returncode, b"", listing.stderr)
+        full = _with_overrides(base, config_overrides(listing.stdout))
+    except Refused as exc:
+        rc, out, err = _refusal(exc)
+        return subprocess.CompletedProcess(command, rc, out, err)
+    return subprocess.run(command, cwd=str(cwd), input=stdin, capture_output=True, env=full, timeout=timeout)

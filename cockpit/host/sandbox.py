@@ -333,36 +333,15 @@ def _common_dir_of(tree: str) -> str | None:
 
 
 def _check_common_dir(tree: str) -> tuple[str, str | None]:
-    """(admin dir named by the tree's `.git`, or "", and the common dir if every check passes)."""
-    from . import safe_files
+    """(admin dir named by the tree's `.git`, or "", and the common dir if every check passes):
+    the tree's `.git` read exactly as git reads it (gitfile), so what is bound is what git uses."""
+    from . import gitfile
 
     try:
-        text = safe_files.read_text(Path(tree), ".git", cap=4096).strip()
-    except OSError:
+        wt = gitfile.linked_worktree(tree)
+    except gitfile.UnsafeGitFile:
         return "", None
-    if not text.startswith("gitdir:") or "\n" in text:
-        return "", None
-    admin = os.path.realpath(os.path.join(tree, text[len("gitdir:"):].strip()))
-    # checked before anything in it is read: the agent's tree may hold a FIFO that never answers
-    if admin == tree or admin.startswith(tree.rstrip("/") + "/") or os.path.basename(os.path.dirname(admin)) != "worktrees":
-        return "", None
-    try:
-        rel = Path(admin, "commondir").read_text(errors="replace").strip()
-        back = Path(admin, "gitdir").read_text(errors="replace").strip()
-    except OSError:
-        return admin, None
-    # the agent writes its `.git` file: it must name the admin dir that names this tree back
-    # (else it could bind another product's repository into its sandbox)
-    if os.path.realpath(os.path.join(admin, back)) != os.path.join(tree, ".git"):
-        return admin, None
-    common = os.path.realpath(os.path.join(admin, rel))
-    if common == tree or common.startswith(tree.rstrip("/") + "/") or not os.path.isdir(common):
-        return admin, None
-    # an admin dir the agent made (inside its tree, or anywhere git did not put one) could name
-    # any repository as its common dir: only `<common>/worktrees/<name>` outside the tree counts
-    if os.path.dirname(admin) != os.path.join(common, "worktrees"):
-        return admin, None
-    return admin, common
+    return wt.admin, wt.common
 
 
 class Sandbox:
