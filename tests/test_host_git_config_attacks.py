@@ -233,10 +233,12 @@ def test_include_if_is_refused_too(host_tmp):
 
 def test_config_overrides_disarm_every_driver_and_keep_odd_names():
     listing = (b"file:.git/config\0filter.a.b=c.clean\ncat\0file:.git/config\0merge.m.driver\nx %A\0"
-               b"file:.git/config\0diff.d.textconv\nx\0file:.git/config\0core.bare\nfalse\0")
+               b"file:.git/config\0diff.d.textconv\nx\0file:.git/config\0core.bare\nfalse\0"
+               b"file:.git/config\0hook.h.command\nx\0")
     got = dict(safe_git.config_overrides(listing))
     assert got == {"filter.a.b=c.clean": "", "filter.a.b=c.smudge": "", "filter.a.b=c.process": "",
-                   "filter.a.b=c.required": "false", "merge.m.driver": "false", "diff.d.textconv": "false"}
+                   "filter.a.b=c.required": "false", "merge.m.driver": "false", "diff.d.textconv": "false",
+                   "hook.h.command": "true"}
 
 
 GITFILES = [b"gitdir:  {d}\n", b"gitdir: {d} \n", b"gitdir: {d}\r\n", b"gitdir: {d}\n\n", b"gitdir:{d}\n",

@@ -62,6 +62,7 @@ HARDENED_CONFIG: tuple[str, ...] = (
     "-c", "commit.gpgSign=false",
     "-c", "tag.gpgSign=false",
     "-c", "gpg.program=false",
+    "-c", "gpg.openpgp.program=false",
     "-c", "gpg.ssh.program=false",
     "-c", "gpg.x509.program=false",
     "-c", "gpg.ssh.defaultKeyCommand=false",
@@ -224,6 +225,8 @@ def config_overrides(listing: bytes) -> list[tuple[str, str]]:
             overrides[f"merge.{sub}.driver"] = "false"  # a conflict the builder resolves, never a program
         elif section == "diff" and leaf in ("command", "textconv"):
             overrides[f"diff.{sub}.{leaf}"] = "false"
+        elif section == "hook" and leaf == "command":  # config-defined hooks (newer git)
+            overrides[f"hook.{sub}.command"] = "true"
     return list(overrides.items())
 
 
