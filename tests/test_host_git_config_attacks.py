@@ -39,10 +39,16 @@ def defences_off(m: pytest.MonkeyPatch) -> None:
     from cockpit.factory import task_tools, workspaces
 
     m.setattr(gitfile, "named_dir", _lenient_named_dir)
-    m.setattr(safe_git, "_repository_env", lambda cwd, env: {})
-    m.setattr(safe_git, "config_overrides", lambda listing: [])
+    m.setattr(safe_git, "_repository", lambda cwd, env: safe_git._Repository({}, None))
+    no_overrides(m)
     m.setattr(task_tools, "check_worktree", lambda wt: None)
     m.setattr(workspaces, "check_worktree", lambda wt: None)
+
+
+def no_overrides(m: pytest.MonkeyPatch) -> None:
+    """Every driver a config names runs again (and no verdict remembered from before applies)."""
+    m.setattr(safe_git, "config_overrides", lambda listing: [])
+    m.setattr(safe_git, "_overrides_seen", {})
 
 
 @pytest.fixture
@@ -148,7 +154,7 @@ async def test_vouched_git_dir_alone_holds_when_the_parse_is_lenient(env, monkey
 
     await agent_runs(env["box"], _gitfile_trick(env["marker"], **VARIANTS["two_spaces"](env["tid"])))
     monkeypatch.setattr(gitfile, "named_dir", _lenient_named_dir)
-    monkeypatch.setattr(safe_git, "config_overrides", lambda listing: [])
+    no_overrides(monkeypatch)
     monkeypatch.setattr(workspaces, "check_worktree", lambda wt: None)
     await env["box"].call("commit", {"message": "faster"})
     assert not env["marker"].exists()
@@ -171,7 +177,7 @@ def test_product_repo_filter_runs_nothing_on_a_checkout(host_tmp, monkeypatch):
         return p.returncode, p.stderr
 
     with monkeypatch.context() as m:
-        m.setattr(safe_git, "config_overrides", lambda listing: [])
+        no_overrides(m)
         checkout("live")
         assert marker.exists(), "liveness: without the overrides the repository's filter runs"
     marker.unlink()
@@ -192,7 +198,7 @@ async def test_merge_driver_named_by_config_runs_nothing(env, monkeypatch):
     (wt / "calc.py").write_text("def add(a, b):\n    return a + b  # task\n")
     await env["box"].call("commit", {"message": "task side"})
     with monkeypatch.context() as m:
-        m.setattr(safe_git, "config_overrides", lambda listing: [])
+        no_overrides(m)
         try:
             await env["ws"].sync_main(wt, "main", author="builder-1")
         except GitError:
@@ -213,7 +219,7 @@ async def test_config_include_of_a_tracked_file_is_refused(env, monkeypatch):
     commit_files(repo, {".gitconfig": f"[filter \"fmt\"]\n\tsmudge = \"{payload(marker)}\"\n",
                         ".gitattributes": "*.py filter=fmt\n"}, "Tidy the git settings")
     with monkeypatch.context() as m:
-        m.setattr(safe_git, "config_overrides", lambda listing: [])
+        no_overrides(m)
         await ws.ensure("shop", repo, "main", "T8")
         assert marker.exists(), "liveness: the included file's filter runs at the next checkout"
     marker.unlink()
@@ -265,3 +271,18 @@ def test_named_dir_is_what_git_itself_opens(host_tmp, content):
     opened = git.stdout.strip() if git.returncode == 0 else git.stderr.removeprefix(prefix).rstrip("\n")
     assert git.returncode == 0 or git.stderr.startswith(prefix), git.stderr
     assert os.path.normpath(ours) == os.path.normpath(opened)
+
+
+def test_a_remembered_verdict_follows_the_config(host_tmp):
+    """The overrides are read once per config state: an include or a driver added later is seen at the next
+    command (the config file's identity changed), never served from the memory of the old file."""
+    marker = host_tmp / "MARKER"
+    repo = make_repo(host_tmp / "repo", {"calc.py": "x = 1\n", ".gitattributes": "*.py filter=fmt\n"})
+    assert safe_git.run_sync("status", cwd=repo).returncode == 0  # remembered: no driver, no include
+    run_git(repo, "config", "filter.fmt.clean", payload(marker))
+    (repo / "calc.py").write_text("x = 2\n")
+    assert safe_git.run_sync("add", "-A", cwd=repo).returncode == 0
+    assert not marker.exists()
+    run_git(repo, "config", "include.path", "../.gitconfig")
+    p = safe_git.run_sync("status", cwd=repo)
+    assert p.returncode == 128 and b"includes another config file" in p.stderr

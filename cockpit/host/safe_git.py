@@ -33,6 +33,7 @@ import asyncio
 import os
 import subprocess
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from .gitfile import UnsafeGitFile, linked_worktree
@@ -166,11 +167,17 @@ def _guarding(path: str) -> str | None:
     return None
 
 
-def _repository_env(cwd: Path, env: Mapping[str, str] | None) -> dict[str, str]:
-    """GIT_DIR and GIT_WORK_TREE for a linked worktree (found like git finds it: the nearest
-    `.git` from cwd up), so git never reads its `.git` file; {} for an ordinary repository."""
+@dataclass(frozen=True)
+class _Repository:
+    env: dict[str, str]  # GIT_DIR / GIT_WORK_TREE for a linked worktree, else empty
+    configs: tuple[str, ...] | None  # the config files git reads there (None: not known, read every time)
+
+
+def _repository(cwd: Path, env: Mapping[str, str] | None) -> _Repository:
+    """Where git will look for its repository from `cwd` (the nearest `.git` up, like git), and the config
+    files it reads there. A linked worktree gets GIT_DIR and GIT_WORK_TREE, so git never reads its `.git`."""
     if env and "GIT_DIR" in env:
-        return {}
+        return _Repository({}, None)
     start = os.path.realpath(cwd)
     guard = _guarding(start)
     d = start
@@ -178,19 +185,65 @@ def _repository_env(cwd: Path, env: Mapping[str, str] | None) -> dict[str, str]:
         if d == os.path.dirname(d) or d == guard:
             if guard:
                 raise Refused(f"refusing to run git in {start}: no linked worktree there (its .git is gone)")
-            return {}
+            return _Repository({}, None)
         d = os.path.dirname(d)
     dot_git = os.path.join(d, ".git")
     if os.path.isdir(dot_git) and not os.path.islink(dot_git):
         if guard:
             raise Refused(f"refusing to run git in {d}: .git is a directory, not the file a linked worktree has "
                           f"(a repository made inside an agent's tree)")
-        return {}
+        return _Repository({}, (os.path.join(dot_git, "config"), os.path.join(dot_git, "config.worktree")))
     try:
         wt = linked_worktree(d)
     except UnsafeGitFile as exc:
         raise Refused(f"refusing to run git in {d}: {exc}") from exc
-    return {"GIT_DIR": wt.admin, "GIT_WORK_TREE": wt.top}
+    return _Repository({"GIT_DIR": wt.admin, "GIT_WORK_TREE": wt.top},
+                       (os.path.join(wt.common, "config"), os.path.join(wt.common, "config.worktree"),
+                        os.path.join(wt.admin, "config.worktree")))
+
+
+def _repository_env(cwd: Path, env: Mapping[str, str] | None) -> dict[str, str]:
+    return _repository(cwd, env).env
+
+
+# config files' identities -> the overrides (or the refusal) read from them: one listing per change, not
+# per command (a listing costs a git process, ~2-5 ms; the demo runs ~800 commands)
+_overrides_seen: dict[tuple[str, ...], tuple[tuple, list[tuple[str, str]] | Refused]] = {}
+
+
+def _identity(paths: tuple[str, ...]) -> tuple:
+    out = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            out.append(None)
+            continue
+        out.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return tuple(out)
+
+
+def _remembered(repo: _Repository) -> list[tuple[str, str]] | None:
+    if repo.configs is None:
+        return None
+    seen = _overrides_seen.get(repo.configs)
+    if seen is None or seen[0] != _identity(repo.configs):
+        return None
+    if isinstance(seen[1], Refused):
+        raise seen[1]
+    return seen[1]
+
+
+def _remember(repo: _Repository, ident: tuple, listing: bytes) -> list[tuple[str, str]]:
+    try:
+        overrides = config_overrides(listing)
+    except Refused as exc:
+        if repo.configs is not None:
+            _overrides_seen[repo.configs] = (ident, exc)
+        raise
+    if repo.configs is not None:
+        _overrides_seen[repo.configs] = (ident, overrides)
+    return overrides
 
 
 _LISTING = ("config", "--list", "--show-origin", "-z")
@@ -252,14 +305,18 @@ async def run(
     A refusal (unsafe `.git`, a config include) comes back as git's fatal exit code 128 with the
     reason on stderr, so callers report it like any failed git command."""
     try:
-        base = hardened_env({**(env or {}), **_repository_env(cwd, env)})
-        rc, listing, err = await _exec(argv(*_LISTING), cwd, base, None)
-        if rc != 0:
-            return rc, b"", err
-        full = _with_overrides(base, config_overrides(listing))
+        repo = _repository(cwd, env)
+        base = hardened_env({**(env or {}), **repo.env})
+        overrides = _remembered(repo)
+        if overrides is None:
+            ident = _identity(repo.configs) if repo.configs is not None else ()
+            rc, listing, err = await _exec(argv(*_LISTING), cwd, base, None)
+            if rc != 0:
+                return rc, b"", err
+            overrides = _remember(repo, ident, listing)
     except Refused as exc:
         return _refusal(exc)
-    return await _exec(argv(*args), cwd, full, stdin)
+    return await _exec(argv(*args), cwd, _with_overrides(base, overrides), stdin)
 
 
 async def _exec(command: list[str], cwd: Path, env: dict[str, str], stdin: bytes | None) -> tuple[int, bytes, bytes]:
@@ -282,12 +339,17 @@ def run_sync(
     """The blocking twin, for code that runs before the event loop or in a worker thread."""
     command = argv(*args)
     try:
-        base = hardened_env({**(env or {}), **_repository_env(cwd, env)})
-        listing = subprocess.run(argv(*_LISTING), cwd=str(cwd), capture_output=True, env=base, timeout=timeout)
-        if listing.returncode != 0:
-            return subprocess.CompletedProcess(command, listing.returncode, b"", listing.stderr)
-        full = _with_overrides(base, config_overrides(listing.stdout))
+        repo = _repository(cwd, env)
+        base = hardened_env({**(env or {}), **repo.env})
+        overrides = _remembered(repo)
+        if overrides is None:
+            ident = _identity(repo.configs) if repo.configs is not None else ()
+            listing = subprocess.run(argv(*_LISTING), cwd=str(cwd), capture_output=True, env=base, timeout=timeout)
+            if listing.returncode != 0:
+                return subprocess.CompletedProcess(command, listing.returncode, b"", listing.stderr)
+            overrides = _remember(repo, ident, listing.stdout)
     except Refused as exc:
         rc, out, err = _refusal(exc)
         return subprocess.CompletedProcess(command, rc, out, err)
-    return subprocess.run(command, cwd=str(cwd), input=stdin, capture_output=True, env=full, timeout=timeout)
+    return subprocess.run(command, cwd=str(cwd), input=stdin, capture_output=True,
+                          env=_with_overrides(base, overrides), timeout=timeout)
