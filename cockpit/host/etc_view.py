@@ -4,7 +4,9 @@ Hiding each credential file of /etc with a mount of its own cost ~0.4 ms at ever
 start (bwrap pays, per file, a bind, a read-only remount and a read of the growing mount
 table); one copy bound in /etc's place costs one mount, like /etc itself. The copy holds
 every entry of /etc but the secrets (`HIDDEN_IN_ETC`: an empty file or directory in their
-place), symlinks as symlinks, each file's mode and times. It is never older than /etc: an
+place), symlinks as symlinks, each file's mode and times; and a file's content only when any
+user may read it (it and every directory on its way: `o+r`, `o+x`): the cockpit often runs as
+root, and a name list cannot know every credential an admin keeps as 0600 under /etc. It is never older than /etc: an
 inotify watch on each of /etc's directories reports any change (a file written in place,
 created, removed, renamed, its mode changed) before the writer's call returns, and the next
 command's start sees the event and gets a new copy. A copy a running command holds stays
@@ -95,8 +97,10 @@ class EtcCopy:
 class EtcView:
     """The sanitized copy of one /etc (a directory and the names to empty in it), shared by all sandboxes."""
 
-    def __init__(self, etc: str | os.PathLike[str], hidden: Iterable[str | os.PathLike[str]]) -> None:
+    def __init__(self, etc: str | os.PathLike[str], hidden: Iterable[str | os.PathLike[str]], *,
+                 by_mode: bool = True) -> None:
         self.etc = str(etc)
+        self.by_mode = by_mode  # a test switches it off to show a private file's content then shows
         self._hidden_names = tuple(str(h) for h in hidden)
         # `_lock` is only ever held for a few dict operations and one non-blocking read (it is
         # taken on the event loop); a copy is made under `_making`, in a worker thread.
@@ -192,14 +196,18 @@ class EtcView:
         dest = str(make_temp_dir("etc-"))
         try:
             emptied: set[str] = set()
-            self._copy_dir(watch, root, os.path.join(dest, "etc"), hidden, emptied, [0, 0])
+            public = bool(os.stat(root).st_mode & stat.S_IXOTH) or not self.by_mode
+            self._copy_dir(watch, root, os.path.join(dest, "etc"), hidden, emptied, [0, 0], public)
         except BaseException:
             remove_tree(dest)
             raise
         return EtcCopy(os.path.join(dest, "etc"), frozenset(emptied))
 
     def _copy_dir(self, watch: _Watch, src: str, dst: str, hidden: set[str], emptied: set[str],
-                  count: list[int]) -> None:
+                  count: list[int], public: bool) -> None:
+        """`public`: every directory down to `src` may be searched by any user. Only a file any user may
+        read there keeps its content: one an admin or a package made 0600/0640 (a runner's token, a
+        cluster's admin.conf, apt's auth.conf) is a secret by its mode, whatever its name."""
         st = os.lstat(src)
         os.mkdir(dst, 0o700)
         try:
@@ -226,8 +234,12 @@ class EtcView:
                 os.symlink(os.readlink(s), d)
                 continue
             elif stat.S_ISDIR(est.st_mode):
-                self._copy_dir(watch, s, d, hidden, emptied, count)
+                searchable = bool(est.st_mode & stat.S_IXOTH) or not self.by_mode
+                self._copy_dir(watch, s, d, hidden, emptied, count, public and searchable)
                 continue
+            elif stat.S_ISREG(est.st_mode) and self.by_mode and not (public and est.st_mode & stat.S_IROTH):
+                emptied.add(s)  # private by its mode: there, empty, with its mode
+                _write_empty(d, stat.S_IMODE(est.st_mode) & 0o777)
             elif stat.S_ISREG(est.st_mode):
                 count[1] += est.st_size
                 if count[1] > MAX_BYTES:
