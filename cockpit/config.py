@@ -7,6 +7,7 @@ raises `ConfigError`, whose message is meant to be printed as it is.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import tomllib
 from collections.abc import Iterable
@@ -26,6 +27,26 @@ class ConfigError(Exception):
     """A factory.toml that cannot be used; the message names the file, key, line and fix."""
 
 
+def too_broad_for_toolchain(path: str) -> str | None:
+    """Why `path` may not be shown whole as a toolchain, or None. A home, ~/.local, ~/.local/share,
+    ~/.config, ~/.cache (and their XDG names) hold keyrings, shell histories, tokens of every tool."""
+    real = os.path.realpath(os.path.expanduser(path))
+    if real in ("/", "/home", "/root", "/etc", "/var", "/opt", "/usr/local", "/srv", "/mnt", "/media"):
+        return "is a system directory that holds far more than one toolchain"
+    homes = {os.path.realpath(os.path.expanduser("~"))}
+    if os.path.isdir("/home"):
+        homes |= {os.path.realpath(os.path.join("/home", n)) for n in os.listdir("/home")}
+    broad = set(homes)
+    for h in homes:
+        broad |= {os.path.join(h, rel) for rel in (".local", ".local/share", ".local/state", ".config", ".cache")}
+    for var in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+        if os.environ.get(var):
+            broad.add(os.path.realpath(os.environ[var]))
+    if real in broad:
+        return "is a whole home or one of its shared directories (keyrings, shell histories, every tool's tokens)"
+    return None
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -40,6 +61,16 @@ class FactorySection(_Strict):
     toolchains: list[str] = Field(default_factory=list, description="directories the sandbox shows read-only "
                                   "besides the system ones (e.g. ~/.cargo); `product add` adds what it finds")
     human: str = Field("human:you", description="actor id recorded for the person at the keyboard")
+
+    @field_validator("toolchains")
+    @classmethod
+    def _not_a_whole_home(cls, dirs: list[str]) -> list[str]:
+        for d in dirs:
+            why = too_broad_for_toolchain(d)
+            if why:
+                raise ValueError(f"{d!r} {why}: name the tool's own directory instead (e.g. ~/.cargo, "
+                                 "~/.local/share/pnpm, ~/.nvm/versions/node/v20.11.0)")
+        return dirs
 
 
 class LimitsSection(_Strict):

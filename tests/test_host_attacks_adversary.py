@@ -58,6 +58,7 @@ async def test_a_toolchain_shows_its_tools_but_not_its_tokens(home, host_tmp, mo
     cmd += f" ls {home / '.cargo'}; echo end"
     # liveness: with the names hidden before this attack, every token prints
     monkeypatch.setattr(sandbox, "DEFAULT_HIDDEN_IN_HOME", sandbox.DEFAULT_HIDDEN_IN_HOME[:9])
+    monkeypatch.setattr(sandbox, "TOOLCHAIN_SECRETS", ())  # the same names, inside every toolchain root
     shown = await run(Sandbox(toolchains=toolchains), cmd, wd)
     assert shown.output.count(SECRET) == sum(len(fs) for fs in TOOLCHAIN_SECRETS.values()), shown.output
     monkeypatch.undo()

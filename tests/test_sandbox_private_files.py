@@ -69,3 +69,89 @@ async def test_the_real_etc_keeps_what_a_build_reads(host_tmp):
                                    "ls /etc/ssl/certs | head -1 | wc -l; test -s /etc/passwd && echo passwd-ok",
                                    cwd=wd, writable=[wd], timeout_s=20, output_cap_bytes=64_000)
     assert r.output.split() == ["root", "1", "1", "passwd-ok"], r.output
+
+
+# --- A-07: registry tokens inside toolchain roots outside the cockpit user's home ------------------------
+
+
+async def test_toolchain_tokens_are_empty_wherever_the_toolchain_lives(host_tmp, monkeypatch):
+    """Root runs the cockpit with toolchains in another user's home (and an nvm-style node whose global npmrc
+    is `<prefix>/etc/npmrc`): the tokens there are hidden by name, not only under the cockpit's own $HOME."""
+    from cockpit.host import sandbox as sandbox_mod
+
+    cargo = host_tmp / "home" / "ci" / ".cargo"
+    (cargo / "bin").mkdir(parents=True)
+    (cargo / "credentials.toml").write_text(f'[registry]\ntoken = "{TOKEN}-cargo"\n')
+    node = host_tmp / "home" / "ci" / ".nvm" / "versions" / "node" / "v20"
+    (node / "etc").mkdir(parents=True)
+    (node / "etc" / "npmrc").write_text(f"//registry.npmjs.org/:_authToken={TOKEN}-npm\n")
+    wd = host_tmp / "wd"
+    wd.mkdir()
+    cmd = f"cat {cargo}/credentials.toml {node}/etc/npmrc; ls {cargo}"
+
+    async def shown() -> str:
+        r = await Sandbox("bwrap", toolchains=[cargo, node]).run(cmd, cwd=wd, writable=[wd], timeout_s=20,
+                                                                  output_cap_bytes=64_000)
+        return r.output
+
+    with monkeypatch.context() as m:
+        m.setattr(sandbox_mod, "TOOLCHAIN_SECRETS", ())
+        live = await shown()
+    assert f"{TOKEN}-cargo" in live and f"{TOKEN}-npm" in live, f"liveness: the tokens show without the names:\n{live}"
+    out = await shown()
+    assert TOKEN not in out, out
+    assert "bin" in out  # the toolchain itself is still there
+
+
+def test_system_toolchain_homes_are_covered():
+    """The rust image's CARGO_HOME=/usr/local/cargo and node's global /usr/local/etc/npmrc: on the hidden list
+    (shown through /usr, which is bound whole); and where this machine has one, it is empty in the sandbox."""
+    hidden = {str(p) for p in Sandbox("bwrap").hidden}
+    for path in ("/usr/local/cargo/credentials.toml", "/usr/local/cargo/credentials", "/usr/local/etc/npmrc",
+                 "/usr/local/rustup/settings.xml", "/usr/local/lib/node_modules/npm/npmrc"):
+        assert path in hidden, path
+
+
+async def test_a_global_npmrc_this_machine_has_is_empty_inside(host_tmp):
+    wd = host_tmp / "wd"
+    wd.mkdir()
+    r = await Sandbox("bwrap").run("for f in /usr/local/etc/npmrc /usr/local/cargo/credentials.toml; do "
+                                   "if [ -e $f ]; then stat -c '%n %s' $f; fi; done; echo end",
+                                   cwd=wd, writable=[wd], timeout_s=20, output_cap_bytes=64_000)
+    sizes = [line.split() for line in r.output.splitlines() if line.startswith("/")]
+    assert r.output.rstrip().endswith("end") and all(size == "0" for _, size in sizes), r.output
+
+
+# --- A-05: a toolchain is the tool's own directory, never a home's shared one -----------------------------
+
+
+def test_pnpm_outside_a_bin_shows_its_own_directory(host_tmp, monkeypatch):
+    from cockpit.factory.products import detect_toolchains
+
+    home = host_tmp / "u"
+    pnpm = home / ".local" / "share" / "pnpm" / "pnpm"
+    pnpm.parent.mkdir(parents=True)
+    pnpm.write_text("#!/bin/sh\necho pnpm\n")
+    pnpm.chmod(0o755)
+    (home / ".local" / "share" / "fish").mkdir()
+    (home / ".local" / "share" / "fish" / "fish_history").write_text(f"- cmd: export GITHUB_TOKEN={TOKEN}\n")
+    monkeypatch.setenv("HOME", str(home))
+    found = detect_toolchains(f"{pnpm} test", Sandbox("bwrap"))
+    # the rule before: the program's grandparent, ~/.local/share, every keyring and history in it
+    assert os.path.dirname(os.path.dirname(pnpm)) == str(home / ".local" / "share")
+    assert found == [str(pnpm.parent)], found
+
+
+@pytest.mark.parametrize("rel", ["", ".local", ".local/share", ".config", ".cache"])
+def test_a_whole_home_is_refused_as_a_toolchain_in_factory_toml(host_tmp, monkeypatch, rel):
+    from cockpit.config import ConfigError, load_factory
+
+    home = host_tmp / "u"
+    (home / rel).mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("HOME", str(home))
+    toml = host_tmp / "factory.toml"
+    value = f"~/{rel}" if rel else "~"
+    toml.write_text(f'[factory]\nname = "f"\ntoolchains = ["{value}"]\n')
+    with pytest.raises(ConfigError) as err:
+        load_factory(toml)
+    assert f"{toml}:3" in str(err.value) and "name the tool's own directory instead" in str(err.value)

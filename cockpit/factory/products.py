@@ -31,7 +31,7 @@ from pathlib import Path
 import tomlkit
 import tomlkit.items
 
-from ..config import ConfigError, FactoryConfig, load_factory
+from ..config import ConfigError, FactoryConfig, load_factory, too_broad_for_toolchain
 from ..host.sandbox import CommandResult, Sandbox
 from ..store import readonly
 from .test_failure import Diagnosis, diagnose
@@ -266,9 +266,14 @@ def detect_toolchains(command: str, sandbox: Sandbox | None = None) -> list[str]
     home = Path.home()
     found: list[str] = []
     for candidate in (exe, os.path.realpath(exe)):
-        prefix = os.path.dirname(os.path.dirname(candidate))  # .../bin/tool -> ...
-        if prefix in (str(home), str(home / ".local"), "/usr/local", "/opt"):
-            prefix = os.path.dirname(candidate)  # never a whole home (keyrings, configs): its bin/ only
+        # `<root>/bin/tool` shows <root>; a program outside a bin/ (pnpm's ~/.local/share/pnpm/pnpm)
+        # shows its own directory only: never what happens to lie two levels up
+        here = os.path.dirname(candidate)
+        prefix = os.path.dirname(here) if os.path.basename(here) == "bin" else here
+        if too_broad_for_toolchain(prefix):
+            prefix = here  # never a whole home (keyrings, configs) or /usr/local: its bin/ only
+        if too_broad_for_toolchain(prefix):
+            continue
         if prefix not in ("", "/") and not any(prefix == s or prefix.startswith(s + "/") for s in shown):
             found.append(prefix)
     if words[0] in ("cargo", "rustc") and (home / ".rustup").is_dir():

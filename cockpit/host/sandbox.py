@@ -69,6 +69,18 @@ DEFAULT_HIDDEN_IN_HOME = (
     ".vault-token",
 )
 
+# Inside each toolchain directory the sandbox shows (`[factory] toolchains`) and the toolchain homes
+# system images keep under /usr/local (the rust image's CARGO_HOME=/usr/local/cargo, node's
+# /usr/local/etc/npmrc): the files tools keep registry tokens in, emptied wherever they sit.
+TOOLCHAIN_SECRETS = (
+    "credentials.toml", "credentials", ".credentials.toml", "settings.xml", "settings-security.xml",
+    "gradle.properties", "npmrc", ".npmrc", "etc/npmrc", ".yarnrc.yml", "auth.json", "auth.toml",
+    "pip.conf", ".pypirc", ".netrc", ".git-credentials", ".gem/credentials", ".bundle/config",
+    "conf/settings.xml", "config/credentials",
+)  # fmt: skip
+SYSTEM_TOOLCHAIN_HOMES = ("/usr/local/cargo", "/usr/local/rustup", "/usr/local", "/usr/local/lib/node_modules/npm",
+                          "/usr/local/share/.cargo", "/usr/local/go", "/usr/local/gradle", "/usr/local/maven")
+
 # Unix sockets ignore read-only mounts and network namespaces: /run holds the docker socket,
 # D-Bus, and per-user agents (ssh, gpg, keyrings). A fresh tmpfs there closes that door.
 DEFAULT_HIDDEN_SYSTEM = ("/run", "/var/run")
@@ -363,13 +375,16 @@ class Sandbox:
             raise ValueError(f"sandbox mode must be 'bwrap' or 'off', not {mode!r}")
         self.mode: SandboxMode = mode
         home = Path.home()
+        self.extra_path: tuple[Path, ...] = tuple(Path(p) for p in extra_path)
+        self.toolchains: tuple[Path, ...] = tuple(Path(p).expanduser() for p in toolchains)
         self.hidden: tuple[Path, ...] = (
             tuple(Path(p) for p in hidden)
             + tuple(home / rel for rel in DEFAULT_HIDDEN_IN_HOME)
             + tuple(Path(p) for p in DEFAULT_HIDDEN_SYSTEM)
+            # by name in every toolchain root, wherever it lives (another user's home, /usr/local)
+            + tuple(Path(root, rel) for root in (*self.toolchains, *SYSTEM_TOOLCHAIN_HOMES)
+                    for rel in TOOLCHAIN_SECRETS)
         )
-        self.extra_path: tuple[Path, ...] = tuple(Path(p) for p in extra_path)
-        self.toolchains: tuple[Path, ...] = tuple(Path(p).expanduser() for p in toolchains)
         self._off_home: Path | None = None
         self._view: tuple[tuple, list[str], list[tuple[str, bool, bool]], str] | None = None
         self._view_read_ns = 0
