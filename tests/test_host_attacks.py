@@ -273,7 +273,7 @@ async def test_a_forged_git_file_never_binds_another_products_repository(product
     assert os.path.realpath(wt / "fake" / (wt / "fake" / "gitdir").read_text().strip()) == str(wt / ".git")
     off = await Sandbox("off").run(cmd, cwd=wt, writable=[wt], timeout_s=30, output_cap_bytes=CAP)
     assert "other product" in off.output, off.output
-    assert str(other / ".git") not in [c for c, _ in sandbox.git_dirs_of([str(wt)])]
+    assert str(other / ".git") not in [g.common for g in sandbox.git_dirs_of([str(wt)])]
     r = await Sandbox("bwrap").run(cmd, cwd=wt, writable=[wt], timeout_s=30, output_cap_bytes=CAP)
     assert "other product" not in r.output and not r.ok, r.output
 

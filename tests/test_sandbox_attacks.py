@@ -216,7 +216,7 @@ COMMANDS = {
     "ssh_key": ("exit code 1", "No such file or directory"),  # ~/.ssh is an empty tmpfs in the sandbox
     "store_read": ("exit code 0", "No such file or directory\n0\n"),  # the store's directory is empty there
     "factory_edit": ("exit code 1", "factory.toml: Read-only file system"),  # an empty read-only file
-    "hook_via_command": ("exit code 1", "Read-only file system"),
+    "hook_via_command": ("exit code 1", "hooks/post-commit: No such file or directory"),
     "hooks_path_config": ("exit code 255", "Read-only file system"),
     "hardlink_factory": ("exit code 1", "No such file or directory"),  # the allow-list: it is not there at all
     "write_product_repo": ("exit code 1", "Read-only file system"),

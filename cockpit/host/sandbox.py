@@ -271,21 +271,49 @@ def _reduced_config(config: str) -> str | None:
     return out
 
 
-def git_dirs_of(trees: Iterable[str]) -> list[tuple[str, list[tuple[str, str]]]]:
-    """(common git dir, [(reduced copy, config it covers)]) for each tree that is a linked worktree:
-    what `git log` inside the sandbox needs. Its `.git` file is read without following links; a git
-    dir inside the tree, or one that does not name this tree back, is ignored."""
-    out: list[tuple[str, list[tuple[str, str]]]] = []
+# What read-only git needs of a common dir (objects, refs, the main HEAD, info/exclude...): only these
+# entries are bound. Everything else a user or tool keeps in `.git` (a credential store's
+# `.git/credentials`, git-crypt's keys, hooks, other worktrees' admin dirs, logs, stashed files)
+# does not exist in the sandbox.
+GIT_DIR_ENTRIES = ("objects", "refs", "packed-refs", "HEAD", "info", "shallow", "modules")
+
+
+@dataclass(frozen=True)
+class GitDirView:
+    """One repository as a sandboxed tree sees it: the entries bound read-only, the configs covered."""
+
+    common: str
+    binds: tuple[str, ...]  # paths bound read-only at the same place
+    covers: tuple[tuple[str, str], ...]  # (reduced copy, config it covers)
+
+
+def git_dirs_of(trees: Iterable[str]) -> list[GitDirView]:
+    """For each tree that is a linked worktree, what `git log` inside the sandbox needs of its repository:
+    the common dir's GIT_DIR_ENTRIES and the tree's own admin dir (HEAD, index), read-only, each config
+    reduced. Its `.git` file is read as git reads it; a git dir inside the tree, or one that does not
+    name this tree back, is ignored."""
+    found: dict[str, tuple[list[str], list[str]]] = {}  # common -> (its admin dirs, configs)
     for tree in trees:
-        common = _common_dir_of(tree)
-        if common is not None and common not in (c for c, _ in out):
-            covers = []
-            for config in _git_configs(common):
-                reduced = _reduced_config(config)
-                if reduced is None:  # unreadable or gone between the two looks: an empty file covers it
-                    reduced = _empty_file()
-                covers.append((reduced, config))
-            out.append((common, covers))
+        dirs = _linked_dirs_of(tree)
+        if dirs is None:
+            continue
+        admin, common = dirs
+        admins, configs = found.setdefault(common, ([], _git_configs(common)))
+        if admin not in admins:
+            admins.append(admin)
+            own = os.path.join(admin, "config.worktree")
+            if os.path.isfile(own) and not os.path.islink(own):
+                configs.append(own)
+    out = []
+    for common, (admins, configs) in found.items():
+        binds = [p for p in (os.path.join(common, e) for e in GIT_DIR_ENTRIES) if os.path.lexists(p)]
+        covers = []
+        for config in configs:
+            reduced = _reduced_config(config)
+            if reduced is None:  # unreadable or gone between the two looks: an empty file covers it
+                reduced = _empty_file()
+            covers.append((reduced, config))
+        out.append(GitDirView(common, tuple([*binds, *admins]), tuple(covers)))
     return out
 
 
@@ -329,6 +357,11 @@ def _stat_key(path: str) -> tuple | None:
 
 
 def _common_dir_of(tree: str) -> str | None:
+    dirs = _linked_dirs_of(tree)
+    return dirs[1] if dirs else None
+
+
+def _linked_dirs_of(tree: str) -> tuple[str, str] | None:
     """The checks below cost ~0.1 ms of reads and realpaths at every command; their verdict is kept
     while the tree's `.git` (any write to it changes its ctime, which no one can set back) and the
     admin dir it names are unchanged, and not trusted within a second of a change (coarse clocks)."""
@@ -337,11 +370,11 @@ def _common_dir_of(tree: str) -> str | None:
     seen = _checked.get(tree)
     if seen is not None and key is not None and seen[0] == key and _stat_key(seen[1]) == seen[2] \
             and key[-1] < seen[4] - _RACY_GIT_NS:  # key[-1]: its ctime
-        return seen[3]
+        return (seen[1], seen[3]) if seen[3] is not None else None
     read_at = time.time_ns()
     admin, common = _check_common_dir(tree)
     _checked[tree] = (key, admin, _stat_key(admin) if admin else None, common, read_at)
-    return common
+    return (admin, common) if common is not None else None
 
 
 def _check_common_dir(tree: str) -> tuple[str, str | None]:
@@ -473,7 +506,7 @@ class Sandbox:
         gitdirs = git_dirs_of([*writable_real, *readable_real])
         roots, hidden, bash = self._host_view()
         links = self._view_links
-        bound = [*roots, *readable_real, *writable_real, *(g for g, _ in gitdirs)]
+        bound = [*roots, *readable_real, *writable_real, *(b for g in gitdirs for b in g.binds)]
 
         bound_set, bound_under = set(bound), tuple(b.rstrip("/") + "/" for b in bound)
         trees_under = tuple(w.rstrip("/") + "/" for w in writable_real + readable_real)
@@ -518,9 +551,10 @@ class Sandbox:
         argv += hide([h for h in hidden if not inside_tree(h[0]) and under_bound(h[0])
                       and h[0] not in ("/run", "/var/run") and not (in_copy and h[2] and h[0].startswith("/etc/"))])
         # the git directories the trees' `.git` files point at: read-only, config reduced
-        for common, covers in gitdirs:
-            argv += ["--ro-bind", common, common]
-            for reduced, config in covers:
+        for g in gitdirs:
+            for entry in g.binds:
+                argv += ["--ro-bind", entry, entry]
+            for reduced, config in g.covers:
                 argv += ["--ro-bind", reduced, config]
         # a reviewer's or breaker's worktree: visible (it may lie under a hidden directory) but read-only
         for r in readable_real:
