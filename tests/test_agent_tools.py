@@ -135,7 +135,8 @@ async def test_search_text_literal_and_regex_skip_git_and_binary(tools, wt):
     assert out == "README.md:2: add things"
     assert await tools.call("search_text", {"pattern": "zzz", "path": "src"}) == "no matches"
     assert await refused(tools, "search_text", {"pattern": "(", "regex": True}) == (
-        "search_text: invalid regex '(': missing ), unterminated subpattern at position 0"
+        "search_text: regex '(' is not accepted: missing ): (. The search uses RE2 (linear time): no backreferences "
+        "(\\1) or lookaround ((?=, (?<=); search for a simpler pattern"
     )
 
 

@@ -24,11 +24,11 @@ import errno
 import fnmatch
 import io
 import os
-import re
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from cockpit.host.safe_files import open_nofollow
 
@@ -117,13 +117,14 @@ SPECS: dict[str, ToolSpec] = {
         ),
         ToolSpec(
             "search_text",
-            "Search the files under a path for a string (or a Python regex with regex=true). "
+            "Search the files under a path for a string (or a regular expression with regex=true: RE2 syntax, "
+            "like Python's re without backreferences or lookaround). "
             "Prints 'file:line: text' per match; '.git', binary files and symlinks are skipped.",
             _schema(
                 {
                     "pattern": {"type": "string", "description": "Text to find (case-sensitive)."},
                     "path": {"type": "string", "description": "File or directory to search (default '.')."},
-                    "regex": {"type": "boolean", "description": "Treat pattern as a Python regular expression."},
+                    "regex": {"type": "boolean", "description": "Treat pattern as a regular expression (RE2)."},
                 },
                 ["pattern"],
             ),
@@ -171,6 +172,23 @@ def _is_git(name: str) -> bool:
     return name.lower() == ".git"
 
 
+def _linear_regex(pattern: str) -> Callable[[str], object]:
+    """An agent's regex, compiled by RE2: matching takes time linear in the text, whatever the pattern
+    (Python's re backtracks exponentially on `(a+)+$` and holds the GIL meanwhile, freezing every
+    agent and the screen). RE2 has no backreferences or lookaround: those get a clear error."""
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False  # RE2 would write parse errors to the terminal (the screen)
+    options.max_mem = 64 << 20
+    try:
+        return re2.compile(pattern, options).search
+    except re2.error as exc:
+        why = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise ToolError(f"search_text: regex {pattern!r} is not accepted: {why}. The search uses RE2 (linear "
+                        "time): no backreferences (\\1) or lookaround ((?=, (?<=); search for a simpler pattern") from None
+
+
 class WorktreeTools:
     """The tools of one agent on one task, every one of them confined to `worktree`."""
 
@@ -179,6 +197,7 @@ class WorktreeTools:
     LIST_CAP = 1000  # files shown by list_files
     SEARCH_CAP = 200  # matches shown by search_text
     SEARCH_LINE_CHARS = 400  # a matched line longer than this is cut
+    SEARCH_TIME_S = 10.0  # a search that reads this long stops and says so (a huge tree, not a pattern)
 
     def __init__(
         self,
@@ -503,15 +522,13 @@ class WorktreeTools:
         if pattern == "":
             raise ToolError("search_text: 'pattern' must not be empty")
         if regex:
-            try:
-                matcher = re.compile(pattern).search
-            except re.error as exc:
-                raise ToolError(f"search_text: invalid regex {pattern!r}: {exc}") from None
+            matcher = _linear_regex(pattern)
         else:
             matcher = lambda text: pattern in text  # noqa: E731
         out: list[str] = []
         used = 0
-        capped = False
+        capped = timed_out = False
+        deadline = time.monotonic() + self.SEARCH_TIME_S
         for rel, is_link in sorted(self._walk(path)):
             if is_link:
                 continue
@@ -524,6 +541,9 @@ class WorktreeTools:
                     continue
                 f.seek(0)
                 for n, (raw, _cut) in enumerate(_iter_lines(f, 1 << 20), start=1):
+                    if n % 256 == 0 and time.monotonic() > deadline:
+                        timed_out = True
+                        break
                     text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
                     if not matcher(text):
                         continue
@@ -536,8 +556,11 @@ class WorktreeTools:
                         break
                     out.append(line)
                     used += size
-            if capped:
+            if capped or timed_out or time.monotonic() > deadline:
+                timed_out = timed_out or not capped
                 break
+        if timed_out:
+            out.append(f"(stopped after {self.SEARCH_TIME_S:g} s of reading, at {rel}; narrow the path)")
         if not out:
             return "no matches"
         if capped:
