@@ -9,10 +9,16 @@ location (a directory on the import path, a top-level import name) and judges ea
 A location is "regular" (a module file of any importable suffix, a package with an `__init__`, or a
 symlink, which may point at either) or a namespace portion (a directory without `__init__`): a namespace
 portion never wins over a regular module, it only merges with other portions of the same name.
+
+Code can put any directory first (`getattr(sys, 'pa' + 'th').insert(...)`, which no scan sees), so a module
+the change adds where nothing else puts it on the path is judged by its name alone (`off_path`); and a name
+an installed package imports as it loads is as much a target as one main's code imports (`installed_names`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import importlib.metadata
 import re
 import sys
 from dataclasses import dataclass
@@ -118,7 +124,6 @@ def import_dirs(files: dict[str, str], configured: set[str],
 
 def locations(files: dict[str, str], dirs: set[str]) -> dict[tuple[str, str], Location]:
     """(directory on the path, import name) -> what provides it, for every importable thing of `files`."""
-    inits = _inits(files)
     out: dict[tuple[str, str], Location] = {}
     for f, mode in files.items():
         parts = f.split("/")
@@ -169,6 +174,44 @@ async def imported_names(repo: Path, rev: str) -> dict[str, list[str]]:
     return names
 
 
+_installed: dict[str, str] | None = None
+
+
+async def installed_names() -> dict[str, str]:
+    """Top-level import name -> the installed distribution providing it, in the environment the cockpit runs
+    (the tests run with it unless the product's command names another interpreter). Read once, off the loop."""
+    global _installed
+    if _installed is None:
+        found = await asyncio.to_thread(importlib.metadata.packages_distributions)
+        _installed = {n: d[0] for n, d in found.items() if n.isidentifier() and d}
+    return _installed
+
+
+def off_path(files: dict[str, str], was_files: dict[str, str], dirs: set[str], known: set[str]
+             ) -> list[tuple[str, str]]:
+    """[(file, its import name)] for each importable file the change adds in a directory nothing puts on the
+    import path (no test module, no conftest, no `pythonpath =`) and that is no package: such a module is
+    imported under its own name only after code edits sys.path (which a scan cannot always see:
+    `getattr(sys, 'pa' + 'th')`). A directory inside a package main already has (a namespace package's
+    subdirectory, say) is that package's, not a stand-in's."""
+    inits = _inits(files)
+    out: list[tuple[str, str]] = []
+    for f in sorted(set(files) - set(was_files)):
+        where, base = _dir(f), f.rsplit("/", 1)[-1]
+        name = _strip_suffix(base) or (base if files[f] == SYMLINK else None)
+        if name == "__init__" and where:  # a package: its directory is the module
+            where, name = _dir(where), where.rsplit("/", 1)[-1]
+        if not name or not name.isidentifier() or name == "__init__" or where in dirs or where in inits:
+            continue
+        up = where
+        while up not in dirs:  # the nearest directory on the path ("" always is)
+            up = _dir(up)
+        top = where[len(up):].lstrip("/").split("/")[0]
+        if top not in known:
+            out.append((f, name))
+    return out
+
+
 async def shadows(repo: Path, base: str, commit: str) -> list[tuple[str, str]]:
     """[(path, why)] for each import location the change adds that takes a module from what main's tests
     imported: a standard-library module, another location of the same name (the product's own module, a
@@ -185,7 +228,10 @@ async def shadows(repo: Path, base: str, commit: str) -> list[tuple[str, str]]:
     dirs = import_dirs(now, configured, python_files)
     after = locations(now, dirs)
     new = [loc for key, loc in sorted(after.items()) if key not in before]
-    if not new:
+    main_names = {loc.name: loc for loc in sorted(before.values(), key=lambda loc: loc.path)}
+    regular = {loc.name for loc in before.values() if not loc.namespace}
+    stray = off_path(now, was, dirs, regular)  # a superset of what is judged below: main's imports not read yet
+    if not new and not stray:
         return []
     by_name: dict[str, list[Location]] = {}
     for loc in after.values():
@@ -205,9 +251,10 @@ async def shadows(repo: Path, base: str, commit: str) -> list[tuple[str, str]]:
             out.append((loc.path, f"{loc.path} shadows the standard library's module {loc.name}"))
         else:
             unjudged.append(loc)
-    if not unjudged:
+    if not unjudged and not stray:
         return out
     main_imports = await imported_names(repo, base)
+    installed = await installed_names()
     test_dirs = dirs - {"", "src", *configured}
     now_imports = await imported_names(repo, commit) if any(u.where in test_dirs for u in unjudged) else {}
     for loc in unjudged:
@@ -215,9 +262,26 @@ async def shadows(repo: Path, base: str, commit: str) -> list[tuple[str, str]]:
             out.append((loc.path, f"{loc.path} would be imported instead of {loc.name}, which main's code imports "
                                   f"from elsewhere ({main_imports[loc.name][0]})"))
             continue
+        if loc.name in installed:  # what an installed package imports in turn (requests -> charset_normalizer)
+            out.append((loc.path, f"{loc.path} shadows the installed package's module {loc.name} "
+                                  f"({installed[loc.name]})"))
+            continue
         product_code = [p for p in now_imports.get(loc.name, []) if not is_test_module(p, python_files)
                         and not any(p.startswith(d + "/") for d in test_dirs)]
         if loc.where in test_dirs and product_code:
             out.append((loc.path, f"{loc.path} is imported by the product's own code ({product_code[0]}), but only "
                                   f"pytest puts {loc.where}/ on the import path"))
+    for path, name in off_path(now, was, dirs, {*regular, *main_imports}):
+        if name in main_names:
+            whose = f"the product's module {name} ({main_names[name]})"
+        elif name in sys.stdlib_module_names:
+            whose = f"the standard library's module {name}"
+        elif name in main_imports:
+            whose = f"{name}, which main's code imports ({main_imports[name][0]})"
+        elif name in installed:
+            whose = f"the installed package's module {name} ({installed[name]})"
+        else:
+            continue
+        out.append((path, f"{path} stands in for {whose} from a directory nothing puts on the import path "
+                          f"({_dir(path)}/): only an edit of sys.path imports it under that name"))
     return out
