@@ -118,7 +118,6 @@ def import_dirs(files: dict[str, str], configured: set[str],
 
 def locations(files: dict[str, str], dirs: set[str]) -> dict[tuple[str, str], Location]:
     """(directory on the path, import name) -> what provides it, for every importable thing of `files`."""
-    inits = _inits(files)
     out: dict[tuple[str, str], Location] = {}
     for f, mode in files.items():
         parts = f.split("/")
@@ -210,8 +209,11 @@ async def shadows(repo: Path, base: str, commit: str) -> list[tuple[str, str]]:
     main_imports = await imported_names(repo, base)
     test_dirs = dirs - {"", "src", *configured}
     now_imports = await imported_names(repo, commit) if any(u.where in test_dirs for u in unjudged) else {}
+    in_repo_on_main = {name for _, name in before}
     for loc in unjudged:
-        if loc.name in main_imports:
+        # a name main found in the repository and the change moved is the moved module; one main found
+        # outside it (an installed package) is now taken from the tests' path
+        if loc.name in main_imports and loc.name not in in_repo_on_main:
             out.append((loc.path, f"{loc.path} would be imported instead of {loc.name}, which main's code imports "
                                   f"from elsewhere ({main_imports[loc.name][0]})"))
             continue
