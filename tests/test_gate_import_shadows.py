@@ -116,7 +116,7 @@ async def test_ordinary_changes_pass(gate, product):
                             "tests/api/client_kit.py": "Y = 2\n"})
     res = await check(gate, repo, helpers)
     assert res.action == "pass", res.text
-    package = change(repo, {"calc/__init__.py": COPY}, )
+    package = change(repo, {"calc/__init__.py": COPY})
     run_git(repo, "checkout", "-q", package)
     run_git(repo, "rm", "-q", "calc.py")
     run_git(repo, "commit", "-q", "-m", "calc.py becomes a package")

@@ -38,7 +38,7 @@ async def test_a_test_retargeted_at_another_function_is_not_a_rename(repo, gate,
     assert "tests/test_calc.py::test_add, body rewritten" in res.text
 
     async def yes(repo, base, commit, old_names, new_names, renamed_files):
-        return dict(zip(sorted(old_names), sorted(new_names)))
+        return dict(zip(sorted(old_names), sorted(new_names), strict=False))
     with monkeypatch.context() as m:  # the defences off: any name that is gone counts as renamed, no main copy
         m.setattr(suite_identity, "_same_code_renamed", yes)
         off = await check(gate, repo, sha, off=["main_copies"])

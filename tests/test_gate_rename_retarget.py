@@ -66,7 +66,7 @@ def change(repo: Path, files: dict[str, str], moves: dict[str, str] | None = Non
 def any_rename(monkeypatch):
     """The in-place check off: any name that is gone counts as renamed (to the names that appeared)."""
     async def yes(repo, base, commit, old_names, new_names, renamed_files):
-        return dict(zip(sorted(old_names), sorted(new_names)))
+        return dict(zip(sorted(old_names), sorted(new_names), strict=False))
     monkeypatch.setattr(suite_identity, "_same_code_renamed", yes)
 
 

@@ -257,12 +257,16 @@ async def shadows(repo: Path, base: str, commit: str) -> list[tuple[str, str]]:
     installed = await installed_names()
     test_dirs = dirs - {"", "src", *configured}
     now_imports = await imported_names(repo, commit) if any(u.where in test_dirs for u in unjudged) else {}
+    in_repo_on_main = {name for _, name in before}
     for loc in unjudged:
-        if loc.name in main_imports:
+        # a name main found in the repository and the change moved is the moved module; one main found
+        # outside it (an installed package) is now taken from the tests' path
+        if loc.name in main_imports and loc.name not in in_repo_on_main:
             out.append((loc.path, f"{loc.path} would be imported instead of {loc.name}, which main's code imports "
                                   f"from elsewhere ({main_imports[loc.name][0]})"))
             continue
-        if loc.name in installed:  # what an installed package imports in turn (requests -> charset_normalizer)
+        if loc.name in installed and loc.name not in in_repo_on_main:  # what an installed package imports (requests
+            # imports charset_normalizer as it loads)
             out.append((loc.path, f"{loc.path} shadows the installed package's module {loc.name} "
                                   f"({installed[loc.name]})"))
             continue
