@@ -404,3 +404,8 @@ async def test_end_to_end_a_resolution_that_drops_a_guard(tmp_path, monkeypatch,
         t.block_detail, t.block_detail
     assert "-    if b == 0:" in t.block_detail  # shown: what the resolution did beyond git's merge
     assert "ZeroDivisionError" in run_git(repo, "show", "main:calc.py")
+
+
+async def test_a_check_git_cannot_finish_refuses_the_carry(story):
+    r = await check_remerge(story["repo"], "main", story["a"], "f" * 40)  # no such commit
+    assert not r.only_a_merge and r.beyond and "git could not check it" in r.beyond[0], r.beyond

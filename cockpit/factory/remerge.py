@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..host import safe_git
-from .workspaces import _run_git, git
+from .workspaces import GitError, _run_git, git
 
 SHOWN_CAP = 2500  # characters of diff shown to the human beside the reasons
 _REGULAR = ("100644", "100755")
@@ -62,8 +62,18 @@ class Remerge:
 
 
 async def check_remerge(repo: Path, main_branch: str, from_commit: str, commit: str) -> Remerge:
-    """Whether `commit` merges `main_branch` into `from_commit` and holds nothing beyond (module docstring)."""
+    """Whether `commit` merges `main_branch` into `from_commit` and holds nothing beyond (module docstring).
+    A check git could not finish refuses the carry (the human is asked), it never lets it through."""
     r = Remerge(commit=commit, from_commit=from_commit)
+    try:
+        return await _check(repo, main_branch, r)
+    except (GitError, OSError, ValueError) as e:
+        r.beyond.append(f"git could not check it ({str(e).strip()[:200]})")
+        return r
+
+
+async def _check(repo: Path, main_branch: str, r: Remerge) -> Remerge:
+    from_commit, commit = r.from_commit, r.commit
     r.parents = (await git("rev-list", "--parents", "-n", "1", commit, cwd=repo)).split()[1:]
     if len(r.parents) != 2 or r.parents[0] != from_commit:
         r.beyond.append(f"{commit[:12]} is not a merge of {main_branch} into {from_commit[:12]} (its parents: "
