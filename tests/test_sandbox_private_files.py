@@ -155,3 +155,42 @@ def test_a_whole_home_is_refused_as_a_toolchain_in_factory_toml(host_tmp, monkey
     with pytest.raises(ConfigError) as err:
         load_factory(toml)
     assert f"{toml}:3" in str(err.value) and "name the tool's own directory instead" in str(err.value)
+
+
+class VanishAfterView(Sandbox):
+    """The race made certain: a hidden file goes away after the view is read, before bwrap mounts over it."""
+
+    victim: Path | None = None
+
+    def _bwrap_argv(self, *args, **kwargs):
+        argv = super()._bwrap_argv(*args, **kwargs)
+        if self.victim is not None and self.victim.exists():
+            self.victim.unlink()
+            self.victim.parent.rmdir()
+        return argv
+
+
+async def test_a_hidden_file_that_vanishes_before_the_mount_costs_no_command(host_tmp, monkeypatch):
+    """A toolchain's credentials file deleted between the view's reading and bwrap's start: bwrap cannot mount
+    over it and stops before the command; the sandbox reads the view again and starts it once more."""
+    cargo = host_tmp / "cargo"
+    wd = host_tmp / "wd"
+    wd.mkdir()
+
+    from cockpit.host import sandbox as sandbox_mod
+
+    monkeypatch.setattr(sandbox_mod, "TOOLCHAIN_SECRETS", ("sub/credentials.toml",))
+
+    async def once(retry: bool) -> str:
+        (cargo / "sub").mkdir(parents=True, exist_ok=True)
+        (cargo / "sub" / "credentials.toml").write_text("token\n")
+        sb = VanishAfterView("bwrap", toolchains=[cargo])
+        sb.victim = cargo / "sub" / "credentials.toml"
+        if not retry:
+            monkeypatch.setattr(sb, "_hidden_path_vanished", lambda res: False)
+        r = await sb.run("echo ran", cwd=wd, writable=[wd], timeout_s=20, output_cap_bytes=64_000)
+        return r.output
+
+    live = await once(retry=False)
+    assert live.startswith("bwrap: Can't"), f"liveness: without the retry the command never runs:\n{live}"
+    assert await once(retry=True) == "ran\n"

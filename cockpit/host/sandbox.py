@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -100,6 +101,8 @@ _GIT_ENV = {"GIT_OPTIONAL_LOCKS": "0", "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_
             "GIT_CONFIG_VALUE_0": "*"}
 
 _BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+# bwrap's own words when a mount's target is gone (the command never started)
+_BWRAP_SETUP = re.compile(r"bwrap: Can't (?:mkdir parents for|create file at|find source path) (/[^\n]*?)(?:: [^\n]*)?")
 _SANDBOX_HOME = "/tmp/home"
 # After the main process exits, how long we wait for its output pipe to close (everything
 # left in its group was just SIGKILLed, so this only matters for something that escaped).
@@ -685,12 +688,25 @@ class Sandbox:
         if etc is None and self._etc.unavailable is None:  # /etc changed (or first command): copy it afresh
             etc = await self._refreshed_etc()
         try:
-            argv = self._bwrap_argv(bwrap, command, cwd, writable, self._env(env, _SANDBOX_HOME), readable, etc)
-            # bwrap itself gets a minimal env too; the command's env is set by --setenv only.
-            return await self._execute(command, argv, {"PATH": _BASE_PATH}, "/", timeout_s, output_cap_bytes)
+            for attempt in (1, 2):
+                argv = self._bwrap_argv(bwrap, command, cwd, writable, self._env(env, _SANDBOX_HOME), readable, etc)
+                # bwrap itself gets a minimal env too; the command's env is set by --setenv only.
+                res = await self._execute(command, argv, {"PATH": _BASE_PATH}, "/", timeout_s, output_cap_bytes)
+                if attempt == 2 or not self._hidden_path_vanished(res):
+                    return res
+                self._view = None  # read the host again: the command never started
+            return res
         finally:
             if etc is not None:
                 self._etc.release(etc)
+
+    def _hidden_path_vanished(self, res: CommandResult) -> bool:
+        """bwrap stopped before the command: a path it was to hide went away since the view was read (a
+        toolchain's credentials file deleted between two commands). Read the view again and start once more."""
+        m = _BWRAP_SETUP.fullmatch(res.output.strip())
+        if res.exit_code != 1 or m is None:
+            return False
+        return any(m.group(1) == real for real, _, _ in (self._view[2] if self._view else []))
 
     async def _refreshed_etc(self) -> EtcCopy | None:
         """A fresh copy of /etc, made in a worker thread; if we are cancelled meanwhile, it is let go."""
