@@ -43,7 +43,7 @@ from ..host import safe_files
 from .runner_reach import Reach, added_reach, reaches_reporter
 from ..host.sandbox import Sandbox
 from .scratch import throwaway_tree
-from .suite_identity import StaticChanges, changed_tests, file_tests, renamed_source, split_id, static_changes
+from .suite_identity import StaticChanges, changed_tests, parsed_tests, renamed_source, split_id, static_changes
 from .workspaces import git
 
 TAIL_LINES = 60
@@ -284,7 +284,8 @@ class TestsGate:
             if c.status == "D" or not (src.endswith(".py") and is_test_file(src)):
                 continue
             text = await git("cat-file", "-p", f"{base}:{src}", cwd=repo)
-            names = [n for n in file_tests(text).tests  # pytest's default names: fixtures and helpers are not tests
+            parsed = await parsed_tests(text)  # never on the event loop: a file may be huge
+            names = [n for n in parsed.tests  # pytest's default names: fixtures and helpers are not tests
                      if n.rsplit("::", 1)[-1].startswith("test") and all(k.startswith("Test") for k in n.split("::")[:-1])]
             intact = await static_changes(repo, base, commit, [f"{src}::{n}" for n in names], renamed)
             if names and not intact.why:
