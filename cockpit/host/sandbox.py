@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from . import toolchain_view
 from .etc_view import EtcCopy, EtcView, view_of
+from .toolchain_view import ToolchainScan, ToolchainView
 from .temp_dirs import make_temp_dir
 
 SandboxMode = Literal["bwrap", "off"]
@@ -67,6 +69,23 @@ DEFAULT_HIDDEN_IN_HOME = (
     ".config/composer/auth.json",
     ".terraform.d/credentials.tfrc.json",
     ".vault-token",
+    # what ~/.local/share and a home's top keep (shown only if a toolchain lies above them, which config
+    # refuses; hidden all the same): keyrings, stored index passwords, kernel keys, shell histories
+    ".local/share/keyrings",
+    ".local/share/python_keyring",
+    ".local/share/kwalletd",
+    ".local/share/uv/credentials",
+    ".local/share/jupyter/runtime",
+    ".local/share/fish/fish_history",
+    ".local/share/containers/auth.json",
+    ".local/share/password-store",
+    ".password-store",
+    ".config/containers/auth.json",
+    ".bash_history",
+    ".zsh_history",
+    ".python_history",
+    ".psql_history",
+    ".mysql_history",
 )
 
 # Inside each toolchain directory the sandbox shows (`[factory] toolchains`) and the toolchain homes
@@ -403,6 +422,7 @@ class Sandbox:
         extra_path: Iterable[Path] = (),
         toolchains: Iterable[Path] = (),
         etc_view: EtcView | None = None,
+        toolchain_view: ToolchainView | None = None,
     ) -> None:
         if mode not in ("bwrap", "off"):
             raise ValueError(f"sandbox mode must be 'bwrap' or 'off', not {mode!r}")
@@ -425,6 +445,10 @@ class Sandbox:
         self._dirs: tuple[str, list[str]] | None = None
         # /etc without its secrets: one copy for the process, bound in /etc's place (one mount, not one per secret)
         self._etc = etc_view if etc_view is not None else view_of("/etc", HIDDEN_IN_ETC)
+        # inside every shown root but the system dirs: what is private by its mode or named like a token store
+        self._toolchain_view = toolchain_view
+        self._scan: ToolchainScan | None = None
+        self._roots_view: tuple[list[str], list[ToolchainView]] | None = None
 
     # -- availability -------------------------------------------------------------------
 
@@ -605,7 +629,7 @@ class Sandbox:
         return self._dirs[1]
 
     def _view_key(self) -> tuple:
-        key = []
+        key: list[tuple] = [("<toolchain scan>", self._scan.generation if self._scan else None, None)]
         for d in self._view_dirs():
             try:
                 st = os.stat(d)
@@ -625,6 +649,10 @@ class Sandbox:
                 continue
             seen.add(real)
             hidden.append((real, os.path.isdir(real), of_etc))
+        for real, is_dir in self._scan.hidden if self._scan else ():  # found real by the scan
+            if real not in seen:
+                seen.add(real)
+                hidden.append((real, is_dir, False))
         return hidden
 
     def visible_roots(self) -> list[str]:
@@ -649,11 +677,24 @@ class Sandbox:
             "git: the product's .git read-only (objects, refs; its configs, submodules' too, without remotes), "
             "no optional locks",
             "no capabilities, even for root; toolchains' registry tokens (~/.cargo/credentials.toml, "
-            "~/.m2/settings.xml...) emptied",
+            "~/.m2/settings.xml...) emptied; in every toolchain root, what is private by its mode (not o+r, "
+            "a directory not o+x) or named like a token store (.npmrc, credentials.toml...) is hidden"
+            + self._scan_notes(),
             "invisible: everything else: the factory (store, rules, factory.toml), other products and worktrees, "
             "the user's home (but for the toolchains above), /run, /var, /opt, /srv; no network; "
             "environment built from nothing",
         ]
+
+    def _scan_notes(self) -> str:
+        """What the last scan of the toolchain roots could not do, for `doctor`."""
+        views = [self._toolchain_view] if self._toolchain_view else (self._roots_view[1] if self._roots_view else [])
+        notes = []
+        if self._scan and self._scan.too_private:
+            notes.append("not shown at all (more than 64 private entries): " + " ".join(self._scan.too_private))
+        for view in views:
+            if view.unavailable:
+                notes.append(view.unavailable + " (files made private since the first command are not seen)")
+        return "".join(f"; {n}" for n in notes)
 
     def _home_off(self) -> str:
         # "off" mode has no private /tmp: a private HOME beats a shared, pre-creatable /tmp/home.
@@ -681,6 +722,7 @@ class Sandbox:
             return await self._execute(command, argv, self._env(env, self._home_off()), str(cwd), timeout_s,
                                        output_cap_bytes)
         bwrap = await self._acheck()
+        self._scan = await self._toolchain_scan()
         etc = self._etc.acquire()
         if etc is None and self._etc.unavailable is None:  # /etc changed (or first command): copy it afresh
             etc = await self._refreshed_etc()
@@ -691,6 +733,27 @@ class Sandbox:
         finally:
             if etc is not None:
                 self._etc.release(etc)
+
+    def toolchain_roots(self, visible: list[str] | None = None) -> list[str]:
+        """The shown roots scanned for private files: every visible root but the system dirs (their /usr/local
+        toolchain homes included), each toolchain, the cockpit's Python."""
+        visible = self.visible_roots() if visible is None else visible
+        return [*(r for r in visible if r not in SYSTEM_DIRS), *SYSTEM_TOOLCHAIN_HOMES]
+
+    async def _toolchain_scan(self) -> ToolchainScan:
+        """The current scan of the shown roots: a non-blocking check each, a rescan in a worker thread after a
+        change (the first command of a process waits for it: ~0.3 s for ~/.rustup, ~0.6 s for a Python)."""
+        if self._toolchain_view is not None:
+            views = [self._toolchain_view]
+        else:
+            visible = self._host_view()[0]  # kept while nothing changed: the same list, the same views
+            if self._roots_view is None or self._roots_view[0] is not visible:
+                self._roots_view = (visible, toolchain_view.views_of(self.toolchain_roots(visible)))
+            views = self._roots_view[1]
+        scans = [v.current() for v in views]
+        if any(s is None for s in scans):
+            scans = await asyncio.to_thread(lambda: [v.refreshed() for v in views])
+        return scans[0] if len(scans) == 1 else toolchain_view.combined(s for s in scans if s is not None)
 
     async def _refreshed_etc(self) -> EtcCopy | None:
         """A fresh copy of /etc, made in a worker thread; if we are cancelled meanwhile, it is let go."""
