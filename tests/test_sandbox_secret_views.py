@@ -176,7 +176,8 @@ async def test_a_socket_in_a_toolchain_root_does_not_reach_the_host(host_tmp):
         assert got == [TOKEN.encode()], "liveness: without the scan the command reaches the host's socket"
         out = await _run(Sandbox("bwrap", toolchains=[root], toolchain_view=ToolchainView([str(root)])),
                          host_tmp / "wd", cmd)
-        assert "ConnectionRefusedError" in out, out  # an empty regular file where the socket was
+        # an empty read-only file where the socket was: connect() is refused, nothing reaches the host
+        assert "PermissionError" in out or "ConnectionRefusedError" in out, out
         assert got == [TOKEN.encode()]  # nothing more arrived
     finally:
         srv.close()
