@@ -208,6 +208,35 @@ async def test_a_secret_made_after_the_scan_is_hidden_from_the_next_command(tool
     assert f"{TOKEN}-late" not in out, out
 
 
+async def test_a_toolchain_root_that_appears_between_two_commands_is_scanned_before_it_shows(host_tmp, monkeypatch):
+    """The view is the shown roots' (no test view injected): a toolchain directory made after the first command
+    (`rustup` installing while the factory runs) is scanned before the second command sees it. Liveness: with
+    that root left out of the scan, its token shows."""
+    root = host_tmp / "later" / ".cargo"
+
+    async def second_sees() -> str:
+        sb = Sandbox("bwrap", toolchains=[root])
+        await _run(sb, host_tmp / "wd", "true")
+        (root / "bin").mkdir(parents=True)
+        (root / "registry.token").write_text(f"{TOKEN}-appeared\n")
+        os.chmod(root / "registry.token", 0o600)
+        try:
+            return await _run(sb, host_tmp / "wd", f"ls {root}; cat {root}/registry.token 2>&1")
+        finally:
+            import shutil
+
+            shutil.rmtree(root)
+
+    with monkeypatch.context() as m:
+        scanned = Sandbox.toolchain_roots
+        m.setattr(Sandbox, "toolchain_roots", lambda self, visible=None: [
+            r for r in scanned(self, visible) if r != str(root)])
+        live = await second_sees()
+    assert f"{TOKEN}-appeared" in live, f"liveness: an unscanned root shows its token:\n{live}"
+    out = await second_sees()
+    assert f"{TOKEN}-appeared" not in out and "bin" in out, out
+
+
 async def test_a_root_too_private_to_hide_file_by_file_is_not_shown(host_tmp, monkeypatch):
     root = host_tmp / "umask077"
     root.mkdir()

@@ -728,6 +728,11 @@ class Sandbox:
             etc = await self._refreshed_etc()
         try:
             argv = self._bwrap_argv(bwrap, command, cwd, writable, self._env(env, _SANDBOX_HOME), readable, etc)
+            while self._toolchain_view is None and (self._roots_view is None or self._view is None
+                                                    or self._roots_view[0] != self._view[1]):
+                # a root appeared (or went) since the last command: scanned before anything shows it
+                self._scan = await self._toolchain_scan()
+                argv = self._bwrap_argv(bwrap, command, cwd, writable, self._env(env, _SANDBOX_HOME), readable, etc)
             # bwrap itself gets a minimal env too; the command's env is set by --setenv only.
             return await self._execute(command, argv, {"PATH": _BASE_PATH}, "/", timeout_s, output_cap_bytes)
         finally:
@@ -746,8 +751,9 @@ class Sandbox:
         if self._toolchain_view is not None:
             views = [self._toolchain_view]
         else:
-            visible = self._host_view()[0]  # kept while nothing changed: the same list, the same views
-            if self._roots_view is None or self._roots_view[0] is not visible:
+            # the roots the last command saw (`run` checks them against this command's, read once per command)
+            visible = self._view[1] if self._view is not None else self._host_view()[0]
+            if self._roots_view is None or self._roots_view[0] != visible:
                 self._roots_view = (visible, toolchain_view.views_of(self.toolchain_roots(visible)))
             views = self._roots_view[1]
         scans = [v.current() for v in views]

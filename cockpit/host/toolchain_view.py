@@ -193,8 +193,9 @@ def views_of(roots: Iterable[str]) -> list[ToolchainView]:
             view = _views.get(root)
             if view is None:
                 view = _views[root] = ToolchainView((root,))
-            if view not in _recent:
-                _recent.append(view)
+            if view in _recent:  # least recently used first out: a Python every sandbox shows stays
+                _recent.remove(view)
+            _recent.append(view)
             out.append(view)
     return out
 
