@@ -29,6 +29,7 @@ from ..host import safe_files
 from ..host.sandbox import Sandbox
 from .evidence import OutcomeStream, contradictions
 from .scratch import throwaway_tree
+from .workspaces import git
 
 REPRO_TEST_FILE = "test_cockpit_reproduction.py"
 PYTEST_REPRO = f"python -m pytest -q -p no:cacheprovider {REPRO_TEST_FILE}"
@@ -107,6 +108,41 @@ class ReproResult:
 
     def tail(self, lines: int = _TAIL_LINES) -> str:
         return "\n".join(self.output.rstrip("\n").splitlines()[-lines:])
+
+    @property
+    def missing(self) -> bool:
+        """It stopped because what it exercises is not there: a test file that does not collect, a name,
+        module or attribute that does not exist, a command not found."""
+        if self.kind == "test_file" and self.exit_code == 2:
+            return True
+        if self.exit_code in (126, 127):
+            return True
+        return bool(_MISSING.search(self.tail(40)))
+
+
+# Python's words for "what you exercise is not in this tree" (the change adds it)
+_MISSING = re.compile(r"\b(ModuleNotFoundError|ImportError|NameError)\b|AttributeError: .*has no attribute|"
+                      r"cannot import name|command not found|No such file or directory")
+
+
+async def base_of(repo: Path, commit: str, main_branch: str) -> str | None:
+    """The main commit a change started from (its merge base with main), None if it has none or is on main."""
+    base = await git("merge-base", commit, f"refs/heads/{main_branch}", cwd=repo, check=False)
+    return base if base and base != commit else None
+
+
+def attributable(on_commit: ReproResult, on_base: ReproResult | None) -> bool:
+    """Whether a reproduction that fails on the change's commit shows a defect OF the change.
+
+    It must not fail on the commit the change started from (the merge base with main), or fail there
+    only because what it exercises is not there yet while on the commit it gets further. A reproduction
+    that fails everywhere (`assert 0`, `sleep 999`, a broken main) proves nothing about this change, and
+    no commit of the builder could ever close it (adversary B-08)."""
+    if not on_commit.fails:
+        return False
+    if on_base is None or not on_base.fails:
+        return True
+    return on_base.missing and not on_commit.missing
 
 
 async def reproduce(sandbox: Sandbox, repo: Path, scratch_root: Path, commit: str, kind: str, reproduction: str, *,

@@ -32,7 +32,7 @@ from ..domain.tasks import (AT_WORK_STATES, IN_FLIGHT_STATES, DefectState, Task,
 from ..store import reads
 from ..store import Store, StoreError
 from .agent_log import AgentLogWriter
-from .defects import ReproResult, reproduce
+from .defects import ReproResult, base_of, reproduce
 from .products import factory_sandbox
 from .gates import TestsGate, TestsStage
 from .merge_queue import MergeQueue
@@ -472,10 +472,15 @@ class Orchestrator:
             async def reproduce_on(sha: str, kind: str, body: str) -> ReproResult:
                 return await self._reproduce(t, sha, kind, body)
 
+            async def reproduce_on_base(sha: str, kind: str, body: str) -> ReproResult | None:
+                base = await base_of(self._repo(t), sha, self.config.product(t.product).main_branch)
+                return None if base is None else await self._reproduce(t, base, kind, body)
+
             toolbox = TaskToolbox(role=role, agent=agent, task_id=t.id, product=t.product, worktree=wt,
                                   worktree_tools=tools, store=self.store, workspaces=self.workspaces,
                                   commit=commit, main_branch=self.config.product(t.product).main_branch,
                                   reproduce=reproduce_on if role == "breaker" else None,
+                                  reproduce_base=reproduce_on_base if role == "breaker" else None,
                                   memory=self.knowledge.memory)
             session = AgentSession(
                 agent=agent, role=role, product=t.product, task_id=t.id, client=self.model.client,

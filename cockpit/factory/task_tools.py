@@ -19,7 +19,7 @@ from ..domain.errors import Refused
 from ..domain.events import Event, Kind
 from ..store import Store
 from ..store.memory import Memory
-from .defects import ReproResult, guess_kind
+from .defects import ReproResult, attributable, guess_kind
 from .knowledge import REMEMBER_SPEC, remember_from_tool
 from .workspaces import GitError, MergeConflicted, UnsafeChange, Workspaces, check_worktree, git
 
@@ -66,6 +66,7 @@ class TaskToolbox:
                  worktree_tools: WorktreeTools, store: Store, workspaces: Workspaces, commit: str | None = None,
                  main_branch: str | None = None,
                  reproduce: Callable[[str, str, str], Awaitable[ReproResult]] | None = None,
+                 reproduce_base: Callable[[str, str, str], Awaitable[ReproResult | None]] | None = None,
                  memory: Memory | None = None):
         self.role = role
         self.agent = agent
@@ -78,6 +79,8 @@ class TaskToolbox:
         self.reviewing_commit = commit
         self.main_branch = main_branch
         self.reproduce = reproduce  # (commit, kind, reproduction) -> the cockpit's own run of it
+        # the same run on the commit the change started from (its merge base with main), None if there is none
+        self.reproduce_base = reproduce_base
         self.memory = memory
         self._names = set(ROLE_TOOLS[role])
 
@@ -199,6 +202,18 @@ class TaskToolbox:
                                           task_id=self.task_id, data={**data, "reason": res.why}))
             return ToolOutcome(f"not opened: the cockpit re-ran your reproduction on {commit[:12]} and {res.why}, so it "
                                f"shows no defect.\n{res.tail()}", is_error=True)
+        base = await self.reproduce_base(commit, kind, reproduction) if self.reproduce_base is not None else None
+        if base is not None:
+            data.update(base=base.commit, base_exit_code=base.exit_code, base_timed_out=base.timed_out)
+        if not attributable(res, base):
+            assert base is not None
+            reason = (f"it fails on {base.commit[:12]} too, the main commit this change started from ({base.why}): "
+                      "it shows no defect of this change")
+            await self.store.append(Event(kind=Kind.DEFECT_REJECTED, actor=self.agent, product=self.product,
+                                          task_id=self.task_id, data={**data, "reason": reason}))
+            return ToolOutcome(f"not opened: {reason}. A defect must fail on the change and pass without it (or fail "
+                               "there only because what it exercises is new). If main itself is broken, say so in "
+                               f"your notes for the human.\non main:\n{base.tail()}", is_error=True)
         ev = await self.store.append(Event(kind=Kind.DEFECT_OPENED, actor=self.agent, product=self.product,
                                            task_id=self.task_id, data=data))
         t = self.store.task(self.task_id)
