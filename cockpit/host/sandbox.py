@@ -728,9 +728,15 @@ class Sandbox:
             etc = await self._refreshed_etc()
         try:
             argv = self._bwrap_argv(bwrap, command, cwd, writable, self._env(env, _SANDBOX_HOME), readable, etc)
+            tries = 0
             while self._toolchain_view is None and (self._roots_view is None or self._view is None
                                                     or self._roots_view[0] != self._view[1]):
                 # a root appeared (or went) since the last command: scanned before anything shows it
+                tries += 1
+                if tries > 3:  # roots that keep changing are never shown unscanned: this command does not run
+                    return CommandResult(command, None, "cannot start: the toolchain directories keep changing "
+                                         "(each change is scanned before a command sees it); try again", False,
+                                         False, 0.0)
                 self._scan = await self._toolchain_scan()
                 argv = self._bwrap_argv(bwrap, command, cwd, writable, self._env(env, _SANDBOX_HOME), readable, etc)
             # bwrap itself gets a minimal env too; the command's env is set by --setenv only.
