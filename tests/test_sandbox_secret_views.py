@@ -345,6 +345,9 @@ def test_product_add_proposes_only_the_programs_own_install_root(home, program, 
     if expect is None:
         # liveness: the rule before took the grandparent, i.e. the home itself here
         assert too_broad_for_toolchain(grandparent) or too_broad_for_toolchain(os.path.dirname(exe))
-    found = detect_toolchains(f"{exe} test", Sandbox("bwrap"))
+    refused: list[tuple[str, str]] = []
+    found = detect_toolchains(f"{exe} test", Sandbox("bwrap"), refused)
     assert found == ([] if expect is None else [str(home / expect)]), found
+    # what was not proposed is said, with why (product add prints it)
+    assert [r[0] for r in refused] == ([os.path.dirname(exe)] if expect is None else []), refused
     assert not any(too_broad_for_toolchain(f) for f in found)
