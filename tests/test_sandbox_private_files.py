@@ -16,6 +16,7 @@ import pytest
 
 from cockpit.host.etc_view import EtcView
 from cockpit.host.sandbox import Sandbox
+from cockpit.host.toolchain_view import ToolchainView
 
 TOKEN = "glrt-PRIVATE-RUNNER-TOKEN-0123456789"
 
@@ -89,14 +90,15 @@ async def test_toolchain_tokens_are_empty_wherever_the_toolchain_lives(host_tmp,
     wd.mkdir()
     cmd = f"cat {cargo}/credentials.toml {node}/etc/npmrc; ls {cargo}"
 
-    async def shown() -> str:
-        r = await Sandbox("bwrap", toolchains=[cargo, node]).run(cmd, cwd=wd, writable=[wd], timeout_s=20,
-                                                                  output_cap_bytes=64_000)
+    async def shown(scan: ToolchainView | None = None) -> str:
+        r = await Sandbox("bwrap", toolchains=[cargo, node], toolchain_view=scan).run(
+            cmd, cwd=wd, writable=[wd], timeout_s=20, output_cap_bytes=64_000)
         return r.output
 
     with monkeypatch.context() as m:
         m.setattr(sandbox_mod, "TOOLCHAIN_SECRETS", ())
-        live = await shown()
+        # the scan of the roots off too (its own tests: test_sandbox_secret_views.py)
+        live = await shown(ToolchainView([str(cargo), str(node)], by_mode=False, names=frozenset()))
     assert f"{TOKEN}-cargo" in live and f"{TOKEN}-npm" in live, f"liveness: the tokens show without the names:\n{live}"
     out = await shown()
     assert TOKEN not in out, out
@@ -187,7 +189,7 @@ async def test_a_hidden_file_that_vanishes_before_the_mount_costs_no_command(hos
         sb = VanishAfterView("bwrap", toolchains=[cargo])
         sb.victim = cargo / "sub" / "credentials.toml"
         if not retry:
-            monkeypatch.setattr(sb, "_hidden_path_vanished", lambda res: False)
+            monkeypatch.setattr(sb, "_hidden_path_vanished", lambda res, argv: False)
         r = await sb.run("echo ran", cwd=wd, writable=[wd], timeout_s=20, output_cap_bytes=64_000)
         return r.output
 
