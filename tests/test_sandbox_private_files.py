@@ -196,3 +196,24 @@ async def test_a_hidden_file_that_vanishes_before_the_mount_costs_no_command(hos
     live = await once(retry=False)
     assert live.startswith("bwrap: Can't"), f"liveness: without the retry the command never runs:\n{live}"
     assert await once(retry=True) == "ran\n"
+
+
+# --- C-10: one command may not fill the disk with one file ------------------------------------------------
+
+
+@pytest.mark.parametrize("limit", [None, 1_000_000], ids=["liveness_no_limit", "limited"])
+async def test_a_file_written_in_the_sandbox_stops_at_the_limit(host_tmp, monkeypatch, limit):
+    from cockpit.host import sandbox as sandbox_mod
+
+    monkeypatch.setattr(sandbox_mod, "MAX_FILE_BYTES", limit)
+    wd = host_tmp / "wd"
+    wd.mkdir()
+    r = await Sandbox("bwrap").run("head -c 3000000 /dev/zero > big; echo rc=$?; ulimit -H -f unlimited 2>&1 | "
+                                   "head -1; stat -c %s big", cwd=wd, writable=[wd], timeout_s=20,
+                                   output_cap_bytes=64_000)
+    size = (wd / "big").stat().st_size
+    if limit is None:
+        assert size == 3_000_000, r.output  # liveness: nothing stops it
+    else:
+        assert size <= limit and "rc=0" not in r.output, r.output
+        assert "cannot modify limit" in r.output, r.output  # and the command cannot lift it

@@ -120,6 +120,9 @@ _GIT_ENV = {"GIT_OPTIONAL_LOCKS": "0", "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_
             "GIT_CONFIG_VALUE_0": "*"}
 
 _BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+# The largest file a sandboxed command may write (RLIMIT_FSIZE): a build's artefacts fit, a disk does not fill
+# from one file. (Many files still can: left, see docs/security.md.)
+MAX_FILE_BYTES = 2 << 30
 # bwrap's own words when a mount's target is gone (the command never started)
 _BWRAP_SETUP = re.compile(r"bwrap: Can't (?:mkdir parents for|create file at|find source path) (/[^\n]*?)(?:: [^\n]*)?")
 _SANDBOX_HOME = "/tmp/home"
@@ -554,6 +557,11 @@ class Sandbox:
 
         # no capability inside, even for root: with them a command could `umount` what hides a secret
         argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv"]
+        # no file written in here grows past MAX_FILE_BYTES (soft and hard limit, and no capability to raise
+        # it): one `cat /dev/zero > x` filled the disk and stopped the whole factory (adversary C-10)
+        prlimit = shutil.which("prlimit") if MAX_FILE_BYTES else None
+        if prlimit:
+            argv = [prlimit, f"--fsize={MAX_FILE_BYTES}", "--", *argv]
         # The allow-list: system dirs and toolchains, read-only; a symlinked /bin stays a symlink.
         for r in roots:
             if r in links:
