@@ -10,39 +10,15 @@ loop's process) stalls it for seconds.
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pytest
 from gitrepo import commit_files, make_repo, run_git
+from loop_kit import longest_gap_while
 
 from cockpit.factory import off_loop, runner_reach
 from cockpit.factory.runner_reach import added_reach, reaches_reporter
 
 STALL_S = 0.5
 BIG = "T = 1\n" * 150_000  # 900 kB: seconds of ast.parse
-
-
-async def _gap_while(coro) -> tuple[object, float]:
-    gaps: list[float] = []
-    done = asyncio.Event()
-
-    async def tick() -> None:
-        last = time.monotonic()
-        while not done.is_set():
-            await asyncio.sleep(0.01)
-            now = time.monotonic()
-            gaps.append(now - last)
-            last = now
-
-    ticker = asyncio.create_task(tick())
-    await asyncio.sleep(0.05)
-    try:
-        result = await coro
-    finally:
-        done.set()
-        await ticker
-    return result, max(gaps)
 
 
 @pytest.fixture
@@ -57,9 +33,9 @@ async def test_a_big_generated_file_is_scanned_without_stalling_the_loop(repo, m
     sha = commit_files(repo, {"calc/table.py": BIG + "import atexit\natexit.register(print)\n"})
     with monkeypatch.context() as m:
         m.setattr(off_loop, "THREAD_BYTES", 10**9)  # the way before: parsed in the loop's own process
-        _, live_gap = await _gap_while(added_reach(repo, base, sha, [("calc/table.py", None)]))
+        _, live_gap = await longest_gap_while(added_reach(repo, base, sha, [("calc/table.py", None)]))
     assert live_gap > STALL_S, f"liveness: parsing in-process should stall the loop (gap {live_gap:.2f} s)"
-    found, gap = await _gap_while(added_reach(repo, base, sha, [("calc/table.py", None)]))
+    found, gap = await longest_gap_while(added_reach(repo, base, sha, [("calc/table.py", None)]))
     assert gap < STALL_S, f"the loop stalled {gap:.2f} s"
     assert [r.what for r in found] == ["registers an atexit handler"], found  # the scan still sees it
 

@@ -8,12 +8,11 @@ longest gap; liveness: with Python's re in place of RE2 the loop stalls for seco
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from pathlib import Path
 
 import pytest
+from loop_kit import longest_gap_while
 
 from cockpit.agents import tools as tools_mod
 from cockpit.agents.tools import WorktreeTools
@@ -23,25 +22,7 @@ STALL_S = 0.5  # the loop is called frozen past this gap (the liveness stalls he
 
 
 async def _search_with_ticker(box: WorktreeTools, pattern: str) -> tuple[str, float]:
-    gaps: list[float] = []
-    stop = asyncio.Event()
-
-    async def tick() -> None:
-        last = time.monotonic()
-        while not stop.is_set():
-            await asyncio.sleep(0.01)
-            now = time.monotonic()
-            gaps.append(now - last)
-            last = now
-
-    ticker = asyncio.create_task(tick())
-    await asyncio.sleep(0.05)
-    try:
-        out = await box.call("search_text", {"pattern": pattern, "regex": True})
-    finally:
-        stop.set()
-        await ticker
-    return out, max(gaps)
+    return await longest_gap_while(box.call("search_text", {"pattern": pattern, "regex": True}))
 
 
 @pytest.fixture
