@@ -18,7 +18,7 @@ from cockpit.factory import off_loop, runner_reach
 from cockpit.factory.runner_reach import added_reach, reaches_reporter
 
 STALL_S = 0.5
-BIG = "T = 1\n" * 150_000  # 900 kB: seconds of ast.parse
+BIG = "T = 1\n" * 100_000  # 600 kB: a second or more of ast.parse
 
 
 @pytest.fixture
