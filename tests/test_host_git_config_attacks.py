@@ -286,3 +286,13 @@ def test_a_remembered_verdict_follows_the_config(host_tmp):
     run_git(repo, "config", "include.path", "../.gitconfig")
     p = safe_git.run_sync("status", cwd=repo)
     assert p.returncode == 128 and b"includes another config file" in p.stderr
+
+
+def test_a_users_submodule_checkout_still_works_as_a_product(host_tmp):
+    """Outside the cockpit's worktree roots a `.git` file is the user's own (a submodule checkout names
+    `.git/modules/<name>`, not `worktrees/`): git reads it as always, with the config checks."""
+    sub = make_repo(host_tmp / "sub")
+    top = make_repo(host_tmp / "top")
+    run_git(top, "-c", "protocol.file.allow=always", "submodule", "-q", "add", str(sub), "lib")
+    p = safe_git.run_sync("rev-parse", "--git-dir", cwd=top / "lib")
+    assert p.returncode == 0 and b"modules/lib" in p.stdout, p.stderr

@@ -196,6 +196,8 @@ def _repository(cwd: Path, env: Mapping[str, str] | None) -> _Repository:
     try:
         wt = linked_worktree(d)
     except UnsafeGitFile as exc:
+        if not guard:  # the user's own checkout (a submodule's `.git` file names `.git/modules/<name>`): theirs
+            return _Repository({}, None)
         raise Refused(f"refusing to run git in {d}: {exc}") from exc
     return _Repository({"GIT_DIR": wt.admin, "GIT_WORK_TREE": wt.top},
                        (os.path.join(wt.common, "config"), os.path.join(wt.common, "config.worktree"),
