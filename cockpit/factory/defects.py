@@ -77,6 +77,7 @@ class ReproResult:
     timed_out: bool
     output: str
     contradicts: tuple[str, ...] = ()  # where a test file's run disagrees with itself (its outcome stream)
+    outcomes: tuple[str, ...] = ()  # a test file's per-test outcomes as the stream saw them (passed, skipped, ...)
 
     @property
     def fails(self) -> bool:
@@ -145,17 +146,40 @@ def attributable(on_commit: ReproResult, on_base: ReproResult | None) -> bool:
     return on_base.missing and not on_commit.missing
 
 
+def needs_witness(on_base: ReproResult | None) -> bool:
+    """A reproduction attributed to the change only because it stops on main where what it exercises is
+    missing (new code) must come with a fix that makes it pass: main cannot show the defect closable, and
+    `...; assert 0` after a call into the new code fails on main the same way (adversary B-08)."""
+    return on_base is not None and not on_base.passes
+
+
+def witnessed(on_fix: ReproResult) -> bool:
+    """The breaker's fix closes the defect: a test file whose every test ran and passed, by the outcome
+    stream (a command's exit code is forged by one `os._exit(0)` in the fix; a skip proves nothing)."""
+    return (on_fix.kind == "test_file" and on_fix.passes and bool(on_fix.outcomes)
+            and all(o == "passed" for o in on_fix.outcomes))
+
+
+async def fixable_paths(repo: Path, base: str, commit: str) -> set[str]:
+    """The files a change added or modified: the only files a breaker's fix may rewrite."""
+    out = await git("diff", "--name-only", "--no-renames", "--diff-filter=AM", "-z", base, commit, cwd=repo)
+    return {p for p in out.split("\0") if p and p != REPRO_TEST_FILE}
+
+
 async def reproduce(sandbox: Sandbox, repo: Path, scratch_root: Path, commit: str, kind: str, reproduction: str, *,
                     timeout_s: float, output_cap_bytes: int, test_command: str | None = None,
-                    evidence: bool = True) -> ReproResult:
+                    evidence: bool = True, fix: dict[str, str] | None = None) -> ReproResult:
     """Run the reproduction against `commit` in a throwaway checkout; never raises for a failing run.
     `evidence`: a test file's outcomes are read live and cross-checked (off only to show, in a test, the attack
-    that lands without it)."""
+    that lands without it). `fix`: files (path -> content) written over the checkout first (a breaker's witness
+    that the defect can be closed)."""
     if kind not in ("command", "test_file"):
         raise ValueError(f"kind must be 'command' or 'test_file', not {kind!r}")
     stream = OutcomeStream(scratch_root) if kind == "test_file" and evidence else None
     try:
         async with throwaway_tree(repo, scratch_root, commit, label="repro") as tree:
+            for rel, text in (fix or {}).items():
+                safe_files.write_text(tree, rel, text)
             if kind == "test_file":
                 # the builder's commit may hold a symlink of that name to a host file: replace the entry, never
                 # follow it
@@ -178,4 +202,5 @@ async def reproduce(sandbox: Sandbox, repo: Path, scratch_root: Path, commit: st
     if seen is not None and res.exit_code == 0 and not res.timed_out:
         why = tuple(contradictions(seen, res.exit_code, res.output, truncated=res.truncated,
                                    keys_taken=stream.keys_taken if stream is not None else None))
-    return ReproResult(commit, kind, res.exit_code, res.timed_out, res.output, why)
+    outcomes = tuple(seen.outcomes().values()) if seen is not None else ()
+    return ReproResult(commit, kind, res.exit_code, res.timed_out, res.output, why, outcomes)

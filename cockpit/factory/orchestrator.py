@@ -377,11 +377,12 @@ class Orchestrator:
         else:
             await self._append(t, Kind.SENT_BACK, reason=text[:4000], gate=gate)
 
-    async def _reproduce(self, t: Task, commit: str, kind: str, reproduction: str) -> ReproResult:
+    async def _reproduce(self, t: Task, commit: str, kind: str, reproduction: str, *,
+                         fix: dict[str, str] | None = None) -> ReproResult:
         limits = self.config.limits
         return await reproduce(self.sandbox, self._repo(t), self.scratch_root, commit, kind, reproduction,
                                timeout_s=limits.command_timeout_s, output_cap_bytes=limits.output_cap_bytes,
-                               test_command=self.config.product(t.product).test_command)
+                               test_command=self.config.product(t.product).test_command, fix=fix)
 
     async def _recheck_defects(self, t: Task) -> list[tuple[str, ReproResult]]:
         """Re-run every open defect's reproduction on the latest commit: close those that pass now."""
@@ -496,8 +497,8 @@ class Orchestrator:
                                   worktree_writable=(role == "builder"))
             commit = t.commit
 
-            async def reproduce_on(sha: str, kind: str, body: str) -> ReproResult:
-                return await self._reproduce(t, sha, kind, body)
+            async def reproduce_on(sha: str, kind: str, body: str, *, fix: dict[str, str] | None = None) -> ReproResult:
+                return await self._reproduce(t, sha, kind, body, fix=fix)
 
             async def reproduce_on_base(sha: str, kind: str, body: str) -> ReproResult | None:
                 base = await base_of(self._repo(t), sha, self.config.product(t.product).main_branch)

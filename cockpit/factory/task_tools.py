@@ -19,7 +19,7 @@ from ..domain.errors import Refused
 from ..domain.events import Event, Kind
 from ..store import Store
 from ..store.memory import Memory
-from .defects import ReproResult, attributable, guess_kind
+from .defects import ReproResult, attributable, fixable_paths, guess_kind, needs_witness, witnessed
 from .knowledge import REMEMBER_SPEC, remember_from_tool
 from .workspaces import GitError, MergeConflicted, UnsafeChange, Workspaces, check_worktree, git
 
@@ -53,7 +53,11 @@ TASK_TOOL_SPECS: dict[str, dict[str, Any]] = {
          "reproduction": {"type": "string", "description": "a shell command that fails on this commit (run from the "
                           "repository root), or the body of a pytest test file that fails on it"},
          "kind": {"type": "string", "enum": ["command", "test_file"],
-                  "description": "what the reproduction is (default: test_file if it defines a test, else command)"}},
+                  "description": "what the reproduction is (default: test_file if it defines a test, else command)"},
+         "fix": {"type": "object", "additionalProperties": {"type": "string"},
+                 "description": "only for a defect in code this change adds (its reproduction cannot run on main): "
+                                "files of the change (path -> full new content) with which your test_file passes, "
+                                "showing the defect can be closed"}},
         ["title", "reproduction"]),
 }
 TASK_TOOL_SPECS["remember"] = REMEMBER_SPEC  # every role: a lesson for the sessions after this one
@@ -65,7 +69,7 @@ class TaskToolbox:
     def __init__(self, *, role: str, agent: str, task_id: str, product: str, worktree: Path,
                  worktree_tools: WorktreeTools, store: Store, workspaces: Workspaces, commit: str | None = None,
                  main_branch: str | None = None,
-                 reproduce: Callable[[str, str, str], Awaitable[ReproResult]] | None = None,
+                 reproduce: Callable[..., Awaitable[ReproResult]] | None = None,
                  reproduce_base: Callable[[str, str, str], Awaitable[ReproResult | None]] | None = None,
                  memory: Memory | None = None):
         self.role = role
@@ -179,6 +183,48 @@ class TaskToolbox:
                                             note="\n".join(lines)[:4000], comments=comments[:50]))
         return ToolOutcome("changes requested; the task goes back to its builder", ends_session=True)
 
+    async def _unproven(self, commit: str, kind: str, reproduction: str, res: ReproResult, base: ReproResult | None,
+                        fix: Any, data: dict[str, Any]) -> ToolOutcome | None:
+        """Why an attributable reproduction still proves no defect of the change, None if it does.
+
+        A regression (it passes on main) must say so twice on each side: a flaky reproduction that failed on
+        the commit and passed on main by chance does not block a change. A defect in new code (on main it
+        stops where what it exercises is missing) must come with a fix of the change's files under which the
+        test file passes: `from calc.sub import sub; sub(1, 1); assert 0` fails on main the same way and no
+        fix can make it pass (adversary B-08)."""
+        if base is None:
+            return None
+        if not needs_witness(base):
+            again, base_again = await self.reproduce(commit, kind, reproduction), await self.reproduce(
+                base.commit, kind, reproduction)
+            if again.fails and base_again.passes:
+                return None
+            return ToolOutcome(f"not opened: the cockpit ran it twice on each side and it does not say the same: on "
+                               f"{commit[:12]} {res.why}, then {again.why}; on {base.commit[:12]} (main, where the "
+                               f"change started) {base.why}, then {base_again.why}. A flaky reproduction shows no "
+                               "defect of this change; make it deterministic (fixed seed, no clock, no network).",
+                               is_error=True)
+        where = (f"on {base.commit[:12]} (main, where the change started) it fails too ({base.why}), as it would "
+                 "where what it exercises is missing")
+        if kind != "test_file" or not isinstance(fix, dict) or not fix:
+            return ToolOutcome(f"not opened: {where}, so main cannot show that it can ever pass. For a defect in code "
+                               "this change adds, give the reproduction as a test_file and add `fix`: the change's "
+                               "files (path -> full content) with which your test passes.\non main:\n"
+                               f"{base.tail()}", is_error=True)
+        allowed = await fixable_paths(self.worktree, base.commit, commit)
+        bad = sorted(str(p) for p in fix if p not in allowed or not isinstance(fix[p], str))
+        if bad:
+            return ToolOutcome(f"not opened: a fix may rewrite only files this change added or modified "
+                               f"({', '.join(sorted(allowed)) or 'none'}), not {', '.join(bad)}", is_error=True)
+        fixed = await self.reproduce(commit, kind, reproduction, fix=fix)
+        data.update(fix={p: t[:20_000] for p, t in fix.items()}, fix_exit_code=fixed.exit_code)
+        if witnessed(fixed):
+            return None
+        outcomes = ", ".join(fixed.outcomes) or "none"
+        return ToolOutcome(f"not opened: {where}, and with your fix it does not pass either ({fixed.why}; test "
+                           f"outcomes: {outcomes}): every test must run and pass. A reproduction no code can pass "
+                           f"shows no defect.\nwith the fix:\n{fixed.tail()}", is_error=True)
+
     async def _report_defect(self, inp: dict[str, Any]) -> ToolOutcome:
         title = str(inp.get("title", "")).strip()
         reproduction = str(inp.get("reproduction", ""))
@@ -214,6 +260,11 @@ class TaskToolbox:
             return ToolOutcome(f"not opened: {reason}. A defect must fail on the change and pass without it (or fail "
                                "there only because what it exercises is new). If main itself is broken, say so in "
                                f"your notes for the human.\non main:\n{base.tail()}", is_error=True)
+        refused = await self._unproven(commit, kind, reproduction, res, base, inp.get("fix"), data)
+        if refused is not None:
+            await self.store.append(Event(kind=Kind.DEFECT_REJECTED, actor=self.agent, product=self.product,
+                                          task_id=self.task_id, data={**data, "reason": refused.text.split("\n")[0]}))
+            return refused
         ev = await self.store.append(Event(kind=Kind.DEFECT_OPENED, actor=self.agent, product=self.product,
                                            task_id=self.task_id, data=data))
         t = self.store.task(self.task_id)
