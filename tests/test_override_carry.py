@@ -13,6 +13,11 @@ from cockpit.domain.tasks import human_override, may_merge
 ACCEPTED = ["test:tests/test_units.py::test_freezing_point_in_kelvin, removed (its function is gone)"]
 
 
+# what the factory read from git (cockpit.factory.remerge): a2 merges main's m1 into a1, nothing beyond
+REMERGE = {"commit": "a2", "parents": ["a1", "m1"], "main_commit": "m1", "merge_tree": "t2",
+           "conflicted": ["weather/units.py"], "beyond": []}
+
+
 def ev(kind, actor="system", **data):
     return Event(kind=kind, actor=actor, product="weather", task_id="T10", data=data)
 
@@ -42,7 +47,7 @@ def test_the_override_carries_to_a_re_merge_with_the_same_guard_finding_and_land
     with pytest.raises(Refused, match="only a human override lands it"):
         apply(t, ev(Kind.CHECKED))
     assert human_override(t) is None and not may_merge(t)
-    t = apply(t, ev(Kind.OVERRIDE_CARRIED, from_commit="a1", merges_main=True, beyond=[]))
+    t = apply(t, ev(Kind.OVERRIDE_CARRIED, from_commit="a1", remerge=REMERGE))
     assert t.state == TaskState.MERGING
     carried = human_override(t)
     assert carried is not None and carried.commit == "a2" and carried.carried_from == "a1"
@@ -61,20 +66,22 @@ def test_the_override_does_not_carry_what_the_human_did_not_accept(findings, why
     t = overridden_then_sent_back()
     t = apply(t, ev(Kind.VERDICT, gate="guard", commit="a2", outcome="fail", findings=findings))
     with pytest.raises(Refused, match=why):
-        apply(t, ev(Kind.OVERRIDE_CARRIED, from_commit="a1", merges_main=True, beyond=[]))
+        apply(t, ev(Kind.OVERRIDE_CARRIED, from_commit="a1", remerge=REMERGE))
 
 
 def test_the_override_does_not_carry_without_passing_tests_a_merge_of_main_or_from_an_agent():
     t = overridden_then_sent_back()
     t = apply(t, ev(Kind.VERDICT, gate="guard", commit="a2", outcome="fail", findings=ACCEPTED))
-    with pytest.raises(Refused, match="not shown to be only a merge of main"):
+    with pytest.raises(Refused, match="no re-merge facts from git"):
         apply(t, ev(Kind.OVERRIDE_CARRIED, from_commit="a1"))
-    with pytest.raises(Refused, match="not shown to be only a merge of main"):  # git found more than the merge
-        apply(t, ev(Kind.OVERRIDE_CARRIED, from_commit="a1", merges_main=True, beyond=["auth.py"]))
+    with pytest.raises(Refused, match="not shown to be only a merge of main.*no re-merge facts"):  # a flag is not a fact
+        apply(t, ev(Kind.OVERRIDE_CARRIED, from_commit="a1", merges_main=True, beyond=[]))
+    with pytest.raises(Refused, match="changes beyond the merge: auth.py"):  # git found more than the merge
+        apply(t, ev(Kind.OVERRIDE_CARRIED, from_commit="a1", remerge={**REMERGE, "beyond": ["auth.py"]}))
     with pytest.raises(Refused, match="may not override.carried"):
-        apply(t, ev(Kind.OVERRIDE_CARRIED, "builder-1", from_commit="a1", merges_main=True, beyond=[]))
+        apply(t, ev(Kind.OVERRIDE_CARRIED, "builder-1", from_commit="a1", remerge=REMERGE))
     with pytest.raises(Refused, match="no human override of a0"):
-        apply(t, ev(Kind.OVERRIDE_CARRIED, from_commit="a0", merges_main=True, beyond=[]))
+        apply(t, ev(Kind.OVERRIDE_CARRIED, from_commit="a0", remerge=REMERGE))
     failing = apply(t, ev(Kind.VERDICT, gate="tests", commit="a2", outcome="fail"))
     with pytest.raises(Refused, match="tests gate has not passed on a2"):
-        apply(failing, ev(Kind.OVERRIDE_CARRIED, from_commit="a1", merges_main=True, beyond=[]))
+        apply(failing, ev(Kind.OVERRIDE_CARRIED, from_commit="a1", remerge=REMERGE))

@@ -17,7 +17,8 @@ from cockpit.config import load_factory
 from cockpit.domain import Kind, TaskState
 from cockpit.factory.commands import add_task, approve_override
 from cockpit.factory.runtime import open_factory
-from cockpit.factory.workspaces import Workspaces
+from cockpit.factory import orchestrator
+from cockpit.factory.remerge import Remerge
 from factory_kit import write_factory
 from gitrepo import make_repo, run_git
 
@@ -154,22 +155,22 @@ async def test_an_override_carries_to_the_builders_clean_re_merge_and_lands(tmp_
 async def test_an_override_does_not_carry_a_re_merge_that_drops_another_test(tmp_path):
     t, overridden, events, repo = await blocked_then_overridden_across_a_conflict(tmp_path, "Swap add sneakily")
     assert not [e for e in events if e.kind == Kind.OVERRIDE_CARRIED]
-    # the attack is live: the sneaky re-merge is green on its own, so only the override's limits stop it
+    # two defences stop it: the test file differs from git's own merge (cockpit.factory.remerge), and the guard
+    # finds a removal the human did not accept (the domain's carry_override, tests/test_override_carry.py)
     assert t.commit != overridden
-    assert [v.outcome.value for v in t.verdicts if v.gate == "tests" and v.commit == t.commit] == ["pass"]
+    assert "tests/test_extra.py differs from git's own merge" in t.block_detail, t.block_detail
     guard = [v for v in t.verdicts if v.gate == "guard" and v.commit == t.commit][-1]
-    assert set(guard.findings) == {"deleted:tests/test_more.py",
-                                   "test:tests/test_extra.py::test_two, removed (its function is gone)"}, guard.findings
+    assert list(guard.findings) == ["deleted:tests/test_more.py"], guard.findings  # the static guard; no run: no carry
     assert t.state == TaskState.BLOCKED and t.blocked_by == ["tests removed"], (t.state, t.block_detail)
-    assert "does not carry" in t.block_detail and "tests/test_extra.py::test_two, removed" in t.block_detail, \
-        t.block_detail
+    # the human is shown what the re-merge did beyond git's merge: test_two gone
+    assert "does not carry" in t.block_detail and "-def test_two" in t.block_detail, t.block_detail
     assert run_git(repo, "show", "main:calc.py") != RESOLVED.strip()  # nothing of it landed
 
 
 @pytest.mark.parametrize("title,why", [
     ("Swap add plainly", "is not a merge of main into"),
     ("Swap add with a file", "auth.py differs from git's own merge of the two"),
-    ("Swap add in the resolution", "calc.py: the conflict's resolution adds lines neither side has"),
+    ("Swap add in the resolution", "calc.py: its resolution is not both sides' changes and nothing else"),
 ])
 async def test_an_override_carries_only_to_a_re_merge_and_nothing_beyond_it(tmp_path, title, why):
     """Adversary session B-02: the human's word, given for a deleted test, was carried to any later commit that
@@ -183,9 +184,12 @@ async def test_an_override_carries_only_to_a_re_merge_and_nothing_beyond_it(tmp_
 
 
 async def test_liveness_without_the_check_the_plain_commit_carries_and_lands(tmp_path, monkeypatch):
-    async def nothing_beyond(self, repo, main_branch, from_commit, commit):
-        return None  # the defence off: the factory vouches for any commit that contains the overridden one
-    monkeypatch.setattr(Workspaces, "remerge_beyond", nothing_beyond)
+    async def nothing_beyond(repo, main_branch, from_commit, commit):
+        # the defence off: the factory vouches for any commit that contains the overridden one
+        main = run_git(repo, "rev-parse", "main")
+        return Remerge(commit=commit, from_commit=from_commit, parents=[from_commit, main], main_commit=main,
+                       merge_tree=run_git(repo, "rev-parse", f"{commit}^{{tree}}"))
+    monkeypatch.setattr(orchestrator, "check_remerge", nothing_beyond)
     t, overridden, events, repo = await blocked_then_overridden_across_a_conflict(tmp_path, "Swap add plainly")
     assert [e for e in events if e.kind == Kind.OVERRIDE_CARRIED] and t.state == TaskState.DONE, t.block_detail
     assert "check_password" in run_git(repo, "show", "main:auth.py")  # the backdoor landed, unreviewed

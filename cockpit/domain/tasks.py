@@ -9,8 +9,8 @@ Invariants (1-3 of docs/architecture.md, which says where each is tested):
 1. `done` only when, for the latest commit, the tests gate passed, an actor who
    pushed no commit of the change approved it, no defect is open and the budget
    is not exceeded; or a human override of that commit is recorded (or carried to it: a later
-   commit that merges main into the overridden one, whose guard finds nothing the human did not
-   accept; see `carry_override`).
+   commit that git shows to be only a merge of main into the overridden one, whose guard finds
+   nothing the human did not accept; see `carry_override` and `remerge_refusal`).
 2. Verdicts and approvals name the commit they judged; a new commit makes the
    old ones irrelevant (they stay in the history, they stop counting).
 3. No actor approves its own work; each role may only emit its own kinds.
@@ -240,6 +240,33 @@ def carry_override(task: Task, from_commit: str) -> Override:
         what = ", ".join(new) if new else "findings it could not name"
         raise Refused(f"carry override: the guard found on {task.commit[:12]} what the human did not accept: {what}")
     return o
+
+
+def remerge_refusal(task: Task, from_commit: str, facts: Any) -> str | None:
+    """Why the facts the factory read from git (cockpit.factory.remerge) do not show the task's latest commit
+    to be only a merge of main into `from_commit`, or None. A flag is not a fact: the event must name the
+    commit, its two parents (`from_commit`, then a commit on main that is none of the task's own), git's own
+    merge of them, and nothing beyond it; any of that missing or not matching this task refuses the carry."""
+    if not isinstance(facts, dict):
+        return "no re-merge facts from git in the event"
+    if facts.get("commit") != task.commit:
+        return f"the facts are about {str(facts.get('commit'))[:12]}, not the task's latest commit"
+    parents = facts.get("parents")
+    if not isinstance(parents, list) or len(parents) != 2 or parents[0] != from_commit:
+        shown = ", ".join(str(p)[:12] for p in parents) if isinstance(parents, list) else "unknown"
+        return f"its parents ({shown or 'none'}) are not the overridden commit and a commit of main"
+    main_commit = facts.get("main_commit")
+    if not isinstance(main_commit, str) or not main_commit or parents[1] != main_commit:
+        return "its second parent is not shown to be on main"
+    if main_commit in task.commits:
+        return "its second parent is a commit of the task itself, not of main"
+    if not isinstance(facts.get("merge_tree"), str) or not facts["merge_tree"]:
+        return "git's own merge of its parents was not computed"
+    beyond = facts.get("beyond")
+    if beyond != []:
+        return "it holds changes beyond the merge: " + ("; ".join(map(str, beyond)) if isinstance(beyond, list)
+                                                         else "not said")
+    return None
 
 
 def rounds_left(task: Task, max_rounds: int) -> int:
@@ -484,10 +511,12 @@ def _override_carried(task: Task, event: Event, role: Role) -> Update:
     d = event.data
     _need(task, {TaskState.CHECKING}, "carry override")
     from_commit = _str(d, "from_commit", "carry override")
-    if from_commit != task.commit and (d.get("merges_main") is not True or d.get("beyond") != []):
-        # the factory checks it with git (Workspaces.remerge_beyond) and says so: nothing beyond the merge
-        raise Refused(f"carry override: {task.commit} is not shown to be only a merge of main into {from_commit}")
     o = carry_override(task, from_commit)
+    if from_commit != task.commit:
+        why = remerge_refusal(task, from_commit, d.get("remerge"))
+        if why:
+            raise Refused(f"carry override: {(task.commit or '')[:12]} is not shown to be only a merge of main "
+                          f"into {from_commit[:12]}: {why}")
     carried = Override(commit=task.commit, actor=o.actor, note=o.note, event_id=event.id, carried_from=from_commit)
     return {"state": TaskState.MERGING, "overrides": [*task.overrides, carried]}
 

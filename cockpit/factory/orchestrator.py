@@ -38,6 +38,7 @@ from .gates import TestsGate, TestsStage
 from .merge_queue import MergeQueue
 from .notify_sender import WebhookSender, notifier_for, webhook_url
 from .recovery import recover
+from .remerge import Remerge, check_remerge
 from .knowledge import Knowledge
 from ..host.sandbox import Sandbox, SandboxUnavailable
 from .scratch import clear_scratch, scratch_dir
@@ -282,9 +283,10 @@ class Orchestrator:
         assert t.commit is not None
         product = self.config.product(t.product)
         repo = self._repo(t)
-        # a human override of an earlier commit this one merges main into may carry (only if the guard
-        # finds nothing new): then the tests still run before anything is decided
-        carry_from = await self._override_to_carry(t, repo)
+        # a human override of an earlier commit may carry to this one only if git shows it to be a merge of
+        # main into that commit and nothing beyond (and the guard finds nothing new): then the tests still
+        # run before anything is decided
+        carry_from, remerge = await self._override_to_carry(t, repo, product.main_branch)
 
         async def started(data: dict[str, Any]) -> None:
             await self.store.append(Event(kind=Kind.GATE_STARTED, actor="system", product=t.product, task_id=t.id,
@@ -297,7 +299,7 @@ class Orchestrator:
             await self._append(t, Kind.VERDICT, **verdict)
         t = self.store.task(t.id) or t
         if stage.action == "block" and not (carry_from is not None and stage.guard_only):
-            await self._block(t, stage.reasons, stage.text)
+            await self._block(t, stage.reasons, self._not_carried(t, remerge, stage.text))
             return
         if stage.action == "back":
             await self._back_or_block(t, stage.reasons, stage.text, gate="tests")
@@ -311,44 +313,53 @@ class Orchestrator:
             await self._back_or_block(t, ["defects"], text, gate="defects")
             return
         if stage.action == "block" and carry_from is not None:
-            await self._carry_override(t, carry_from, stage)
+            await self._carry_override(t, carry_from, stage, remerge)
             return
         await self._append(t, Kind.CHECKED)
 
-    async def _override_to_carry(self, t: Task, repo: Path) -> str | None:
-        """The latest human-overridden commit of the task that its latest commit contains (it merged main into
-        it), or None. Whether the override really carries is the domain's call (carry_override)."""
+    async def _override_to_carry(self, t: Task, repo: Path, main_branch: str) -> tuple[str | None, Remerge | None]:
+        """The latest commit of the task a human override covers (the overridden commit, or the re-merge it was
+        carried to) that its latest commit contains, if the latest commit is that commit or git shows it to be
+        only a merge of main into it (cockpit.factory.remerge); and what git said. Whether the override
+        carries is still the domain's call (carry_override, remerge_refusal), on these facts."""
         for o in reversed(t.overrides):
-            if o.commit is None or o.carried_from is not None or o.commit not in t.commits:
+            if o.commit is None or o.commit not in t.commits:
                 continue
             if o.commit == t.commit:
-                return o.commit
+                return o.commit, None
             rc, _, _ = await _run_git("merge-base", "--is-ancestor", o.commit, t.commit or "", cwd=repo)
             if rc == 0:
-                return o.commit
-        return None
+                remerge = await check_remerge(repo, main_branch, o.commit, t.commit or "")
+                return (o.commit if remerge.only_a_merge else None), remerge
+        return None, None
 
-    async def _carry_override(self, t: Task, from_commit: str, stage: TestsStage) -> None:
+    @staticmethod
+    def _not_carried(t: Task, remerge: Remerge | None, text: str) -> str:
+        """The gate's text and, when the human's earlier override does not carry to this commit, why (first, so
+        no cap cuts it) and the diff the human has not seen (last)."""
+        if remerge is None or remerge.only_a_merge:
+            return text
+        why = (f"The override of {remerge.from_commit[:12]} does not carry to {(t.commit or '')[:12]}: "
+               f"{remerge.why_not()}. Only a new human override lands this commit (or send it back with an "
+               "instruction).")
+        return f"{why}\n\n{text}\n\n{remerge.shown}".rstrip()
+
+    async def _carry_override(self, t: Task, from_commit: str, stage: TestsStage, remerge: Remerge | None) -> None:
         """Land on the human's word when the guard finds only what the human accepted; else ask again, saying why."""
         t = self.store.task(t.id) or t
         o = next(o for o in reversed(t.overrides) if o.commit == from_commit)
-        beyond = None
-        if t.commit != from_commit:
-            product = self.config.product(t.product)
-            beyond = await self.workspaces.remerge_beyond(self._repo(t), product.main_branch, from_commit,
-                                                          t.commit or "")
-        if beyond is not None:
-            await self._block(t, stage.reasons, f"{stage.text}\nYour override of {from_commit[:12]} does not carry to "
-                                                f"{(t.commit or '')[:12]}: {beyond}. Only a new human override lands "
-                                                "this commit (or send it back with an instruction).")
-            return
-        text = (f"{o.actor}'s override of {from_commit[:12]} carries to {(t.commit or '')[:12]}: it merges main into "
-                f"the overridden commit, its tests pass and the guard finds only what was accepted "
-                f"({', '.join(stage.findings)}). Note on record: {o.note}")
+        how = ("it merges main into the overridden commit and nothing beyond (git: "
+               f"{', '.join(remerge.conflicted) or 'no file'} resolved with both sides' changes only)"
+               if remerge is not None else "it is the overridden commit")
+        text = (f"{o.actor}'s override of {from_commit[:12]} carries to {(t.commit or '')[:12]}: {how}, its tests "
+                f"pass and the guard finds only what was accepted ({', '.join(stage.findings)}). "
+                f"Note on record: {o.note}")
+        data: dict[str, Any] = {"from_commit": from_commit, "text": text}
+        if remerge is not None:
+            data["remerge"] = remerge.facts()
         try:
             await self.store.append(Event(kind=Kind.OVERRIDE_CARRIED, actor="system", product=t.product, task_id=t.id,
-                                          data={"from_commit": from_commit, "merges_main": t.commit != from_commit,
-                                                "beyond": [], "text": text}))
+                                          data=data))
         except Refused as r:
             await self._block(self.store.task(t.id) or t, stage.reasons,
                               f"{stage.text}\nYour override of {from_commit[:12]} does not carry to "

@@ -432,40 +432,6 @@ class Workspaces:
         if scratch is not None:
             await remove_checkout(repo, scratch)
 
-    async def remerge_beyond(self, repo: Path, main_branch: str, from_commit: str, commit: str) -> str | None:
-        """None if `commit` is a merge of main into `from_commit` and nothing else: its first parent is
-        `from_commit`, its second a commit on main, every file git merges cleanly is as git's own merge has it,
-        and each file that conflicted is resolved with lines from one side or the other. Else what it holds
-        beyond that, said plainly (a human's override of `from_commit` then does not carry: nobody saw it)."""
-        parents = (await git("rev-list", "--parents", "-n", "1", commit, cwd=repo)).split()[1:]
-        if len(parents) != 2 or parents[0] != from_commit:
-            return (f"{commit[:12]} is not a merge of {main_branch} into {from_commit[:12]} (its parents: "
-                    f"{', '.join(p[:12] for p in parents) or 'none'})")
-        theirs = parents[1]
-        rc, _, _ = await _run_git("merge-base", "--is-ancestor", theirs, f"refs/heads/{main_branch}", cwd=repo)
-        if rc != 0:
-            return f"its second parent {theirs[:12]} is not on {main_branch}"
-        rc, out, err = await _run_git("merge-tree", "--write-tree", "-z", "--name-only", from_commit, theirs, cwd=repo)
-        if rc not in (0, 1):
-            return f"git could not merge {from_commit[:12]} and {theirs[:12]} to compare: {err.strip()[:200]}"
-        head, _, _ = out.partition("\0\0")
-        fields = [f for f in head.split("\0") if f]
-        auto, conflicted = fields[0], set(fields[1:])
-        changed = [f for f in (await git("diff", "--name-only", "-z", auto, commit, cwd=repo)).split("\0") if f]
-        for path in changed:
-            if path not in conflicted:
-                return f"{path} differs from git's own merge of the two (a change beyond the merge)"
-            sides: set[str] = set()
-            for rev in (from_commit, theirs):
-                rc, text, _ = await _run_git("show", f"{rev}:{path}", cwd=repo)
-                if rc == 0:
-                    sides.update(text.splitlines())
-            rc, resolved, _ = await _run_git("show", f"{commit}:{path}", cwd=repo)
-            new = [line for line in resolved.splitlines() if line not in sides] if rc == 0 else []
-            if new:
-                return f"{path}: the conflict's resolution adds lines neither side has, e.g. {new[0].strip()[:80]!r}"
-        return None
-
     async def merged_since(self, repo: Path, main_branch: str, commit: str) -> list[str]:
         """Subjects of main's first-parent commits since `commit` forked from it (what landed meanwhile)."""
         base = await git("merge-base", commit, f"refs/heads/{main_branch}", cwd=repo, check=False)
