@@ -183,12 +183,31 @@ async def test_an_override_carries_only_to_a_re_merge_and_nothing_beyond_it(tmp_
     assert "check_password" not in run_git(repo, "grep", "-h", "def ", "main")
 
 
+async def nothing_beyond(repo, main_branch, from_commit, commit):
+    """The re-merge check off: the factory vouches for any commit that contains the overridden one."""
+    main = run_git(repo, "rev-parse", "main")
+    return Remerge(commit=commit, from_commit=from_commit, parents=[from_commit, main], main_commit=main,
+                   merge_tree=run_git(repo, "rev-parse", f"{commit}^{{tree}}"))
+
+
+async def test_without_the_re_merge_check_the_guard_limit_still_stops_the_dropped_test(tmp_path, monkeypatch):
+    """The second defence alone (main's B-02 test before the re-merge check existed): the sneaky re-merge is green
+    on its own (the attack is live), the override is tried and the guard finds a removal the human did not accept."""
+    monkeypatch.setattr(orchestrator, "check_remerge", nothing_beyond)
+    t, overridden, events, repo = await blocked_then_overridden_across_a_conflict(tmp_path, "Swap add sneakily")
+    assert not [e for e in events if e.kind == Kind.OVERRIDE_CARRIED]
+    assert t.commit != overridden
+    assert [v.outcome.value for v in t.verdicts if v.gate == "tests" and v.commit == t.commit] == ["pass"]
+    guard = [v for v in t.verdicts if v.gate == "guard" and v.commit == t.commit][-1]
+    assert set(guard.findings) == {"deleted:tests/test_more.py",
+                                   "test:tests/test_extra.py::test_two, removed (its function is gone)"}, guard.findings
+    assert t.state == TaskState.BLOCKED and t.blocked_by == ["tests removed"], (t.state, t.block_detail)
+    assert "does not carry" in t.block_detail and "tests/test_extra.py::test_two, removed" in t.block_detail, \
+        t.block_detail
+    assert run_git(repo, "show", "main:calc.py") != RESOLVED.strip()  # nothing of it landed
+
+
 async def test_liveness_without_the_check_the_plain_commit_carries_and_lands(tmp_path, monkeypatch):
-    async def nothing_beyond(repo, main_branch, from_commit, commit):
-        # the defence off: the factory vouches for any commit that contains the overridden one
-        main = run_git(repo, "rev-parse", "main")
-        return Remerge(commit=commit, from_commit=from_commit, parents=[from_commit, main], main_commit=main,
-                       merge_tree=run_git(repo, "rev-parse", f"{commit}^{{tree}}"))
     monkeypatch.setattr(orchestrator, "check_remerge", nothing_beyond)
     t, overridden, events, repo = await blocked_then_overridden_across_a_conflict(tmp_path, "Swap add plainly")
     assert [e for e in events if e.kind == Kind.OVERRIDE_CARRIED] and t.state == TaskState.DONE, t.block_detail
