@@ -44,7 +44,7 @@ from ..host import safe_files
 from .runner_reach import Reach, added_reach, reaches_reporter
 from ..host.sandbox import Sandbox
 from .scratch import throwaway_tree
-from .suite_identity import StaticChanges, changed_tests, file_tests, split_id, static_changes
+from .suite_identity import StaticChanges, changed_tests, file_tests, renamed_source, split_id, static_changes
 from .workspaces import git
 
 TAIL_LINES = 60
@@ -280,6 +280,7 @@ class TestsGate:
         # main's version of each edited test file whose tests of main are all intact runs beside the
         # candidate's: a rewritten fixture or helper in that file cannot hide a broken change
         copies: dict[str, str] = {}
+        copy_renames: dict[str, dict[str, str]] = {}
         for src, c in edited.items() if "main_copies" in self.defences else []:
             if c.status == "D" or not (src.endswith(".py") and is_test_file(src)):
                 continue
@@ -287,8 +288,13 @@ class TestsGate:
             names = [n for n in file_tests(text).tests  # pytest's default names: fixtures and helpers are not tests
                      if n.rsplit("::", 1)[-1].startswith("test") and all(k.startswith("Test") for k in n.split("::")[:-1])]
             intact = await static_changes(repo, base, commit, [f"{src}::{n}" for n in names], renamed)
-            if names and not intact.why and not intact.renamed:
-                copies[main_copy_name(c.path)] = text + "\n"
+            if names and not intact.why:
+                # a test that follows a rename still runs as main wrote it, under the new names: its import
+                # line is not part of its identity, and could point it at another function of that name
+                mapping = intact.renames.get(src) if intact.renamed else None
+                copies[main_copy_name(c.path)] = (renamed_source(text, mapping) if mapping else text) + "\n"
+                if mapping:
+                    copy_renames[main_copy_name(c.path)] = mapping
         # main's baseline (one collect-only run per main commit) beside the candidate's run: two cores
         main, res = await asyncio.gather(
             self.baseline(repo, command, base),
@@ -302,7 +308,9 @@ class TestsGate:
                                           renamed)
         detail = res.detail()
         if copies:
-            detail += "\nmain's versions of the edited test files ran too: " + ", ".join(sorted(copies))
+            detail += "\nmain's versions of the edited test files ran too: " + ", ".join(
+                f"{p} (renamed: {', '.join(f'{a} -> {b}' for a, b in sorted(copy_renames[p].items()))})"
+                if p in copy_renames else p for p in sorted(copies))
         stage.verdicts.append({"gate": GATE_TESTS, "commit": commit, "outcome": res.outcome,
                                "detail": detail + reach_text, "exit_code": res.exit_code,
                                "seconds": round(res.duration_s, 3), "tree": res.tree})

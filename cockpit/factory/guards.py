@@ -5,7 +5,9 @@ Like CODEOWNERS for the harness, a change blocks for the human, whatever the age
 - deletes a test file (or renames it to something no runner collects): "tests removed";
 - touches a file the test runner reads besides the tests, or the factory's own files in the
   product (RUNNER_CONFIG, FACTORY_OWN; widened per product with `protected = [...]` in
-  factory.toml): "protected file changed".
+  factory.toml): "protected file changed";
+- adds a module where pytest imports it first that takes the place of one main's tests imported
+  (cockpit.factory.import_shadows): "a module shadows another".
 
 Nothing of the change runs for this. Which of main's tests are still there, unchanged and
 not skipped is judged from the run itself by the tests gate (cockpit.factory.gates).
@@ -14,11 +16,11 @@ not skipped is judged from the run itself by the tests gate (cockpit.factory.gat
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
+from . import import_shadows
 from .workspaces import git
 
 # Everything a test runner reads besides the tests, per runner: a change to any of it can turn red into
@@ -169,7 +171,7 @@ class GateGuard:
             reasons.append(PROTECTED_CHANGED)
             lines.append("protected files changed: " + ", ".join(touched))
             findings += [f"protected:{p}" for p in touched]
-        shadowed = await shadowing(repo, base, commit, changed) if shadows else []
+        shadowed = await import_shadows.shadows(repo, base, commit) if shadows else []
         if shadowed:
             reasons.append(SHADOWS)
             lines.append("modules that would be imported instead of another (pytest puts their directory first on "
@@ -182,56 +184,3 @@ class GateGuard:
         """(the main commit `commit` was built from, the git-only verdict): run before any of its code."""
         base = await self.base_of(repo, main_branch, commit)
         return base, await self.static(repo, base, commit, protected, shadows=shadows)
-
-
-def _import_name(path: str) -> tuple[str, str] | None:
-    """(the directory a module would be imported from, its import name) for a .py file or a package's
-    __init__.py, else None."""
-    parts = path.split("/")
-    if not parts[-1].endswith(".py"):
-        return None
-    if parts[-1] == "__init__.py":
-        return ("/".join(parts[:-2]), parts[-2]) if len(parts) >= 2 else None
-    return "/".join(parts[:-1]), parts[-1][:-3]
-
-
-async def shadowing(repo: Path, base: str, commit: str, changed: list[Change]) -> list[tuple[str, str]]:
-    """Modules the change adds that pytest would import instead of the product's own or the standard library's:
-    each directory holding tests or a conftest.py without an __init__.py goes first on sys.path (pytest's
-    default `prepend` import mode), so `tests/calc.py` there is what `from calc import add` in main's unchanged
-    tests then imports (an adversary session landed a broken `calc` that way). [(path, why)]."""
-    added = [c.path for c in changed if c.status in "ARC"]
-    candidates = [(c, _import_name(c)) for c in added]
-    candidates = [(c, n) for c, n in candidates if n is not None]
-    if not candidates:
-        return []
-    files = [f for f in (await git("ls-tree", "-r", "--name-only", "-z", commit, cwd=repo)).split("\0") if f]
-    dirs_with_init = {f.rsplit("/", 1)[0] if "/" in f else "" for f in files if f.endswith("__init__.py")}
-    on_path = {(f.rsplit("/", 1)[0] if "/" in f else "") for f in files
-               if is_test_file(f) or f.rsplit("/", 1)[-1] == "conftest.py"}
-    on_path = {d for d in on_path if d not in dirs_with_init} | {""}
-    main_files = [f for f in (await git("ls-tree", "-r", "--name-only", "-z", base, cwd=repo)).split("\0") if f]
-    product: dict[str, str] = {}  # top-level import name -> where it lives on main
-    for f in main_files:
-        for root in ("", "src"):
-            rest = f[len(root) + 1:] if root and f.startswith(root + "/") else (f if not root else None)
-            if rest is None:
-                continue
-            top = rest.split("/")[0]
-            if "/" not in rest:  # a module file at the top
-                name = top[:-3] if top.endswith(".py") else None
-            else:  # a directory holding Python: a package, or a namespace package
-                name = top if rest.endswith(".py") else None
-            if name and name.isidentifier():
-                product.setdefault(name, f"{root + '/' if root else ''}{top}")
-    out: list[tuple[str, str]] = []
-    for path, (where, name) in candidates:
-        if where not in on_path:
-            continue
-        own = product.get(name)
-        here = f"{where}/{name}" if where else name
-        if own is not None and own.removesuffix(".py") != here:
-            out.append((path, f"{path} shadows the product's module {name} ({own})"))
-        elif name in sys.stdlib_module_names:
-            out.append((path, f"{path} shadows the standard library's module {name}"))
-    return out

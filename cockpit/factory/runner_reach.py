@@ -1,11 +1,12 @@
 """Code that reaches into the test runner: flagged with file:line for the reviewer and the human.
 
 A test suite that registers an `atexit` handler, calls `os._exit`, exits at import time,
-writes `sys.modules`, patches pytest/_pytest/unittest, installs signal handlers or signals
-other processes can make the runner report what it did not do; one that registers or removes
-plugins at run time, swaps file descriptors, reads /proc/self or another function's closure
-or the gc's objects can reach the cockpit's own reporter. The outcome stream catches
-the effect (cockpit.factory.evidence); this scan names the cause, from git objects alone
+writes `sys.modules` or edits where imports come from (`sys.path`, `sys.meta_path`), patches
+pytest/_pytest/unittest, installs signal handlers or signals other processes can make the
+runner report what it did not do; one that registers or removes plugins at run time, swaps
+file descriptors, reads /proc/self or another function's closure or the gc's objects can
+reach the cockpit's own reporter. The outcome stream catches the effect
+(cockpit.factory.evidence); this scan names the cause, from git objects alone
 (nothing of the change runs): only what the change adds counts.
 """
 
@@ -18,6 +19,12 @@ from dataclasses import dataclass
 from .workspaces import git
 
 _RUNNER_MODULES = ("pytest", "_pytest", "unittest", "pluggy")
+# where an import looks: a change to it can put a stand-in before the product's module (shown, file:line;
+# cockpit.factory.import_shadows judges the stand-in itself, however the path was edited)
+_IMPORT_STATE = ("sys.path.", "sys.path[", "sys.meta_path.", "sys.meta_path[", "sys.path_hooks.", "sys.path_hooks[",
+                 "sys.path_importer_cache.")
+_LIST_EDITS = ("insert", "append", "extend", "__setitem__", "__iadd__", "remove", "pop", "clear", "update",
+               "setdefault", "reverse", "sort")
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,8 @@ class _Scan(ast.NodeVisitor):
             self.add(node, f"swaps or closes file descriptors ({name})")
         elif name in ("gc.get_objects", "gc.get_referrers", "gc.get_referents", "get_referrers", "get_referents"):
             self.add(node, f"reads the interpreter's objects ({name})")
+        elif (name.startswith(_IMPORT_STATE) and last in _LIST_EDITS) or name in ("site.addsitedir", "addsitedir"):
+            self.add(node, f"changes where imports come from ({name})")
         elif name.startswith("sys.modules.") and last in ("update", "setdefault", "pop", "__setitem__", "clear",
                                                             "__delitem__", "popitem"):
             self.add(node, "writes sys.modules")
@@ -139,6 +148,8 @@ class _Scan(ast.NodeVisitor):
             name = _dotted(t)
             if name.startswith("sys.modules"):
                 self.add(node, "writes sys.modules")
+            elif name.startswith(_IMPORT_STATE) or name in ("sys.path", "sys.meta_path", "sys.path_hooks"):
+                self.add(node, f"changes where imports come from ({name})")
             elif isinstance(t, ast.Attribute) and name.split(".")[0] in _RUNNER_MODULES:
                 self.add(node, f"patches {name}")
             elif isinstance(t, ast.Name) and t.id == "pytest_plugins" and self.depth == 0:

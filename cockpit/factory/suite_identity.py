@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import io
+import tokenize
 from copy import deepcopy
 from dataclasses import dataclass, field
 
@@ -143,21 +145,23 @@ async def _defined_in(repo, rev: str, name: str) -> list[str]:
 
 
 async def _same_code_renamed(repo, base: str, commit: str, old_names: set[str], new_names: set[str],
-                             renamed_files: dict[str, str]) -> bool:
-    """Whether each of `old_names` is a definition on main that the change renamed in place: in the same file
-    (or the file git saw renamed), one of `new_names` defined with the same code but for the new names.
-    A test re-pointed at another function that merely exists under a new name (a fresh correct copy beside a
-    broken original) is not a rename."""
+                             renamed_files: dict[str, str]) -> dict[str, str] | None:
+    """{old: new} when each of `old_names` is a definition on main that the change renamed in place: in the
+    same file (or the file git saw renamed), one of `new_names` defined with the same code but for the new
+    names; a module git saw renamed maps too (`calc` -> `arith`). Else None. A test re-pointed at another
+    function that merely exists under a new name (a fresh correct copy beside a broken original) is not a
+    rename."""
     pairs: dict[str, str] = {}
+    where_of: dict[str, tuple[str, str]] = {}  # old name -> (its file on main, that file in the commit)
     for old in sorted(old_names):
         files = await _defined_in(repo, base, old)
         if len(files) != 1:
-            return False
+            return None
         where = renamed_files.get(files[0], files[0])
         was = _definition(await git("cat-file", "-p", f"{base}:{files[0]}", cwd=repo), old)
         rc, text, _ = await _run_git("cat-file", "-p", f"{commit}:{where}", cwd=repo)
         if was is None or rc != 0:
-            return False
+            return None
         match = None
         for new in sorted(new_names - set(pairs.values())):
             now = _definition(text, new)
@@ -165,22 +169,53 @@ async def _same_code_renamed(repo, base: str, commit: str, old_names: set[str], 
                 match = (new, now)
                 break
         if match is None:
-            return False
+            return None
         pairs[old] = match[0]
+        where_of[old] = (files[0], where)
     for old, new in pairs.items():
         files = await _defined_in(repo, base, old)
         where = renamed_files.get(files[0], files[0])
         was = _definition(await git("cat-file", "-p", f"{base}:{files[0]}", cwd=repo), old)
         now = _definition(await git("cat-file", "-p", f"{commit}:{where}", cwd=repo), new)
         if was is None or now is None or _renamed_dump(was, pairs) != _renamed_dump(now, {}):
-            return False
-    return True
+            return None
+    modules = {}
+    for was_file, now_file in where_of.values():
+        a, b = _module_name(was_file), _module_name(now_file)
+        if a and b and a != b:
+            modules[a] = b
+    return {**pairs, **modules}
+
+
+def _module_name(path: str) -> str | None:
+    """The last part of a Python file's module name: `calc` for calc.py and for calc/__init__.py."""
+    parts = path.split("/")
+    if not parts[-1].endswith(".py"):
+        return None
+    return (parts[-2] if len(parts) > 1 else None) if parts[-1] == "__init__.py" else parts[-1][:-3]
+
+
+def renamed_source(text: str, mapping: dict[str, str]) -> str:
+    """`text` (Python source) with each identifier in `mapping` replaced, nothing else touched (strings and
+    comments keep their words): main's version of a test file, made to call the code under its new names."""
+    lines = text.splitlines(keepends=True)
+    spots: list[tuple[int, int, int, str]] = []
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type == tokenize.NAME and tok.string in mapping and tok.start[0] == tok.end[0]:
+                spots.append((tok.start[0] - 1, tok.start[1], tok.end[1], mapping[tok.string]))
+    except (tokenize.TokenError, SyntaxError):
+        return text
+    for row, start, end, new in reversed(spots):
+        lines[row] = lines[row][:start] + new + lines[row][end:]
+    return "".join(lines)
 
 
 @dataclass
 class StaticChanges:
     why: dict[str, str] = field(default_factory=dict)  # main node id -> what the change did to its source
     renamed: dict[str, str] = field(default_factory=dict)  # main node id -> "old -> new" (renamed with the code)
+    renames: dict[str, dict[str, str]] = field(default_factory=dict)  # main file -> {old: new} for its main copy
     gone_files: set[str] = field(default_factory=set)
 
 
@@ -190,7 +225,8 @@ async def static_changes(repo, base: str, commit: str, main_ids: list[str],
 
     A body that differs only in names the change renamed everywhere (`count_items` gone from the
     whole tree, `total_quantity` in its place, defined in the same file with the same code) follows the
-    code it tests: noted, not blocked."""
+    code it tests: noted, not blocked; `renames` says how to rename main's copy of its file, which still runs
+    (a changed import line could point the test at another function of that name)."""
     renamed_files = renamed_files or {}
     files = {split_id(i)[0] for i in main_ids}
     old = await _sources(repo, base, files)
@@ -210,8 +246,12 @@ async def static_changes(repo, base: str, commit: str, main_ids: list[str],
             out.why[nodeid] = "removed (its function is gone)"
         elif a.body != b.body:
             old_names, new_names = a.names - b.names, b.names - a.names
-            if a.shape == b.shape and old_names and await _gone(repo, commit, old_names) \
-                    and await _same_code_renamed(repo, base, commit, old_names, new_names, renamed_files):
+            pairs = None
+            if a.shape == b.shape and old_names and await _gone(repo, commit, old_names):
+                pairs = await _same_code_renamed(repo, base, commit, old_names, new_names, renamed_files)
+            mapping = out.renames.setdefault(path, {})
+            if pairs is not None and all(mapping.get(k, v) == v for k, v in pairs.items()):
+                mapping.update(pairs)
                 out.renamed[nodeid] = f"{', '.join(sorted(old_names))} -> {', '.join(sorted(new_names))}"
             else:
                 out.why[nodeid] = "body rewritten"
