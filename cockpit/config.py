@@ -27,23 +27,46 @@ class ConfigError(Exception):
     """A factory.toml that cannot be used; the message names the file, key, line and fix."""
 
 
-def too_broad_for_toolchain(path: str) -> str | None:
-    """Why `path` may not be shown whole as a toolchain, or None. A home, ~/.local, ~/.local/share,
-    ~/.config, ~/.cache (and their XDG names) hold keyrings, shell histories, tokens of every tool."""
-    real = os.path.realpath(os.path.expanduser(path))
-    if real in ("/", "/home", "/root", "/etc", "/var", "/opt", "/usr/local", "/srv", "/mnt", "/media"):
-        return "is a system directory that holds far more than one toolchain"
-    homes = {os.path.realpath(os.path.expanduser("~"))}
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+_SHARED_IN_HOME = (".local", ".local/share", ".local/state", ".config", ".cache")
+_XDG_VARS = ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR")
+
+
+def _homes() -> set[str]:
+    """Every user's home that exists (passwd and /home), the cockpit's own included; not the system dirs
+    a service user may have as its home (`bin`'s /bin: shown anyway)."""
+    import pwd
+
+    found = {os.path.expanduser("~"), *(p.pw_dir for p in pwd.getpwall())}
     if os.path.isdir("/home"):
-        homes |= {os.path.realpath(os.path.join("/home", n)) for n in os.listdir("/home")}
+        found |= {os.path.join("/home", n) for n in os.listdir("/home")}
+    homes = set()
+    for h in found:
+        real = os.path.realpath(h)
+        if real != "/" and os.path.isdir(real) and not any(real == s or real.startswith(s + "/") for s in _SYSTEM_DIRS):
+            homes.add(real)
+    return homes
+
+
+def too_broad_for_toolchain(path: str) -> str | None:
+    """Why `path` may not be shown whole as a toolchain, or None. A home (anyone's: root running the
+    cockpit, a CI user's), a directory holding one, ~/.local, ~/.local/share, ~/.config, ~/.cache (and
+    the XDG ones) hold keyrings, shell histories, tokens of every tool."""
+    real = os.path.realpath(os.path.expanduser(path))
+    homes = _homes()
     broad = set(homes)
     for h in homes:
-        broad |= {os.path.join(h, rel) for rel in (".local", ".local/share", ".local/state", ".config", ".cache")}
-    for var in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+        broad |= {os.path.join(h, rel) for rel in _SHARED_IN_HOME}
+    for var in _XDG_VARS:
         if os.environ.get(var):
             broad.add(os.path.realpath(os.environ[var]))
     if real in broad:
         return "is a whole home or one of its shared directories (keyrings, shell histories, every tool's tokens)"
+    if real in ("/", "/home", "/etc", "/var", "/opt", "/usr/local", "/srv", "/mnt", "/media", "/run", "/tmp"):
+        return "is a system directory that holds far more than one toolchain"
+    holds = sorted(h for h in homes if h.startswith(real.rstrip("/") + "/"))
+    if holds:
+        return f"holds a user's home ({holds[0]}: keyrings, shell histories, every tool's tokens)"
     return None
 
 

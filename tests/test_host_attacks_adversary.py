@@ -13,6 +13,7 @@ from gitrepo import make_repo, run_git
 from cockpit.factory.workspaces import Workspaces
 from cockpit.host import sandbox
 from cockpit.host.sandbox import CommandResult, Sandbox
+from cockpit.host.toolchain_view import ToolchainView
 
 SECRET = "sk-ant-adversary-0123456789"
 CAP = 64_000
@@ -59,7 +60,9 @@ async def test_a_toolchain_shows_its_tools_but_not_its_tokens(home, host_tmp, mo
     # liveness: with the names hidden before this attack, every token prints
     monkeypatch.setattr(sandbox, "DEFAULT_HIDDEN_IN_HOME", sandbox.DEFAULT_HIDDEN_IN_HOME[:9])
     monkeypatch.setattr(sandbox, "TOOLCHAIN_SECRETS", ())  # the same names, inside every toolchain root
-    shown = await run(Sandbox(toolchains=toolchains), cmd, wd)
+    # and the scan of every root switched off (by mode and by name at any depth: test_sandbox_secret_views.py)
+    off = ToolchainView([str(t) for t in toolchains], by_mode=False, names=frozenset())
+    shown = await run(Sandbox(toolchains=toolchains, toolchain_view=off), cmd, wd)
     assert shown.output.count(SECRET) == sum(len(fs) for fs in TOOLCHAIN_SECRETS.values()), shown.output
     monkeypatch.undo()
     monkeypatch.setenv("HOME", str(home))

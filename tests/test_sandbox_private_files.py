@@ -16,6 +16,7 @@ import pytest
 
 from cockpit.host.etc_view import EtcView
 from cockpit.host.sandbox import Sandbox
+from cockpit.host.toolchain_view import ToolchainView
 
 TOKEN = "glrt-PRIVATE-RUNNER-TOKEN-0123456789"
 
@@ -89,14 +90,15 @@ async def test_toolchain_tokens_are_empty_wherever_the_toolchain_lives(host_tmp,
     wd.mkdir()
     cmd = f"cat {cargo}/credentials.toml {node}/etc/npmrc; ls {cargo}"
 
-    async def shown() -> str:
-        r = await Sandbox("bwrap", toolchains=[cargo, node]).run(cmd, cwd=wd, writable=[wd], timeout_s=20,
-                                                                  output_cap_bytes=64_000)
+    async def shown(scan: ToolchainView | None = None) -> str:
+        r = await Sandbox("bwrap", toolchains=[cargo, node], toolchain_view=scan).run(
+            cmd, cwd=wd, writable=[wd], timeout_s=20, output_cap_bytes=64_000)
         return r.output
 
     with monkeypatch.context() as m:
         m.setattr(sandbox_mod, "TOOLCHAIN_SECRETS", ())
-        live = await shown()
+        # the scan of the roots off too (its own tests: test_sandbox_secret_views.py)
+        live = await shown(ToolchainView([str(cargo), str(node)], by_mode=False, names=frozenset()))
     assert f"{TOKEN}-cargo" in live and f"{TOKEN}-npm" in live, f"liveness: the tokens show without the names:\n{live}"
     out = await shown()
     assert TOKEN not in out, out
@@ -155,3 +157,63 @@ def test_a_whole_home_is_refused_as_a_toolchain_in_factory_toml(host_tmp, monkey
     with pytest.raises(ConfigError) as err:
         load_factory(toml)
     assert f"{toml}:3" in str(err.value) and "name the tool's own directory instead" in str(err.value)
+
+
+class VanishAfterView(Sandbox):
+    """The race made certain: a hidden file goes away after the view is read, before bwrap mounts over it."""
+
+    victim: Path | None = None
+
+    def _bwrap_argv(self, *args, **kwargs):
+        argv = super()._bwrap_argv(*args, **kwargs)
+        if self.victim is not None and self.victim.exists():
+            self.victim.unlink()
+            self.victim.parent.rmdir()
+        return argv
+
+
+async def test_a_hidden_file_that_vanishes_before_the_mount_costs_no_command(host_tmp, monkeypatch):
+    """A toolchain's credentials file deleted between the view's reading and bwrap's start: bwrap cannot mount
+    over it and stops before the command; the sandbox reads the view again and starts it once more."""
+    cargo = host_tmp / "cargo"
+    wd = host_tmp / "wd"
+    wd.mkdir()
+
+    from cockpit.host import sandbox as sandbox_mod
+
+    monkeypatch.setattr(sandbox_mod, "TOOLCHAIN_SECRETS", ("sub/credentials.toml",))
+
+    async def once(retry: bool) -> str:
+        (cargo / "sub").mkdir(parents=True, exist_ok=True)
+        (cargo / "sub" / "credentials.toml").write_text("token\n")
+        sb = VanishAfterView("bwrap", toolchains=[cargo])
+        sb.victim = cargo / "sub" / "credentials.toml"
+        if not retry:
+            monkeypatch.setattr(sb, "_hidden_path_vanished", lambda res, argv: False)
+        r = await sb.run("echo ran", cwd=wd, writable=[wd], timeout_s=20, output_cap_bytes=64_000)
+        return r.output
+
+    live = await once(retry=False)
+    assert live.startswith("bwrap: Can't"), f"liveness: without the retry the command never runs:\n{live}"
+    assert await once(retry=True) == "ran\n"
+
+
+# --- C-10: one command may not fill the disk with one file ------------------------------------------------
+
+
+@pytest.mark.parametrize("limit", [None, 1_000_000], ids=["liveness_no_limit", "limited"])
+async def test_a_file_written_in_the_sandbox_stops_at_the_limit(host_tmp, monkeypatch, limit):
+    from cockpit.host import sandbox as sandbox_mod
+
+    monkeypatch.setattr(sandbox_mod, "MAX_FILE_BYTES", limit)
+    wd = host_tmp / "wd"
+    wd.mkdir()
+    r = await Sandbox("bwrap").run("head -c 3000000 /dev/zero > big; echo rc=$?; ulimit -H -f unlimited 2>&1 | "
+                                   "head -1; stat -c %s big", cwd=wd, writable=[wd], timeout_s=20,
+                                   output_cap_bytes=64_000)
+    size = (wd / "big").stat().st_size
+    if limit is None:
+        assert size == 3_000_000, r.output  # liveness: nothing stops it
+    else:
+        assert size <= limit and "rc=0" not in r.output, r.output
+        assert "cannot modify limit" in r.output, r.output  # and the command cannot lift it

@@ -85,6 +85,8 @@ def reservation_tokens(obj: Any) -> int:
 class AgentSession:
     """One agent working one task until it stops, ends its session with a tool, or runs out of turns."""
 
+    stop_at_terminal = True  # a test switches it off to show what tools run after submit would do
+
     def __init__(
         self,
         *,
@@ -156,7 +158,12 @@ class AgentSession:
             for tu in tool_uses:
                 tool_input = tu.input if isinstance(tu.input, dict) else {}
                 self.store.post(self._event(Kind.AGENT_TOOL, name=tu.name, input=_clip_input(tool_input)))
-                outcome = await self._call_tool(tu.name, tool_input)
+                if terminal and self.stop_at_terminal:
+                    # the session ended at submit/approve: nothing after it runs (it would change what the next
+                    # stage is handed, after the check that handed it over: adversary C-02)
+                    outcome = ToolOutcome(f"not run: the session ended at {terminal}", is_error=True)
+                else:
+                    outcome = await self._call_tool(tu.name, tool_input)
                 self.store.post(self._event(Kind.AGENT_TOOL_RESULT, name=tu.name, is_error=outcome.is_error,
                                             summary=_summary(outcome.text), output=clip_output(outcome.text)))
                 results.append({"type": "tool_result", "tool_use_id": tu.id, "content": outcome.text,

@@ -92,8 +92,12 @@ def cmd_add(args: argparse.Namespace) -> int:
 
     print(f"product {name}: {repo.path}, branch {repo.branch} at {repo.head[:12]}")
     print(f"test command: {command}  ({why})")
-    toolchains = [t for t in detect_toolchains(command, factory_sandbox(config))
+    refused: list[tuple[str, str]] = []
+    toolchains = [t for t in detect_toolchains(command, factory_sandbox(config), refused)
                   if t not in config.factory.toolchains]
+    for where, why in refused:
+        print(f"  not shown to the sandbox: {where} {why}; move the program into a directory of its own "
+              "(e.g. ~/.local/share/<tool>/) and name that in [factory] toolchains")
     if toolchains:
         print(f"toolchains the sandbox will show read-only ([factory] toolchains): {', '.join(toolchains)}")
         config = edit_factory(config.path, lambda doc: add_toolchains(doc, toolchains))

@@ -168,6 +168,44 @@ def _reporter():
     snapshot()
     sys.addaudithook(audit)
 
+    patched_told = set()
+    test_file = ("test_", "conftest.py")
+
+    def is_test_path(path):
+        base = os.path.basename(str(path or ""))
+        return base.startswith(test_file) or base.endswith("_test.py")
+
+    def defined_in(value):
+        """The file the function or class `value` was written in (through decorators' __wrapped__), or ''."""
+        for _ in range(10):
+            inner = getattr(value, "__wrapped__", None)
+            if inner is None or inner is value:
+                break
+            value = inner
+        code = getattr(getattr(value, "__func__", value), "__code__", None)
+        if code is not None:
+            return str(code.co_filename)
+        if isinstance(value, type):
+            return str(getattr(sys.modules.get(getattr(value, "__module__", "")), "__file__", "") or "")
+        return ""
+
+    def check_product(root):
+        """A module of the tree that is not a test file holds, at module level, a function or class written in a
+        test file: test code replaced product code for everything that runs after (the cockpit judges whether
+        the file that did it is the change's own)."""
+        root = str(root).rstrip(os.sep) + os.sep
+        for name, module in list(sys.modules.items()):
+            mfile = str(getattr(module, "__file__", "") or "")
+            if not mfile.startswith(root) or is_test_path(mfile) or _runner(name):
+                continue
+            for attr, value in list(vars(module).items()):
+                if not (callable(value) or isinstance(value, type)):
+                    continue
+                where = defined_in(value)
+                if where.startswith(root) and is_test_path(where) and (name, attr, where) not in patched_told:
+                    patched_told.add((name, attr, where))
+                    send({"ev": "patched", "what": f"{name}.{attr}"[:200], "by": os.path.relpath(where, root)[:300]})
+
     def send(rec):
         if fd is None or not key:
             return
@@ -187,8 +225,11 @@ def _reporter():
         check_runner(starting=True, installed=True)
         snapshot()
 
+    rootpath = [""]
+
     @pytest.hookimpl(trylast=True)
     def pytest_configure(config):
+        rootpath[0] = str(config.rootpath)
         check_runner(starting=True)  # after every other plugin's configure
         snapshot()  # and what pytest loaded since this module
         names = sorted(n for n, p in config.pluginmanager.list_name_plugin()
@@ -207,6 +248,7 @@ def _reporter():
             send({"ev": "collect_skip", "id": report.nodeid})
 
     def pytest_collection_finish(session):
+        check_product(session.config.rootpath)
         ids = [item.nodeid for item in session.items]
         for i in range(0, len(ids), 40):  # short lines: each write to the pipe is atomic
             send({"ev": "collected", "ids": ids[i:i + 40]})
@@ -228,6 +270,8 @@ def _reporter():
     def pytest_runtest_logreport(report):
         if report.when != "setup":
             check_runner()
+        if report.when == "teardown":  # after the test's own patches are undone (monkeypatch, mock.patch)
+            check_product(rootpath[0])
         send({"ev": "report", "id": report.nodeid, "when": report.when, "outcome": report.outcome,
               "xfail": hasattr(report, "wasxfail"), "raw": raw.pop((report.nodeid, report.when), "")})
 
@@ -269,6 +313,8 @@ class Evidence:
     added_plugins: list[str] = field(default_factory=list)  # registered while the tests ran
     signed_sessions: set[str] = field(default_factory=set)  # the keys the stream's sessions signed with
     tampered: list[str] = field(default_factory=list)  # the runner's code changed by the code under test
+    # (module.attribute of the tree, test file): product code replaced, session-wide, by code a test file wrote
+    patched: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def reported(self) -> bool:
@@ -391,6 +437,8 @@ def fold(lines: list[bytes], *, overflow: bool = False, keys: list[bytes] | None
                 ev.added_plugins += [str(p) for p in rec.get("added", [])]
             elif kind == "tamper":
                 ev.tampered.append(str(rec["what"]))
+            elif kind == "patched":
+                ev.patched.append((str(rec["what"]), str(rec["by"])))
             else:
                 ev.problems.append(f"line {n} of the outcome stream is of an unknown kind {kind!r}")
         except (ValueError, KeyError, TypeError):

@@ -44,17 +44,18 @@ from ..host import safe_files
 from .runner_reach import Reach, added_reach, reaches_reporter
 from ..host.sandbox import Sandbox
 from .scratch import throwaway_tree
-from .suite_identity import StaticChanges, changed_tests, file_tests, renamed_source, split_id, static_changes
+from .suite_identity import StaticChanges, changed_tests, parsed_tests, renamed_source, split_id, static_changes
 from .workspaces import git
 
 TAIL_LINES = 60
 GATE_TESTS = "tests"
 GUARD = "guard"
 DEFENCES = ("evidence", "seal", "raw_outcomes", "runner_intact", "reporter_reach", "identity", "runner_config",
-            "protected", "shadows", "main_copies")
+            "protected", "shadows", "main_copies", "product_patch")
 TESTS_CHANGED = "tests changed"
 RUNNER_CHANGED = "runner configuration changed"
 REPORTER_REACHED = "reaches into the test reporter"
+PRODUCT_PATCHED = "test code replaces product code"
 
 
 @dataclass(frozen=True)
@@ -285,7 +286,8 @@ class TestsGate:
             if c.status == "D" or not (src.endswith(".py") and is_test_file(src)):
                 continue
             text = await git("cat-file", "-p", f"{base}:{src}", cwd=repo)
-            names = [n for n in file_tests(text).tests  # pytest's default names: fixtures and helpers are not tests
+            parsed = await parsed_tests(text)  # never on the event loop: a file may be huge
+            names = [n for n in parsed.tests  # pytest's default names: fixtures and helpers are not tests
                      if n.rsplit("::", 1)[-1].startswith("test") and all(k.startswith("Test") for k in n.split("::")[:-1])]
             intact = await static_changes(repo, base, commit, [f"{src}::{n}" for n in names], renamed)
             if names and not intact.why:
@@ -317,6 +319,20 @@ class TestsGate:
         if res.contradictions:
             return self._block(stage, ["tests", CONTRADICTS], f"{CONTRADICTS} on {commit[:12]}:\n{detail}{reach_text}",
                                commit, weakened=False)
+        # a test file this change added or edited put its own function or class in place of the product's for the
+        # whole session: main's unchanged tests then test the replacement (adversary C-01)
+        mine = {c.path for c in changed if c.status != "D"}
+        patched = [(what, by) for what, by in (res.evidence.patched if res.evidence else []) if by in mine] \
+            if "product_patch" in self.defences else []
+        if patched:
+            text = (f"{PRODUCT_PATCHED} on {commit[:12]}: a test file of this change replaces the product's own code "
+                    "for every test after it (main's tests then test the replacement, not the product):\n" +
+                    "\n".join(f"  {what} replaced by code written in {by}" for what, by in patched[:10]) +
+                    "\nPatch inside a test (the monkeypatch fixture, mock.patch), never at import." + reach_text)
+            stage.findings = sorted({f"patched:{what}:{by}" for what, by in patched})
+            stage.verdicts.append({"gate": GUARD, "commit": commit, "outcome": "fail", "detail": text,
+                                   "findings": stage.findings})
+            return self._block(stage, ["tests", PRODUCT_PATCHED], text, commit)
         # main's tests by identity, whatever the run's outcome: a rewritten test of main waits for the human
         reasons, lines, findings = await self._against_main(repo, command, base, main, res, renamed, static_ids)
         if static.failed:  # run_anyway: the git-only guard's findings stand beside what the run showed

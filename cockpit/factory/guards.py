@@ -37,6 +37,10 @@ RUNNER_CONFIG: dict[str, tuple[str, ...]] = {
               ".config/nextest.toml"),
     "go": ("go.mod", "go.sum", "go.work", "go.work.sum", "main_test.go"),
     "ci": (".github/**", ".ci/**", "Makefile", "justfile", "Taskfile.yml"),
+    # what git does to content between the repository and a checkout (encoding, eol, filters) and what a
+    # diff shows (`-diff` hides a file's changes from review): a checkout could run what no reviewer read
+    # (adversary C-07, C-08)
+    "git": (".gitattributes",),
 }
 # The factory's own files inside a product: the rules an agent is judged by are no agent's to change.
 FACTORY_OWN: tuple[str, ...] = (".cockpit/**",)

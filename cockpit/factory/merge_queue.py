@@ -125,6 +125,11 @@ class MergeQueue:
             if moved.ok:
                 await self._append(t, Kind.MERGED, merged_commit=pm.merged, base=pm.base)
                 return
+            if moved.in_the_way:  # testing again changes nothing: the human clears their checkout, then retries
+                await self._append(t, Kind.BLOCKED, reasons=["merge"],
+                                   detail=f"{moved.detail}\nThe merge is tested green; move those files out of the "
+                                          "way in your checkout (they would be overwritten), then retry.")
+                return
             await self._append(t, Kind.NOTE, text=f"main moved while {pm.merged[:12]} was tested "
                                                   f"({moved.detail}); testing again")
         t = self.store.task(task_id)

@@ -10,11 +10,13 @@ has its gate run again, a merging task is merged (idempotently).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import time
 import traceback
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,7 @@ from .recovery import recover
 from .remerge import Remerge, check_remerge
 from .knowledge import Knowledge
 from ..host.sandbox import Sandbox, SandboxUnavailable
-from .scratch import clear_scratch, scratch_dir
+from .scratch import clear_scratch, scratch_dir, throwaway_tree
 from .task_tools import TaskToolbox
 from .team import breaker_brief, exhausted, history, open_defects_text, round_line
 from .workspaces import GitError, Workspaces, _run_git
@@ -392,6 +394,17 @@ class Orchestrator:
                 still.append((d.id, res))
         return still
 
+    review_in_checkout = True  # a test switches it off to show the judges a builder's rewritten worktree
+
+    @contextlib.asynccontextmanager
+    async def _review_tree(self, t: Task) -> AsyncIterator[Path]:
+        """Where the reviewer and the breaker look: a fresh checkout of exactly the commit under review."""
+        if not self.review_in_checkout:
+            yield await self._worktree(t)
+            return
+        async with throwaway_tree(self._repo(t), self.scratch_root, t.commit or "HEAD", label="review") as wt:
+            yield wt
+
     async def _review(self, t: Task) -> None:
         """The reviewer and the breaker work the same commit at once; either can send it back."""
         if t.open_defects:  # opened on this very commit by a review that was interrupted (a restart)
@@ -401,7 +414,6 @@ class Orchestrator:
         if valid_approvals(t):
             await self._append(t, Kind.READY)
             return
-        wt = await self._worktree(t)
         product = self.config.product(t.product)
         diff = await self.workspaces.diff(self._repo(t), product.main_branch, t.commit or "HEAD")
         base = await self.tests_gate.guard.base_of(self._repo(t), product.main_branch, t.commit or "HEAD")
@@ -410,10 +422,14 @@ class Orchestrator:
         scratch = scratch_dir(self.scratch_root / "agents", f"{t.id}-{breaker}")
         max_rounds = self.config.factory.max_rounds
         try:
-            results = await asyncio.gather(
-                self._session("reviewer", reviewer, t, wt, self._reviewer_brief(t, diff, reach)),
-                self._session("breaker", breaker, t, wt, breaker_brief(t, diff, scratch, max_rounds), scratch=scratch),
-                return_exceptions=True)
+            # a fresh checkout of exactly the commit under review, never the builder's worktree (which its
+            # builder could rewrite after submitting: the judges would read and run a decoy, C-02)
+            async with self._review_tree(t) as wt:
+                results = await asyncio.gather(
+                    self._session("reviewer", reviewer, t, wt, self._reviewer_brief(t, diff, reach)),
+                    self._session("breaker", breaker, t, wt, breaker_brief(t, diff, scratch, max_rounds),
+                                  scratch=scratch),
+                    return_exceptions=True)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         for r in results:  # a stopped agent is a CancelledError here: stop_agent has blocked the task already

@@ -249,9 +249,11 @@ def factory_sandbox(config: FactoryConfig) -> Sandbox:
     return Sandbox(config.factory.sandbox, hidden=hidden, toolchains=config.factory.toolchains)
 
 
-def detect_toolchains(command: str, sandbox: Sandbox | None = None) -> list[str]:
+def detect_toolchains(command: str, sandbox: Sandbox | None = None,
+                      refused: list[tuple[str, str]] | None = None) -> list[str]:
     """Directories the test command's program needs that the sandbox does not show yet
-    (e.g. ~/.cargo and ~/.rustup for cargo, an nvm node): what `product add` names in factory.toml."""
+    (e.g. ~/.cargo and ~/.rustup for cargo, an nvm node): what `product add` names in factory.toml.
+    A program lying directly in a home or its shared dirs gets none: (that dir, why) goes to `refused`."""
     sandbox = sandbox or Sandbox("bwrap")
     shown = sandbox.visible_roots()
     try:
@@ -272,7 +274,10 @@ def detect_toolchains(command: str, sandbox: Sandbox | None = None) -> list[str]
         prefix = os.path.dirname(here) if os.path.basename(here) == "bin" else here
         if too_broad_for_toolchain(prefix):
             prefix = here  # never a whole home (keyrings, configs) or /usr/local: its bin/ only
-        if too_broad_for_toolchain(prefix):
+        why = too_broad_for_toolchain(prefix)
+        if why:
+            if refused is not None and (prefix, why) not in refused:
+                refused.append((prefix, why))
             continue
         if prefix not in ("", "/") and not any(prefix == s or prefix.startswith(s + "/") for s in shown):
             found.append(prefix)

@@ -17,6 +17,7 @@ import tokenize
 from copy import deepcopy
 from dataclasses import dataclass, field
 
+from . import off_loop
 from .workspaces import _run_git, git
 
 
@@ -102,7 +103,7 @@ async def _sources(repo, sha: str, paths: set[str]) -> dict[str, FileTests | Non
     for p in sorted(paths):
         rc_text = await git("cat-file", "-p", f"{sha}:{p}", cwd=repo, check=False)
         exists = await git("cat-file", "-t", f"{sha}:{p}", cwd=repo, check=False)
-        out[p] = file_tests(rc_text) if exists == "blob" else None
+        out[p] = await parsed_tests(rc_text) if exists == "blob" else None
     return out
 
 
@@ -125,6 +126,22 @@ def _definition(text: str, name: str) -> ast.AST | None:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
             return node
     return None
+
+
+async def _definition_off_loop(text: str, name: str) -> ast.AST | None:
+    try:
+        return await off_loop.call(_definition, text, name)
+    except off_loop.TooLong:
+        return None
+
+
+async def parsed_tests(source: str) -> FileTests:
+    """file_tests off the event loop (a thread, or a process for a big file); one that cannot be parsed in
+    time counts as not parsed."""
+    try:
+        return await off_loop.call(file_tests, source)
+    except off_loop.TooLong:
+        return FileTests(parsed=False)
 
 
 def _renamed_dump(node: ast.AST, mapping: dict[str, str]) -> str:
@@ -158,13 +175,13 @@ async def _same_code_renamed(repo, base: str, commit: str, old_names: set[str], 
         if len(files) != 1:
             return None
         where = renamed_files.get(files[0], files[0])
-        was = _definition(await git("cat-file", "-p", f"{base}:{files[0]}", cwd=repo), old)
+        was = await _definition_off_loop(await git("cat-file", "-p", f"{base}:{files[0]}", cwd=repo), old)
         rc, text, _ = await _run_git("cat-file", "-p", f"{commit}:{where}", cwd=repo)
         if was is None or rc != 0:
             return None
         match = None
         for new in sorted(new_names - set(pairs.values())):
-            now = _definition(text, new)
+            now = await _definition_off_loop(text, new)
             if now is not None:
                 match = (new, now)
                 break
@@ -175,8 +192,8 @@ async def _same_code_renamed(repo, base: str, commit: str, old_names: set[str], 
     for old, new in pairs.items():
         files = await _defined_in(repo, base, old)
         where = renamed_files.get(files[0], files[0])
-        was = _definition(await git("cat-file", "-p", f"{base}:{files[0]}", cwd=repo), old)
-        now = _definition(await git("cat-file", "-p", f"{commit}:{where}", cwd=repo), new)
+        was = await _definition_off_loop(await git("cat-file", "-p", f"{base}:{files[0]}", cwd=repo), old)
+        now = await _definition_off_loop(await git("cat-file", "-p", f"{commit}:{where}", cwd=repo), new)
         if was is None or now is None or _renamed_dump(was, pairs) != _renamed_dump(now, {}):
             return None
     modules = {}

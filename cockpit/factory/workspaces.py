@@ -134,6 +134,7 @@ class MergeResult:
     merged_commit: str | None
     conflict_files: list[str] = field(default_factory=list)
     detail: str = ""
+    in_the_way: bool = False  # main did not move: the user's checkout refused (its files are in the way)
 
 
 def _identity(name: str) -> dict[str, str]:
@@ -452,11 +453,15 @@ class Workspaces:
             # the merge; a fast-forward updates the files too, and refuses if their local
             # changes are in the way or main moved to something `new` does not contain.
             wt = Path(checked_out[0]["worktree"])
-            rc, out, err = await _run_git("merge", "--ff-only", "--no-edit", new, cwd=wt)
+            # never over the user's ignored files (a local settings file, a venv's activate script, a data
+            # directory): git replaced them silently, and sourcing the venv then ran a builder's code (C-09)
+            rc, out, err = await _run_git("merge", "--ff-only", "--no-edit", "--no-overwrite-ignore", new, cwd=wt)
             if rc != 0:
+                now = await git("rev-parse", "--verify", "--quiet", ref, cwd=repo, check=False)
                 return MergeResult(
                     False, None, [],
                     f"could not fast-forward {main_branch} checked out in {wt}: {(err or out).strip()}",
+                    in_the_way=now == old,
                 )  # fmt: skip
             return MergeResult(True, new, [], f"fast-forwarded {main_branch} in {wt} to {new[:12]}")
         rc, out, err = await _run_git(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -29,7 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from . import toolchain_view
 from .etc_view import EtcCopy, EtcView, view_of
+from .toolchain_view import ToolchainScan, ToolchainView
 from .temp_dirs import make_temp_dir
 
 SandboxMode = Literal["bwrap", "off"]
@@ -67,6 +70,23 @@ DEFAULT_HIDDEN_IN_HOME = (
     ".config/composer/auth.json",
     ".terraform.d/credentials.tfrc.json",
     ".vault-token",
+    # what ~/.local/share and a home's top keep (shown only if a toolchain lies above them, which config
+    # refuses; hidden all the same): keyrings, stored index passwords, kernel keys, shell histories
+    ".local/share/keyrings",
+    ".local/share/python_keyring",
+    ".local/share/kwalletd",
+    ".local/share/uv/credentials",
+    ".local/share/jupyter/runtime",
+    ".local/share/fish/fish_history",
+    ".local/share/containers/auth.json",
+    ".local/share/password-store",
+    ".password-store",
+    ".config/containers/auth.json",
+    ".bash_history",
+    ".zsh_history",
+    ".python_history",
+    ".psql_history",
+    ".mysql_history",
 )
 
 # Inside each toolchain directory the sandbox shows (`[factory] toolchains`) and the toolchain homes
@@ -100,6 +120,11 @@ _GIT_ENV = {"GIT_OPTIONAL_LOCKS": "0", "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_
             "GIT_CONFIG_VALUE_0": "*"}
 
 _BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+# The largest file a sandboxed command may write (RLIMIT_FSIZE): a build's artefacts fit, a disk does not fill
+# from one file. (Many files still can: left, see docs/security.md.)
+MAX_FILE_BYTES = 2 << 30
+# bwrap's own words when a mount's target is gone (the command never started)
+_BWRAP_SETUP = re.compile(r"bwrap: Can't (?:mkdir parents for|create file at|find source path) (/[^\n]*?)(?:: [^\n]*)?")
 _SANDBOX_HOME = "/tmp/home"
 # After the main process exits, how long we wait for its output pipe to close (everything
 # left in its group was just SIGKILLed, so this only matters for something that escaped).
@@ -403,6 +428,7 @@ class Sandbox:
         extra_path: Iterable[Path] = (),
         toolchains: Iterable[Path] = (),
         etc_view: EtcView | None = None,
+        toolchain_view: ToolchainView | None = None,
     ) -> None:
         if mode not in ("bwrap", "off"):
             raise ValueError(f"sandbox mode must be 'bwrap' or 'off', not {mode!r}")
@@ -425,6 +451,10 @@ class Sandbox:
         self._dirs: tuple[str, list[str]] | None = None
         # /etc without its secrets: one copy for the process, bound in /etc's place (one mount, not one per secret)
         self._etc = etc_view if etc_view is not None else view_of("/etc", HIDDEN_IN_ETC)
+        # inside every shown root but the system dirs: what is private by its mode or named like a token store
+        self._toolchain_view = toolchain_view
+        self._scan: ToolchainScan | None = None
+        self._roots_view: tuple[list[str], list[ToolchainView]] | None = None
 
     # -- availability -------------------------------------------------------------------
 
@@ -527,6 +557,11 @@ class Sandbox:
 
         # no capability inside, even for root: with them a command could `umount` what hides a secret
         argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv"]
+        # no file written in here grows past MAX_FILE_BYTES (soft and hard limit, and no capability to raise
+        # it): one `cat /dev/zero > x` filled the disk and stopped the whole factory (adversary C-10)
+        prlimit = shutil.which("prlimit") if MAX_FILE_BYTES else None
+        if prlimit:
+            argv = [prlimit, f"--fsize={MAX_FILE_BYTES}", "--", *argv]
         # The allow-list: system dirs and toolchains, read-only; a symlinked /bin stays a symlink.
         for r in roots:
             if r in links:
@@ -605,7 +640,7 @@ class Sandbox:
         return self._dirs[1]
 
     def _view_key(self) -> tuple:
-        key = []
+        key: list[tuple] = [("<toolchain scan>", self._scan.generation if self._scan else None, None)]
         for d in self._view_dirs():
             try:
                 st = os.stat(d)
@@ -625,6 +660,10 @@ class Sandbox:
                 continue
             seen.add(real)
             hidden.append((real, os.path.isdir(real), of_etc))
+        for real, is_dir in self._scan.hidden if self._scan else ():  # found real by the scan
+            if real not in seen:
+                seen.add(real)
+                hidden.append((real, is_dir, False))
         return hidden
 
     def visible_roots(self) -> list[str]:
@@ -649,11 +688,24 @@ class Sandbox:
             "git: the product's .git read-only (objects, refs; its configs, submodules' too, without remotes), "
             "no optional locks",
             "no capabilities, even for root; toolchains' registry tokens (~/.cargo/credentials.toml, "
-            "~/.m2/settings.xml...) emptied",
+            "~/.m2/settings.xml...) emptied; in every toolchain root, what is private by its mode (not o+r, "
+            "a directory not o+x) or named like a token store (.npmrc, credentials.toml...) is hidden"
+            + self._scan_notes(),
             "invisible: everything else: the factory (store, rules, factory.toml), other products and worktrees, "
             "the user's home (but for the toolchains above), /run, /var, /opt, /srv; no network; "
             "environment built from nothing",
         ]
+
+    def _scan_notes(self) -> str:
+        """What the last scan of the toolchain roots could not do, for `doctor`."""
+        views = [self._toolchain_view] if self._toolchain_view else (self._roots_view[1] if self._roots_view else [])
+        notes = []
+        if self._scan and self._scan.too_private:
+            notes.append("not shown at all (more than 64 private entries): " + " ".join(self._scan.too_private))
+        for view in views:
+            if view.unavailable:
+                notes.append(view.unavailable + " (files made private since the first command are not seen)")
+        return "".join(f"; {n}" for n in notes)
 
     def _home_off(self) -> str:
         # "off" mode has no private /tmp: a private HOME beats a shared, pre-creatable /tmp/home.
@@ -681,16 +733,65 @@ class Sandbox:
             return await self._execute(command, argv, self._env(env, self._home_off()), str(cwd), timeout_s,
                                        output_cap_bytes)
         bwrap = await self._acheck()
+        self._scan = await self._toolchain_scan()
         etc = self._etc.acquire()
         if etc is None and self._etc.unavailable is None:  # /etc changed (or first command): copy it afresh
             etc = await self._refreshed_etc()
         try:
             argv = self._bwrap_argv(bwrap, command, cwd, writable, self._env(env, _SANDBOX_HOME), readable, etc)
-            # bwrap itself gets a minimal env too; the command's env is set by --setenv only.
-            return await self._execute(command, argv, {"PATH": _BASE_PATH}, "/", timeout_s, output_cap_bytes)
+            tries = 0
+            while self._toolchain_view is None and (self._roots_view is None or self._view is None
+                                                    or self._roots_view[0] != self._view[1]):
+                # a root appeared (or went) since the last command: scanned before anything shows it
+                tries += 1
+                if tries > 3:  # roots that keep changing are never shown unscanned: this command does not run
+                    return CommandResult(command, None, "cannot start: the toolchain directories keep changing "
+                                         "(each change is scanned before a command sees it); try again", False,
+                                         False, 0.0)
+                self._scan = await self._toolchain_scan()
+                argv = self._bwrap_argv(bwrap, command, cwd, writable, self._env(env, _SANDBOX_HOME), readable, etc)
+            for attempt in (1, 2):
+                # bwrap itself gets a minimal env too; the command's env is set by --setenv only.
+                res = await self._execute(command, argv, {"PATH": _BASE_PATH}, "/", timeout_s, output_cap_bytes)
+                if attempt == 2 or not self._hidden_path_vanished(res, argv):
+                    return res
+                self._view = None  # read the host again (the view, the roots' scan): the command never started
+                self._scan = await self._toolchain_scan()
+                argv = self._bwrap_argv(bwrap, command, cwd, writable, self._env(env, _SANDBOX_HOME), readable, etc)
+            return res
         finally:
             if etc is not None:
                 self._etc.release(etc)
+
+    def _hidden_path_vanished(self, res: CommandResult, argv: list[str]) -> bool:
+        """bwrap stopped before the command: a path it was to hide went away since the view was read (a
+        toolchain's credentials file deleted between two commands). Read the view again and start once more."""
+        m = _BWRAP_SETUP.fullmatch(res.output.strip())
+        if res.exit_code != 1 or m is None:
+            return False
+        return m.group(1) in argv  # a path this command was to mount over
+
+    def toolchain_roots(self, visible: list[str] | None = None) -> list[str]:
+        """The shown roots scanned for private files: every visible root but the system dirs (their /usr/local
+        toolchain homes included), each toolchain, the cockpit's Python."""
+        visible = self.visible_roots() if visible is None else visible
+        return [*(r for r in visible if r not in SYSTEM_DIRS), *SYSTEM_TOOLCHAIN_HOMES]
+
+    async def _toolchain_scan(self) -> ToolchainScan:
+        """The current scan of the shown roots: a non-blocking check each, a rescan in a worker thread after a
+        change (the first command of a process waits for it: ~0.3 s for ~/.rustup, ~0.6 s for a Python)."""
+        if self._toolchain_view is not None:
+            views = [self._toolchain_view]
+        else:
+            # the roots the last command saw (`run` checks them against this command's, read once per command)
+            visible = self._view[1] if self._view is not None else self._host_view()[0]
+            if self._roots_view is None or self._roots_view[0] != visible:
+                self._roots_view = (visible, toolchain_view.views_of(self.toolchain_roots(visible)))
+            views = self._roots_view[1]
+        scans = [v.current() for v in views]
+        if any(s is None for s in scans):
+            scans = await asyncio.to_thread(lambda: [v.refreshed() for v in views])
+        return scans[0] if len(scans) == 1 else toolchain_view.combined(s for s in scans if s is not None)
 
     async def _refreshed_etc(self) -> EtcCopy | None:
         """A fresh copy of /etc, made in a worker thread; if we are cancelled meanwhile, it is let go."""

@@ -67,9 +67,10 @@ _COLS = ("id, text, product, role, tags, source_task, source_commit, source_even
 _WORD = re.compile(r"[a-z0-9]+")
 _TAG = re.compile(r"[^a-z0-9_.-]+")
 # words that say nothing about what a lesson is about; kept out of fingerprints and queries
-_STOP = frozenset("""a an and are as at be been but by can do does for from had has have if in into is it its
-not of on or so than that the their then there these this those to too was were what when where which while who
-will with you your we our i me my must should would could may might use used using""".split())
+# (never a negation or a modal: "must not reject" and "must reject" are opposite lessons, not near-duplicates)
+_STOP = frozenset("""a an and are as at be been but by for from had has have if in into is it its
+of on or so than that the their then there these this those to too was were what when where which while who
+with you your we our i me my use used using""".split())
 
 
 # --- text ------------------------------------------------------------------------------------
@@ -403,6 +404,11 @@ class Memory:
                 if lesson.protected and not is_human(actor):
                     return Remembered("known", lesson.id, f"L{lesson.id} says this already; it is {_whose(lesson)}, "
                                                           "so only a human changes it")
+                if not is_human(actor) and lesson.source_actor != actor:
+                    # an agent never rewrites another's lesson: its role and source would keep vouching for
+                    # words they never said (a builder's text served to reviewers as a reviewer's: C-06)
+                    return Remembered("known", lesson.id, f"L{lesson.id} ({lesson.source_actor}'s) says nearly this "
+                                                          "already; it stays as its author wrote it")
                 merged = normalize_tags([*lesson.tags, *tag_t])
                 new_text = lesson.text if lesson.pinned else text  # a pinned lesson's wording is the human's
                 now = self.clock()
