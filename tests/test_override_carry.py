@@ -74,7 +74,9 @@ def test_the_override_does_not_carry_without_passing_tests_a_merge_of_main_or_fr
     t = apply(t, ev(Kind.VERDICT, gate="guard", commit="a2", outcome="fail", findings=ACCEPTED))
     with pytest.raises(Refused, match="no re-merge facts from git"):
         apply(t, ev(Kind.OVERRIDE_CARRIED, from_commit="a1"))
-    with pytest.raises(Refused, match="not shown to be only a merge of main"):  # git found more than the merge
+    with pytest.raises(Refused, match="not shown to be only a merge of main.*no re-merge facts"):  # a flag is not a fact
+        apply(t, ev(Kind.OVERRIDE_CARRIED, from_commit="a1", merges_main=True, beyond=[]))
+    with pytest.raises(Refused, match="changes beyond the merge: auth.py"):  # git found more than the merge
         apply(t, ev(Kind.OVERRIDE_CARRIED, from_commit="a1", remerge={**REMERGE, "beyond": ["auth.py"]}))
     with pytest.raises(Refused, match="may not override.carried"):
         apply(t, ev(Kind.OVERRIDE_CARRIED, "builder-1", from_commit="a1", remerge=REMERGE))
@@ -83,3 +85,33 @@ def test_the_override_does_not_carry_without_passing_tests_a_merge_of_main_or_fr
     failing = apply(t, ev(Kind.VERDICT, gate="tests", commit="a2", outcome="fail"))
     with pytest.raises(Refused, match="tests gate has not passed on a2"):
         apply(failing, ev(Kind.OVERRIDE_CARRIED, from_commit="a1", remerge=REMERGE))
+
+
+REACH = "reach:tests/test_aaa.py: reads a function's closure (__closure__)"
+
+
+def test_an_override_never_carries_to_code_that_reaches_into_the_reporter(monkeypatch):
+    """The human accepted a1 with a reporter-reaching test in it (its finding on a1's guard verdict). A re-merge
+    that still holds it: its green tests can be forged from inside the run, so the human's word does not carry
+    (the factory already blocks such a commit before the tests; the domain refuses too, whatever the event says)."""
+    def accepted_with_reach():
+        t = create(ev(Kind.TASK_CREATED, "human:you", title="Round Kelvin to one decimal"))
+        t = apply(t, ev(Kind.TASK_STARTED, agent="builder-1"))
+        t = apply(t, ev(Kind.COMMITTED, "builder-1", sha="a1"))
+        t = apply(t, ev(Kind.SUBMITTED, "builder-1"))
+        t = apply(t, ev(Kind.VERDICT, gate="guard", commit="a1", outcome="fail", findings=[*ACCEPTED, REACH]))
+        t = apply(t, ev(Kind.BLOCKED, reasons=["reaches into the test reporter"]))
+        t = apply(t, ev(Kind.OVERRIDE, "human:you", note="I read that test"))
+        t = apply(t, ev(Kind.SENT_BACK, reason="merge conflict: conflict in weather/units.py", gate="merge"))
+        t = apply(t, ev(Kind.COMMITTED, "builder-1", sha="a2"))
+        t = apply(t, ev(Kind.SUBMITTED, "builder-1"))
+        t = apply(t, ev(Kind.VERDICT, gate="tests", commit="a2", outcome="pass"))
+        return apply(t, ev(Kind.VERDICT, gate="guard", commit="a2", outcome="fail", findings=[*ACCEPTED, REACH]))
+
+    carry = ev(Kind.OVERRIDE_CARRIED, from_commit="a1", remerge=REMERGE)
+    with pytest.raises(Refused, match="reaches into the test reporter.*__closure__"):
+        apply(accepted_with_reach(), carry)
+    # liveness: with the rule off (no finding counts as reaching), the very same carry lands on the human's word
+    monkeypatch.setattr("cockpit.domain.tasks.REACH_FINDING", "\0no finding starts so")
+    t = apply(accepted_with_reach(), carry)
+    assert t.state == TaskState.MERGING and human_override(t).carried_from == "a1"

@@ -28,11 +28,12 @@ from gitrepo import GIT_ENV, commit_files, make_repo, run_git
 
 from cockpit.config import load_factory
 from cockpit.domain import Event, Kind, Refused, TaskState, apply, create
-from cockpit.factory import orchestrator
+from cockpit.factory import orchestrator, remerge
 from cockpit.factory.commands import add_task, approve_override
 from cockpit.factory.gates import DEFENCES, REPORTER_REACHED
 from cockpit.factory.remerge import Remerge, check_remerge
 from cockpit.factory.runtime import open_factory
+from cockpit.factory.workspaces import _run_git
 from factory_kit import write_factory
 from test_gate_reporter import CLOSURE_FORGE
 
@@ -409,3 +410,39 @@ async def test_end_to_end_a_resolution_that_drops_a_guard(tmp_path, monkeypatch,
 async def test_a_check_git_cannot_finish_refuses_the_carry(story):
     r = await check_remerge(story["repo"], "main", story["a"], "f" * 40)  # no such commit
     assert not r.only_a_merge and r.beyond and "git could not check it" in r.beyond[0], r.beyond
+
+
+# --- attributes: git's own merge is read with none, so a union rule cannot make a same-line clash "git's merge" --
+
+@pytest.mark.parametrize("where", ["committed on main", "uncommitted in the checkout"])
+async def test_a_union_rule_does_not_make_both_sides_changing_a_line_a_merge(tmp_path, monkeypatch, where):
+    """The reference merge ran from the product's checkout, so the `.gitattributes` found there applied (one an
+    agent's task landed on main, or the human's uncommitted one): with `auth.py merge=union`, A and main changing
+    check_password's same line merged "cleanly" into both lines, and a re-merge committing exactly that carried,
+    code nobody saw as a whole. Now git merges with no attributes: both sides changing the same lines goes to the
+    human, as any such conflict does."""
+    base = "def check_password(pw, secret):\n    return pw == secret\n"
+    repo = make_repo(tmp_path / "r", {"auth.py": base})
+    run_git(repo, "checkout", "-q", "-b", "task")
+    a = commit_files(repo, {"auth.py": base.replace("pw == secret", "hmac.compare_digest(pw, secret)")}, "A")
+    run_git(repo, "checkout", "-q", "main")
+    main_files = {"auth.py": base.replace("pw == secret", "bool(secret) and pw == secret")}
+    if where == "committed on main":
+        main_files[".gitattributes"] = "auth.py merge=union\n"
+    m = commit_files(repo, main_files, "main: empty secrets refused")
+    (repo / ".gitattributes").write_text("auth.py merge=union\n")  # what git finds in the checkout
+    rc, out = git_rc(repo, "merge-tree", "--write-tree", a, m)
+    assert rc == 0, f"liveness: with the rule git merges the same-line clash cleanly:\n{out}"
+    union = out.splitlines()[0]
+    assert run_git(repo, "show", f"{union}:auth.py").count("return") == 2  # both sides' lines, one after the other
+    e = commit(repo, union, a, m)
+
+    async def from_the_checkout(repo_, ours, theirs):  # the defence off: git's merge as the checkout has it
+        return await _run_git("merge-tree", "--write-tree", "-z", ours, theirs, cwd=repo_)
+
+    with monkeypatch.context() as off:
+        off.setattr(remerge, "merge_tree", from_the_checkout)
+        assert (await check_remerge(repo, "main", a, e)).only_a_merge, "liveness: the union carried"
+    r = await check_remerge(repo, "main", a, e)
+    assert not r.only_a_merge and r.conflicted == ["auth.py"], r.beyond
+    assert any("both sides changed the same lines" in b for b in r.beyond), r.beyond

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+from ..domain.tasks import REACH_FINDING
 from .evidence import _PLUGIN, CONTRADICTS, Evidence, OutcomeStream, contradictions
 from .green_trees import KEY_PARTS, Green, GreenTrees, main_tests, run_key, runner_fingerprint
 from .guards import (
@@ -252,7 +253,7 @@ class TestsGate:
             # override of an earlier commit does not carry to it: the human never saw this code)
             text = (f"{REPORTER_REACHED}: code added by this change can read or replace the cockpit's reporter "
                     "from inside the test process\n" + "\n".join(f"  {r}" for r in hostile) + reach_text)
-            stage.findings = sorted({f"reach:{r.path}: {r.what}" for r in hostile})
+            stage.findings = sorted({f"{REACH_FINDING}{r.path}: {r.what}" for r in hostile})
             stage.verdicts.append({"gate": GUARD, "commit": commit, "outcome": "fail", "detail": text,
                                    "findings": stage.findings})
             return self._block(stage, [REPORTER_REACHED], text, commit)

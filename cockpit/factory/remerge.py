@@ -87,7 +87,7 @@ async def _check(repo: Path, main_branch: str, r: Remerge) -> Remerge:
         r.shown = await _diff(repo, from_commit, commit, f"what {commit[:12]} changed since {from_commit[:12]}")
         return r
     r.main_commit = theirs
-    rc, out, err = await _run_git("merge-tree", "--write-tree", "-z", from_commit, theirs, cwd=repo)
+    rc, out, err = await merge_tree(repo, from_commit, theirs)
     if rc not in (0, 1):
         r.beyond.append(f"git could not merge {from_commit[:12]} and {theirs[:12]} to compare: {err.strip()[:200]}")
         return r
@@ -105,6 +105,22 @@ async def _check(repo: Path, main_branch: str, r: Remerge) -> Remerge:
     if r.beyond:
         r.shown = await _remerge_diff(repo, commit)
     return r
+
+
+async def merge_tree(repo: Path, ours: str, theirs: str) -> tuple[int, str, str]:
+    """git's own merge of two commits (`merge-tree --write-tree -z`), read with no attributes at all.
+
+    Run from the repository, git 2.39 takes `.gitattributes` from whatever is checked out there (the human's
+    checkout, an uncommitted edit, an agent's `.gitattributes` that landed on main) and applies its built-in
+    drivers: `merge=union` turns both sides changing the same lines into a clean "git's merge" that nobody
+    reviewed, which the hunk rule below would send to the human. So git runs from an empty directory with
+    GIT_DIR named: no work tree, no index, so no `.gitattributes` (only `info/attributes` inside the git dir,
+    which no agent can write). An honest re-merge git merged differently under such a rule is refused."""
+    git_dir = await git("rev-parse", "--absolute-git-dir", cwd=repo)
+    with tempfile.TemporaryDirectory(prefix="cockpit-merge-tree-") as empty:
+        rc, out, err = await safe_git.run("merge-tree", "--write-tree", "-z", ours, theirs, cwd=Path(empty),
+                                          env={"GIT_DIR": git_dir})
+    return rc, out.decode("utf-8", errors="replace"), err.decode("utf-8", errors="replace")
 
 
 def _parse_merge_tree(out: str) -> tuple[str, dict[str, dict[int, tuple[str, str]]]]:
