@@ -102,7 +102,13 @@ input = { title = "divide by zero crashes", reproduction = '''from calc import d
 
 def test_zero():
     assert divide(1, 0) is None
-''' }
+''', fix = { "calc.py" = '''def add(a, b):
+    return a + b
+
+
+def divide(a, b):
+    return None if b == 0 else a / b
+''' } }
 [[script.turns]]
 text = "Reported."
 
