@@ -114,13 +114,19 @@ async def test_a_link_in_the_git_dir_is_not_followed(box, product, monkeypatch):
     assert TOKEN not in out and out.rstrip().endswith("end"), out
 
 
-async def test_nothing_in_the_git_dirs_shown_holds_a_secret(box, product):
+async def test_nothing_in_the_git_dirs_shown_holds_a_secret(box, product, monkeypatch):
     """The whole view, listed from inside: exactly what git needs, no token anywhere in it."""
-    out = await _read(box, product, "find {git} -mindepth 1 -not -path '*/objects/?*' -not -path '*/refs/?*' "
-                                    "-printf '%P\\n' | sort; grep -rals ghp_ {git} | head -3")
+    listing = ("find {git} -mindepth 1 -not -path '*/objects/?*' -not -path '*/refs/?*' -printf '%P\\n' | sort; "
+               "grep -rals ghp_ {git} | head -3")
+    with monkeypatch.context() as m:
+        m.setattr(sandbox_mod, "_entries", _whole)
+        live = await _read(box, product, listing)
+    found = [line for line in live.splitlines() if line.startswith("/")]  # the files grep found the token in
+    assert "credentials" in live.splitlines() and any(f.endswith(".git/credentials") for f in found), live
+    out = await _read(box, product, listing)
     assert out.splitlines() == [
-        "HEAD", "config", "info", "info/exclude", "objects", "refs", "worktrees", "worktrees/T1",
-        "worktrees/T1/HEAD", "worktrees/T1/ORIG_HEAD", "worktrees/T1/commondir", "worktrees/T1/gitdir", "worktrees/T1/index", "end",
+        "HEAD", "config", "info", "info/exclude", "objects", "refs", "worktrees", "worktrees/T1", "worktrees/T1/HEAD",
+        "worktrees/T1/ORIG_HEAD", "worktrees/T1/commondir", "worktrees/T1/gitdir", "worktrees/T1/index", "end",
     ], out
 
 
