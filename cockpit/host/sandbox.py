@@ -3,8 +3,9 @@
 Invariant 6 (docs/architecture.md), as an allow-list: the sandbox sees only the system directories (/usr, /bin,
 /sbin, /lib*, and a private copy of /etc minus its secrets: etc_view.py), the Python the cockpit runs on, the toolchains the
 factory names (`[factory] toolchains`), the task's tree (writable, or read-only for a
-reviewer) and, read-only, the git directory that tree's `.git` points at (so `git log`,
-`git diff main...HEAD` work; its config reduced to what git needs, no remote URLs). HOME
+reviewer) and, read-only, of the git directory that tree's `.git` points at only what
+`git log`, `git diff main...HEAD` need (objects, refs, HEAD, the tree's index: GIT_DIR_ENTRIES;
+configs reduced, no remote URLs; no credential store, hooks, logs, other worktrees). HOME
 is an empty private tmpfs; the factory's store, rules, other products and the user's
 home do not exist in there. No network, an environment built from nothing. Every command
 gets a timeout, an output cap, and its whole process group killed when it ends, so
@@ -22,6 +23,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -296,11 +298,23 @@ def _reduced_config(config: str) -> str | None:
     return out
 
 
-# What read-only git needs of a common dir (objects, refs, the main HEAD, info/exclude...): only these
-# entries are bound. Everything else a user or tool keeps in `.git` (a credential store's
-# `.git/credentials`, git-crypt's keys, hooks, other worktrees' admin dirs, logs, stashed files)
-# does not exist in the sandbox.
-GIT_DIR_ENTRIES = ("objects", "refs", "packed-refs", "HEAD", "info", "shallow", "modules")
+# What read-only git (`git log`, `status`, `diff main...HEAD`, `show`) needs of a repository's common dir: only
+# these entries are bound, each only if it is a plain file or directory (a link is left out: binding it would
+# show whatever it names). Everything else a user or a tool keeps in `.git` (a credential store's
+# `.git/credentials`, git-crypt's keys, hooks, logs and stashes' reflog, `FETCH_HEAD`, other worktrees' admin
+# dirs, `modules/`: the submodules' whole git dirs, which no task tree checks out) does not exist in the
+# sandbox. Of `info/` only what changes what git shows: the ignore rules, attributes, grafts.
+GIT_DIR_ENTRIES = ("objects", "refs", "reftable", "packed-refs", "HEAD", "shallow",
+                   "info/exclude", "info/attributes", "info/grafts")
+# What git needs of the tree's own admin dir (`<common>/worktrees/<name>`): its HEAD and index (and a split
+# index's shared part), the two files that tie it to the tree and the repository, per-worktree refs, its
+# sparse-checkout patterns, and the heads an interrupted merge leaves (so `git status` tells it as the host
+# does). Not its `logs/`, `modules/` (a submodule's git dir, remote URL included) or anything a tool put there.
+GIT_ADMIN_ENTRIES = ("HEAD", "index", "commondir", "gitdir", "ORIG_HEAD", "MERGE_HEAD", "CHERRY_PICK_HEAD",
+                     "REVERT_HEAD", "AUTO_MERGE", "refs", "reftable", "info/sparse-checkout")
+_SHARED_INDEX = "sharedindex."
+# git follows alternates this deep (`objects/info/alternates` of an alternate...): so do we
+_MAX_ALTERNATE_DEPTH = 5
 
 
 @dataclass(frozen=True)
@@ -308,17 +322,18 @@ class GitDirView:
     """One repository as a sandboxed tree sees it: the entries bound read-only, the configs covered."""
 
     common: str
-    binds: tuple[str, ...]  # paths bound read-only at the same place
+    binds: tuple[tuple[str, str], ...]  # (source, where it shows): read-only
     covers: tuple[tuple[str, str], ...]  # (reduced copy, config it covers)
 
 
 def git_dirs_of(trees: Iterable[str]) -> list[GitDirView]:
     """For each tree that is a linked worktree, what `git log` inside the sandbox needs of its repository:
-    the common dir's GIT_DIR_ENTRIES and the tree's own admin dir (HEAD, index), read-only, each config
-    reduced. Its `.git` file is read as git reads it; a git dir inside the tree, or one that does not
-    name this tree back, is ignored."""
+    the common dir's GIT_DIR_ENTRIES, the object stores its alternates name, and the tree's own admin dir's
+    GIT_ADMIN_ENTRIES, read-only, each config reduced. Its `.git` file is read as git reads it; a git dir
+    inside the tree, or one that does not name this tree back, is ignored."""
     found: dict[str, tuple[list[str], list[str]]] = {}  # common -> (its admin dirs, configs)
-    for tree in trees:
+    real_trees = [os.path.realpath(t) for t in trees]
+    for tree in real_trees:
         dirs = _linked_dirs_of(tree)
         if dirs is None:
             continue
@@ -327,45 +342,92 @@ def git_dirs_of(trees: Iterable[str]) -> list[GitDirView]:
         if admin not in admins:
             admins.append(admin)
             own = os.path.join(admin, "config.worktree")
-            if os.path.isfile(own) and not os.path.islink(own):
+            if _plain(own) == "file":
                 configs.append(own)
     out = []
     for common, (admins, configs) in found.items():
-        binds = [p for p in (os.path.join(common, e) for e in GIT_DIR_ENTRIES) if os.path.lexists(p)]
+        binds = [(p, p) for p in _entries(common, GIT_DIR_ENTRIES)]
+        binds += _alternates(os.path.join(common, "objects"), real_trees)
+        for admin in admins:
+            binds += [(p, p) for p in _entries(admin, GIT_ADMIN_ENTRIES, shared_index=True)]
         covers = []
         for config in configs:
             reduced = _reduced_config(config)
             if reduced is None:  # unreadable or gone between the two looks: an empty file covers it
                 reduced = _empty_file()
             covers.append((reduced, config))
-        out.append(GitDirView(common, tuple([*binds, *admins]), tuple(covers)))
+        out.append(GitDirView(common, tuple(binds), tuple(covers)))
+    return out
+
+
+def _plain(path: str) -> str | None:
+    """"file" or "dir" for a regular file or directory (a link is neither), else None."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return "dir" if stat.S_ISDIR(st.st_mode) else "file" if stat.S_ISREG(st.st_mode) else None
+
+
+def _entries(git_dir: str, names: Iterable[str], *, shared_index: bool = False) -> list[str]:
+    """Those of `names` present in `git_dir` as plain files or directories, under a plain directory (no link
+    on the way: `info` linked elsewhere is not followed); with `shared_index`, a split index's shared files."""
+    out = []
+    for name in names:
+        path = os.path.join(git_dir, name)
+        if os.sep in name and _plain(os.path.dirname(path)) != "dir":
+            continue
+        if _plain(path) is not None:
+            out.append(path)
+    if shared_index:
+        try:
+            out += [e.path for e in os.scandir(git_dir) if e.name.startswith(_SHARED_INDEX)
+                    and e.is_file(follow_symlinks=False)]
+        except OSError:
+            pass
+    return out
+
+
+def _alternates(objects: str, trees: list[str]) -> list[tuple[str, str]]:
+    """The object stores `objects/info/alternates` names (a clone made with --reference or --shared borrows
+    its history from one), followed as git follows them: (the store, the path git opens) for each that is
+    a directory named `objects`, outside the trees. Only that store: the repository around it (its config,
+    credentials, hooks) stays out. A line git would unquote (starting with `"`) is not followed."""
+    out: list[tuple[str, str]] = []
+    seen = {os.path.realpath(objects)}
+    todo = [(objects, 0)]
+    while todo:
+        store, depth = todo.pop()
+        if depth >= _MAX_ALTERNATE_DEPTH:
+            continue
+        listing = os.path.join(store, "info", "alternates")
+        if _plain(listing) != "file":
+            continue
+        try:
+            with open(listing, encoding="utf-8", errors="replace") as f:
+                lines = f.read(65536).splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            line = line.strip()
+            if not line or line.startswith(("#", '"')):
+                continue
+            path = os.path.normpath(line if os.path.isabs(line) else os.path.join(store, line))
+            real = os.path.realpath(path)
+            if real in seen or os.path.basename(real) != "objects" or not os.path.isdir(real) \
+                    or any(real == t or real.startswith(t.rstrip("/") + "/") for t in trees):
+                continue
+            seen.add(real)
+            out.append((real, path))
+            todo.append((real, depth + 1))
     return out
 
 
 def _git_configs(common: str) -> list[str]:
-    """Every config git keeps in a common dir that can hold a remote URL (a token) or a helper: its
-    own, `config.worktree`, and each submodule's under `modules/` (names may hold slashes; nested
-    submodules under `modules/<name>/modules/`). Found without following links."""
-    found = [p for p in (os.path.join(common, "config"), os.path.join(common, "config.worktree"))
-             if os.path.isfile(p) and not os.path.islink(p)]
-    stack = [os.path.join(common, "modules")]
-    while stack:
-        d = stack.pop()
-        if os.path.islink(d):
-            continue
-        try:
-            entries = [e for e in os.scandir(d) if e.is_dir(follow_symlinks=False)]
-        except OSError:
-            continue
-        for e in entries:
-            configs = [os.path.join(e.path, n) for n in ("config", "config.worktree")]
-            configs = [c for c in configs if os.path.isfile(c) and not os.path.islink(c)]
-            if configs:  # a submodule's git dir
-                found += configs
-                stack.append(os.path.join(e.path, "modules"))
-            else:  # part of a name like vendor/lib
-                stack.append(e.path)
-    return found
+    """The configs git reads in a common dir, which can hold a remote URL (a token) or a helper: its own and
+    `config.worktree` (plain files only; the tree's own `config.worktree` is added by git_dirs_of)."""
+    return [p for p in (os.path.join(common, "config"), os.path.join(common, "config.worktree"))
+            if _plain(p) == "file"]
 
 
 _RACY_GIT_NS = 1_000_000_000
@@ -536,7 +598,7 @@ class Sandbox:
         gitdirs = git_dirs_of([*writable_real, *readable_real])
         roots, hidden, bash = self._host_view()
         links = self._view_links
-        bound = [*roots, *readable_real, *writable_real, *(b for g in gitdirs for b in g.binds)]
+        bound = [*roots, *readable_real, *writable_real, *(shown for g in gitdirs for _, shown in g.binds)]
 
         bound_set, bound_under = set(bound), tuple(b.rstrip("/") + "/" for b in bound)
         trees_under = tuple(w.rstrip("/") + "/" for w in writable_real + readable_real)
@@ -585,10 +647,10 @@ class Sandbox:
         in_copy = etc is not None and "/etc" in roots and not os.path.islink("/etc")
         argv += hide([h for h in hidden if not inside_tree(h[0]) and under_bound(h[0])
                       and h[0] not in ("/run", "/var/run") and not (in_copy and h[2] and h[0].startswith("/etc/"))])
-        # the git directories the trees' `.git` files point at: read-only, config reduced
+        # of the git directories the trees' `.git` files point at, what read-only git needs: read-only, config reduced
         for g in gitdirs:
-            for entry in g.binds:
-                argv += ["--ro-bind", entry, entry]
+            for source, shown in g.binds:
+                argv += ["--ro-bind", source, shown]
             for reduced, config in g.covers:
                 argv += ["--ro-bind", reduced, config]
         # a reviewer's or breaker's worktree: visible (it may lie under a hidden directory) but read-only
@@ -685,8 +747,8 @@ class Sandbox:
                 p for p in HIDDEN_IN_ETC if os.path.lexists(p)) + ")",
             "writable: the task's worktree (a reviewer's: read-only), a private /tmp, HOME=" + _SANDBOX_HOME
             + " (empty)",
-            "git: the product's .git read-only (objects, refs; its configs, submodules' too, without remotes), "
-            "no optional locks",
+            "git: of the product's .git only what read-only git needs (objects, refs, HEAD, info/exclude, this "
+            "tree's HEAD and index; configs without remotes), read-only; no optional locks",
             "no capabilities, even for root; toolchains' registry tokens (~/.cargo/credentials.toml, "
             "~/.m2/settings.xml...) emptied; in every toolchain root, what is private by its mode (not o+r, "
             "a directory not o+x) or named like a token store (.npmrc, credentials.toml...) is hidden"
