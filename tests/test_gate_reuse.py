@@ -100,6 +100,9 @@ async def test_main_tests_added_since_are_not_dropped_by_an_identical_tree(repo,
     big = CALC_TESTS + "\n\ndef test_add_big():\n    assert add(100, 1) == 101\n"
     commit_files(repo, {"tests/test_calc.py": big}, "main gains a test")
     second = branch(repo, {**weak, "tests/test_calc.py": CALC_TESTS})
+    # the commit alone (as when its merge onto main conflicts): merged onto main's head, `first` would be judged
+    # with test_add_big in its tree (test_gate_as_it_lands)
+    gate.as_it_lands = False
     try:
         assert run_git(repo, "rev-parse", f"{first}^{{tree}}") == run_git(repo, "rev-parse", f"{second}^{{tree}}")
         for without in ("main_tests", None):
@@ -111,6 +114,7 @@ async def test_main_tests_added_since_are_not_dropped_by_an_identical_tree(repo,
             else:
                 assert res.action == "block" and "tests/test_calc.py::test_add_big, removed" in res.text, res.text
     finally:
+        gate.as_it_lands = True
         fresh(gate)
         run_git(repo, "reset", "-q", "--hard", "HEAD~1")
 

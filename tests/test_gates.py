@@ -129,8 +129,9 @@ async def test_tests_that_landed_on_main_since_do_not_count_against_the_branch(r
     try:
         res = await check(gate, repo, sha)
         assert res.action == "pass", res.text
-        assert res.verdicts[1]["detail"].startswith("4 tests collected (main "), res.verdicts[1]["detail"]
-        assert res.verdicts[1]["detail"].endswith(": 3), each of main's unchanged")
+        # judged as it would land (merged onto main's head): the branch's test and main's five, none counted against it
+        assert res.verdicts[1]["detail"].startswith("6 tests collected (main "), res.verdicts[1]["detail"]
+        assert ": 5), each of main's unchanged\ntested as it would land" in res.verdicts[1]["detail"]
     finally:
         run_git(repo, "reset", "-q", "--hard", "HEAD~1")
 

@@ -41,6 +41,7 @@ from .guards import (
     DEFAULT_PROTECTED, PROTECTED_CHANGED, TESTS_REMOVED, GateGuard, changes, counts_pytest, is_test_file,
 )
 from ..host import safe_files
+from .remerge import merge_commit
 from .runner_reach import Reach, added_reach, reaches_reporter
 from ..host.sandbox import Sandbox
 from .scratch import throwaway_tree
@@ -231,6 +232,22 @@ class TestsGate:
         changed = await changes(repo, base, commit)
         return await added_reach(repo, base, commit, [(c.path, c.old_path) for c in changed if c.status != "D"])
 
+    as_it_lands = True  # a test switches it off to count the queue's extra run when main moved
+
+    async def as_it_would_land(self, repo: Path, main_branch: str, commit: str) -> tuple[str, str | None]:
+        """(what to test, main's head it was merged onto or None): `commit` itself when it contains main's head,
+        else git's own merge of it onto that head (a commit object only, nothing checked out). A conflict or
+        unrelated histories test the commit alone: the merge queue then says what stands in the way."""
+        if not self.as_it_lands:
+            return commit, None
+        head = await git("rev-parse", "--verify", f"refs/heads/{main_branch}^{{commit}}", cwd=repo)
+        base = await git("merge-base", head, commit, cwd=repo, check=False)
+        if base == head:
+            return commit, None
+        merged = await merge_commit(repo, head, commit, f"cockpit: {commit[:12]} merged onto {main_branch} "
+                                                        f"{head[:12]} for the tests gate")
+        return (merged, head) if merged else (commit, None)
+
     async def check(self, repo: Path, main_branch: str, commit: str, command: str, *,
                     protected: list[str] | tuple[str, ...] = (),
                     started: Callable[[dict[str, Any]], Awaitable[Any]] | None = None,
@@ -241,10 +258,15 @@ class TestsGate:
         guard fails; the stage still blocks, `guard_only` saying that the guard alone stopped it."""
         stage = TestsStage()
         defaults = DEFAULT_PROTECTED if "protected" in self.defences else ()
-        base, static = await self.guard.check_static(repo, main_branch, commit, [*defaults, *protected],
+        # the tree that would land: when main moved since the commit branched, the commit merged onto main's
+        # head is what is judged and run, against main's head (the queue then finds that tree green)
+        tested, onto = (commit, None) if run_anyway else await self.as_it_would_land(repo, main_branch, commit)
+        on = f"{commit[:12]}" + (f" merged onto main {onto[:12]}" if onto else "")
+        label: dict[str, Any] = {"commit": commit, **({"tested": tested, "onto": onto} if onto else {})}
+        base, static = await self.guard.check_static(repo, main_branch, tested, [*defaults, *protected],
                                                      shadows="shadows" in self.defences)
-        changed = await changes(repo, base, commit)
-        stage.reach = await added_reach(repo, base, commit, [(c.path, c.old_path) for c in changed if c.status != "D"])
+        changed = await changes(repo, base, tested)
+        stage.reach = await added_reach(repo, base, tested, [(c.path, c.old_path) for c in changed if c.status != "D"])
         reach_text = ("\nReaching into the test runner (added by this change):\n" +
                       "\n".join(f"  {r}" for r in stage.reach)) if stage.reach else ""
         hostile = [r for r in stage.reach if reaches_reporter(r)] if "reporter_reach" in self.defences else []
@@ -254,26 +276,26 @@ class TestsGate:
             text = (f"{REPORTER_REACHED}: code added by this change can read or replace the cockpit's reporter "
                     "from inside the test process\n" + "\n".join(f"  {r}" for r in hostile) + reach_text)
             stage.findings = sorted({f"{REACH_FINDING}{r.path}: {r.what}" for r in hostile})
-            stage.verdicts.append({"gate": GUARD, "commit": commit, "outcome": "fail", "detail": text,
+            stage.verdicts.append({"gate": GUARD, **label, "outcome": "fail", "detail": text,
                                    "findings": stage.findings})
             return self._block(stage, [REPORTER_REACHED], text, commit)
         if static.failed and not run_anyway:
             stage.findings = list(static.findings)
-            stage.verdicts.append({"gate": GUARD, "commit": commit, "outcome": "fail",
+            stage.verdicts.append({"gate": GUARD, **label, "outcome": "fail",
                                    "detail": static.detail + reach_text, "findings": stage.findings})
             return self._block(stage, static.reasons, static.detail + reach_text, commit)
         if started is not None:
-            await started({"gate": GATE_TESTS, "commit": commit, "command": command})
-        key = await self.run_key(repo, commit, base, command, [*defaults, *protected])
+            await started({"gate": GATE_TESTS, **label, "command": command})
+        key = await self.run_key(repo, tested, base, command, [*defaults, *protected])
         hit = None if static.failed else await self.greens.find(key, ("check",))
         if hit is not None:  # the very same inputs were checked green (another task, or before a restart)
             self.reused += 1
-            tree = await git("rev-parse", "--verify", f"{commit}^{{tree}}", cwd=repo)
+            tree = await git("rev-parse", "--verify", f"{tested}^{{tree}}", cwd=repo)
             note = (f"not run again: tree {tree[:12]} was checked green as {hit.commit[:12]} with the same inputs "
                     "(main's tests and runner configuration, the command, the protected paths, the runner, the gate)")
-            stage.verdicts.append({"gate": GATE_TESTS, "commit": commit, "outcome": "pass", "detail": note + reach_text,
+            stage.verdicts.append({"gate": GATE_TESTS, **label, "outcome": "pass", "detail": note + reach_text,
                                    "tree": tree})
-            stage.verdicts.append({"gate": GUARD, "commit": commit, "outcome": "pass", "run_key": key,
+            stage.verdicts.append({"gate": GUARD, **label, "outcome": "pass", "run_key": key,
                                    "detail": f"each of main's tests unchanged: {note}{reach_text}"})
             return stage
         renamed = {c.old_path: c.path for c in changed if c.status == "R" and c.old_path}
@@ -289,7 +311,7 @@ class TestsGate:
             parsed = await parsed_tests(text)  # never on the event loop: a file may be huge
             names = [n for n in parsed.tests  # pytest's default names: fixtures and helpers are not tests
                      if n.rsplit("::", 1)[-1].startswith("test") and all(k.startswith("Test") for k in n.split("::")[:-1])]
-            intact = await static_changes(repo, base, commit, [f"{src}::{n}" for n in names], renamed)
+            intact = await static_changes(repo, base, tested, [f"{src}::{n}" for n in names], renamed)
             if names and not intact.why:
                 # a test that follows a rename still runs as main wrote it, under the new names: its import
                 # line is not part of its identity, and could point it at another function of that name
@@ -300,24 +322,24 @@ class TestsGate:
         # main's baseline (one collect-only run per main commit) beside the candidate's run: two cores
         main, res = await asyncio.gather(
             self.baseline(repo, command, base),
-            self.run(repo, commit, command, main_copies=copies, expect_pytest=counts_pytest(command)))
+            self.run(repo, tested, command, main_copies=copies, expect_pytest=counts_pytest(command)))
         if main is None and res.evidence is not None and res.evidence.reported:
             # the command ran pytest without naming it (make test): main's baseline now
             main = await self.baseline(repo, command, base, known_pytest=True)
         main_ids = main.collected if main is not None and main.reported else []
         # only files the change touched can differ from main's
-        static_ids = await static_changes(repo, base, commit, [i for i in main_ids if split_id(i)[0] in edited],
+        static_ids = await static_changes(repo, base, tested, [i for i in main_ids if split_id(i)[0] in edited],
                                           renamed)
         detail = res.detail()
         if copies:
             detail += "\nmain's versions of the edited test files ran too: " + ", ".join(
                 f"{p} (renamed: {', '.join(f'{a} -> {b}' for a, b in sorted(copy_renames[p].items()))})"
                 if p in copy_renames else p for p in sorted(copies))
-        stage.verdicts.append({"gate": GATE_TESTS, "commit": commit, "outcome": res.outcome,
+        stage.verdicts.append({"gate": GATE_TESTS, **label, "outcome": res.outcome,
                                "detail": detail + reach_text, "exit_code": res.exit_code,
                                "seconds": round(res.duration_s, 3), "tree": res.tree})
         if res.contradictions:
-            return self._block(stage, ["tests", CONTRADICTS], f"{CONTRADICTS} on {commit[:12]}:\n{detail}{reach_text}",
+            return self._block(stage, ["tests", CONTRADICTS], f"{CONTRADICTS} on {on}:\n{detail}{reach_text}",
                                commit, weakened=False)
         # a test file this change added or edited put its own function or class in place of the product's for the
         # whole session: main's unchanged tests then test the replacement (adversary C-01)
@@ -325,12 +347,12 @@ class TestsGate:
         patched = [(what, by) for what, by in (res.evidence.patched if res.evidence else []) if by in mine] \
             if "product_patch" in self.defences else []
         if patched:
-            text = (f"{PRODUCT_PATCHED} on {commit[:12]}: a test file of this change replaces the product's own code "
+            text = (f"{PRODUCT_PATCHED} on {on}: a test file of this change replaces the product's own code "
                     "for every test after it (main's tests then test the replacement, not the product):\n" +
                     "\n".join(f"  {what} replaced by code written in {by}" for what, by in patched[:10]) +
                     "\nPatch inside a test (the monkeypatch fixture, mock.patch), never at import." + reach_text)
             stage.findings = sorted({f"patched:{what}:{by}" for what, by in patched})
-            stage.verdicts.append({"gate": GUARD, "commit": commit, "outcome": "fail", "detail": text,
+            stage.verdicts.append({"gate": GUARD, **label, "outcome": "fail", "detail": text,
                                    "findings": stage.findings})
             return self._block(stage, ["tests", PRODUCT_PATCHED], text, commit)
         # main's tests by identity, whatever the run's outcome: a rewritten test of main waits for the human
@@ -346,14 +368,16 @@ class TestsGate:
         if reasons:
             text = "\n".join(lines) + reach_text
             stage.findings = findings
-            stage.verdicts.append({"gate": GUARD, "commit": commit, "outcome": "fail", "detail": text,
+            stage.verdicts.append({"gate": GUARD, **label, "outcome": "fail", "detail": text,
                                    "findings": findings})
             stage.guard_only = res.passed
             return self._block(stage, reasons, text + ("" if res.passed else f"\n(the tests also failed:\n{detail})"),
                                commit)
         if not res.passed:
             stage.action, stage.reasons = "back", ["tests"]
-            stage.text = f"tests gate failed on {commit[:12]}:\n{detail}{reach_text}"
+            stage.text = f"tests gate failed on {on}:\n{detail}{reach_text}" + (
+                f"\nThe commit was tested as it would land: merged onto main's head {onto[:12]}, which moved since "
+                "it branched. Merge main into your branch (sync_main) and run the tests there." if onto else "")
             return stage
         n = len([i for i in res.evidence.collected if "__cockpit_main" not in i]) if res.evidence else None
         summary = (f"{n} tests collected (main {base[:12]}: {len(main.collected)}), each of main's unchanged"
@@ -361,9 +385,11 @@ class TestsGate:
         if static_ids.renamed:
             summary += ("\nrenamed along with the code they test (the old names are gone from the whole tree): " +
                         "; ".join(f"{i} ({r})" for i, r in static_ids.renamed.items()))
-        stage.verdicts.append({"gate": GUARD, "commit": commit, "outcome": "pass", "detail": summary + reach_text,
+        if onto:
+            summary += f"\ntested as it would land: merged onto main {onto[:12]} (main moved since it branched)"
+        stage.verdicts.append({"gate": GUARD, **label, "outcome": "pass", "detail": summary + reach_text,
                                "run_key": key})
-        self.greens.remember(Green(key, commit, "check", res.evidence.outcomes() if res.evidence else {}))
+        self.greens.remember(Green(key, tested, "check", res.evidence.outcomes() if res.evidence else {}))
         return stage
 
     async def _against_main(self, repo: Path, command: str, base: str, main: Evidence | None, res: GateResult,

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..host import safe_git
-from .workspaces import GitError, _run_git, git
+from .workspaces import GitError, _identity, _run_git, git
 
 SHOWN_CAP = 2500  # characters of diff shown to the human beside the reasons
 _REGULAR = ("100644", "100755")
@@ -121,6 +121,19 @@ async def merge_tree(repo: Path, ours: str, theirs: str) -> tuple[int, str, str]
         rc, out, err = await safe_git.run("merge-tree", "--write-tree", "-z", ours, theirs, cwd=Path(empty),
                                           env={"GIT_DIR": git_dir})
     return rc, out.decode("utf-8", errors="replace"), err.decode("utf-8", errors="replace")
+
+
+async def merge_commit(repo: Path, ours: str, theirs: str, message: str) -> str | None:
+    """A commit object (parents `ours`, `theirs`) holding git's own merge of the two, attributes unread; None
+    when git cannot merge them by itself (a conflict, unrelated histories). Nothing is checked out, no ref moves."""
+    rc, out, _ = await merge_tree(repo, ours, theirs)
+    if rc != 0:
+        return None
+    tree, stages = _parse_merge_tree(out)
+    if stages or not tree:
+        return None
+    return await git("commit-tree", tree, "-p", ours, "-p", theirs, "-m", message, cwd=repo,
+                     env=_identity("cockpit"))
 
 
 def _parse_merge_tree(out: str) -> tuple[str, dict[str, dict[int, tuple[str, str]]]]:
