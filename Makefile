@@ -21,8 +21,10 @@ $(UV):
 	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install -q uv==$(UV_VERSION)
 
-$(STAMP): pyproject.toml uv.lock | $(UV)
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync -q --frozen --extra dev --python $(PYTHON)
+# --compile-bytecode: the sandbox shows the venv read-only, so no process in it can cache bytecode; without it
+# each sandboxed pytest compiled pytest itself from source (0.17 s of a 0.33 s run, in every gate run)
+$(STAMP): pyproject.toml uv.lock Makefile | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync -q --frozen --compile-bytecode --extra dev --python $(PYTHON)
 	touch $(STAMP)
 
 install: $(STAMP)

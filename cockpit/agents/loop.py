@@ -27,6 +27,7 @@ except ImportError:  # pragma: no cover - SDKs before the httpx2 switch
 
 from ..domain.events import Event, Kind
 from ..domain.prices import PriceTable, Usage
+from ..host.disk_reserve import DiskLow
 from ..store import Store
 from .caching import CacheTTL, with_cache_breakpoints
 
@@ -185,6 +186,8 @@ class AgentSession:
             return ToolOutcome(reason, is_error=True)
         try:
             return await self.toolbox.call(name, tool_input)
+        except DiskLow:
+            raise  # not the agent's to handle: the task waits for the human, who frees the disk (C-10)
         except Exception as e:  # a tool bug must not kill the session: the model sees it
             return ToolOutcome(f"tool {name} failed: {type(e).__name__}: {e}", is_error=True)
 

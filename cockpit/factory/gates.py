@@ -87,6 +87,14 @@ class GateResult:
         return f"{head}\n{self.tail}"
 
 
+def _of_the_tree(evidence: Evidence | None, copies: set[str]) -> Evidence | None:
+    """A run's evidence as the tree alone would give it: the tests of main's copies that ran beside it (exactly
+    the files the gate wrote, never a name the tree chose) left out."""
+    if evidence is None or not copies:
+        return evidence
+    return dataclasses.replace(evidence, collected=[i for i in evidence.collected if split_id(i)[0] not in copies])
+
+
 def _tail(text: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
 
@@ -148,6 +156,7 @@ class TestsGate:
         self._baseline_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
         self._main_outcomes: dict[str, dict[str, str]] = {}  # main sha -> outcomes of a full run on it
         self.runs = 0  # suite runs made (collect-only baselines excluded): the bench counts them
+        self.collections = 0  # collect-only runs of main made for a baseline
         self.reused = 0
         # each defence by name; the attack tests switch one off to show their attack then lands
         self.defences: set[str] = set(DEFENCES)
@@ -215,9 +224,19 @@ class TestsGate:
         key = (str(repo), command, sha)
         async with self._baseline_locks.setdefault(key, asyncio.Lock()):  # tasks on one main share one collection
             if key not in self._baselines:
+                self.collections += 1
                 res = await self.run(repo, sha, command, collect_only=True)
                 self._baselines[key] = res.evidence or Evidence()
         return self._baselines[key]
+
+    def _seed_baseline(self, repo: Path, command: str, sha: str, evidence: Evidence | None) -> None:
+        """Main's baseline at `sha` from a green run of that very tree (the merge that becomes main): what the
+        collect-only run would find, one pytest process fewer per landing. Only a run whose every session
+        ended and announced its count; a command that never ran pytest gives none."""
+        if evidence is None or not evidence.reported or evidence.collected_n is None \
+                or evidence.ended < evidence.sessions or evidence.collect_errors:
+            return
+        self._baselines.setdefault((str(repo), command, sha), evidence)
 
     async def main_outcomes(self, repo: Path, command: str, sha: str) -> dict[str, str]:
         """Each main test's outcome on main: from a green run the cockpit made, or one full run now."""
@@ -389,7 +408,8 @@ class TestsGate:
             summary += f"\ntested as it would land: merged onto main {onto[:12]} (main moved since it branched)"
         stage.verdicts.append({"gate": GUARD, **label, "outcome": "pass", "detail": summary + reach_text,
                                "run_key": key})
-        self.greens.remember(Green(key, tested, "check", res.evidence.outcomes() if res.evidence else {}))
+        self.greens.remember(Green(key, tested, "check", res.evidence.outcomes() if res.evidence else {},
+                                   collected=_of_the_tree(res.evidence, set(copies))))
         return stage
 
     async def _against_main(self, repo: Path, command: str, base: str, main: Evidence | None, res: GateResult,
@@ -460,6 +480,7 @@ class TestsGate:
             self.reused += 1
             if green.outcomes is not None:
                 self._main_outcomes[merged] = green.outcomes
+            self._seed_baseline(repo, command, merged, green.collected)
             return GateResult(GATE_TESTS, merged, "pass", 0,
                               f"not run again: tree {tree[:12]} is the tree of {green.commit[:12]}, tested green from "
                               f"a clean checkout with the same inputs (main {base[:12]}'s tests and runner "
@@ -469,8 +490,9 @@ class TestsGate:
         res = await self.run(repo, merged, command, expect_pytest=bool(main is not None and main.reported))
         if res.passed:
             outcomes = res.evidence.outcomes() if res.evidence else {}
-            self.greens.remember(Green(key, merged, "merge", outcomes))
+            self.greens.remember(Green(key, merged, "merge", outcomes, collected=_of_the_tree(res.evidence, set())))
             self._main_outcomes[merged] = outcomes
+            self._seed_baseline(repo, command, merged, _of_the_tree(res.evidence, set()))
             return dataclasses.replace(res, run_key=key)
         return res
 

@@ -37,6 +37,9 @@ class Green:
     commit: str
     kind: GreenKind
     outcomes: dict[str, str] | None = None  # in memory only: each test's outcome in that run
+    # in memory only: what that run collected of the tree itself (cockpit.factory.evidence.Evidence, main's copies
+    # of edited test files left out): once the tree is main's, main's baseline without a collect-only run
+    collected: Any = None
 
 
 def _dir_stamp(path: str) -> list[Any]:

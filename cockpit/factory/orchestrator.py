@@ -42,6 +42,7 @@ from .notify_sender import WebhookSender, notifier_for, webhook_url
 from .recovery import recover
 from .remerge import Remerge, check_remerge
 from .knowledge import Knowledge
+from ..host.disk_reserve import DiskLow
 from ..host.sandbox import Sandbox, SandboxUnavailable
 from .scratch import clear_scratch, scratch_dir, throwaway_tree
 from .task_tools import TaskToolbox
@@ -97,6 +98,8 @@ class Orchestrator:
         await recover(self.config, self.store, self.workspaces)
         await clear_scratch(self.scratch_root, [self.config.product_path(p.name) for p in self.config.products])
         Sandbox.check(self.config.factory.sandbox)
+        # the toolchain scan in the background: the first agents' commands and checks need not wait for it
+        warm = asyncio.create_task(self.sandbox.warm(), name="sandbox-warm")
         url = webhook_url(self.config)  # a bad [notify] stops the start, with the file and what to do
         self.store.notify_landings = self.config.notify.landings
         for t in self.store.tasks():
@@ -124,6 +127,7 @@ class Orchestrator:
                 except asyncio.TimeoutError:
                     pass
         finally:
+            warm.cancel()
             watcher.cancel()
             sub.close()
             for t in list(self._running.values()):
@@ -213,6 +217,8 @@ class Orchestrator:
                 await self._append(t, Kind.BLOCKED, reasons=["budget"], detail=e.detail(), budget=e.figures())
         except ModelUnavailable as e:
             await self._block(self.store.task(task_id), ["model unavailable"], str(e))
+        except DiskLow as e:  # the disk a command writes to is at its reserve: a human frees it, then retries
+            await self._block(self.store.task(task_id), ["disk"], str(e))
         except SandboxUnavailable as e:
             await self._block(self.store.task(task_id), ["sandbox unavailable"], str(e))
         except GitError as e:

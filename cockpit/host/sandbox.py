@@ -19,6 +19,7 @@ environment, the timeout, the cap and the process-group kill, just not confined.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import shutil
@@ -33,9 +34,12 @@ from pathlib import Path
 from typing import Literal
 
 from . import toolchain_view
+from .disk_reserve import POLL_S, DiskLow, Low, largest_files, low_disk
 from .etc_view import EtcCopy, EtcView, view_of
 from .toolchain_view import ToolchainScan, ToolchainView
 from .temp_dirs import make_temp_dir
+
+log = logging.getLogger(__name__)
 
 SandboxMode = Literal["bwrap", "off"]
 
@@ -517,6 +521,8 @@ class Sandbox:
         self._toolchain_view = toolchain_view
         self._scan: ToolchainScan | None = None
         self._roots_view: tuple[list[str], list[ToolchainView]] | None = None
+        # bytes each writable directory's disk keeps free (None: a tenth of it, 16 MiB-1 GiB: disk_reserve)
+        self.disk_reserve: int | None = None
 
     # -- availability -------------------------------------------------------------------
 
@@ -790,10 +796,15 @@ class Sandbox:
 
         `readable`: directories bound read-only, e.g. a worktree that lies under a hidden directory."""
         writable = list(writable)
+        # a disk a command writes to keeps its reserve: a full disk stops the store, so every product (C-10)
+        watch = [str(p) for p in writable]
+        low = low_disk(watch, self.disk_reserve)
+        if low is not None:
+            raise DiskLow(low, command, stopped=False, largest=await asyncio.to_thread(largest_files, low.path))
         if self.mode != "bwrap":
             argv = [shutil.which("bash") or "/bin/bash", "-c", command]
             return await self._execute(command, argv, self._env(env, self._home_off()), str(cwd), timeout_s,
-                                       output_cap_bytes)
+                                       output_cap_bytes, watch=watch)
         bwrap = await self._acheck()
         self._scan = await self._toolchain_scan()
         etc = self._etc.acquire()
@@ -814,7 +825,8 @@ class Sandbox:
                 argv = self._bwrap_argv(bwrap, command, cwd, writable, self._env(env, _SANDBOX_HOME), readable, etc)
             for attempt in (1, 2):
                 # bwrap itself gets a minimal env too; the command's env is set by --setenv only.
-                res = await self._execute(command, argv, {"PATH": _BASE_PATH}, "/", timeout_s, output_cap_bytes)
+                res = await self._execute(command, argv, {"PATH": _BASE_PATH}, "/", timeout_s, output_cap_bytes,
+                                          watch=watch)
                 if attempt == 2 or not self._hidden_path_vanished(res, argv):
                     return res
                 self._view = None  # read the host again (the view, the roots' scan): the command never started
@@ -824,6 +836,18 @@ class Sandbox:
         finally:
             if etc is not None:
                 self._etc.release(etc)
+
+    async def warm(self) -> None:
+        """Probe bwrap and scan the shown toolchain roots now (the scan in a worker thread), so the first
+        commands of a run do not each wait for it (~0.3-0.6 s on a Python install). Failing here is left for
+        the first command to say."""
+        if self.mode != "bwrap":
+            return
+        try:
+            await self._acheck()
+            self._scan = await self._toolchain_scan()
+        except (SandboxUnavailable, OSError) as e:
+            log.info("sandbox warm-up: %s", e)
 
     def _hidden_path_vanished(self, res: CommandResult, argv: list[str]) -> bool:
         """bwrap stopped before the command: a path it was to hide went away since the view was read (a
@@ -866,7 +890,7 @@ class Sandbox:
             raise
 
     async def _execute(self, command: str, argv: list[str], proc_env: dict[str, str], proc_cwd: str,
-                       timeout_s: float, output_cap_bytes: int) -> CommandResult:
+                       timeout_s: float, output_cap_bytes: int, *, watch: list[str] = ()) -> CommandResult:
         """Start `argv` in its own process group, collect its output within the cap, kill what it leaves."""
         loop = asyncio.get_running_loop()
         started = time.monotonic()
@@ -887,6 +911,18 @@ class Sandbox:
         pgid = transport.get_pid()
         timed_out = False
         swept = False
+        breach: list[Low] = []
+
+        async def disk_watch() -> None:
+            while True:
+                await asyncio.sleep(POLL_S)
+                low = low_disk(watch, self.disk_reserve)
+                if low is not None:
+                    breach.append(low)
+                    _killpg(pgid)
+                    return
+
+        watcher = asyncio.create_task(disk_watch(), name="disk-watch") if watch else None
         try:
             try:
                 await asyncio.wait_for(asyncio.shield(proto.exited), timeout_s)
@@ -904,6 +940,8 @@ class Sandbox:
             except asyncio.TimeoutError:
                 pass  # something escaped the group and holds the pipe: stop listening
         finally:
+            if watcher is not None:
+                watcher.cancel()
             if not swept:  # cancelled or failed midway: leave nothing running
                 _killpg(pgid)
                 # and see it go before returning (a stopped agent's caller checks), within a bound
@@ -912,7 +950,9 @@ class Sandbox:
                 except (asyncio.TimeoutError, asyncio.CancelledError):
                     pass
             transport.close()
-
+        if breach:
+            raise DiskLow(breach[0], command, stopped=True, output=proto.out.text(),
+                          largest=await asyncio.to_thread(largest_files, breach[0].path))
         return CommandResult(
             command=command,
             exit_code=None if timed_out else transport.get_returncode(),
