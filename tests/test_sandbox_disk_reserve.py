@@ -116,3 +116,23 @@ async def test_the_task_waits_for_the_human_and_the_factory_goes_on(tmp_path, di
         f.orchestrator.sandbox.disk_reserve = free_bytes(disk_dir) + MB
         await f.orchestrator.run(until_idle=True, timeout=30)
         assert f.store.task(tid).state == TaskState.BLOCKED
+
+
+async def test_a_writer_faster_than_the_watch_is_caught_when_it_ends_and_the_culprit_is_named(disk_dir):
+    """`head -c 30M` is done before the first read of the free space: the check after it ends catches it. A
+    command of another task that then meets the low disk names the largest files of every worktree."""
+    box = Sandbox("bwrap")
+    mine, other = disk_dir / "T2", disk_dir / "T1"
+    mine.mkdir(), other.mkdir()
+    fast = "head -c 31457280 /dev/zero > .cache.bin"
+    box.disk_reserve = 0
+    res = await box.run(fast, cwd=mine, writable=[mine], timeout_s=30, output_cap_bytes=8000)
+    assert res.ok and (mine / ".cache.bin").stat().st_size == 30 * MB, "liveness: no reserve, all of it written"
+    (mine / ".cache.bin").unlink()
+    box.disk_reserve, box.disk_scope = free_bytes(disk_dir) - 10 * MB, disk_dir
+    with pytest.raises(DiskLow) as got:
+        await box.run(fast, cwd=mine, writable=[mine], timeout_s=30, output_cap_bytes=8000)
+    assert got.value.ended or got.value.stopped, str(got.value)
+    with pytest.raises(DiskLow) as honest:  # the next command, another task's, on the same disk
+        await box.run("true", cwd=other, writable=[other], timeout_s=30, output_cap_bytes=8000)
+    assert "was not started" in str(honest.value) and str(mine / ".cache.bin") in str(honest.value)

@@ -246,7 +246,9 @@ def factory_sandbox(config: FactoryConfig) -> Sandbox:
     hidden = [config.store_path.parent, config.rules_path, config.worktrees_path]
     if config.path is not None:
         hidden.append(config.path)
-    return Sandbox(config.factory.sandbox, hidden=hidden, toolchains=config.factory.toolchains)
+    box = Sandbox(config.factory.sandbox, hidden=hidden, toolchains=config.factory.toolchains)
+    box.disk_scope = config.worktrees_path  # a low disk's message names the largest files of every task's worktree
+    return box
 
 
 def detect_toolchains(command: str, sandbox: Sandbox | None = None,

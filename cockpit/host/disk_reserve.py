@@ -85,17 +85,20 @@ def largest_files(root: str, n: int = 5) -> list[tuple[int, str]]:
 class DiskLow(Exception):
     """A command was not started, or was stopped, because a disk it writes to fell below its reserve."""
 
-    def __init__(self, low: Low, command: str, *, stopped: bool, output: str = "",
+    def __init__(self, low: Low, command: str, *, stopped: bool, ended: bool = False, output: str = "",
                  largest: list[tuple[int, str]] | None = None) -> None:
-        self.low, self.command, self.stopped, self.output = low, command, stopped, output
+        """`stopped`: killed by the watch while it ran; `ended`: it ended by itself with the disk below the
+        reserve (a fast writer meets ENOSPC between two reads); neither: it was never started."""
+        self.low, self.command, self.stopped, self.ended, self.output = low, command, stopped, ended, output
         self.largest = largest or []
         super().__init__(self.text())
 
     def text(self) -> str:
-        what = "was stopped" if self.stopped else "was not started"
+        what = ("was stopped (the disk may have been filled by another command: see the largest files)"
+                if self.stopped else "ended with the disk below it" if self.ended else "was not started")
         lines = [f"{self.low.said()}: the command {what}:", f"  {self.command[:300]}"]
         if self.largest:
-            lines.append(f"largest files under {self.low.path}:")
+            lines.append("largest files:")
             lines += [f"  {_mb(size)}  {path}" for size, path in self.largest]
         if self.output.strip():
             lines.append("its last output:\n" + "\n".join(self.output.rstrip().splitlines()[-10:]))

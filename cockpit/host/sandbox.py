@@ -523,6 +523,7 @@ class Sandbox:
         self._roots_view: tuple[list[str], list[ToolchainView]] | None = None
         # bytes each writable directory's disk keeps free (None: a tenth of it, 16 MiB-1 GiB: disk_reserve)
         self.disk_reserve: int | None = None
+        self.disk_scope: Path | None = None  # where the largest files are looked for when a disk is low
 
     # -- availability -------------------------------------------------------------------
 
@@ -800,7 +801,7 @@ class Sandbox:
         watch = [str(p) for p in writable]
         low = low_disk(watch, self.disk_reserve)
         if low is not None:
-            raise DiskLow(low, command, stopped=False, largest=await asyncio.to_thread(largest_files, low.path))
+            raise DiskLow(low, command, stopped=False, largest=await self._largest(low.path))
         if self.mode != "bwrap":
             argv = [shutil.which("bash") or "/bin/bash", "-c", command]
             return await self._execute(command, argv, self._env(env, self._home_off()), str(cwd), timeout_s,
@@ -836,6 +837,13 @@ class Sandbox:
         finally:
             if etc is not None:
                 self._etc.release(etc)
+
+    async def _largest(self, path: str) -> list[tuple[int, str]]:
+        """The largest files the human may remove: under `disk_scope` (every task's worktree: the one that filled
+        the disk may be another task's) when it holds `path`, else under `path`; in a worker thread."""
+        scope = str(self.disk_scope) if self.disk_scope is not None and Path(path).is_relative_to(self.disk_scope) \
+            else path
+        return await asyncio.to_thread(largest_files, scope)
 
     async def warm(self) -> None:
         """Probe bwrap and scan the shown toolchain roots now (the scan in a worker thread), so the first
@@ -950,9 +958,14 @@ class Sandbox:
                 except (asyncio.TimeoutError, asyncio.CancelledError):
                     pass
             transport.close()
+        if not breach and watch and (low := low_disk(watch, self.disk_reserve)) is not None:
+            breach.append(low)  # it ended (a fast writer meets ENOSPC between two reads) with the disk at its reserve
+            ended = True
+        else:
+            ended = False
         if breach:
-            raise DiskLow(breach[0], command, stopped=True, output=proto.out.text(),
-                          largest=await asyncio.to_thread(largest_files, breach[0].path))
+            raise DiskLow(breach[0], command, stopped=not ended, ended=ended, output=proto.out.text(),
+                          largest=await self._largest(breach[0].path))
         return CommandResult(
             command=command,
             exit_code=None if timed_out else transport.get_returncode(),
