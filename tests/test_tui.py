@@ -214,8 +214,8 @@ async def test_approve_on_task_not_blocked_shows_domain_refusal(store, config):
         table = pane(app, "shop").table
         table.focus()
         table.select_task(t2)
-        await pilot.pause()
-        assert main_screen(app).selected_task_id == t2
+        # the selection reaches the screen by a message: wait for it, not for one pause (a loaded box is slower)
+        await until(pilot, lambda: main_screen(app).selected_task_id == t2)
         await pilot.press("a")
         await type_text(pilot, "ok")
         await pilot.press("enter")
@@ -241,7 +241,7 @@ async def test_next_blocked_cycles_through_blocked_tasks(store, config):
         table = pane(app, "shop").table
         table.focus()
         table.select_task(t2)
-        await pilot.pause()
+        await until(pilot, lambda: screen.selected_task_id == t2)
         await pilot.press("n")
         assert screen.selected_task_id == t3
         assert pane(app, "blog").table.selected_task_id == t3

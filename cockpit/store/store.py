@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections import deque
@@ -52,6 +53,32 @@ OTHERS_POLL_S = 1.0
 BUSY_TIMEOUT_MS = 60_000
 """How long a connection waits for another process's write lock. Every writer holds it for one short
 transaction, but 100 `cockpit task add` started at once on a busy machine queue for it longer than 5 s."""
+
+
+BALLAST_BYTES = 16 << 20
+"""Kept beside the database (`<db>-reserve`) while the disk has room, and given up when a write meets a full
+disk: that write, and the block that tells the human why, still land instead of stopping the factory
+(adversary C-10: a command filled the disk). Made again at the next start if the disk has room."""
+
+
+def _keep_ballast(path: Path, size: int) -> None:
+    """Write the reserve file if it is missing or short and the disk has room for it twice over."""
+    if size <= 0:
+        return
+    try:
+        if path.exists() and path.stat().st_size >= size:
+            return
+        st = os.statvfs(path.parent)
+        if st.f_bavail * st.f_frsize < 2 * size:
+            log.warning("%s: the disk is nearly full; the store keeps no reserve until space is freed", path)
+            return
+        with open(path, "wb") as f:
+            chunk = b"\0" * (1 << 20)
+            for _ in range(size // len(chunk)):
+                f.write(chunk)
+    except OSError as e:
+        log.warning("%s: no reserve kept (%s)", path, e)
+        path.unlink(missing_ok=True)
 
 
 class StoreError(Exception):
@@ -189,6 +216,7 @@ class Store:
                     )
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(_keep_ballast, self.ballast, BALLAST_BYTES)
             await self._connect_writer()
             self._c = await aiosqlite.connect(p, isolation_level=None)
             await self._c.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -624,8 +652,25 @@ class Store:
                 ok = await self._land(one, asyncio.ensure_future(self._write(one))) and ok
             return ok
         except Exception as e:
+            if "full" in str(e) and self._give_up_ballast():  # the disk is full: the reserve makes room for it
+                again = self._prepare([r[0] for r in b.results], self._next_id)
+                return await self._land(again, asyncio.ensure_future(self._write(again)), isolate=isolate)
             return self._fail(b, e)
         self._landed(b)
+        return True
+
+    @property
+    def ballast(self) -> Path:
+        return self.path.with_name(self.path.name + "-reserve")  # ignored like the WAL (*.db-*)
+
+    def _give_up_ballast(self) -> bool:
+        """Remove the reserve file (once): True if there was one to give."""
+        try:
+            self.ballast.unlink()
+        except OSError:
+            return False
+        log.warning("%s: the disk is full; the store gave up its %d MB reserve so its writes land. Free some disk "
+                    "space, then restart the cockpit (the reserve is made again).", self.path, BALLAST_BYTES >> 20)
         return True
 
     def _fail(self, b: "_Batch", e: BaseException) -> bool:
