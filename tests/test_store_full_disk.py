@@ -65,8 +65,9 @@ def run_child(tmp_path: Path, reserve: int) -> str:
     script.write_text(CHILD)
     disk = tmp_path / f"disk-{reserve}"
     disk.mkdir()
-    argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-            "--bind", str(tmp_path), str(tmp_path), "--size", str(24 << 20), "--tmpfs", str(disk), "--",
+    # everything read-only as it is (the checkout and its venv may lie under /tmp), the small disk on top
+    argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+            "--size", str(24 << 20), "--tmpfs", str(disk), "--",
             sys.executable, str(script), str(ROOT), str(reserve), str(disk)]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     return out.stdout + out.stderr

@@ -30,7 +30,8 @@ async def test_pause_resume_and_stop_a_running_agent_from_the_task_screen(tmp_pa
             pane = app.main_screen.panes["shop"]
             await until(pilot, lambda: any(line.startswith(f"{agent} {tid} ▸ run_command") for line in pane.agent_lines),
                         timeout=60)
-            assert f"{agent} {tid} ▸ run_command" in screen_text(app)
+            # and on the screen, once the pane has rendered it (a loaded box renders later than the data moves)
+            await until(pilot, lambda: f"{agent} {tid} ▸ run_command" in screen_text(app), timeout=30)
             app.main_screen.select_task(tid)
             await pilot.pause()
             await pilot.press("enter")
