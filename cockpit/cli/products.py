@@ -31,6 +31,7 @@ from ..factory.products import (
     task_counts,
 )
 from ..factory.workspaces import GitError
+from ..host.disk_reserve import DiskLow
 from ..host.sandbox import SandboxUnavailable
 
 
@@ -107,6 +108,8 @@ def cmd_add(args: argparse.Namespace) -> int:
         try:
             result = asyncio.run(probe_tests(config, repo.path, repo.branch, command))
         except SandboxUnavailable as e:
+            return _fail(f"{e}\n(or add the product without running its tests: --no-run)")
+        except DiskLow as e:
             return _fail(f"{e}\n(or add the product without running its tests: --no-run)")
         except GitError as e:
             return _fail(f"could not make a scratch worktree: {e}")
