@@ -32,6 +32,11 @@ PATCHES = {
         "    rep.outcome = 'passed'\n    rep.longrepr = None\n    if log:\n"
         "        item.ihook.pytest_runtest_logreport(report=rep)\n    return rep\n\n\n"
         "_r.call_and_report = call_and_report\n"),
+    # the watch compares each owner's attributes in C (operator.is_not over a tuple): the code under test replaces
+    # it first, so a check that looked it up at call time would see no change (pytest itself does not use it)
+    "the watch's own tools blinded first": (
+        f"import importlib, operator\n{SWALLOW}operator.is_not = lambda a, b: False\n"
+        f"_m = {_PY}\n_m.Function.runtest = _swallow(_m.Function.runtest)\n"),
     "the class dict through gc": (f"import importlib\n{SWALLOW}_m = {_PY}\n"
                                   "_g = getattr(__import__('g' + 'c'), 'get_' + 'referents')\n"
                                   "_d = _g(_m.Function.__dict__)[0]\n"
