@@ -76,3 +76,44 @@ def test_a_killed_cockpits_directories_go_at_the_next_start_and_a_live_ones_stay
         made(last)
         last.wait(timeout=60)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_two_cockpits_sweeping_one_dead_directory_at_once_both_start(tmp_path):
+    """Seen in CI: two `cockpit product add` started together both swept a dead process's directory; one's
+    rmtree found an entry the other had just removed, its error hook retried `os.open(path)` without flags,
+    and the command died at start with a TypeError. The hook now never raises, for any failing call."""
+    from cockpit.host import temp_dirs
+
+    gone = tmp_path / "gone"
+    for func in (os.open, os.lstat, os.scandir, os.rmdir, os.unlink):  # each call rmtree may report
+        temp_dirs._make_writable_and_retry(func, str(gone), FileNotFoundError())
+    locked = tmp_path / "locked"
+    (locked / "inner").mkdir(parents=True)
+    (locked / "inner" / "f").write_text("x")
+    (locked / "inner").chmod(0)
+    temp_dirs._make_writable_and_retry(os.open, str(locked / "inner"), PermissionError())
+    assert not (locked / "inner").exists()  # could not be opened: made readable and removed whole
+    # and the race itself, many times over: a dead process's deep directory swept by four at once
+    import threading
+
+    for round_ in range(5):
+        dead = tmp_path / f"{temp_dirs.PREFIX}999999{round_}-x"
+        for i in range(40):
+            (dead / f"d{i}" / "e").mkdir(parents=True)
+            (dead / f"d{i}" / "e" / "f").write_text("x")
+        errors: list[BaseException] = []
+        threads = [threading.Thread(target=_sweep, args=(tmp_path, errors)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [] and not dead.exists()
+
+
+def _sweep(base: Path, errors: list[BaseException]) -> None:
+    from cockpit.host import temp_dirs
+
+    try:
+        temp_dirs.sweep_stale(base)
+    except BaseException as e:  # noqa: BLE001 - the point is that nothing escapes
+        errors.append(e)

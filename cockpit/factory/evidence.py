@@ -134,13 +134,16 @@ def _reporter():
                    "changed in place")
 
     dirty = set()  # owners whose watched attributes changed since `groups` was built
-    scanned = {}  # id(class) -> how many attributes it had when its attributes were last added to `watched`
+    scanned = {}  # id(module or class) -> how many attributes it had when last added to `watched`
 
     def snapshot():
         seen = set()
         for name, module in list(sys.modules.items()):
             if module is None or not _runner(name) or name == __name__:
                 continue
+            if scanned.get(id(module)) == len(vars(module)):
+                continue  # nothing added since its last scan; a watched attribute replaced is check_runner's to see
+            scanned[id(module)] = len(vars(module))
             for attr, value in list(vars(module).items()):
                 if callable(value):
                     key = (id(module), attr)

@@ -28,14 +28,22 @@ _root_pid: int | None = None
 
 
 def _make_writable_and_retry(func, path, _exc) -> None:
-    """rmtree's error hook: our dirs may be read-only (git's HOME is 0o555); make the parent writable, retry."""
+    """rmtree's error hook: our dirs may be read-only (git's HOME is 0o555); make the parent writable, retry.
+
+    Only a removal is retried as it was called: when rmtree could not open or list a directory (`os.open`,
+    `os.scandir`, `os.lstat`: they need more than a path), that directory is removed whole, now that it may
+    be read. Never raises: a leftover is better than a crash at exit (seen: `product add` exited 1 with a
+    TypeError from retrying `os.open(path)`)."""
     try:
         parent = os.path.dirname(path)
         os.chmod(parent, stat.S_IRWXU)
         if os.path.isdir(path) and not os.path.islink(path):
             os.chmod(path, stat.S_IRWXU)
-        func(path)
-    except OSError:
+        if func in (os.rmdir, os.remove, os.unlink):
+            func(path)
+        elif os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+    except (OSError, TypeError, ValueError):
         pass
 
 
