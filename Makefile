@@ -60,7 +60,7 @@ test: install sandbox test-tools
 test-latest: $(UV) sandbox test-tools
 	rm -rf $(LATEST)
 	$(UV) venv -q --python $(PYTHON) $(LATEST)
-	VIRTUAL_ENV=$(LATEST) $(UV) pip install -q --upgrade --resolution highest -e '.[dev]'
+	VIRTUAL_ENV=$(LATEST) $(UV) pip install -q --compile-bytecode --upgrade --resolution highest -e '.[dev]'
 	@VIRTUAL_ENV=$(LATEST) $(UV) pip freeze --exclude-editable | $(LATEST)/bin/python scripts/lockdiff.py uv.lock
 	COCKPIT_DEPS=latest $(LATEST)/bin/python -m pytest -q -p no:cacheprovider -n $(WORKERS)
 
