@@ -55,10 +55,12 @@ BUSY_TIMEOUT_MS = 60_000
 transaction, but 100 `cockpit task add` started at once on a busy machine queue for it longer than 5 s."""
 
 
-BALLAST_BYTES = 16 << 20
+BALLAST_BYTES = int(os.environ.get("COCKPIT_STORE_RESERVE_BYTES", 16 << 20))
 """Kept beside the database (`<db>-reserve`) while the disk has room, and given up when a write meets a full
 disk: that write, and the block that tells the human why, still land instead of stopping the factory
-(adversary C-10: a command filled the disk). Made again at the next start if the disk has room."""
+(adversary C-10: a command filled the disk). Made again at the next start if the disk has room. The
+environment variable sizes it for a test suite that makes hundreds of factories (16 MB each filled gigabytes
+of pytest's kept temp dirs)."""
 
 
 def _keep_ballast(path: Path, size: int) -> None:
@@ -73,9 +75,12 @@ def _keep_ballast(path: Path, size: int) -> None:
             log.warning("%s: the disk is nearly full; the store keeps no reserve until space is freed", path)
             return
         with open(path, "wb") as f:
-            chunk = b"\0" * (1 << 20)
-            for _ in range(size // len(chunk)):
-                f.write(chunk)
+            try:
+                os.posix_fallocate(f.fileno(), 0, size)  # the blocks reserved, nothing written
+            except OSError:  # a filesystem without it: write the zeros
+                chunk = b"\0" * min(size, 1 << 20)
+                for _ in range(-(-size // len(chunk))):
+                    f.write(chunk)
     except OSError as e:
         log.warning("%s: no reserve kept (%s)", path, e)
         path.unlink(missing_ok=True)
