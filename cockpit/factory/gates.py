@@ -398,7 +398,8 @@ class TestsGate:
                 f"\nThe commit was tested as it would land: merged onto main's head {onto[:12]}, which moved since "
                 "it branched. Merge main into your branch (sync_main) and run the tests there." if onto else "")
             return stage
-        n = len([i for i in res.evidence.collected if "__cockpit_main" not in i]) if res.evidence else None
+        own = _of_the_tree(res.evidence, set(copies))  # what the tree collects, main's copies left out by name
+        n = len(own.collected) if own is not None else None
         summary = (f"{n} tests collected (main {base[:12]}: {len(main.collected)}), each of main's unchanged"
                    if main is not None and n is not None else "tests not counted: the command does not run pytest")
         if static_ids.renamed:
@@ -409,7 +410,7 @@ class TestsGate:
         stage.verdicts.append({"gate": GUARD, **label, "outcome": "pass", "detail": summary + reach_text,
                                "run_key": key})
         self.greens.remember(Green(key, tested, "check", res.evidence.outcomes() if res.evidence else {},
-                                   collected=_of_the_tree(res.evidence, set(copies))))
+                                   collected=own))
         return stage
 
     async def _against_main(self, repo: Path, command: str, base: str, main: Evidence | None, res: GateResult,
@@ -490,9 +491,9 @@ class TestsGate:
         res = await self.run(repo, merged, command, expect_pytest=bool(main is not None and main.reported))
         if res.passed:
             outcomes = res.evidence.outcomes() if res.evidence else {}
-            self.greens.remember(Green(key, merged, "merge", outcomes, collected=_of_the_tree(res.evidence, set())))
+            self.greens.remember(Green(key, merged, "merge", outcomes, collected=res.evidence))  # no copies ran
             self._main_outcomes[merged] = outcomes
-            self._seed_baseline(repo, command, merged, _of_the_tree(res.evidence, set()))
+            self._seed_baseline(repo, command, merged, res.evidence)
             return dataclasses.replace(res, run_key=key)
         return res
 
