@@ -9,13 +9,11 @@ Real git repos, the real bwrap sandbox, real pytest runs.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 
 from gate_kit import BROKEN, FIFO_FD, branch, check
 
-from cockpit.factory.evidence import CONTRADICTS, contradictions, fold, session_id
+from cockpit.factory.evidence import CONTRADICTS, contradictions, fold, session_id, signature
 from cockpit.factory.gates import REPORTER_REACHED
 
 # the reporter unregistered by the first test, the rest of the stream forged: passes, the end, a summary
@@ -105,7 +103,7 @@ def _sealed(key: bytes, recs: list[dict]) -> list[bytes]:
     out = []
     for n, rec in enumerate(recs):
         body = json.dumps({**rec, "sid": session_id(key), "seq": n}, sort_keys=True)
-        out.append(hmac.new(key, body.encode(), hashlib.sha256).hexdigest().encode() + b" " + body.encode())
+        out.append(signature(key, body.encode()) + b" " + body.encode())
     return out
 
 

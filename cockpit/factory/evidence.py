@@ -38,14 +38,16 @@ Every line is numbered and signed with a key read once from the cockpit's key FI
 module is imported (before any conftest or test module): a line the test code forges, drops or
 rewrites does not verify. The key and the FIFO's fd live only in the closure below.
 """
-import hashlib
-import hmac
+try:  # keyed BLAKE2 (a MAC by design) without hashlib, whose import loads OpenSSL: ~2 ms of every run
+    from _blake2 import blake2b
+except ImportError:  # another Python
+    from hashlib import blake2b
+import gc
 import json
 import operator
 import os
 import site
 import sys
-import sysconfig
 
 import pytest
 
@@ -76,7 +78,7 @@ def _reporter():
             fd = os.open(path, os.O_WRONLY)
         except OSError:
             key = fd = None
-    sid = hashlib.sha256(key).hexdigest()[:16] if key else ""
+    sid = blake2b(key, digest_size=8).hexdigest() if key else ""
     seq = [0]
     raw = {}
     before = set()
@@ -102,10 +104,17 @@ def _reporter():
         return code is not None and str(code.co_filename).startswith(runner_dirs)
 
     # where the environment's installed packages live (the human installed them; a builder commits to a tree)
-    installed_dirs = tuple(sorted({os.path.realpath(d) + os.sep for d in
-                                   [*site.getsitepackages(), site.getusersitepackages(),
-                                    sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
-                                   if d}))
+    installed = []
+
+    def installed_dirs():
+        """Read when first needed (sysconfig's import is ~1 ms of every run that never needs it)."""
+        if not installed:
+            import sysconfig
+            installed.append(tuple(sorted({os.path.realpath(d) + os.sep for d in
+                                           [*site.getsitepackages(), site.getusersitepackages(),
+                                            sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+                                           if d})))
+        return installed[0]
 
     own_file = os.path.abspath(__file__)
     function = type(tamper)
@@ -165,7 +174,7 @@ def _reporter():
 
     def installed_code(value):
         code = getattr(getattr(value, "__func__", value), "__code__", None)
-        return code is not None and os.path.realpath(str(code.co_filename)).startswith(installed_dirs)
+        return code is not None and os.path.realpath(str(code.co_filename)).startswith(installed_dirs())
 
     # each owner's watched attributes read in one C call and compared by identity in C: ~15,000 entries cost
     # 2.7 ms per check in a Python loop, twice per test; this way a tenth of it. Taken now, before any test
@@ -259,7 +268,7 @@ def _reporter():
         rec["sid"], rec["seq"] = sid, seq[0]
         seq[0] += 1
         body = json.dumps(rec, sort_keys=True)
-        mac = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+        mac = blake2b(body.encode(), key=key, digest_size=32).hexdigest()
         try:
             os.write(fd, (mac + " " + body + "\n").encode())
         except OSError:
@@ -328,12 +337,19 @@ def _reporter():
                         for p in session.config.pluginmanager.get_plugins() if id(p) not in before} if before else ())
         send({"ev": "finish", "exitstatus": int(exitstatus), "added": added})
 
-    return (pytest_load_initial_conftests, pytest_configure, pytest_collectreport, pytest_collection_finish,
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(config):
+        # the session is over and reported: what is left is the interpreter's exit, whose collections walk
+        # every object pytest made (~20-40 ms of a small run). Frozen objects are skipped; refcounting still
+        # frees them, atexit still runs, the exit code is already pytest's.
+        gc.freeze()
+
+    return (pytest_unconfigure, pytest_load_initial_conftests, pytest_configure, pytest_collectreport, pytest_collection_finish,
             pytest_runtest_makereport, pytest_runtest_logreport, pytest_sessionfinish)
 
 
-(pytest_load_initial_conftests, pytest_configure, pytest_collectreport, pytest_collection_finish,
- pytest_runtest_makereport, pytest_runtest_logreport, pytest_sessionfinish) = _reporter()
+(pytest_unconfigure, pytest_load_initial_conftests, pytest_configure, pytest_collectreport,
+ pytest_collection_finish, pytest_runtest_makereport, pytest_runtest_logreport, pytest_sessionfinish) = _reporter()
 del _reporter
 '''
 
@@ -402,7 +418,12 @@ class Evidence:
 
 def session_id(key: bytes) -> str:
     """How a line names the key it is signed with (the reporter computes the same)."""
-    return hashlib.sha256(key).hexdigest()[:16]
+    return hashlib.blake2b(key, digest_size=8).hexdigest()
+
+
+def signature(key: bytes, body: bytes) -> bytes:
+    """A line's signature: keyed BLAKE2b, what the reporter computes (64 hex digits)."""
+    return hashlib.blake2b(body, key=key, digest_size=32).hexdigest().encode()
 
 
 def _unsealed(n: int, raw: bytes, keys: dict[str, bytes], next_n: dict[str, int]) -> tuple[dict | None, str]:
@@ -415,7 +436,7 @@ def _unsealed(n: int, raw: bytes, keys: dict[str, bytes], next_n: dict[str, int]
         key = keys.get(str(rec.get("sid")))
     except (ValueError, AttributeError):
         return None, f"line {n} of the outcome stream is not a report: {raw[:120]!r}"
-    if key is None or not hmac.compare_digest(mac, hmac.new(key, body, hashlib.sha256).hexdigest().encode()):
+    if key is None or not hmac.compare_digest(mac, signature(key, body)):
         return None, (f"line {n} of the outcome stream was not written by the cockpit's reporter (its signature does "
                       f"not verify): {body[:120]!r}")
     sid, due, seq = str(rec["sid"]), next_n.get(str(rec["sid"]), 0), rec.get("seq")
