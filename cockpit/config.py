@@ -103,6 +103,7 @@ class LimitsSection(_Strict):
     command_timeout_s: float = Field(120.0, gt=0)
     test_timeout_s: float = Field(600.0, gt=0)
     output_cap_bytes: int = Field(64_000, ge=1024)
+    tmp_bytes: int = Field(512 << 20, ge=1 << 20, description="each sandboxed command's private /tmp (memory: a tmpfs)")
 
 
 class ModelSection(_Strict):

@@ -247,6 +247,7 @@ def factory_sandbox(config: FactoryConfig) -> Sandbox:
     if config.path is not None:
         hidden.append(config.path)
     box = Sandbox(config.factory.sandbox, hidden=hidden, toolchains=config.factory.toolchains)
+    box.tmp_bytes = config.limits.tmp_bytes  # /tmp is memory: bounded per command
     box.disk_scope = config.worktrees_path  # a low disk's message names the largest files of every task's worktree
     return box
 

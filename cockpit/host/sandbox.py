@@ -129,6 +129,14 @@ _BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 # The largest file a sandboxed command may write (RLIMIT_FSIZE): a build's artefacts fit, a disk does not fill
 # from one file. (Many files still can: left, see docs/security.md.)
 MAX_FILE_BYTES = 2 << 30
+# Every tmpfs in the view is memory, and the kernel's default size is half the RAM, each: one `cat /dev/zero >
+# /tmp/x` in a few commands at once takes the host's memory. /tmp gets TMP_BYTES (factory.toml [limits]
+# tmp_bytes), /dev/shm a fixed share, /run and the empty dirs that hide a path next to nothing; /dev itself
+# is read-only (its nodes are what a command needs of it).
+TMP_BYTES = 512 << 20
+SHM_BYTES = 64 << 20
+RUN_BYTES = 1 << 20
+HIDING_BYTES = 64 << 10
 # bwrap's own words when a mount's target is gone (the command never started)
 _BWRAP_SETUP = re.compile(r"bwrap: Can't (?:mkdir parents for|create file at|find source path) (/[^\n]*?)(?:: [^\n]*)?")
 _SANDBOX_HOME = "/tmp/home"
@@ -248,13 +256,17 @@ def _killpg(pgid: int) -> None:
 def _probe_argv(bwrap: str) -> list[str]:
     return [
         bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
-        "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+        "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--size", str(RUN_BYTES), "--tmpfs", "/tmp",
         "--setenv", "PATH", _BASE_PATH, "--", "true",
     ]  # fmt: skip
 
 
 def _probe_failure(bwrap: str, rc: int, output: bytes) -> str:
     detail = output.decode("utf-8", errors="replace").strip() or f"exit code {rc}"
+    if "--size" in detail:
+        return (f"bubblewrap ({bwrap}) is too old to bound the size of a sandbox's /tmp ({detail}): every tmpfs "
+                "would be allowed half the RAM. Install bubblewrap 0.6 or later, or set sandbox = \"off\" in "
+                "factory.toml's [factory] (code an agent wrote then runs unconfined)")
     return (
         f"bubblewrap ({bwrap}) cannot create a sandbox here: {detail}. Allow unprivileged "
         f"user namespaces (e.g. sysctl kernel.unprivileged_userns_clone=1) or {_FIX}"
@@ -521,6 +533,9 @@ class Sandbox:
         self._toolchain_view = toolchain_view
         self._scan: ToolchainScan | None = None
         self._roots_view: tuple[list[str], list[ToolchainView]] | None = None
+        # the size of each command's /tmp (memory); None: no tmpfs is sized, /dev stays writable (tests show
+        # what the limits stop)
+        self.tmp_bytes: int | None = TMP_BYTES
         # bytes each writable directory's disk keeps free (None: a tenth of it, 16 MiB-1 GiB: disk_reserve)
         self.disk_reserve: int | None = None
         self.disk_scope: Path | None = None  # where the largest files are looked for when a disk is low
@@ -618,10 +633,15 @@ class Sandbox:
 
         empty = _empty_file()  # checked once per command, not once per hidden file
 
+        sized = self.tmp_bytes is not None
+
+        def size(n: int) -> list[str]:
+            return ["--size", str(n)] if sized else []
+
         def hide(entries: list[tuple[str, bool, bool]]) -> list[str]:
             out: list[str] = []
             for real, is_dir, _ in entries:
-                out += ["--tmpfs", real] if is_dir else ["--ro-bind", empty, real]
+                out += [*size(HIDING_BYTES), "--tmpfs", real] if is_dir else ["--ro-bind", empty, real]
             return out
 
         # no capability inside, even for root: with them a command could `umount` what hides a secret
@@ -640,8 +660,9 @@ class Sandbox:
             elif not (r == "/tmp" or r.startswith("/tmp/")):  # those come after /tmp's tmpfs
                 argv += ["--ro-bind", r, r]
         argv += [
-            "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--dir", _SANDBOX_HOME,
-            "--tmpfs", "/run", "--dir", "/var", "--symlink", "../run", "/var/run",
+            "--dev", "/dev", *size(SHM_BYTES), "--tmpfs", "/dev/shm", "--proc", "/proc",
+            *size(self.tmp_bytes or 0), "--tmpfs", "/tmp", "--dir", _SANDBOX_HOME,
+            *size(RUN_BYTES), "--tmpfs", "/run", "--dir", "/var", "--symlink", "../run", "/var/run",
         ]  # fmt: skip
         # A toolchain under /tmp (a venv in a temp checkout, as in CI): the fresh tmpfs hid it.
         for r in roots:
@@ -667,7 +688,7 @@ class Sandbox:
             argv += ["--bind", w, w]
         argv += hide([h for h in hidden if inside_tree(h[0])])
         # the scaffolding bwrap made for the binds (parents of the worktree...) is not writable
-        argv += ["--remount-ro", "/"]
+        argv += ["--remount-ro", "/", *(["--remount-ro", "/dev"] if sized else [])]
         argv += ["--chdir", os.path.realpath(cwd)]
         for key, value in env.items():
             argv += ["--setenv", key, value]
