@@ -8,8 +8,9 @@ The demo (`cockpit demo --headless`) runs for real; everything is read back from
   "not run again"); per merged task, counting the runs its landing cost (the check of the commit
   that landed and its merge runs), and beside it every run of the demo (failed rounds included).
 
-Anchor (same run): the product's test command alone on a plain checkout, in the sandbox: the floor
-any gate that runs the suite pays.
+Anchor (same run, after the demo, on an idle box): the product's test command alone on a plain checkout,
+in the sandbox (the floor any gate that runs the suite pays), and one whole gate run of the same commit
+beside it (clean checkout, the reporter's stream, the cross-check).
 
     python bench/tests_gate.py
 """
@@ -96,16 +97,27 @@ def fold(events: list[tuple[float, str, str | None, dict[str, Any]]]) -> dict[st
             "landed_commit_runs_per_merged": landed_only / len(merged) if merged else float("nan")}
 
 
-async def _floor(product: Path, command: str, repeats: int = 5) -> float:
+async def _floor(product: Path, command: str, repeats: int = 9) -> tuple[float, float]:
+    """(the bare command on a plain clone, one whole gate run: clean checkout, reporter, cross-check), each
+    the median of `repeats`, taken in turns after the demo ended (an idle box)."""
+    from cockpit.factory.gates import run_tests_gate
     from cockpit.host.sandbox import Sandbox
 
     sandbox = Sandbox("bwrap")
-    times = []
+    await sandbox.warm()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=product, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    bare, gate = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
         await sandbox.run(command, cwd=product, writable=[product], timeout_s=120, output_cap_bytes=64_000)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        bare.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        res = await run_tests_gate(sandbox, command, product, head, timeout_s=120, output_cap_bytes=64_000)
+        gate.append(time.perf_counter() - t0)
+        if not res.passed:
+            raise RuntimeError(f"the gate failed main's own tests: {res.detail()}")
+    return statistics.median(bare), statistics.median(gate)
 
 
 def measure(root: Path = ROOT) -> dict[str, Any]:
@@ -127,7 +139,7 @@ def measure(root: Path = ROOT) -> dict[str, Any]:
         product = cfg.products[0]
         plain = base / "plain"
         subprocess.run(["git", "clone", "-q", str(cfg.product_path(product.name)), str(plain)], check=True)
-        m["floor_s"] = asyncio.run(_floor(plain, product.test_command))
+        m["floor_s"], m["gate_run_s"] = asyncio.run(_floor(plain, product.test_command))
         m["wall_s"] = wall
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -140,6 +152,9 @@ def bench_rows() -> dict[str, Any]:
         {"what": f"demo tests gate, check stage ({m['checks']} checks)", "figure": f"{m['stage_median_s']:.2f} s median",
          "goal": "within 15% of before", "anchor": f"test command alone {m['floor_s']:.2f} s",
          "ratio": f"{m['stage_median_s'] / m['floor_s']:.2f}", "verdict": "info"},
+        {"what": "  one gate run, idle (checkout, reporter, cross-check)", "figure": f"{m['gate_run_s']:.3f} s",
+         "goal": "(before issue 17: 0.172 s)", "anchor": f"test command alone {m['floor_s']:.3f} s",
+         "ratio": f"{m['gate_run_s'] / m['floor_s']:.2f}", "verdict": "info"},
         {"what": "demo suite runs per merged task, landing", "figure": f"{m['landing_runs_per_merged']:.2f}",
          "goal": f"<= {GOAL_RUNS_PER_MERGE}",
          "anchor": (f"{m['reused']} reused a green, {m['merge_runs']} merges ran ({m['merge_failed']} failed, the rest "
