@@ -57,7 +57,9 @@ def fold(events: list[tuple[float, str, str | None, dict[str, Any]]]) -> dict[st
     for ts, kind, task, data in events:
         gate = data.get("gate")
         if kind == "gate.started" and gate == "tests" and task:
-            open_at[task] = ts
+            open_at.setdefault(task, ts)  # a check that failed on a merge train and ran again alone: one stage
+        elif kind == "gate.verdict" and gate == "train":
+            runs += 1  # the run on top of the tasks ahead, before the run alone
         elif kind == "gate.verdict" and gate == "tests" and str(data.get("detail", "")).startswith("not run again"):
             reused += 1  # the same inputs were checked green before (another task, or before a restart)
             if task in open_at:

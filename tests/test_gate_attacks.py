@@ -5,6 +5,7 @@ Real git repos, the real bwrap sandbox, real pytest runs (cockpit.factory.gates.
 
 from __future__ import annotations
 
+import pytest
 from gate_kit import BROKEN, CALC_TESTS, FIFO_FD, GREENWASH, PYTEST, branch, check
 from gitrepo import run_git, write_files
 
@@ -237,3 +238,35 @@ async def test_forged_passes_written_into_the_stream_before_the_real_failures(re
     res = await check(gate, repo, sha, off=["seal", "reporter_reach"])
     assert CONTRADICTS in res.reasons
     assert "tests/test_calc.py::test_add reported its call twice: passed, then failed" in res.text
+
+
+# A stand-in for the reporter: the cockpit's own plugin source, read from the outcome dir it is shown, with
+# the raw outcome taken from the report, and a wrapper that turns each failed report into a pass. It takes a
+# real key and signs every line (adversary D-12).
+STAND_IN = '''import os
+
+import pytest
+
+_path = os.path.join(os.environ.get("PYTHONPATH", ""), "cockpit_outcomes.py")
+with open(_path) as _f:
+    _src = _f.read()
+_src = _src.replace('"raw": raw.pop((report.nodeid, report.when), "")', '"raw": report.outcome')
+exec(compile(_src, _path, "exec"), globals())
+
+
+def _settle(item, call):
+    out = yield
+    rep = out.get_result()
+    if rep.failed:
+        rep.outcome = "passed"
+
+
+globals()["pytest_runtest_" + "makereport"] = pytest.hookimpl(hookwrapper=True)(_settle)
+'''
+
+
+@pytest.mark.parametrize("path", ["cockpit_outcomes.py", "cockpit_outcomes/__init__.py"])
+async def test_a_module_named_like_the_reporter_is_loaded_in_its_place(repo, gate, path):
+    sha = branch(repo, {**BROKEN, path: STAND_IN})
+    res = await lands_then_stopped(gate, repo, sha, ["protected"])
+    assert res.reasons == [PROTECTED_CHANGED] and path in res.text, res.text

@@ -18,7 +18,7 @@ Invariants (1-3 of docs/architecture.md, which says where each is tested):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Any
 
@@ -66,6 +66,9 @@ class Verdict(BaseModel):
     # a guard verdict's findings, one stable key each ("test:tests/test_x.py::test_a, removed ...", "deleted:...",
     # "protected:...", "uncounted"): what a human override accepted, compared across commits
     findings: tuple[str, ...] = ()
+    # a passing check made on a merge train: the (task, commit) pairs it was tested on top of, in their order;
+    # the merge queue lands this task after them, so the tree it tested is the tree that lands
+    ahead: tuple[tuple[str, str], ...] = ()
 
 
 class Approval(BaseModel):
@@ -298,6 +301,46 @@ def merge_tested_green(task: Task, merged_commit: str) -> bool:
                and v.outcome == Outcome.PASS for v in task.verdicts)
 
 
+def checked_green(task: Task) -> Verdict | None:
+    """The passing guard verdict that ended the check of the task's latest commit (the latest guard verdict on
+    it, if it passed)."""
+    found = [v for v in task.verdicts if v.gate == GUARD_GATE and v.commit == task.commit]
+    return found[-1] if found and found[-1].outcome == Outcome.PASS else None
+
+
+TRAIN_STATES = frozenset({TaskState.REVIEWING, TaskState.MERGING})
+"""Checked green and on the way to main: a later task of the product is checked on top of these."""
+
+
+def train_ahead(task: Task, others: Iterable[Task]) -> list[tuple[str, str]]:
+    """(task, commit) of the product's other tasks checked green on their latest commit and not landed yet,
+    in the order their checks ended: what `task`'s check is tested on top of (a merge train)."""
+    train = []
+    for o in others:
+        v = checked_green(o) if o.id != task.id and o.product == task.product and o.state in TRAIN_STATES else None
+        if v is not None and o.commit is not None:
+            train.append((v.event_id or 0, o.id, o.commit))
+    return [(tid, c) for _, tid, c in sorted(train)]
+
+
+def train_waits_for(task: Task, lookup: Callable[[str], Task | None]) -> list[str] | None:
+    """The tasks ahead of `task` in its merge train that have yet to land (land after them, and the tree its
+    check tested is the tree that lands), or None when the train broke: one of them left it (sent back, blocked,
+    a new commit), so the task lands on main as it is, tested there."""
+    v = checked_green(task)
+    waits: list[str] = []
+    for tid, commit in v.ahead if v is not None else ():
+        o = lookup(tid)
+        if o is None or o.commit != commit:
+            return None
+        if o.state == TaskState.DONE:
+            continue
+        if o.state not in TRAIN_STATES:
+            return None
+        waits.append(tid)
+    return waits
+
+
 def may_merge(task: Task) -> bool:
     return not missing_gates(task) or human_override(task) is not None
 
@@ -433,9 +476,13 @@ def _verdict(task: Task, event: Event, role: Role) -> Update:
     findings = d.get("findings") or []
     if not isinstance(findings, list) or not all(isinstance(f, str) for f in findings):
         raise Refused("verdict: 'findings' must be a list of strings")
+    ahead = d.get("ahead") or []
+    if not isinstance(ahead, list) or not all(
+            isinstance(a, list) and len(a) == 2 and all(isinstance(x, str) for x in a) for a in ahead):
+        raise Refused("verdict: 'ahead' must be a list of [task, commit] pairs")
     v = Verdict(gate=gate, commit=commit, actor=event.actor, outcome=outcome,
                 detail=str(d.get("detail", ""))[:4000], event_id=event.id, source=source, base=base,
-                findings=tuple(findings))
+                findings=tuple(findings), ahead=tuple((a[0], a[1]) for a in ahead))
     return {"verdicts": [*task.verdicts, v]}
 
 

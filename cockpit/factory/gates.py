@@ -29,7 +29,7 @@ import hashlib
 import shutil
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -51,6 +51,8 @@ from .workspaces import git
 TAIL_LINES = 60
 GATE_TESTS = "tests"
 GUARD = "guard"
+# a check made on top of the tasks ahead that did not pass there: the commit is then checked on main alone
+TRAIN = "train"
 DEFENCES = ("evidence", "seal", "raw_outcomes", "runner_intact", "reporter_reach", "identity", "runner_config",
             "protected", "shadows", "main_copies", "product_patch")
 TESTS_CHANGED = "tests changed"
@@ -135,6 +137,8 @@ class TestsStage:
     findings: list[str] = field(default_factory=list)
     # blocked by the guard alone: the tests ran from a clean checkout, passed and contradicted nothing
     guard_only: bool = False
+    # the tasks ahead it was tested on top of (a merge train), in their order
+    stack: tuple[tuple[str, str], ...] = ()
 
 
 class TestsGate:
@@ -253,37 +257,92 @@ class TestsGate:
 
     as_it_lands = True  # a test switches it off to count the queue's extra run when main moved
 
-    async def as_it_would_land(self, repo: Path, main_branch: str, commit: str) -> tuple[str, str | None]:
-        """(what to test, main's head it was merged onto or None): `commit` itself when it contains main's head,
-        else git's own merge of it onto that head (a commit object only, nothing checked out). A conflict or
-        unrelated histories test the commit alone: the merge queue then says what stands in the way."""
+    train = True  # a test switches it off: a task checked beside another then runs again in the queue
+
+    async def as_it_would_land(self, repo: Path, main_branch: str, commit: str, ahead: Sequence[tuple[str, str]] = (),
+                               ) -> tuple[str, str | None, tuple[tuple[str, str], ...]]:
+        """(what to test, what it was merged onto or None, the tasks ahead it was stacked on).
+
+        `commit` itself when it contains main's head, else git's own merge of it onto that head (a commit object
+        only, nothing checked out). `ahead`: (task, commit) of the product's tasks checked green and not landed
+        yet, in the order they were checked: the commit is tested on top of main with them merged in (a merge
+        train), the tree main will hold once they have landed; the merge queue then lands it after them and
+        reuses this run. Any of them that does not merge cleanly drops the whole train: main's head alone.
+        A conflict with main, or unrelated histories, test the commit alone: the queue says what is in the way."""
         if not self.as_it_lands:
-            return commit, None
+            return commit, None, ()
         head = await git("rev-parse", "--verify", f"refs/heads/{main_branch}^{{commit}}", cwd=repo)
-        base = await git("merge-base", head, commit, cwd=repo, check=False)
-        if base == head:
-            return commit, None
-        merged = await merge_commit(repo, head, commit, f"cockpit: {commit[:12]} merged onto {main_branch} "
-                                                        f"{head[:12]} for the tests gate")
-        return (merged, head) if merged else (commit, None)
+        for train in ((tuple(ahead), head), ((), head)) if ahead and self.train else (((), head),):
+            stack, onto = train
+            for task_id, c in stack:  # main with the tasks ahead landed, in their order
+                onto = await self._onto(repo, onto, c, f"cockpit: {task_id} {c[:12]} ahead in the merge train")
+                if onto is None:
+                    break
+            if onto is None:
+                continue
+            base = await git("merge-base", onto, commit, cwd=repo, check=False)
+            if base == onto:
+                return commit, (onto if stack else None), stack
+            merged = await merge_commit(repo, onto, commit, f"cockpit: {commit[:12]} merged onto {onto[:12]} for "
+                                                            "the tests gate")
+            if merged:
+                return merged, onto, stack
+        return commit, None, ()
+
+    @staticmethod
+    async def _onto(repo: Path, onto: str, commit: str, message: str) -> str | None:
+        """`onto` with `commit` merged in (`commit` itself when it contains `onto`), or None on a conflict."""
+        if await git("merge-base", onto, commit, cwd=repo, check=False) == onto:
+            return commit
+        return await merge_commit(repo, onto, commit, message)
 
     async def check(self, repo: Path, main_branch: str, commit: str, command: str, *,
                     protected: list[str] | tuple[str, ...] = (),
                     started: Callable[[dict[str, Any]], Awaitable[Any]] | None = None,
-                    run_anyway: bool = False) -> TestsStage:
+                    run_anyway: bool = False, ahead: Sequence[tuple[str, str]] = ()) -> TestsStage:
         """The whole tests stage of one commit: guard, clean run, evidence, main's tests, runner reach.
 
         `run_anyway`: a human override may carry to this commit, so the tests run even when the git-only
-        guard fails; the stage still blocks, `guard_only` saying that the guard alone stopped it."""
+        guard fails; the stage still blocks, `guard_only` saying that the guard alone stopped it.
+        `ahead`: the product's tasks checked green and not landed yet (see `as_it_would_land`). A commit that
+        does not pass on top of them is checked again on main alone, and judged there: the tasks ahead have not
+        landed and may never land; if they do first, the merge queue tests it on that main, as before."""
+        stage = await self._check_on(repo, main_branch, commit, command, protected=protected, started=started,
+                                     run_anyway=run_anyway, ahead=ahead)
+        if not stage.stack or stage.action == "pass":
+            return stage
+        alone = await self._check_on(repo, main_branch, commit, command, protected=protected, started=started,
+                                     run_anyway=run_anyway, ahead=())
+        train = " and ".join(t for t, _ in stage.stack)
+        first = stage.verdicts[0] if stage.verdicts else {}
+        alone.verdicts.insert(0, {
+            "gate": TRAIN, "commit": commit, "outcome": "fail", "tested": first.get("tested"),
+            "onto": first.get("onto"), "ahead": [list(a) for a in stage.stack],
+            "detail": (f"on top of {train} (checked green, not landed yet) this commit does not pass; it was checked "
+                       f"on main alone instead (the verdicts after this one). If {train} lands first, the merge "
+                       f"queue tests it on that main.\n{stage.text[:3000]}")})
+        return alone
+
+    async def _check_on(self, repo: Path, main_branch: str, commit: str, command: str, *,
+                        protected: list[str] | tuple[str, ...], started: Callable[[dict[str, Any]], Awaitable[Any]] | None,
+                        run_anyway: bool, ahead: Sequence[tuple[str, str]]) -> TestsStage:
         stage = TestsStage()
         defaults = DEFAULT_PROTECTED if "protected" in self.defences else ()
         # the tree that would land: when main moved since the commit branched, the commit merged onto main's
         # head is what is judged and run, against main's head (the queue then finds that tree green)
-        tested, onto = (commit, None) if run_anyway else await self.as_it_would_land(repo, main_branch, commit)
-        on = f"{commit[:12]}" + (f" merged onto main {onto[:12]}" if onto else "")
-        label: dict[str, Any] = {"commit": commit, **({"tested": tested, "onto": onto} if onto else {})}
+        tested, onto, stack = (commit, None, ()) if run_anyway else await self.as_it_would_land(
+            repo, main_branch, commit, ahead)
+        stage.stack = stack
+        train = " and ".join(t for t, _ in stack)
+        on = f"{commit[:12]}" + (f" merged onto main with {train} landed ({onto[:12]})" if stack
+                                 else f" merged onto main {onto[:12]}" if onto else "")
+        label: dict[str, Any] = {"commit": commit, **({"tested": tested, "onto": onto} if onto else {}),
+                                 **({"ahead": [list(a) for a in stack]} if stack else {})}
+        # on a train, what this change is judged against is main with the tasks ahead landed: their tests are
+        # main's tests for it (a test of theirs this change rewrites waits for the human like one of main's)
         base, static = await self.guard.check_static(repo, main_branch, tested, [*defaults, *protected],
-                                                     shadows="shadows" in self.defences)
+                                                     shadows="shadows" in self.defences,
+                                                     base=onto if stack else None)
         changed = await changes(repo, base, tested)
         stage.reach = await added_reach(repo, base, tested, [(c.path, c.old_path) for c in changed if c.status != "D"])
         reach_text = ("\nReaching into the test runner (added by this change):\n" +
@@ -405,12 +464,17 @@ class TestsGate:
         if static_ids.renamed:
             summary += ("\nrenamed along with the code they test (the old names are gone from the whole tree): " +
                         "; ".join(f"{i} ({r})" for i, r in static_ids.renamed.items()))
-        if onto:
+        if stack:
+            summary += (f"\ntested as it would land after {train} (checked green, not landed yet): merged onto main "
+                        f"with them ({onto[:12]}); it lands after them, or runs again if one of them does not land")
+        elif onto:
             summary += f"\ntested as it would land: merged onto main {onto[:12]} (main moved since it branched)"
         stage.verdicts.append({"gate": GUARD, **label, "outcome": "pass", "detail": summary + reach_text,
                                "run_key": key})
         self.greens.remember(Green(key, tested, "check", res.evidence.outcomes() if res.evidence else {},
                                    collected=own))
+        # the tree a task behind this one is checked on top of: what it collects is that check's baseline
+        self._seed_baseline(repo, command, tested, own)
         return stage
 
     async def _against_main(self, repo: Path, command: str, base: str, main: Evidence | None, res: GateResult,

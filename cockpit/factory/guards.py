@@ -29,7 +29,10 @@ from .workspaces import git
 # start, before pytest.
 RUNNER_CONFIG: dict[str, tuple[str, ...]] = {
     "pytest": ("conftest.py", "pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml", "setup.py",
-               "sitecustomize.py", "usercustomize.py", "*.pth", ".env", ".envrc", "noxfile.py"),
+               "sitecustomize.py", "usercustomize.py", "*.pth", ".env", ".envrc", "noxfile.py",
+               # the cockpit's reporter is loaded by its module name (`-p cockpit_outcomes`), and `python -m`
+               # puts the checkout first on sys.path: a module of that name in a tree would be loaded instead
+               "cockpit_outcomes*", "**/cockpit_outcomes/**"),
     "npm": ("package.json", "package-lock.json", ".npmrc", ".mocharc*", "jest.config.*", "vitest.config.*",
             "vite.config.*", "karma.conf.*", "babel.config.*", ".babelrc*", "tsconfig*.json", "jest.setup.*",
             "setupTests.*"),
@@ -184,7 +187,9 @@ class GateGuard:
         return GuardResult(reasons, "\n".join(lines), findings)
 
     async def check_static(self, repo: Path, main_branch: str, commit: str,
-                           protected: list[str] | tuple[str, ...], *, shadows: bool = True) -> tuple[str, GuardResult]:
-        """(the main commit `commit` was built from, the git-only verdict): run before any of its code."""
-        base = await self.base_of(repo, main_branch, commit)
+                           protected: list[str] | tuple[str, ...], *, shadows: bool = True,
+                           base: str | None = None) -> tuple[str, GuardResult]:
+        """(the main commit `commit` was built from, the git-only verdict): run before any of its code.
+        `base`: what to judge against instead (main with the tasks ahead in a merge train landed)."""
+        base = base or await self.base_of(repo, main_branch, commit)
         return base, await self.static(repo, base, commit, protected, shadows=shadows)

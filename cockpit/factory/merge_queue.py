@@ -22,7 +22,8 @@ from pathlib import Path
 from ..config import FactoryConfig
 from ..domain.errors import Refused
 from ..domain.events import Event, Kind
-from ..domain.tasks import MERGE_GATE, Outcome, Task, TaskState, human_override, merge_tested_green, rounds_left
+from ..domain.tasks import (MERGE_GATE, Outcome, Task, TaskState, human_override, merge_tested_green, rounds_left,
+                            train_waits_for)
 from ..store import Store
 from .gates import TestsGate
 from ..host.sandbox import Sandbox
@@ -75,12 +76,33 @@ class MergeQueue:
         t0 = self.store.task(task_id)
         if t0 is None:
             return
+        await self._after_the_train(task_id)
         async with self._locks[t0.product]:
             self.testing[t0.product] = task_id
             try:
                 await self._land(task_id)
             finally:
                 self.testing.pop(t0.product, None)
+
+    TRAIN_POLL_S = 0.2
+
+    async def _after_the_train(self, task_id: str) -> None:
+        """A task checked on top of others not landed yet (a merge train) waits for them: landing after them, the
+        merge is the tree its check tested, and the suite does not run again. Waits only while each of them is
+        still on its way (reviewing or merging the commit it was stacked on); one leaving ends the wait."""
+        said: list[str] | None = None
+        while True:
+            t = self.store.task(task_id)
+            if t is None or t.state != TaskState.MERGING:
+                return
+            waits = train_waits_for(t, self.store.task)
+            if not waits:
+                return
+            if waits != said:
+                said = waits
+                await self._append(t, Kind.NOTE, text=f"lands after {', '.join(waits)}: its check tested it on top "
+                                                      "of them, so that tree is not tested again")
+            await asyncio.sleep(self.TRAIN_POLL_S)
 
     async def _land(self, task_id: str) -> None:
         product = None

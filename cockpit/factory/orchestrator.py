@@ -30,6 +30,7 @@ from ..domain.budget import BudgetExceeded
 from ..domain.errors import Refused
 from ..domain.events import Event, Kind
 from ..domain.tasks import (AT_WORK_STATES, IN_FLIGHT_STATES, DefectState, Task, TaskState, rounds_left, tests_verdict,
+                            train_ahead,
                              valid_approvals)
 from ..store import reads
 from ..store import Store, StoreError
@@ -76,6 +77,9 @@ class Orchestrator:
         self._per_product = {p.name: asyncio.Semaphore(config.limits.max_agents_per_product)
                              for p in config.products}
         self._counters: dict[str, int] = defaultdict(int)
+        # one check stage per product at a time: each is tested on top of the ones checked green before it (a
+        # merge train), so the tree it tests is the tree that lands and the queue does not run it again
+        self._check_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._wake = asyncio.Event()
         self._fatal: StoreError | None = None  # the store cannot record: the factory stops (e.g. a full disk)
         self.paused_products: set[str] = set()
@@ -286,6 +290,19 @@ class Orchestrator:
             await self._block(after, ["builder"], f"{builder} {why}. Its last words:\n{result.final_text[-2000:]}")
 
     async def _check(self, t: Task) -> None:
+        """One check stage per product at a time (a merge train: see `_check_one`)."""
+        lock = self._check_locks[t.product]
+        if lock.locked():
+            checking = [o.id for o in self.store.tasks(t.product) if o.id != t.id and o.state == TaskState.CHECKING]
+            await self._append(t, Kind.NOTE, text=f"waits for the check of {', '.join(checking) or 'another task'}: "
+                                                  "one check per product at a time, each tested on top of the ones "
+                                                  "checked green before it")
+        async with lock:
+            t = self.store.task(t.id) or t
+            if t.state == TaskState.CHECKING and t.commit is not None:
+                await self._check_one(t)
+
+    async def _check_one(self, t: Task) -> None:
         """The tests gate owns the stage (cockpit.factory.gates.TestsGate); here its verdicts are recorded and
         acted on, then the open defects are re-run, and a human override may carry to a re-merge of main."""
         assert t.commit is not None
@@ -302,7 +319,8 @@ class Orchestrator:
 
         stage = await self.tests_gate.check(repo, product.main_branch, t.commit, product.test_command,
                                             protected=product.protected, started=started,
-                                            run_anyway=carry_from is not None)
+                                            run_anyway=carry_from is not None,
+                                            ahead=train_ahead(t, self.store.tasks(t.product)))
         for verdict in stage.verdicts:
             await self._append(t, Kind.VERDICT, **verdict)
         t = self.store.task(t.id) or t
