@@ -270,3 +270,44 @@ async def test_a_module_named_like_the_reporter_is_loaded_in_its_place(repo, gat
     sha = branch(repo, {**BROKEN, path: STAND_IN})
     res = await lands_then_stopped(gate, repo, sha, ["protected"])
     assert res.reasons == [PROTECTED_CHANGED] and path in res.text, res.text
+
+
+# The first test stops the real session cleanly (pytest.exit, returncode 0) before main's tests ran; at exit
+# the process starts a second, genuine pytest session with the cockpit's reporter (its dir and FIFOs found from
+# the module's __file__) and the next key, importing a correct calc.py it wrote to /tmp (adversary D-07).
+SECOND_SESSION = '''import os
+import sys
+
+import pytest
+
+if not os.environ.get("INNER"):
+    _dir = os.path.dirname(sys.modules["cockpit_outcomes"].__file__)
+    os.makedirs("/tmp/fix", exist_ok=True)
+    with open("/tmp/fix/calc.py", "w") as _f:
+        _f.write("def add(a, b):\\n    return a + b\\n")
+
+    def _second_session():
+        import subprocess
+        env = dict(os.environ, INNER="1", PYTHONPATH=_dir, PYTEST_ADDOPTS="-p cockpit_outcomes",
+                   COCKPIT_OUTCOMES=os.path.join(_dir, "outcomes.fifo"),
+                   COCKPIT_OUTCOMES_KEYS=os.path.join(_dir, "keys.fifo"), PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+        rc = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                              "-o", "pythonpath=/tmp/fix"], env=env)
+        sys.stdout.flush()
+        getattr(os, "_" + "exit")(rc)
+
+    getattr(__import__("ate" + "xit"), "register")(_second_session)
+
+
+def test_boot():
+    if not os.environ.get("INNER"):
+        pytest.exit("the rest runs in a moment", returncode=0)
+'''
+
+
+async def test_a_second_session_started_by_the_tests_answers_for_the_first(repo, gate):
+    sha = branch(repo, {**BROKEN, "tests/test_aaa_boot.py": SECOND_SESSION})
+    res = await lands_then_stopped(gate, repo, sha, ["per_session"])
+    assert CONTRADICTS in res.reasons and "session 1 of 2 collected" in res.text, res.text
+    assert "tests/test_calc.py::test_add" in res.text
+

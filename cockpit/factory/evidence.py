@@ -378,6 +378,8 @@ class Evidence:
     tampered: list[str] = field(default_factory=list)  # the runner's code changed by the code under test
     # (module.attribute of the tree, test file): product code replaced, session-wide, by code a test file wrote
     patched: list[tuple[str, str]] = field(default_factory=list)
+    # per session, in order: (the ids it collected, the ids it reported an outcome for)
+    per_session: list[tuple[list[str], set[str]]] = field(default_factory=list)
 
     @property
     def reported(self) -> bool:
@@ -474,12 +476,15 @@ def fold(lines: list[bytes], *, overflow: bool = False, keys: list[bytes] | None
                 if ev.sessions > ev.ended:
                     ev.problems.append("a pytest session started inside another one")
                 ev.sessions += 1
+                ev.per_session.append(([], set()))
                 ev.inifile = str(rec.get("inifile", ""))
                 ev.plugins = [str(p) for p in rec.get("plugins", [])]
                 ev.addopts = [str(a) for a in rec.get("addopts", [])]
                 ev.summary_expected = bool(rec.get("summary", True))
             elif kind == "collected":
                 ev.collected += [str(i) for i in rec["ids"]]
+                if ev.per_session:
+                    ev.per_session[-1][0].extend(str(i) for i in rec["ids"])
             elif kind == "collected_all":
                 ev.collected_n = (ev.collected_n or 0) + int(rec["n"])
             elif kind == "collect_error":
@@ -494,6 +499,8 @@ def fold(lines: list[bytes], *, overflow: bool = False, keys: list[bytes] | None
                 seen.setdefault(key, outcome)
                 xfail = bool(rec.get("xfail"))
                 ev.reports.append((key[0], key[1], outcome, xfail))
+                if ev.per_session:
+                    ev.per_session[-1][1].add(key[0])
                 real = str(rec.get("raw", ""))
                 if real == "failed" and (outcome == "passed" or (outcome == "skipped" and not xfail)):
                     ev.rewritten.append((key[0], key[1], real, outcome))
@@ -538,7 +545,8 @@ def runner_summary(output: str, sessions: int = 1) -> Counter[str] | None:
 
 
 def contradictions(ev: Evidence, exit_code: int | None, output: str, *, truncated: bool = False,
-                   raw_outcomes: bool = True, keys_taken: int | None = None, runner_intact: bool = True) -> list[str]:
+                   raw_outcomes: bool = True, keys_taken: int | None = None, runner_intact: bool = True,
+                   per_session: bool = True) -> list[str]:
     """Where the run disagrees with itself; checked when the exit code says it passed.
 
     `raw_outcomes`: a report whose phase raised but that says it passed is a contradiction.
@@ -575,6 +583,14 @@ def contradictions(ev: Evidence, exit_code: int | None, output: str, *, truncate
     silent = [i for i in ev.collected if i not in outcomes]
     if silent:
         why.append(f"{len(silent)} collected tests never reported: {', '.join(silent[:10])}")
+    # each session answers for what it collected: one stopped after collecting (pytest.exit, returncode 0) while
+    # another session reports the same ids (one the test code started itself, configured its own way) is not
+    # a run of the tests it collected (adversary D-07)
+    for n, (ids, said) in enumerate(ev.per_session if per_session and ev.sessions > 1 else [], 1):
+        gone = [i for i in ids if i not in said]
+        if gone:
+            why.append(f"session {n} of {ev.sessions} collected {len(ids)} tests and reported {len(gone)} of them "
+                       f"nowhere in that session: {', '.join(gone[:10])}")
     foreign = sorted(set(outcomes) - collected)
     if foreign:
         why.append(f"{len(foreign)} outcomes for tests that were never collected: {', '.join(foreign[:10])}")

@@ -54,7 +54,7 @@ GUARD = "guard"
 # a check made on top of the tasks ahead that did not pass there: the commit is then checked on main alone
 TRAIN = "train"
 DEFENCES = ("evidence", "seal", "raw_outcomes", "runner_intact", "reporter_reach", "identity", "runner_config",
-            "protected", "shadows", "main_copies", "product_patch")
+            "protected", "shadows", "main_copies", "product_patch", "per_session")
 TESTS_CHANGED = "tests changed"
 RUNNER_CHANGED = "runner configuration changed"
 REPORTER_REACHED = "reaches into the test reporter"
@@ -200,6 +200,7 @@ class TestsGate:
             why = contradictions(evidence, res.exit_code, res.output, truncated=res.truncated,
                                  raw_outcomes="raw_outcomes" in self.defences,
                                  runner_intact="runner_intact" in self.defences,
+                                 per_session="per_session" in self.defences,
                                  keys_taken=stream.keys_taken if "seal" in self.defences else None)
         return GateResult(GATE_TESTS, commit, "pass" if res.ok and not why else "fail", res.exit_code, tail,
                           res.timed_out, time.monotonic() - started, tree_id, tuple(why), evidence)
