@@ -311,3 +311,29 @@ async def test_a_second_session_started_by_the_tests_answers_for_the_first(repo,
     assert CONTRADICTS in res.reasons and "session 1 of 2 collected" in res.text, res.text
     assert "tests/test_calc.py::test_add" in res.text
 
+
+
+# A new test file, collected first, imports main's test module and empties its test functions before pytest
+# collects that module (cached): main's ids, main's source in git, every one "passed" (adversary D-06).
+SWAP = '''import test_calc
+
+
+def _fast(*args, **kwargs):
+    return None
+
+
+for _name in [n for n in vars(test_calc) if n.startswith("test_")]:
+    setattr(test_calc, _name, _fast)
+
+
+def test_smoke():
+    assert True
+'''
+
+
+async def test_main_tests_emptied_by_another_test_module_before_collection(repo, gate):
+    sha = branch(repo, {**BROKEN, "tests/test_aaa_smoke.py": SWAP})
+    res = await lands_then_stopped(gate, repo, sha, ["written_in"])
+    assert res.reasons == [TESTS_CHANGED], res.text
+    assert "tests/test_calc.py::test_add, runs a function written in tests/test_aaa_smoke.py (on main: its own file)" \
+        in res.text, res.text

@@ -303,8 +303,35 @@ def _reporter():
         elif report.skipped:
             send({"ev": "collect_skip", "id": report.nodeid})
 
+    def written_in(item):
+        """The file the function pytest runs for `item` was written in, through decorators (its own file for a
+        test as written; another for one a test module imported, or test code put in its place)."""
+        fn = getattr(item, "obj", None)
+        fn = getattr(fn, "__func__", fn)
+        for _ in range(20):
+            inner = getattr(fn, "__wrapped__", None)
+            if inner is None or inner is fn:
+                break
+            fn = getattr(inner, "__func__", inner)
+        code = getattr(fn, "__code__", None)
+        return os.path.realpath(str(code.co_filename)) if code is not None else "(no code: " + type(fn).__name__ + ")"
+
+    def report_written(session, items, when):
+        root = str(session.config.rootpath)
+        for item in items:
+            if not isinstance(item, pytest.Function):
+                continue
+            where = written_in(item)
+            if where != os.path.realpath(str(item.path)) and (item.nodeid, where, when) not in written_told:
+                written_told.add((item.nodeid, where, when))
+                rel = os.path.relpath(where, root) if where.startswith(root + os.sep) else where
+                send({"ev": "written", "id": item.nodeid, "in": rel[:300], "when": when})
+
+    written_told = set()
+
     def pytest_collection_finish(session):
         check_product(session.config.rootpath)
+        report_written(session, session.items, "collected")
         ids = [item.nodeid for item in session.items]
         for i in range(0, len(ids), 40):  # short lines: each write to the pipe is atomic
             send({"ev": "collected", "ids": ids[i:i + 40]})
@@ -313,6 +340,8 @@ def _reporter():
 
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)
     def pytest_runtest_makereport(item, call):
+        if call.when == "call":  # what ran may have been put in the item's place after collection
+            report_written(item.session, (item,), "run")
         # what the phase really did, before any plugin gets to rewrite the report
         exc = call.excinfo
         if exc is None:
@@ -380,6 +409,8 @@ class Evidence:
     patched: list[tuple[str, str]] = field(default_factory=list)
     # per session, in order: (the ids it collected, the ids it reported an outcome for)
     per_session: list[tuple[list[str], set[str]]] = field(default_factory=list)
+    # test id -> the file its function was written in, where that is not the test's own file
+    written: dict[str, str] = field(default_factory=dict)
 
     @property
     def reported(self) -> bool:
@@ -512,6 +543,8 @@ def fold(lines: list[bytes], *, overflow: bool = False, keys: list[bytes] | None
                 ev.added_plugins += [str(p) for p in rec.get("added", [])]
             elif kind == "tamper":
                 ev.tampered.append(str(rec["what"]))
+            elif kind == "written":
+                ev.written.setdefault(str(rec["id"]), str(rec.get("in", "")))
             elif kind == "patched":
                 ev.patched.append((str(rec["what"]), str(rec["by"])))
             else:

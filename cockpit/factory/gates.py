@@ -54,7 +54,7 @@ GUARD = "guard"
 # a check made on top of the tasks ahead that did not pass there: the commit is then checked on main alone
 TRAIN = "train"
 DEFENCES = ("evidence", "seal", "raw_outcomes", "runner_intact", "reporter_reach", "identity", "runner_config",
-            "protected", "shadows", "main_copies", "product_patch", "per_session")
+            "protected", "shadows", "main_copies", "product_patch", "per_session", "written_in")
 TESTS_CHANGED = "tests changed"
 RUNNER_CHANGED = "runner configuration changed"
 REPORTER_REACHED = "reaches into the test reporter"
@@ -499,6 +499,14 @@ class TestsGate:
                 main_out = await self.main_outcomes(repo, command, base)  # learn what main skips itself
             changed_ids = changed_tests(main.collected, static, candidate_ids=ev.collected,
                                         candidate_outcomes=outcomes, main_outcomes=main_out, renamed_files=renamed)
+        if "written_in" in self.defences:
+            # the function pytest runs for each of main's tests is the one written where main's was: a test
+            # module imported and emptied by another, before pytest collected it, keeps its ids and its source
+            # (adversary D-06)
+            here = set(ev.collected)
+            own = "its own file"
+            changed_ids += [f"{i}, runs a function written in {ev.written.get(i, own)} (on main: {main.written.get(i, own)})"
+                            for i in main.collected if i in here and ev.written.get(i) != main.written.get(i)]
         if changed_ids:
             only_removed = all(", removed" in c for c in changed_ids)
             reasons.append(TESTS_REMOVED if only_removed else TESTS_CHANGED)
