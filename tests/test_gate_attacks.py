@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 from gate_kit import BROKEN, CALC_TESTS, FIFO_FD, GREENWASH, PYTEST, branch, check
-from gitrepo import run_git, write_files
+from gitrepo import commit_files, run_git, write_files
 
 from cockpit.factory.evidence import CONTRADICTS
 from cockpit.factory.gates import REPORTER_REACHED, TESTS_CHANGED
-from cockpit.factory.guards import PROTECTED_CHANGED, TESTS_REMOVED
+from cockpit.factory.guards import PROTECTED_CHANGED, SUPPORT_CHANGED, TESTS_REMOVED
 from cockpit.factory.runner_reach import scan
 from cockpit.factory.workspaces import Workspaces
 
@@ -337,3 +337,36 @@ async def test_main_tests_emptied_by_another_test_module_before_collection(repo,
     assert res.reasons == [TESTS_CHANGED], res.text
     assert "tests/test_calc.py::test_add, runs a function written in tests/test_aaa_smoke.py (on main: its own file)" \
         in res.text, res.text
+
+
+# main's tests take their cases from files beside them: a helper module without tests, a JSON file. The change
+# breaks add() and moves the expected values in that file: same ids, same test source, passed (D-15, D-10).
+CASES_PY = "CASES = {\n    'small': (2, 3, 5),\n    'negative': (-2, 1, -1),\n}\n"
+FROM_PY = ("import pytest\n\nfrom calc import add\nfrom cases import CASES\n\n\n"
+           "@pytest.mark.parametrize('name', sorted(CASES))\ndef test_add_cases(name):\n"
+           "    a, b, total = CASES[name]\n    assert add(a, b) == total\n")
+CASES_JSON = '[{"name": "small", "a": 2, "b": 3, "sum": 5}, {"name": "negative", "a": -2, "b": 1, "sum": -1}]\n'
+FROM_JSON = ("import json\nfrom pathlib import Path\n\nimport pytest\n\nfrom calc import add\n\n"
+             "CASES = json.loads((Path(__file__).parent / 'data' / 'cases.json').read_text())\n\n\n"
+             "@pytest.mark.parametrize('case', CASES, ids=[c['name'] for c in CASES])\ndef test_add_cases(case):\n"
+             "    assert add(case['a'], case['b']) == case['sum']\n")
+
+
+@pytest.mark.parametrize("main_files, edited", [
+    ({"tests/test_calc.py": FROM_PY, "tests/cases.py": CASES_PY},
+     {"tests/cases.py": CASES_PY.replace("(2, 3, 5)", "(2, 3, -1)").replace("(-2, 1, -1)", "(-2, 1, -3)")}),
+    ({"tests/test_calc.py": FROM_JSON, "tests/data/cases.json": CASES_JSON},
+     {"tests/data/cases.json": CASES_JSON.replace('"sum": 5', '"sum": -1').replace('"sum": -1}]', '"sum": -3}]')}),
+])
+async def test_the_cases_main_tests_read_moved_with_the_broken_code(repo, gate, main_files, edited):
+    head = run_git(repo, "rev-parse", "main")
+    commit_files(repo, main_files, "main reads its cases from a file")
+    try:
+        sha = branch(repo, {**BROKEN, **edited})
+        res = await lands_then_stopped(gate, repo, sha, ["support"])
+        assert res.reasons == [SUPPORT_CHANGED] and f"{next(iter(edited))}, modified" in res.text, res.text
+        added = branch(repo, {"tests/data/more.json": "[]\n", "tests/helpers.py": "X = 1\n"})
+        assert (await check(gate, repo, added)).action == "pass"  # files the change adds are its own
+    finally:
+        run_git(repo, "checkout", "-q", "main")
+        run_git(repo, "reset", "-q", "--hard", head)

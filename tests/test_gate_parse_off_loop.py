@@ -18,7 +18,9 @@ from cockpit.factory import off_loop, runner_reach
 from cockpit.factory.runner_reach import added_reach, reaches_reporter
 
 STALL_S = 0.5
-BIG = "T = 1\n" * 100_000  # 600 kB: a second or more of ast.parse
+# 900 kB, under the scan limit: ~1 s of ast.parse on the 2-core box (the first version, 600 kB of `T = 1`, took
+# 0.5-0.6 s: on a quick moment under the stall line, so the liveness side could not tell)
+BIG = "x = a + b * c - d\n" * 50_000
 
 
 @pytest.fixture

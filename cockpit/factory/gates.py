@@ -54,7 +54,7 @@ GUARD = "guard"
 # a check made on top of the tasks ahead that did not pass there: the commit is then checked on main alone
 TRAIN = "train"
 DEFENCES = ("evidence", "seal", "raw_outcomes", "runner_intact", "reporter_reach", "identity", "runner_config",
-            "protected", "shadows", "main_copies", "product_patch", "per_session", "written_in")
+            "protected", "shadows", "main_copies", "product_patch", "per_session", "written_in", "support")
 TESTS_CHANGED = "tests changed"
 RUNNER_CHANGED = "runner configuration changed"
 REPORTER_REACHED = "reaches into the test reporter"
@@ -343,6 +343,7 @@ class TestsGate:
         # main's tests for it (a test of theirs this change rewrites waits for the human like one of main's)
         base, static = await self.guard.check_static(repo, main_branch, tested, [*defaults, *protected],
                                                      shadows="shadows" in self.defences,
+                                                     support="support" in self.defences,
                                                      base=onto if stack else None)
         changed = await changes(repo, base, tested)
         stage.reach = await added_reach(repo, base, tested, [(c.path, c.old_path) for c in changed if c.status != "D"])

@@ -57,6 +57,7 @@ TEST_FILE_PATTERNS: tuple[str, ...] = (
 
 TESTS_REMOVED = "tests removed"
 PROTECTED_CHANGED = "protected file changed"
+SUPPORT_CHANGED = "test support changed"
 SHADOWS = "a module shadows another"
 
 def _glob_regex(pattern: str) -> re.Pattern[str]:
@@ -159,7 +160,7 @@ class GateGuard:
         return await git("merge-base", f"refs/heads/{main_branch}", commit, cwd=repo)
 
     async def static(self, repo: Path, base: str, commit: str, protected: list[str] | tuple[str, ...], *,
-                     shadows: bool = True) -> GuardResult:
+                     shadows: bool = True, support: bool = True) -> GuardResult:
         """Deleted test files and protected files, from git alone (nothing of the change runs)."""
         reasons: list[str] = []
         lines: list[str] = []
@@ -178,6 +179,12 @@ class GateGuard:
             reasons.append(PROTECTED_CHANGED)
             lines.append("protected files changed: " + ", ".join(touched))
             findings += [f"protected:{p}" for p in touched]
+        held = await support_changed(repo, base, changed) if support else []
+        if held:
+            reasons.append(SUPPORT_CHANGED)
+            lines.append("files main's tests may read changed (helpers and data in a test directory; main's tests "
+                         "keep their ids and source while what they compare against moves): " + ", ".join(held))
+            findings += [f"support:{p}" for p in held]
         shadowed = await import_shadows.shadows(repo, base, commit) if shadows else []
         if shadowed:
             reasons.append(SHADOWS)
@@ -187,9 +194,36 @@ class GateGuard:
         return GuardResult(reasons, "\n".join(lines), findings)
 
     async def check_static(self, repo: Path, main_branch: str, commit: str,
-                           protected: list[str] | tuple[str, ...], *, shadows: bool = True,
+                           protected: list[str] | tuple[str, ...], *, shadows: bool = True, support: bool = True,
                            base: str | None = None) -> tuple[str, GuardResult]:
         """(the main commit `commit` was built from, the git-only verdict): run before any of its code.
         `base`: what to judge against instead (main with the tasks ahead in a merge train landed)."""
         base = base or await self.base_of(repo, main_branch, commit)
-        return base, await self.static(repo, base, commit, protected, shadows=shadows)
+        return base, await self.static(repo, base, commit, protected, shadows=shadows, support=support)
+
+
+TEST_DIRS = frozenset({"tests", "test"})
+
+
+def in_test_dir(path: str) -> bool:
+    return any(part in TEST_DIRS for part in PurePosixPath(path).parts[:-1])
+
+
+async def support_changed(repo: Path, base: str, changed: list[Change]) -> list[str]:
+    """main's files in a test directory that hold no test and that the change modifies, deletes or renames: the
+    helpers and data main's tests read (adversary D-10, D-15). A file with tests is the identity check's (and its
+    main copy runs); a file the change adds is its own."""
+    from .suite_identity import parsed_tests  # suite_identity imports the git helpers this module does
+
+    held = []
+    for c in changed:
+        path = c.old_path or c.path
+        if c.status not in "MDRT" or not in_test_dir(path):
+            continue
+        if path.endswith(".py"):
+            text = await git("cat-file", "-p", f"{base}:{path}", cwd=repo)
+            names = (await parsed_tests(text)).tests
+            if any(n.rsplit("::", 1)[-1].startswith("test") for n in names):
+                continue
+        held.append(f"{path}, {'deleted' if c.status == 'D' else 'renamed' if c.status == 'R' else 'modified'}")
+    return sorted(held)
