@@ -10,7 +10,7 @@ from gate_kit import BROKEN, CALC_TESTS, FIFO_FD, GREENWASH, PYTEST, branch, che
 from gitrepo import commit_files, run_git, write_files
 
 from cockpit.factory.evidence import CONTRADICTS
-from cockpit.factory.gates import REPORTER_REACHED, TESTS_CHANGED
+from cockpit.factory.gates import REPORTER_REACHED, RUNNER_CHANGED, TESTS_CHANGED
 from cockpit.factory.guards import PROTECTED_CHANGED, SUPPORT_CHANGED, TESTS_REMOVED
 from cockpit.factory.runner_reach import scan
 from cockpit.factory.workspaces import Workspaces
@@ -31,7 +31,8 @@ async def lands_then_stopped(gate, repo, sha, off, **kw):
 async def test_nested_conftest_that_skips_everything(repo, gate):
     sha = branch(repo, {**BROKEN, "tests/deep/er/conftest.py": SKIP_ALL,
                         "tests/deep/er/test_here.py": "def test_here():\n    pass\n"})
-    res = await lands_then_stopped(gate, repo, sha, ["protected", "identity"])
+    # a new conftest is a plugin registered while collecting, too: the third defence it meets
+    res = await lands_then_stopped(gate, repo, sha, ["protected", "identity", "collect_plugins"])
     assert res.reasons == [PROTECTED_CHANGED] and "tests/deep/er/conftest.py" in res.text
     deeper = await check(gate, repo, sha, off=["protected"])  # the run itself shows main's tests skipped
     assert deeper.action == "block" and "tests/test_calc.py::test_add, skipped when run" in deeper.text
@@ -370,3 +371,49 @@ async def test_the_cases_main_tests_read_moved_with_the_broken_code(repo, gate, 
     finally:
         run_git(repo, "checkout", "-q", "main")
         run_git(repo, "reset", "-q", "--hard", head)
+
+
+# A new test file, as it is imported during collection, finds pytest's config through its own frames and
+# registers a plugin whose runtest_call wrapper swallows the assertion: the call did not raise as far as
+# pytest (or the reporter's raw outcome) can tell, so every test "passed" (adversary D-14).
+SWALLOW = r'''import sys
+
+import pytest
+
+
+def _config():
+    f = sys._getframe()
+    while f is not None:
+        for v in getattr(f, "f_" + "locals").values():
+            cfg = getattr(v, "config", None)
+            if cfg is not None and hasattr(cfg, "pluginmanager"):
+                return cfg
+        f = f.f_back
+    return None
+
+
+class _Calm:
+    pass
+
+
+def _calm(self, item):
+    try:
+        return (yield)
+    except AssertionError:
+        return None
+
+
+setattr(_Calm, "pytest_runtest_" + "call", pytest.hookimpl(wrapper=True)(_calm))
+getattr(_config().pluginmanager, "regi" + "ster")(_Calm(), "calm")
+
+
+def test_calm():
+    assert True
+'''
+
+
+async def test_a_plugin_registered_while_collecting_swallows_the_failures(repo, gate):
+    sha = branch(repo, {**BROKEN, "tests/test_aaa_calm.py": SWALLOW})
+    res = await lands_then_stopped(gate, repo, sha, ["collect_plugins"])
+    assert res.reasons == [RUNNER_CHANGED], res.text
+    assert "plugins were registered while collecting that main's run did not register: calm" in res.text

@@ -296,6 +296,25 @@ def _reporter():
         summary = config.pluginmanager.has_plugin("terminal") and int(config.getoption("verbose") or 0) > -2
         send({"ev": "start", "pid": os.getpid(), "inifile": ini, "summary": bool(summary),
               "plugins": names, "addopts": list(config.getini("addopts"))})
+        configured.update(id(p) for p in config.pluginmanager.get_plugins())
+
+    configured = set()
+
+    def collection_plugins(session):
+        """What was registered as a plugin while the tests were collected (a conftest as its path, another by
+        its name or type): main's run registers its own the same way, a test module's registration is new."""
+        pm = session.config.pluginmanager
+        conftests = set(map(id, getattr(pm, "_conftest_plugins", ())))
+        root = str(session.config.rootpath)
+        out = set()
+        for name, p in pm.list_name_plugin():
+            if p is None or id(p) in configured:
+                continue
+            if id(p) in conftests:
+                out.add("conftest " + os.path.relpath(str(getattr(p, "__file__", name)), root))
+            else:
+                out.add(type(p).__module__ + "." + type(p).__qualname__ if str(name).isdigit() else str(name)[:200])
+        return sorted(out)
 
     def pytest_collectreport(report):
         if report.failed:
@@ -335,7 +354,7 @@ def _reporter():
         ids = [item.nodeid for item in session.items]
         for i in range(0, len(ids), 40):  # short lines: each write to the pipe is atomic
             send({"ev": "collected", "ids": ids[i:i + 40]})
-        send({"ev": "collected_all", "n": len(ids)})
+        send({"ev": "collected_all", "n": len(ids), "plugins": collection_plugins(session)})
         before.update(id(p) for p in session.config.pluginmanager.get_plugins())
 
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -409,6 +428,7 @@ class Evidence:
     patched: list[tuple[str, str]] = field(default_factory=list)
     # per session, in order: (the ids it collected, the ids it reported an outcome for)
     per_session: list[tuple[list[str], set[str]]] = field(default_factory=list)
+    collect_plugins: list[str] = field(default_factory=list)  # registered while collecting (conftests too)
     # test id -> the file its function was written in, where that is not the test's own file
     written: dict[str, str] = field(default_factory=dict)
 
@@ -518,6 +538,7 @@ def fold(lines: list[bytes], *, overflow: bool = False, keys: list[bytes] | None
                     ev.per_session[-1][0].extend(str(i) for i in rec["ids"])
             elif kind == "collected_all":
                 ev.collected_n = (ev.collected_n or 0) + int(rec["n"])
+                ev.collect_plugins += [str(x) for x in rec.get("plugins", []) if str(x) not in ev.collect_plugins]
             elif kind == "collect_error":
                 ev.collect_errors.append(str(rec["id"]))
             elif kind == "collect_skip":

@@ -54,7 +54,8 @@ GUARD = "guard"
 # a check made on top of the tasks ahead that did not pass there: the commit is then checked on main alone
 TRAIN = "train"
 DEFENCES = ("evidence", "seal", "raw_outcomes", "runner_intact", "reporter_reach", "identity", "runner_config",
-            "protected", "shadows", "main_copies", "product_patch", "per_session", "written_in", "support")
+            "protected", "shadows", "main_copies", "product_patch", "per_session", "written_in", "support",
+            "collect_plugins")
 TESTS_CHANGED = "tests changed"
 RUNNER_CHANGED = "runner configuration changed"
 REPORTER_REACHED = "reaches into the test reporter"
@@ -521,6 +522,11 @@ class TestsGate:
         extra = sorted(set(ev.plugins) - set(main.plugins))
         if extra:
             lines.append(f"the runner loaded plugins main's run did not: {', '.join(extra)}")
+        # registered from a test module as it was imported (adversary D-14: its runtest_call wrapper swallowed
+        # the assertion, so the phase did not raise as far as pytest or the reporter could tell)
+        during = sorted(set(ev.collect_plugins) - set(main.collect_plugins)) if "collect_plugins" in self.defences else []
+        if during:
+            lines.append(f"plugins were registered while collecting that main's run did not register: {', '.join(during)}")
         if ev.inifile != main.inifile:
             lines.append(f"the runner read its configuration from {ev.inifile or 'no file'}, "
                          f"on main from {main.inifile or 'no file'}")
