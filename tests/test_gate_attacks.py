@@ -13,6 +13,7 @@ from cockpit.factory.evidence import CONTRADICTS
 from cockpit.factory.gates import REPORTER_REACHED, RUNNER_CHANGED, TESTS_CHANGED
 from cockpit.factory.guards import PROTECTED_CHANGED, SUPPORT_CHANGED, TESTS_REMOVED
 from cockpit.factory.runner_reach import scan
+from cockpit.factory.green_trees import GreenTrees
 from cockpit.factory.workspaces import Workspaces
 
 SKIP_ALL = ("import pytest\n\n\ndef pytest_collection_modifyitems(items):\n"
@@ -417,3 +418,57 @@ async def test_a_plugin_registered_while_collecting_swallows_the_failures(repo, 
     res = await lands_then_stopped(gate, repo, sha, ["collect_plugins"])
     assert res.reasons == [RUNNER_CHANGED], res.text
     assert "plugins were registered while collecting that main's run did not register: calm" in res.text
+
+
+# Code exec'd with globals that name a runner module walks the reporter's closures through gc (the audit hook
+# judged the caller by its __name__), marks a product patch as already told, then a lambda written in the test
+# file replaces calc.add for the session (adversary D-03, on top of C-01's attack).
+NAME_SPOOF = """import sys
+
+import calc
+
+_WALK = '''
+import gc
+refs = gc.get_referents
+
+
+def cells(fn):
+    names = fn.__code__.co_freevars
+    for r in refs(fn):
+        if type(r) is tuple and len(r) == len(names) and r and type(r[0]).__name__ == 'cell':
+            return {n: (refs(c) or [None])[0] for n, c in zip(names, r)}
+    return {}
+
+
+hook = sys.modules['cockpit_outcomes'].pytest_collection_finish
+told = cells(cells(hook)['check_product'])['patched_told']
+told.add(('calc', 'add', WHERE))
+'''
+
+_fix = lambda a, b: a + b  # noqa: E731
+exec(_WALK, {"__name__": "_pytest.helpers", "sys": sys, "WHERE": str(_fix.__code__.co_filename)})
+calc.add = _fix
+
+
+def test_walk_ok():
+    assert True
+"""
+BY_NAME = '''    def by_runner(frame):
+        name = frame.f_globals.get("__name__", "") if frame is not None else ""
+        return _runner(name) and not str(name).startswith(_ACTS_FOR_TESTS)
+
+    def _by_file(frame):'''
+
+
+async def test_code_that_claims_a_runner_modules_name_is_still_seen_walking_gc(repo, gate, monkeypatch):
+    from cockpit.factory import evidence
+
+    sha = branch(repo, {**BROKEN, "tests/test_aaa_walk.py": NAME_SPOOF})
+    with monkeypatch.context() as m:  # liveness: the caller judged by the name its globals claim
+        m.setattr(evidence, "_PLUGIN", evidence._PLUGIN.replace("    def by_runner(frame):", BY_NAME, 1))
+        assert "def _by_file(frame)" in evidence._PLUGIN
+        landed = await check(gate, repo, sha)
+    assert landed.action == "pass", f"liveness: judged by its claimed name, the walk should land:\n{landed.text}"
+    gate.greens = GreenTrees()  # the run key hashes the reporter gates.py imported, not the one patched here
+    res = await check(gate, repo, sha)
+    assert CONTRADICTS in res.reasons and "gc.get_referents() was called" in res.text, res.text

@@ -33,12 +33,14 @@ def repo(tmp_path):
 async def test_a_big_generated_file_is_scanned_without_stalling_the_loop(repo, monkeypatch):
     repo, base = repo
     sha = commit_files(repo, {"calc/table.py": BIG + "import atexit\natexit.register(print)\n"})
+    found, gap = await longest_gap_while(added_reach(repo, base, sha, [("calc/table.py", None)]))
+    assert gap < STALL_S, f"the loop stalled {gap:.2f} s"
     with monkeypatch.context() as m:
         m.setattr(off_loop, "THREAD_BYTES", 10**9)  # the way before: parsed in the loop's own process
         _, live_gap = await longest_gap_while(added_reach(repo, base, sha, [("calc/table.py", None)]))
-    assert live_gap > STALL_S, f"liveness: parsing in-process should stall the loop (gap {live_gap:.2f} s)"
-    found, gap = await longest_gap_while(added_reach(repo, base, sha, [("calc/table.py", None)]))
-    assert gap < STALL_S, f"the loop stalled {gap:.2f} s"
+    # relative to the defended run (under a loaded suite the in-process stall was once 0.44 s, not 1 s)
+    assert live_gap > max(0.2, 3 * gap), f"liveness: parsing in-process should stall the loop (gap {live_gap:.2f} s, " \
+                                         f"off the loop {gap:.2f} s)"
     assert [r.what for r in found] == ["registers an atexit handler"], found  # the scan still sees it
 
 

@@ -91,12 +91,18 @@ def _reporter():
             send({"ev": "tamper", "what": what[:300]})
 
     def by_runner(frame):
-        """Whether the code at `frame` is the runner itself (not a test, a product module or a conftest)."""
-        name = frame.f_globals.get("__name__", "") if frame is not None else ""
-        return _runner(name) and not str(name).startswith(_ACTS_FOR_TESTS)
+        """Whether the code at `frame` is the runner itself (not a test, a product module or a conftest): by the
+        file its code was compiled from. A module's __name__ is whatever its globals say (code exec'd with
+        {'__name__': '_pytest.x'} walked gc unseen: adversary D-03); compiling code under a runner's file
+        name is itself seen below."""
+        where = str(frame.f_code.co_filename) if frame is not None else ""
+        return runner_file(where) and not where.startswith(acts_for_tests)
 
-    runner_dirs = tuple(os.path.dirname(getattr(sys.modules.get(n), "__file__", "") or "") + os.sep
-                        for n in ("_pytest", "pytest", "pluggy"))
+    runner_dirs = tuple(os.path.dirname(f) + os.sep for f in (getattr(sys.modules.get(n), "__file__", "") or ""
+                                                              for n in ("_pytest", "pytest", "pluggy")) if f)
+    # pytest's own code, but doing what a test asks
+    acts_for_tests = tuple(os.path.join(runner_dirs[0], m.split(".", 1)[1].replace(".", os.sep) + ".py")
+                           for m in _ACTS_FOR_TESTS) if runner_dirs else ()
 
     def runner_code(value):
         """Whether `value` is the runner's own code (its functions live in pytest's or pluggy's files)."""
