@@ -467,8 +467,23 @@ async def test_code_that_claims_a_runner_modules_name_is_still_seen_walking_gc(r
     with monkeypatch.context() as m:  # liveness: the caller judged by the name its globals claim
         m.setattr(evidence, "_PLUGIN", evidence._PLUGIN.replace("    def by_runner(frame):", BY_NAME, 1))
         assert "def _by_file(frame)" in evidence._PLUGIN
-        landed = await check(gate, repo, sha)
+        landed = await check(gate, repo, sha, off=["product_replaced"])  # C-01's own check is the one it beats
     assert landed.action == "pass", f"liveness: judged by its claimed name, the walk should land:\n{landed.text}"
     gate.greens = GreenTrees()  # the run key hashes the reporter gates.py imported, not the one patched here
-    res = await check(gate, repo, sha)
+    res = await check(gate, repo, sha, off=["product_replaced"])
     assert CONTRADICTS in res.reasons and "gc.get_referents() was called" in res.text, res.text
+
+
+# A new test file replaces the product's add() with a builtin at import: no code of it is written in a test
+# file, so C-01's check (functions written in test files) does not see it (adversary D-02).
+BUILTIN_SWAP = "import operator\n\nimport calc\n\ncalc.add = operator.add\n\n\ndef test_ok():\n    assert True\n"
+
+
+async def test_a_builtin_put_in_place_of_a_product_function(repo, gate):
+    from cockpit.factory.gates import PRODUCT_PATCHED
+
+    sha = branch(repo, {**BROKEN, "tests/test_aaa_ops.py": BUILTIN_SWAP})
+    res = await lands_then_stopped(gate, repo, sha, ["product_replaced"])
+    assert res.reasons == ["tests", PRODUCT_PATCHED], res.text
+    assert "calc.add, a plain def of the product, holds _operator.add instead (from the start of the session)" \
+        in res.text, res.text

@@ -251,15 +251,50 @@ def _reporter():
             return str(getattr(sys.modules.get(getattr(value, "__module__", "")), "__file__", "") or "")
         return ""
 
-    def check_product(root):
+    plain_defs_of = {}
+
+    def plain_defs(mfile):
+        """The functions a module's source defines at top level with `def` and no decorator: at run time the module
+        must hold exactly those (one compiled from its own file)."""
+        if mfile not in plain_defs_of:
+            names = set()
+            try:
+                import ast
+                with open(mfile, "rb") as f:
+                    body = ast.parse(f.read()).body
+                names = {n.name for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                         and not n.decorator_list}
+                # a later top-level assignment or import of the same name is the source's own doing
+                names -= {t.id for n in body if isinstance(n, (ast.Assign, ast.AnnAssign, ast.AugAssign))
+                          for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)}
+                names -= {(a.asname or a.name).split(".")[0] for n in body if isinstance(n, (ast.Import, ast.ImportFrom))
+                          for a in n.names}
+            except (OSError, SyntaxError, ValueError, MemoryError):
+                pass
+            plain_defs_of[mfile] = names
+        return plain_defs_of[mfile]
+
+    def check_product(root, after="import"):
         """A module of the tree that is not a test file holds, at module level, a function or class written in a
         test file: test code replaced product code for everything that runs after (the cockpit judges whether
-        the file that did it is the change's own)."""
+        the file that did it is the change's own). And a function its source defines with a plain `def` is
+        something else at run time (a builtin, a function from elsewhere: adversary D-02): `after` says when it
+        was first seen (at import, or after which test)."""
         root = str(root).rstrip(os.sep) + os.sep
         for name, module in list(sys.modules.items()):
             mfile = str(getattr(module, "__file__", "") or "")
             if not mfile.startswith(root) or is_test_path(mfile) or _runner(name):
                 continue
+            if mfile.endswith(".py"):
+                for attr in plain_defs(mfile):
+                    value = vars(module).get(attr)
+                    code = getattr(value, "__code__", None)
+                    if (code is None or os.path.realpath(str(code.co_filename)) != os.path.realpath(mfile)) \
+                            and (name, attr) not in replaced_told:
+                        replaced_told.add((name, attr))
+                        now = getattr(value, "__module__", None) or type(value).__name__
+                        send({"ev": "replaced", "what": f"{name}.{attr}"[:200],
+                              "now": f"{now}.{getattr(value, '__qualname__', '')}"[:200], "after": str(after)[:300]})
             for attr, value in list(vars(module).items()):
                 if not (callable(value) or isinstance(value, type)):
                     continue
@@ -267,6 +302,8 @@ def _reporter():
                 if where.startswith(root) and is_test_path(where) and (name, attr, where) not in patched_told:
                     patched_told.add((name, attr, where))
                     send({"ev": "patched", "what": f"{name}.{attr}"[:200], "by": os.path.relpath(where, root)[:300]})
+
+    replaced_told = set()
 
     def send(rec):
         if fd is None or not key:
@@ -381,7 +418,7 @@ def _reporter():
         if report.when != "setup":
             check_runner()
         if report.when == "teardown":  # after the test's own patches are undone (monkeypatch, mock.patch)
-            check_product(rootpath[0])
+            check_product(rootpath[0], report.nodeid)
         send({"ev": "report", "id": report.nodeid, "when": report.when, "outcome": report.outcome,
               "xfail": hasattr(report, "wasxfail"), "raw": raw.pop((report.nodeid, report.when), "")})
 
@@ -435,6 +472,9 @@ class Evidence:
     # per session, in order: (the ids it collected, the ids it reported an outcome for)
     per_session: list[tuple[list[str], set[str]]] = field(default_factory=list)
     collect_plugins: list[str] = field(default_factory=list)  # registered while collecting (conftests too)
+    # (module.function, what it holds instead, "import" or the test after which it was seen): a plain `def` of
+    # the tree's source that is something else at run time
+    replaced: list[tuple[str, str, str]] = field(default_factory=list)
     # test id -> the file its function was written in, where that is not the test's own file
     written: dict[str, str] = field(default_factory=dict)
 
@@ -574,6 +614,8 @@ def fold(lines: list[bytes], *, overflow: bool = False, keys: list[bytes] | None
                 ev.written.setdefault(str(rec["id"]), str(rec.get("in", "")))
             elif kind == "patched":
                 ev.patched.append((str(rec["what"]), str(rec["by"])))
+            elif kind == "replaced":
+                ev.replaced.append((str(rec["what"]), str(rec.get("now", "")), str(rec.get("after", ""))))
             else:
                 ev.problems.append(f"line {n} of the outcome stream is of an unknown kind {kind!r}")
         except (ValueError, KeyError, TypeError):

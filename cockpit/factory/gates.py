@@ -55,7 +55,7 @@ GUARD = "guard"
 TRAIN = "train"
 DEFENCES = ("evidence", "seal", "raw_outcomes", "runner_intact", "reporter_reach", "identity", "runner_config",
             "protected", "shadows", "main_copies", "product_patch", "per_session", "written_in", "support",
-            "collect_plugins")
+            "collect_plugins", "product_replaced")
 TESTS_CHANGED = "tests changed"
 RUNNER_CHANGED = "runner configuration changed"
 REPORTER_REACHED = "reaches into the test reporter"
@@ -427,10 +427,21 @@ class TestsGate:
         mine = {c.path for c in changed if c.status != "D"}
         patched = [(what, by) for what, by in (res.evidence.patched if res.evidence else []) if by in mine] \
             if "product_patch" in self.defences else []
+        # a plain `def` of the product that is something else at run time (a builtin put in its place, adversary
+        # D-02): at import when main's own collection does not show it, or after a test of this change
+        was = {what for what, _, _ in main.replaced} if main is not None else set()
+        replaced = [(what, now, after) for what, now, after in (res.evidence.replaced if res.evidence else [])
+                    if (after == "import" and what not in was) or after.split("::", 1)[0] in mine] \
+            if "product_replaced" in self.defences else []
+        said = [f"  {what} replaced by code written in {by}" for what, by in patched[:10]]
+        said += [f"  {what}, a plain def of the product, holds {now} instead "
+                 f"({'from the start of the session' if after == 'import' else 'after ' + after})"
+                 for what, now, after in replaced[:10]]
+        patched += [(what, "import" if after == "import" else after.split("::", 1)[0]) for what, _, after in replaced]
         if patched:
             text = (f"{PRODUCT_PATCHED} on {on}: a test file of this change replaces the product's own code "
                     "for every test after it (main's tests then test the replacement, not the product):\n" +
-                    "\n".join(f"  {what} replaced by code written in {by}" for what, by in patched[:10]) +
+                    "\n".join(said) +
                     "\nPatch inside a test (the monkeypatch fixture, mock.patch), never at import." + reach_text)
             stage.findings = sorted({f"patched:{what}:{by}" for what, by in patched})
             stage.verdicts.append({"gate": GUARD, **label, "outcome": "fail", "detail": text,
