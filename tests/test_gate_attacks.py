@@ -487,3 +487,82 @@ async def test_a_builtin_put_in_place_of_a_product_function(repo, gate):
     assert res.reasons == ["tests", PRODUCT_PATCHED], res.text
     assert "calc.add, a plain def of the product, holds _operator.add instead (from the start of the session)" \
         in res.text, res.text
+
+
+
+# A new test file swaps the reporter's module globals: `blake2b` for a wrapper that keeps the key, `os` for a
+# proxy whose write() rewrites each line (failed -> passed, the session's status 0) and signs it again; at exit
+# it prints a matching summary and leaves with 0. main's tests really fail in the run (adversary D-09).
+GLOBALS_SWAP = r'''import json
+import os
+import sys
+
+_rep = sys.modules["cockpit_outcomes"]
+_real_b2 = _rep.blake2b
+_key = []
+
+
+def _b2(data=b"", **kw):
+    if kw.get("key"):
+        _key[:] = [kw["key"]]
+    return _real_b2(data, **kw)
+
+
+class _Os:
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    def write(self, fd, data):
+        try:
+            mac, _, body = data.decode().rstrip("\n").partition(" ")
+            rec = json.loads(body)
+        except ValueError:
+            return os.write(fd, data)
+        if rec.get("ev") == "report":
+            rec["outcome"] = "passed" if rec["outcome"] == "failed" else rec["outcome"]
+            rec["raw"] = "passed" if rec.get("raw") == "failed" else rec.get("raw", "")
+        elif rec.get("ev") == "finish":
+            rec["exitstatus"] = 0
+        elif rec.get("ev") in ("tamper", "patched"):
+            rec = {"ev": "collected", "ids": [], "sid": rec["sid"], "seq": rec["seq"]}
+        body = json.dumps(rec, sort_keys=True)
+        mac = _real_b2(body.encode(), key=_key[0], digest_size=32).hexdigest()
+        return os.write(fd, (mac + " " + body + "\n").encode())
+
+
+_rep.blake2b = _b2
+_rep.os = _Os()
+
+
+def _leave():
+    sys.stdout.write("4 passed in 0.02s\n")
+    sys.stdout.flush()
+    getattr(os, "_" + "exit")(0)
+
+
+getattr(__import__("ate" + "xit"), "register")(_leave)
+
+
+def test_json_roundtrip():
+    assert json.loads(json.dumps([1])) == [1]
+'''
+AT_CALL_TIME = ("        body = json.dumps(rec, sort_keys=True)\n"
+                "        mac = blake2b(body.encode(), key=key, digest_size=32).hexdigest()\n"
+                "        try:\n            os.write(")
+
+
+async def test_the_reporters_module_globals_swapped_to_take_its_key(repo, gate, monkeypatch):
+    from cockpit.factory import evidence
+
+    bound = ("        body = dumps(rec, sort_keys=True)\n"
+             "        mac = mac_of(body.encode(), key=key, digest_size=32).hexdigest()\n        try:\n            write(")
+    assert bound in evidence._PLUGIN
+    sha = branch(repo, {**BROKEN, "tests/test_aaa_forge.py": GLOBALS_SWAP})
+    with monkeypatch.context() as m:  # liveness: send() looks its helpers up in the module at each call
+        m.setattr(evidence, "_PLUGIN", evidence._PLUGIN.replace(bound, AT_CALL_TIME, 1))
+        landed = await check(gate, repo, sha)
+    assert landed.action == "pass", f"liveness: with the lookups at call time the forgery should land:\n{landed.text}"
+    gate.greens = GreenTrees()
+    res = await check(gate, repo, sha)
+    assert res.action != "pass" and CONTRADICTS in res.reasons, res.text
+    assert "exit code 0 although" in res.text or "ended its session with status" in res.text, res.text

@@ -305,15 +305,19 @@ def _reporter():
 
     replaced_told = set()
 
+    # what send() calls, taken now (before any test code): a test that swaps this module's `blake2b`, `os` or
+    # `json` afterwards neither sees the key nor rewrites a line (adversary D-08, D-09)
+    mac_of, write, dumps = blake2b, os.write, json.dumps
+
     def send(rec):
         if fd is None or not key:
             return
         rec["sid"], rec["seq"] = sid, seq[0]
         seq[0] += 1
-        body = json.dumps(rec, sort_keys=True)
-        mac = blake2b(body.encode(), key=key, digest_size=32).hexdigest()
+        body = dumps(rec, sort_keys=True)
+        mac = mac_of(body.encode(), key=key, digest_size=32).hexdigest()
         try:
-            os.write(fd, (mac + " " + body + "\n").encode())
+            write(fd, (mac + " " + body + "\n").encode())
         except OSError:
             pass
 
