@@ -242,13 +242,14 @@ async def test_next_blocked_cycles_through_blocked_tasks(store, config):
         table.focus()
         table.select_task(t2)
         await until(pilot, lambda: screen.selected_task_id == t2)
+        # each move is a message round through the app: wait for it (a loaded CI box once read T2 still selected)
         await pilot.press("n")
-        assert screen.selected_task_id == t3
+        await until(pilot, lambda: screen.selected_task_id == t3)
         assert pane(app, "blog").table.selected_task_id == t3
         await pilot.press("n")
-        assert screen.selected_task_id == t1
+        await until(pilot, lambda: screen.selected_task_id == t1)
         await pilot.press("n")
-        assert screen.selected_task_id == t3
+        await until(pilot, lambda: screen.selected_task_id == t3)
 
 
 async def test_live_events_show_up_in_panes_and_activity(store, config):
