@@ -373,14 +373,8 @@ def _reporter():
         """The file the function pytest runs for `item` was written in, through decorators (its own file for a
         test as written; another for one a test module imported, or test code put in its place)."""
         fn = getattr(item, "obj", None)
-        fn = getattr(fn, "__func__", fn)
-        for _ in range(20):
-            inner = getattr(fn, "__wrapped__", None)
-            if inner is None or inner is fn:
-                break
-            fn = getattr(inner, "__func__", inner)
-        code = getattr(fn, "__code__", None)
-        return os.path.realpath(str(code.co_filename)) if code is not None else "(no code: " + type(fn).__name__ + ")"
+        where = defined_in(fn)  # the product-patch check's own unwrapping
+        return os.path.realpath(where) if where else "(no code: " + type(fn).__name__ + ")"
 
     def report_written(session, items, when):
         root = str(session.config.rootpath)
