@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from . import toolchain_view
+from . import syscall_filter, toolchain_view
 from .disk_reserve import POLL_S, DiskLow, Low, largest_files, low_disk
 from .etc_view import EtcCopy, EtcView, view_of
 from .toolchain_view import ToolchainScan, ToolchainView
@@ -253,16 +253,27 @@ def _killpg(pgid: int) -> None:
         pass
 
 
-def _probe_argv(bwrap: str) -> list[str]:
+def _probe_argv(bwrap: str, seccomp_fd: int | None) -> list[str]:
     return [
         bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
         "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--size", str(RUN_BYTES), "--tmpfs", "/tmp",
-        "--setenv", "PATH", _BASE_PATH, "--", "true",
+        "--setenv", "PATH", _BASE_PATH, *(["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else []),
+        "--", "true",
     ]  # fmt: skip
+
+
+def _probe_fds() -> tuple[int, ...]:
+    """The filter every command runs under, for the probe too (a kernel without seccomp fails it here)."""
+    return (syscall_filter.readable_fd(),) if syscall_filter.supported() else ()
 
 
 def _probe_failure(bwrap: str, rc: int, output: bytes) -> str:
     detail = output.decode("utf-8", errors="replace").strip() or f"exit code {rc}"
+    if "seccomp" in detail.lower():
+        return (f"bubblewrap ({bwrap}) cannot load the sandbox's seccomp filter ({detail}): without it a command "
+                "could hold the host's memory in SysV shared memory or a nested namespace. Use a kernel with "
+                "seccomp (CONFIG_SECCOMP_FILTER), or set sandbox = \"off\" in factory.toml's [factory] (code an "
+                "agent wrote then runs unconfined)")
     if "--size" in detail:
         return (f"bubblewrap ({bwrap}) is too old to bound the size of a sandbox's /tmp ({detail}): every tmpfs "
                 "would be allowed half the RAM. Install bubblewrap 0.6 or later, or set sandbox = \"off\" in "
@@ -539,6 +550,9 @@ class Sandbox:
         # bytes each writable directory's disk keeps free (None: a tenth of it, 16 MiB-1 GiB: disk_reserve)
         self.disk_reserve: int | None = None
         self.disk_scope: Path | None = None  # where the largest files are looked for when a disk is low
+        # the kernel refuses SysV IPC memory and nested user namespaces (syscall_filter); False: tests show
+        # what it stops
+        self.syscall_filter: bool = syscall_filter.supported()
 
     # -- availability -------------------------------------------------------------------
 
@@ -551,16 +565,20 @@ class Sandbox:
         if bwrap is None:
             raise SandboxUnavailable(f"bubblewrap (bwrap) not found: {_FIX}")
         if bwrap not in Sandbox._probed:
+            fds = _probe_fds()
             try:
                 proc = subprocess.run(
-                    _probe_argv(bwrap), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT, env={"PATH": _BASE_PATH}, timeout=30,
+                    _probe_argv(bwrap, fds[0] if fds else None), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT, env={"PATH": _BASE_PATH}, timeout=30, pass_fds=fds,
                 )  # fmt: skip
                 Sandbox._probed[bwrap] = (
                     None if proc.returncode == 0 else _probe_failure(bwrap, proc.returncode, proc.stdout)
                 )
             except (OSError, subprocess.TimeoutExpired) as exc:
                 Sandbox._probed[bwrap] = _probe_failure(bwrap, -1, str(exc).encode())
+            finally:
+                for fd in fds:
+                    os.close(fd)
         reason = Sandbox._probed[bwrap]
         if reason is not None:
             raise SandboxUnavailable(reason)
@@ -572,11 +590,16 @@ class Sandbox:
         if bwrap is None:
             raise SandboxUnavailable(f"bubblewrap (bwrap) not found: {_FIX}")
         if bwrap not in Sandbox._probed:
+            fds = _probe_fds()
             try:
-                proc = await asyncio.create_subprocess_exec(
-                    *_probe_argv(bwrap), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT, env={"PATH": _BASE_PATH},
-                )  # fmt: skip
+                try:
+                    proc = await asyncio.create_subprocess_exec(
+                        *_probe_argv(bwrap, fds[0] if fds else None), stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={"PATH": _BASE_PATH}, pass_fds=fds,
+                    )  # fmt: skip
+                finally:
+                    for fd in fds:
+                        os.close(fd)
                 out, _ = await asyncio.wait_for(proc.communicate(), 30)
                 Sandbox._probed[bwrap] = (
                     None if proc.returncode == 0 else _probe_failure(bwrap, proc.returncode or -1, out)
@@ -848,7 +871,7 @@ class Sandbox:
             for attempt in (1, 2):
                 # bwrap itself gets a minimal env too; the command's env is set by --setenv only.
                 res = await self._execute(command, argv, {"PATH": _BASE_PATH}, "/", timeout_s, output_cap_bytes,
-                                          watch=watch)
+                                          watch=watch, filtered=self.syscall_filter)
                 if attempt == 2 or not self._hidden_path_vanished(res, argv):
                     return res
                 self._view = None  # read the host again (the view, the roots' scan): the command never started
@@ -919,10 +942,17 @@ class Sandbox:
             raise
 
     async def _execute(self, command: str, argv: list[str], proc_env: dict[str, str], proc_cwd: str,
-                       timeout_s: float, output_cap_bytes: int, *, watch: list[str] = ()) -> CommandResult:
-        """Start `argv` in its own process group, collect its output within the cap, kill what it leaves."""
+                       timeout_s: float, output_cap_bytes: int, *, watch: list[str] = (),
+                       filtered: bool = False) -> CommandResult:
+        """Start `argv` in its own process group, collect its output within the cap, kill what it leaves.
+
+        `filtered`: bwrap's argv (ending `-- bash -c command`) gets the seccomp filter through a pipe."""
         loop = asyncio.get_running_loop()
         started = time.monotonic()
+        fds: tuple[int, ...] = ()
+        if filtered:
+            fds = (syscall_filter.readable_fd(),)
+            argv = [*argv[:-4], "--seccomp", str(fds[0]), *argv[-4:]]
         try:
             transport, proto = await loop.subprocess_exec(
                 lambda: _Collector(output_cap_bytes, loop),
@@ -933,9 +963,13 @@ class Sandbox:
                 cwd=proc_cwd,
                 env=proc_env,
                 start_new_session=True,  # its own process group: killable as a whole
+                pass_fds=fds,
             )
         except OSError as exc:  # e.g. cwd missing in "off" mode: a failed command, not a crash
             return CommandResult(command, None, f"cannot start: {exc}", False, False, time.monotonic() - started)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
         pgid = transport.get_pid()
         timed_out = False
