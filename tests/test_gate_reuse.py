@@ -119,6 +119,37 @@ async def test_main_tests_added_since_are_not_dropped_by_an_identical_tree(repo,
         run_git(repo, "reset", "-q", "--hard", "HEAD~1")
 
 
+async def test_main_moved_in_product_code_alone_is_judged_again(repo, gate):
+    """Adversary E-25: main's test ids come from a product table (`parametrize` over `calc_cases.CASES`). C1 is
+    green against main M1; main then adds a case to the table (no test file changes); C2's tree equals C1's (it
+    drops that case, and add is still wrong for it). Keyed on main's test files alone, C1's green is reused and
+    the case main gained is gone unseen (liveness); keyed on main's whole tree, C2 is judged and blocked."""
+    table_test = ("import pytest\n\nimport calc_cases\nfrom calc import add\n\n\n"
+                  "@pytest.mark.parametrize('a,b,c', calc_cases.CASES)\ndef test_add(a, b, c):\n"
+                  "    assert add(a, b) == c\n")
+    commit_files(repo, {"tests/test_calc.py": table_test, "calc_cases.py": "CASES = [(2, 3, 5)]\n"}, "table")
+    weak = {"calc.py": "def add(a, b):\n    return abs(a) + b\n"}
+    first = branch(repo, weak)
+    commit_files(repo, {"calc_cases.py": "CASES = [(2, 3, 5), (-2, 1, -1)]\n"}, "main gains a case")
+    second = branch(repo, {**weak, "calc_cases.py": "CASES = [(2, 3, 5)]\n"})
+    gate.as_it_lands = False  # each judged as committed (merged onto main, the case would be back in the tree)
+    try:
+        assert run_git(repo, "rev-parse", f"{first}^{{tree}}") == run_git(repo, "rev-parse", f"{second}^{{tree}}")
+        for without in ("main_tests", None):
+            fresh(gate, without)
+            assert (await gate.check(repo, "main", first, PYTEST)).action == "pass"
+            res = await gate.check(repo, "main", second, PYTEST)
+            if without:
+                assert res.action == "pass", "liveness: keyed on main's test files, the dropped case lands"
+            else:
+                assert res.action == "block" and "tests/test_calc.py::test_add[-2-1--1], removed" in res.text, \
+                    res.text
+    finally:
+        gate.as_it_lands = True
+        fresh(gate)
+        run_git(repo, "reset", "-q", "--hard", "HEAD~2")
+
+
 async def test_changed_protected_paths_run_again(repo, gate):
     sha = branch(repo, GOOD)
     main = run_git(repo, "rev-parse", "main")

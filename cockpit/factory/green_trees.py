@@ -1,7 +1,7 @@
 """Green runs keyed by everything a run depends on: the same inputs are not tested twice, different ones always are.
 
-A passing check belongs to its inputs, not to a commit: the tree tested, main's test files and
-runner configuration it was judged against, the test command, the protected paths, the runner's
+A passing check belongs to its inputs, not to a commit: the tree tested, the tree of the main it was
+judged against (main's test ids may come from its product code), the test command, the protected paths, the runner's
 environment and toolchain, and the gate itself (its reporter and defences). `RunKey` hashes them,
 each under its own name, so a test can leave one out and watch a stale green land.
 
@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .guards import is_protected, is_test_file
 from ..host.sandbox import Sandbox
 from ..store import reads
 from .workspaces import git
@@ -61,16 +60,13 @@ def runner_fingerprint(sandbox: Sandbox) -> dict[str, Any]:
 
 
 async def main_tests(repo: Path, base: str, protected: Iterable[str]) -> str:
-    """Main's test files and runner configuration at `base`, by blob id: what the identity check and main's
-    copies of edited test files are taken from."""
-    listing = await git("ls-tree", "-r", base, cwd=repo)
-    patterns = tuple(protected)
-    kept = []
-    for line in listing.splitlines():
-        meta, _, path = line.partition("\t")
-        if is_test_file(path) or is_protected(path, patterns):
-            kept.append(f"{meta.split()[-1]} {path}")
-    return hashlib.sha256("\n".join(kept).encode()).hexdigest()
+    """Main at `base`, by its whole tree: what the identity check, main's copies of edited test files and main's
+    test ids are taken from. Its test files and runner configuration are not enough: the ids main collects and
+    what its tests expect may come from product code (a `parametrize` over a product table), so a green judged
+    against one main is never reused against another (adversary E-25). `protected` is kept for the key's
+    callers; the tree covers it."""
+    del protected
+    return await git("rev-parse", "--verify", f"{base}^{{tree}}", cwd=repo)
 
 
 def run_key(parts: dict[str, Any], used: Iterable[str] = KEY_PARTS) -> str:
