@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 from ..domain.tasks import REACH_FINDING
 from .evidence import _PLUGIN, CONTRADICTS, Evidence, OutcomeStream, contradictions
+from .main_apart import main_tests_apart
 from .green_trees import KEY_PARTS, Green, GreenTrees, main_tests, run_key, runner_fingerprint
 from .guards import (
     DEFAULT_PROTECTED, PROTECTED_CHANGED, TESTS_REMOVED, GateGuard, changes, counts_pytest, is_test_file,
@@ -55,11 +56,12 @@ GUARD = "guard"
 TRAIN = "train"
 DEFENCES = ("evidence", "seal", "raw_outcomes", "runner_intact", "reporter_reach", "identity", "runner_config",
             "protected", "shadows", "main_copies", "product_patch", "per_session", "written_in", "support",
-            "collect_plugins", "product_replaced")
+            "collect_plugins", "product_replaced", "main_apart")
 TESTS_CHANGED = "tests changed"
 RUNNER_CHANGED = "runner configuration changed"
 REPORTER_REACHED = "reaches into the test reporter"
 PRODUCT_PATCHED = "test code replaces product code"
+MAIN_APART_FAILED = "main's tests fail without this change's test files"
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,11 @@ def _of_the_tree(evidence: Evidence | None, copies: set[str]) -> Evidence | None
     if evidence is None or not copies:
         return evidence
     return dataclasses.replace(evidence, collected=[i for i in evidence.collected if split_id(i)[0] not in copies])
+
+
+def _counted(res: GateResult) -> str:
+    ev = res.evidence
+    return f"{len(ev.collected)} tests" if ev is not None and ev.reported else f"exit code {res.exit_code}"
 
 
 def _tail(text: str, lines: int = TAIL_LINES) -> str:
@@ -162,6 +169,7 @@ class TestsGate:
         self._main_outcomes: dict[str, dict[str, str]] = {}  # main sha -> outcomes of a full run on it
         self.runs = 0  # suite runs made (collect-only baselines excluded): the bench counts them
         self.collections = 0  # collect-only runs of main made for a baseline
+        self.apart_runs = 0  # runs of main's tests apart from a change's test files (main_apart)
         self.reused = 0
         # each defence by name; the attack tests switch one off to show their attack then lands
         self.defences: set[str] = set(DEFENCES)
@@ -170,7 +178,7 @@ class TestsGate:
 
     async def run(self, repo: Path, commit: str, command: str, *, main_copies: Mapping[str, str] | None = None,
                   collect_only: bool = False, env: Mapping[str, str] | None = None,
-                  expect_pytest: bool = False) -> GateResult:
+                  expect_pytest: bool = False, apart: bool = False) -> GateResult:
         """Run `command` on a fresh checkout of `commit`; pytest's outcomes are read live and cross-checked."""
         started = time.monotonic()
         tree_id = await git("rev-parse", "--verify", f"{commit}^{{tree}}", cwd=repo)
@@ -181,7 +189,9 @@ class TestsGate:
                 for rel, text in (main_copies or {}).items():  # never through a link the commit holds
                     safe_files.write_text(tree, rel, text)
                 await stream.open()
-                if not collect_only:
+                if apart:
+                    self.apart_runs += 1
+                elif not collect_only:
                     self.runs += 1
                 res = await self.sandbox.run(command, cwd=tree, writable=[tree], readable=[stream.dir],
                                              timeout_s=self.timeout_s, output_cap_bytes=self.output_cap_bytes,
@@ -385,6 +395,7 @@ class TestsGate:
         # candidate's: a rewritten fixture or helper in that file cannot hide a broken change
         copies: dict[str, str] = {}
         copy_renames: dict[str, dict[str, str]] = {}
+        apart_renamed: dict[str, str] = {}  # main's path -> main's text under the names this change renamed
         for src, c in edited.items() if "main_copies" in self.defences else []:
             if c.status == "D" or not (src.endswith(".py") and is_test_file(src)):
                 continue
@@ -400,10 +411,15 @@ class TestsGate:
                 copies[main_copy_name(c.path)] = (renamed_source(text, mapping) if mapping else text) + "\n"
                 if mapping:
                     copy_renames[main_copy_name(c.path)] = mapping
-        # main's baseline (one collect-only run per main commit) beside the candidate's run: two cores
-        main, res = await asyncio.gather(
+                    apart_renamed[src] = renamed_source(text, mapping) + "\n"
+        # main's baseline (one collect-only run per main commit) beside the candidate's run, and main's tests
+        # apart from the change's test files (when it has any): two cores
+        apart = await main_tests_apart(repo, base, tested, self.scratch_root, apart_renamed) \
+            if "main_apart" in self.defences else None
+        main, res, apart_res = await asyncio.gather(
             self.baseline(repo, command, base),
-            self.run(repo, tested, command, main_copies=copies, expect_pytest=counts_pytest(command)))
+            self.run(repo, tested, command, main_copies=copies, expect_pytest=counts_pytest(command)),
+            self._apart(repo, apart, command))
         if main is None and res.evidence is not None and res.evidence.reported:
             # the command ran pytest without naming it (make test): main's baseline now
             main = await self.baseline(repo, command, base, known_pytest=True)
@@ -416,9 +432,16 @@ class TestsGate:
             detail += "\nmain's versions of the edited test files ran too: " + ", ".join(
                 f"{p} (renamed: {', '.join(f'{a} -> {b}' for a, b in sorted(copy_renames[p].items()))})"
                 if p in copy_renames else p for p in sorted(copies))
+        if apart_res is not None:
+            detail += (f"\nmain's tests apart (main {base[:12]}'s test files, none of this change's, on its product "
+                       f"code): " + (f"passed, {_counted(apart_res)}" if apart_res.passed else
+                                     f"failed, exit code {apart_res.exit_code} (its output below the verdict)"))
         stage.verdicts.append({"gate": GATE_TESTS, **label, "outcome": res.outcome,
                                "detail": detail + reach_text, "exit_code": res.exit_code,
-                               "seconds": round(res.duration_s, 3), "tree": res.tree})
+                               "seconds": round(res.duration_s, 3), "tree": res.tree,
+                               **({"apart": {"outcome": apart_res.outcome, "exit_code": apart_res.exit_code,
+                                             "seconds": round(apart_res.duration_s, 3), "tree": apart_res.tree}}
+                                  if apart_res is not None else {})})
         if res.contradictions:
             return self._block(stage, ["tests", CONTRADICTS], f"{CONTRADICTS} on {on}:\n{detail}{reach_text}",
                                commit, weakened=False)
@@ -465,6 +488,21 @@ class TestsGate:
             stage.guard_only = res.passed
             return self._block(stage, reasons, text + ("" if res.passed else f"\n(the tests also failed:\n{detail})"),
                                commit)
+        if apart_res is not None and not apart_res.passed:
+            # main's tests, with main's test files alone, fail (or contradict themselves) on the change's product
+            # code while they passed beside its test files: the human sees why (a failing run goes back anyway)
+            if apart_res.contradictions or res.passed:
+                text = (f"{MAIN_APART_FAILED} on {on}: run with main {base[:12]}'s test files and none of this "
+                        "change's, main's tests " + ("contradict themselves" if apart_res.contradictions else "fail") +
+                        ("; with this change's test files beside them, they passed: the change's test code changes "
+                         "what main's tests see (or a test is flaky)" if res.passed else "") +
+                        f".\n{apart_res.detail()}{reach_text}")
+                failing = sorted(i for i, o in (apart_res.evidence.outcomes() if apart_res.evidence else {}).items()
+                                 if o not in ("passed", "skipped", "xfailed", "xpassed"))
+                stage.findings = [f"apart:{i}" for i in failing] or [f"apart:exit {apart_res.exit_code}"]
+                stage.verdicts.append({"gate": GUARD, **label, "outcome": "fail", "detail": text,
+                                       "findings": stage.findings})
+                return self._block(stage, ["tests", MAIN_APART_FAILED], text, commit)
         if not res.passed:
             stage.action, stage.reasons = "back", ["tests"]
             stage.text = f"tests gate failed on {on}:\n{detail}{reach_text}" + (
@@ -483,6 +521,8 @@ class TestsGate:
                         f"with them ({onto[:12]}); it lands after them, or runs again if one of them does not land")
         elif onto:
             summary += f"\ntested as it would land: merged onto main {onto[:12]} (main moved since it branched)"
+        if apart_res is not None:
+            summary += f"\nmain's tests apart from this change's test files passed ({_counted(apart_res)})"
         stage.verdicts.append({"gate": GUARD, **label, "outcome": "pass", "detail": summary + reach_text,
                                "run_key": key})
         self.greens.remember(Green(key, tested, "check", res.evidence.outcomes() if res.evidence else {},
@@ -548,6 +588,12 @@ class TestsGate:
             findings += [f"runner:{line}" for line in lines[before:]]
         return reasons, lines, findings
 
+    async def _apart(self, repo: Path, apart: str | None, command: str) -> GateResult | None:
+        """Run main's tests apart (see main_apart), or nothing when there is no such tree."""
+        if apart is None:
+            return None
+        return await self.run(repo, apart, command, expect_pytest=counts_pytest(command), apart=True)
+
     def _block(self, stage: TestsStage, reasons: list[str], text: str, commit: str, *,
                weakened: bool = True) -> TestsStage:
         stage.action, stage.reasons = "block", list(reasons)
@@ -579,6 +625,8 @@ class TestsGate:
                               "configuration, the command, the protected paths, the runner, the gate)",
                               False, time.monotonic() - started, tree, reused_from=green.commit, run_key=key)
         main = self._baselines.get((str(repo), command, base))
+        # (main's tests apart ran in the check stage, with the renames its identity check accepted; here main
+        # moved since, and this run is of the merge, as before)
         res = await self.run(repo, merged, command, expect_pytest=bool(main is not None and main.reported))
         if res.passed:
             outcomes = res.evidence.outcomes() if res.evidence else {}
