@@ -3,7 +3,7 @@
 The demo (`cockpit demo --headless`) runs for real; everything is read back from its event log:
 - check stage time: from `gate.started` (tests) to the stage's last verdict (the guard's, or the tests
   verdict when it failed), median over the run's checks; it covers the clean checkout, the run with
-  its live outcome stream, main's baseline and the identity comparison;
+  its live outcome stream, main's baseline, main's tests apart and the identity comparison;
 - suite runs: one per tests verdict, one per merge verdict that really ran (a reused green tree says
   "not run again"); per merged task, counting the runs its landing cost (the check of the commit
   that landed and its merge runs), and beside it every run of the demo (failed rounds included).
@@ -48,7 +48,7 @@ def _events(db: Path) -> list[tuple[float, str, str | None, dict[str, Any]]]:
 def fold(events: list[tuple[float, str, str | None, dict[str, Any]]]) -> dict[str, Any]:
     stages: list[float] = []
     open_at: dict[str, float] = {}
-    runs = reused = merge_failed = 0
+    runs = reused = merge_failed = apart = 0
     merged: set[str] = set()
     checked: dict[tuple[str | None, str], int] = {}  # (task, commit) -> check runs on it
     merge_runs: dict[str | None, int] = {}
@@ -66,6 +66,7 @@ def fold(events: list[tuple[float, str, str | None, dict[str, Any]]]) -> dict[st
                 open_at.pop(task)
         elif kind == "gate.verdict" and gate == "tests":
             runs += 1
+            apart += "apart" in data  # main's tests apart from the change's test files: a run of another tree
             key = (task, str(data.get("commit")))
             checked[key] = checked.get(key, 0) + 1
             if data.get("outcome") == "fail" and task in open_at:
@@ -91,7 +92,7 @@ def fold(events: list[tuple[float, str, str | None, dict[str, Any]]]) -> dict[st
     landed_only = sum(checked.get((t, landed.get(t, "")), 0) + merge_runs_of.get((t, landed.get(t, "")), 0)
                       for t in merged)
     return {"stage_median_s": statistics.median(stages) if stages else float("nan"), "checks": len(stages),
-            "runs": runs, "reused": reused, "merged": len(merged),
+            "runs": runs, "reused": reused, "merged": len(merged), "apart_runs": apart,
             # merge runs that were needed: main moved after the check (the merge tree is new), or the merge failed
             "merge_runs": sum(merge_runs.values()), "merge_failed": merge_failed,
             "runs_per_merged": runs / len(merged) if merged else float("nan"),
@@ -169,6 +170,9 @@ def bench_rows() -> dict[str, Any]:
         {"what": "  the same with every round's run", "figure": f"{m['runs_per_merged']:.2f}",
          "goal": "(failed rounds are the demo's story)", "anchor": f"{m['runs']} runs, {m['merged']} merged",
          "ratio": "", "verdict": "info"},
+        {"what": "  main's tests apart (another tree: main's test files, none of the change's)",
+         "figure": f"{m['apart_runs'] / m['merged']:.2f}" if m["merged"] else "nan", "goal": "(per merged task)",
+         "anchor": f"{m['apart_runs']} runs beside the checks", "ratio": "", "verdict": "info"},
     ]}
 
 
