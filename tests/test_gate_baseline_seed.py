@@ -15,6 +15,10 @@ from gitrepo import run_git
 from cockpit.factory.green_trees import GreenTrees
 from cockpit.factory.workspaces import Workspaces
 
+
+def tree_of(repo, rev):
+    return run_git(repo, "rev-parse", f"{rev}^{{tree}}").strip()
+
 # edits main's test file (so main's copy of it runs beside) and adds a test file named like a copy
 LANDS = {"calc.py": "def add(a, b):\n    return b + a\n",
          "tests/test_calc.py": CALC_TESTS + "\n\ndef test_add_zero():\n    assert add(0, 0) == 0\n",
@@ -52,7 +56,7 @@ def landed(repo, gate, tmp_path):  # noqa: F811
 
 async def test_the_next_check_uses_the_landed_trees_collection(repo, gate, landed):  # noqa: F811
     new_main = await landed()
-    seeded = gate._baselines[(str(repo), PYTEST, new_main)]
+    seeded = gate._baselines[(str(repo), PYTEST, tree_of(repo, new_main))]
     ids = set(seeded.collected)
     assert "tests/test_calc.py::test_add_zero" in ids and "tests/test_order__cockpit_main.py::test_order" in ids
     assert not any(i.startswith("tests/test_calc__cockpit_main.py") for i in ids), ids
@@ -69,7 +73,7 @@ async def test_the_next_check_uses_the_landed_trees_collection(repo, gate, lande
 
 async def test_a_collect_only_run_finds_the_same_baseline(repo, gate, landed):  # noqa: F811
     new_main = await landed()
-    seeded = gate._baselines.pop((str(repo), PYTEST, new_main))
+    seeded = gate._baselines.pop((str(repo), PYTEST, tree_of(repo, new_main)))
     before = gate.collections
     fresh = await gate.baseline(repo, PYTEST, new_main)
     assert gate.collections == before + 1  # liveness of the counter: without the seed, a collect-only run

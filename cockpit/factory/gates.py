@@ -105,6 +105,19 @@ def _counted(res: GateResult) -> str:
     return f"{len(ev.collected)} tests" if ev is not None and ev.reported else f"exit code {res.exit_code}"
 
 
+async def _tree(repo: Path, rev: str) -> str:
+    return await git("rev-parse", "--verify", f"{rev}^{{tree}}", cwd=repo)
+
+
+async def _stopped(task: asyncio.Task[Any]) -> None:
+    """Stop a run that is no longer needed (its sandbox is killed) and wait for it to be gone."""
+    if not task.done():
+        task.cancel()
+        await asyncio.wait([task])  # the caller's own cancellation still comes through
+    if not task.cancelled():
+        task.exception()  # retrieved: nothing of it is used
+
+
 def _tail(text: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
 
@@ -166,7 +179,8 @@ class TestsGate:
         self.key_parts: set[str] = set(KEY_PARTS)  # a test leaves one out to show a stale green then lands
         self._baselines: dict[tuple[str, str, str], Evidence] = {}
         self._baseline_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
-        self._main_outcomes: dict[str, dict[str, str]] = {}  # main sha -> outcomes of a full run on it
+        # by (repo, command, tree): what a tree collects and each test's outcome on it, from a run of that tree
+        self._main_outcomes: dict[tuple[str, str, str], dict[str, str]] = {}
         self.runs = 0  # suite runs made (collect-only baselines excluded): the bench counts them
         self.collections = 0  # collect-only runs of main made for a baseline
         self.apart_runs = 0  # runs of main's tests apart from a change's test files (main_apart)
@@ -231,13 +245,14 @@ class TestsGate:
     # --- main's baseline ------------------------------------------------------------
 
     async def baseline(self, repo: Path, command: str, sha: str, *, known_pytest: bool = False) -> Evidence | None:
-        """What main at `sha` collects (ids, plugins, ini file): one collect-only run per main commit.
+        """What main at `sha` collects (ids, plugins, ini file): one collect-only run per main tree (a merge
+        commit whose tree was already run green, or collected, costs no other run).
 
         Only for a command that runs pytest (named in it, or seen in a run: `known_pytest`): collect-only
         means nothing to another runner, which would run its whole suite."""
         if not (counts_pytest(command) or known_pytest):
             return None
-        key = (str(repo), command, sha)
+        key = (str(repo), command, await _tree(repo, sha))
         async with self._baseline_locks.setdefault(key, asyncio.Lock()):  # tasks on one main share one collection
             if key not in self._baselines:
                 self.collections += 1
@@ -245,21 +260,22 @@ class TestsGate:
                 self._baselines[key] = res.evidence or Evidence()
         return self._baselines[key]
 
-    def _seed_baseline(self, repo: Path, command: str, sha: str, evidence: Evidence | None) -> None:
-        """Main's baseline at `sha` from a green run of that very tree (the merge that becomes main): what the
+    def _seed_baseline(self, repo: Path, command: str, tree: str, evidence: Evidence | None) -> None:
+        """Main's baseline for `tree` from a green run of that very tree (the merge that becomes main): what the
         collect-only run would find, one pytest process fewer per landing. Only a run whose every session
         ended and announced its count; a command that never ran pytest gives none."""
         if evidence is None or not evidence.reported or evidence.collected_n is None \
                 or evidence.ended < evidence.sessions or evidence.collect_errors:
             return
-        self._baselines.setdefault((str(repo), command, sha), evidence)
+        self._baselines.setdefault((str(repo), command, tree), evidence)
 
     async def main_outcomes(self, repo: Path, command: str, sha: str) -> dict[str, str]:
-        """Each main test's outcome on main: from a green run the cockpit made, or one full run now."""
-        if sha not in self._main_outcomes:
+        """Each main test's outcome on main: from a green run of its tree the cockpit made, or one full run now."""
+        key = (str(repo), command, await _tree(repo, sha))
+        if key not in self._main_outcomes:
             res = await self.run(repo, sha, command)
-            self._main_outcomes[sha] = res.evidence.outcomes() if res.evidence else {}
-        return self._main_outcomes[sha]
+            self._main_outcomes[key] = res.evidence.outcomes() if res.evidence else {}
+        return self._main_outcomes[key]
 
     # --- the check stage ------------------------------------------------------------
 
@@ -413,123 +429,137 @@ class TestsGate:
                     copy_renames[main_copy_name(c.path)] = mapping
                     apart_renamed[src] = renamed_source(text, mapping) + "\n"
         # main's baseline (one collect-only run per main commit) beside the candidate's run, and main's tests
-        # apart from the change's test files (when it has any): two cores
-        apart = await main_tests_apart(repo, base, tested, self.scratch_root, apart_renamed) \
-            if "main_apart" in self.defences else None
-        main, res, apart_res = await asyncio.gather(
-            self.baseline(repo, command, base),
-            self.run(repo, tested, command, main_copies=copies, expect_pytest=counts_pytest(command)),
-            self._apart(repo, apart, command))
-        if main is None and res.evidence is not None and res.evidence.reported:
-            # the command ran pytest without naming it (make test): main's baseline now
-            main = await self.baseline(repo, command, base, known_pytest=True)
-        main_ids = main.collected if main is not None and main.reported else []
-        # only files the change touched can differ from main's
-        static_ids = await static_changes(repo, base, tested, [i for i in main_ids if split_id(i)[0] in edited],
-                                          renamed)
-        detail = res.detail()
-        if copies:
-            detail += "\nmain's versions of the edited test files ran too: " + ", ".join(
-                f"{p} (renamed: {', '.join(f'{a} -> {b}' for a, b in sorted(copy_renames[p].items()))})"
-                if p in copy_renames else p for p in sorted(copies))
-        if apart_res is not None:
-            detail += (f"\nmain's tests apart (main {base[:12]}'s test files, none of this change's, on its product "
-                       f"code): " + (f"passed, {_counted(apart_res)}" if apart_res.passed else
-                                     f"failed, exit code {apart_res.exit_code} (its output below the verdict)"))
-        stage.verdicts.append({"gate": GATE_TESTS, **label, "outcome": res.outcome,
-                               "detail": detail + reach_text, "exit_code": res.exit_code,
-                               "seconds": round(res.duration_s, 3), "tree": res.tree,
-                               **({"apart": {"outcome": apart_res.outcome, "exit_code": apart_res.exit_code,
-                                             "seconds": round(apart_res.duration_s, 3), "tree": apart_res.tree}}
-                                  if apart_res is not None else {})})
-        if res.contradictions:
-            return self._block(stage, ["tests", CONTRADICTS], f"{CONTRADICTS} on {on}:\n{detail}{reach_text}",
-                               commit, weakened=False)
-        # a test file this change added or edited put its own function or class in place of the product's for the
-        # whole session: main's unchanged tests then test the replacement (adversary C-01)
-        mine = {c.path for c in changed if c.status != "D"}
-        patched = [(what, by) for what, by in (res.evidence.patched if res.evidence else []) if by in mine] \
-            if "product_patch" in self.defences else []
-        # a plain `def` of the product that is something else at run time (a builtin put in its place, adversary
-        # D-02): at import when main's own collection does not show it, or after a test of this change
-        was = {what for what, _, _ in main.replaced} if main is not None else set()
-        replaced = [(what, now, after) for what, now, after in (res.evidence.replaced if res.evidence else [])
-                    if (after == "import" and what not in was) or after.split("::", 1)[0] in mine] \
-            if "product_replaced" in self.defences else []
-        said = [f"  {what} replaced by code written in {by}" for what, by in patched[:10]]
-        said += [f"  {what}, a plain def of the product, holds {now} instead "
-                 f"({'from the start of the session' if after == 'import' else 'after ' + after})"
-                 for what, now, after in replaced[:10]]
-        patched += [(what, "import" if after == "import" else after.split("::", 1)[0]) for what, _, after in replaced]
-        if patched:
-            text = (f"{PRODUCT_PATCHED} on {on}: a test file of this change replaces the product's own code "
-                    "for every test after it (main's tests then test the replacement, not the product):\n" +
-                    "\n".join(said) +
-                    "\nPatch inside a test (the monkeypatch fixture, mock.patch), never at import." + reach_text)
-            stage.findings = sorted({f"patched:{what}:{by}" for what, by in patched})
-            stage.verdicts.append({"gate": GUARD, **label, "outcome": "fail", "detail": text,
-                                   "findings": stage.findings})
-            return self._block(stage, ["tests", PRODUCT_PATCHED], text, commit)
-        # main's tests by identity, whatever the run's outcome: a rewritten test of main waits for the human
-        reasons, lines, findings = await self._against_main(repo, command, base, main, res, renamed, static_ids)
-        if static.failed:  # run_anyway: the git-only guard's findings stand beside what the run showed
-            reasons = [*static.reasons, *[r for r in reasons if r not in static.reasons]]
-            lines = [static.detail, *lines]
-            # a deleted test file's tests are gone with it: the deletion is the finding, the same on a re-merge
-            # whether or not the tests ran (a human override of the deletion carries to it)
-            deleted = {f.removeprefix("deleted:") for f in static.findings if f.startswith("deleted:")}
-            findings = [*static.findings, *[f for f in findings if not (
-                f.startswith("test:") and f.removeprefix("test:").split("::", 1)[0] in deleted and ", removed" in f)]]
-        if reasons:
-            text = "\n".join(lines) + reach_text
-            stage.findings = findings
-            stage.verdicts.append({"gate": GUARD, **label, "outcome": "fail", "detail": text,
-                                   "findings": findings})
-            stage.guard_only = res.passed
-            return self._block(stage, reasons, text + ("" if res.passed else f"\n(the tests also failed:\n{detail})"),
-                               commit)
-        if apart_res is not None and not apart_res.passed:
-            # main's tests, with main's test files alone, fail (or contradict themselves) on the change's product
-            # code while they passed beside its test files: the human sees why (a failing run goes back anyway)
-            if apart_res.contradictions or res.passed:
-                text = (f"{MAIN_APART_FAILED} on {on}: run with main {base[:12]}'s test files and none of this "
-                        "change's, main's tests " + ("contradict themselves" if apart_res.contradictions else "fail") +
-                        ("; with this change's test files beside them, they passed: the change's test code changes "
-                         "what main's tests see (or a test is flaky)" if res.passed else "") +
-                        f".\n{apart_res.detail()}{reach_text}")
+        # apart from the change's test files (when it has any): on a busy machine the stage's processes share
+        # the CPU with the agents' between them. Main's tests apart only matter to a run that passed and a
+        # change that stands so far: otherwise they are stopped where they are (a failed round costs no more)
+        apart_task = asyncio.create_task(self._apart(repo, base, tested, apart_renamed, command),
+                                         name="main-tests-apart")
+        try:
+            main, res = await asyncio.gather(
+                self.baseline(repo, command, base),
+                self.run(repo, tested, command, main_copies=copies, expect_pytest=counts_pytest(command)))
+        except BaseException:
+            await _stopped(apart_task)
+            raise
+        try:
+            if main is None and res.evidence is not None and res.evidence.reported:
+                # the command ran pytest without naming it (make test): main's baseline now
+                main = await self.baseline(repo, command, base, known_pytest=True)
+            main_ids = main.collected if main is not None and main.reported else []
+            # only files the change touched can differ from main's
+            static_ids = await static_changes(repo, base, tested, [i for i in main_ids if split_id(i)[0] in edited],
+                                              renamed)
+            detail = res.detail()
+            if copies:
+                detail += "\nmain's versions of the edited test files ran too: " + ", ".join(
+                    f"{p} (renamed: {', '.join(f'{a} -> {b}' for a, b in sorted(copy_renames[p].items()))})"
+                    if p in copy_renames else p for p in sorted(copies))
+            tests_verdict: dict[str, Any] = {"gate": GATE_TESTS, **label, "outcome": res.outcome,
+                                             "detail": detail + reach_text, "exit_code": res.exit_code,
+                                             "seconds": round(res.duration_s, 3), "tree": res.tree}
+            stage.verdicts.append(tests_verdict)
+            if res.contradictions:
+                return self._block(stage, ["tests", CONTRADICTS], f"{CONTRADICTS} on {on}:\n{detail}{reach_text}",
+                                   commit, weakened=False)
+            # a test file this change added or edited put its own function or class in place of the product's for the
+            # whole session: main's unchanged tests then test the replacement (adversary C-01)
+            mine = {c.path for c in changed if c.status != "D"}
+            patched = [(what, by) for what, by in (res.evidence.patched if res.evidence else []) if by in mine] \
+                if "product_patch" in self.defences else []
+            # a plain `def` of the product that is something else at run time (a builtin put in its place, adversary
+            # D-02): at import when main's own collection does not show it, or after a test of this change
+            was = {what for what, _, _ in main.replaced} if main is not None else set()
+            replaced = [(what, now, after) for what, now, after in (res.evidence.replaced if res.evidence else [])
+                        if (after == "import" and what not in was) or after.split("::", 1)[0] in mine] \
+                if "product_replaced" in self.defences else []
+            said = [f"  {what} replaced by code written in {by}" for what, by in patched[:10]]
+            said += [f"  {what}, a plain def of the product, holds {now} instead "
+                     f"({'from the start of the session' if after == 'import' else 'after ' + after})"
+                     for what, now, after in replaced[:10]]
+            patched += [(what, "import" if after == "import" else after.split("::", 1)[0]) for what, _, after in replaced]
+            if patched:
+                text = (f"{PRODUCT_PATCHED} on {on}: a test file of this change replaces the product's own code "
+                        "for every test after it (main's tests then test the replacement, not the product):\n" +
+                        "\n".join(said) +
+                        "\nPatch inside a test (the monkeypatch fixture, mock.patch), never at import." + reach_text)
+                stage.findings = sorted({f"patched:{what}:{by}" for what, by in patched})
+                stage.verdicts.append({"gate": GUARD, **label, "outcome": "fail", "detail": text,
+                                       "findings": stage.findings})
+                return self._block(stage, ["tests", PRODUCT_PATCHED], text, commit)
+            # main's tests by identity, whatever the run's outcome: a rewritten test of main waits for the human
+            reasons, lines, findings = await self._against_main(repo, command, base, main, res, renamed, static_ids)
+            if static.failed:  # run_anyway: the git-only guard's findings stand beside what the run showed
+                reasons = [*static.reasons, *[r for r in reasons if r not in static.reasons]]
+                lines = [static.detail, *lines]
+                # a deleted test file's tests are gone with it: the deletion is the finding, the same on a re-merge
+                # whether or not the tests ran (a human override of the deletion carries to it)
+                deleted = {f.removeprefix("deleted:") for f in static.findings if f.startswith("deleted:")}
+                findings = [*static.findings, *[f for f in findings if not (
+                    f.startswith("test:") and f.removeprefix("test:").split("::", 1)[0] in deleted and ", removed" in f)]]
+            if reasons:
+                text = "\n".join(lines) + reach_text
+                stage.findings = findings
+                stage.verdicts.append({"gate": GUARD, **label, "outcome": "fail", "detail": text,
+                                       "findings": findings})
+                stage.guard_only = res.passed
+                return self._block(stage, reasons, text + ("" if res.passed else f"\n(the tests also failed:\n{detail})"),
+                                   commit)
+            # main's tests apart from the change's test files: only for a run that passed and a change that stands
+            # so far (whatever this run shows otherwise decides without it): one pytest process fewer per failed
+            # round, the CPU a loaded factory is short of
+            apart_res = await apart_task if res.passed else None
+            if apart_res is not None:
+                tests_verdict["detail"] = (
+                    f"{detail}\nmain's tests apart (main {base[:12]}'s test files, none of this change's, on its product "
+                    f"code): " + (f"passed, {_counted(apart_res)}" if apart_res.passed else
+                                  f"failed, exit code {apart_res.exit_code} (its output below the verdict)") + reach_text)
+                tests_verdict["apart"] = {"outcome": apart_res.outcome, "exit_code": apart_res.exit_code,
+                                          "seconds": round(apart_res.duration_s, 3), "tree": apart_res.tree}
+            if apart_res is not None and not apart_res.passed:
+                # main's tests, with main's test files alone, fail (or contradict themselves) on the change's product
+                # code while they passed beside its test files: the human sees why
+                text = (f"{MAIN_APART_FAILED} on {on}: run with main {base[:12]}'s test files and none of this change's, "
+                        "main's tests " + ("contradict themselves" if apart_res.contradictions else "fail") +
+                        "; with this change's test files beside them, they passed: the change's test code changes what "
+                        f"main's tests see (or a test is flaky).\n{apart_res.detail()}{reach_text}")
                 failing = sorted(i for i, o in (apart_res.evidence.outcomes() if apart_res.evidence else {}).items()
                                  if o not in ("passed", "skipped", "xfailed", "xpassed"))
                 stage.findings = [f"apart:{i}" for i in failing] or [f"apart:exit {apart_res.exit_code}"]
                 stage.verdicts.append({"gate": GUARD, **label, "outcome": "fail", "detail": text,
                                        "findings": stage.findings})
                 return self._block(stage, ["tests", MAIN_APART_FAILED], text, commit)
-        if not res.passed:
-            stage.action, stage.reasons = "back", ["tests"]
-            stage.text = f"tests gate failed on {on}:\n{detail}{reach_text}" + (
-                f"\nThe commit was tested as it would land: merged onto main's head {onto[:12]}, which moved since "
-                "it branched. Merge main into your branch (sync_main) and run the tests there." if onto else "")
+            if not res.passed:
+                stage.action, stage.reasons = "back", ["tests"]
+                stage.text = f"tests gate failed on {on}:\n{detail}{reach_text}" + (
+                    f"\nThe commit was tested as it would land: merged onto main's head {onto[:12]}, which moved since "
+                    "it branched. Merge main into your branch (sync_main) and run the tests there." if onto else "")
+                return stage
+            own = _of_the_tree(res.evidence, set(copies))  # what the tree collects, main's copies left out by name
+            n = len(own.collected) if own is not None else None
+            summary = (f"{n} tests collected (main {base[:12]}: {len(main.collected)}), each of main's unchanged"
+                       if main is not None and n is not None else "tests not counted: the command does not run pytest")
+            if static_ids.renamed:
+                summary += ("\nrenamed along with the code they test (the old names are gone from the whole tree): " +
+                            "; ".join(f"{i} ({r})" for i, r in static_ids.renamed.items()))
+            if stack:
+                summary += (f"\ntested as it would land after {train} (checked green, not landed yet): merged onto main "
+                            f"with them ({onto[:12]}); it lands after them, or runs again if one of them does not land")
+            elif onto:
+                summary += f"\ntested as it would land: merged onto main {onto[:12]} (main moved since it branched)"
+            if apart_res is not None:
+                summary += f"\nmain's tests apart from this change's test files passed ({_counted(apart_res)})"
+            stage.verdicts.append({"gate": GUARD, **label, "outcome": "pass", "detail": summary + reach_text,
+                                   "run_key": key})
+            outcomes = res.evidence.outcomes() if res.evidence else {}
+            self.greens.remember(Green(key, tested, "check", outcomes, collected=own))
+            # the tree a task behind this one is checked on top of (or main, once this lands as tested): what it
+            # collects and how each test ends are that check's baseline
+            self._seed_baseline(repo, command, res.tree, own)
+            if own is not None and own.reported:
+                self._main_outcomes.setdefault((str(repo), command, res.tree), outcomes)
             return stage
-        own = _of_the_tree(res.evidence, set(copies))  # what the tree collects, main's copies left out by name
-        n = len(own.collected) if own is not None else None
-        summary = (f"{n} tests collected (main {base[:12]}: {len(main.collected)}), each of main's unchanged"
-                   if main is not None and n is not None else "tests not counted: the command does not run pytest")
-        if static_ids.renamed:
-            summary += ("\nrenamed along with the code they test (the old names are gone from the whole tree): " +
-                        "; ".join(f"{i} ({r})" for i, r in static_ids.renamed.items()))
-        if stack:
-            summary += (f"\ntested as it would land after {train} (checked green, not landed yet): merged onto main "
-                        f"with them ({onto[:12]}); it lands after them, or runs again if one of them does not land")
-        elif onto:
-            summary += f"\ntested as it would land: merged onto main {onto[:12]} (main moved since it branched)"
-        if apart_res is not None:
-            summary += f"\nmain's tests apart from this change's test files passed ({_counted(apart_res)})"
-        stage.verdicts.append({"gate": GUARD, **label, "outcome": "pass", "detail": summary + reach_text,
-                               "run_key": key})
-        self.greens.remember(Green(key, tested, "check", res.evidence.outcomes() if res.evidence else {},
-                                   collected=own))
-        # the tree a task behind this one is checked on top of: what it collects is that check's baseline
-        self._seed_baseline(repo, command, tested, own)
-        return stage
+        finally:
+            await _stopped(apart_task)
 
     async def _against_main(self, repo: Path, command: str, base: str, main: Evidence | None, res: GateResult,
                             renamed: dict[str, str], static: StaticChanges) -> tuple[list[str], list[str], list[str]]:
@@ -547,7 +577,7 @@ class TestsGate:
         outcomes = ev.outcomes()
         changed_ids: list[str] = []
         if "identity" in self.defences:
-            main_out = self._main_outcomes.get(base)
+            main_out = self._main_outcomes.get((str(repo), command, await _tree(repo, base)))
             if main_out is None and any(outcomes.get(i) in ("skipped", "xfailed") for i in main.collected):
                 main_out = await self.main_outcomes(repo, command, base)  # learn what main skips itself
             changed_ids = changed_tests(main.collected, static, candidate_ids=ev.collected,
@@ -588,8 +618,12 @@ class TestsGate:
             findings += [f"runner:{line}" for line in lines[before:]]
         return reasons, lines, findings
 
-    async def _apart(self, repo: Path, apart: str | None, command: str) -> GateResult | None:
-        """Run main's tests apart (see main_apart), or nothing when there is no such tree."""
+    async def _apart(self, repo: Path, base: str, tested: str, renamed: Mapping[str, str],
+                     command: str) -> GateResult | None:
+        """Run main's tests apart (see main_apart), or nothing when there is no such tree (no test file changed)."""
+        if "main_apart" not in self.defences:
+            return None
+        apart = await main_tests_apart(repo, base, tested, self.scratch_root, renamed)
         if apart is None:
             return None
         return await self.run(repo, apart, command, expect_pytest=counts_pytest(command), apart=True)
@@ -617,22 +651,22 @@ class TestsGate:
         if green is not None:
             self.reused += 1
             if green.outcomes is not None:
-                self._main_outcomes[merged] = green.outcomes
-            self._seed_baseline(repo, command, merged, green.collected)
+                self._main_outcomes[(str(repo), command, tree)] = green.outcomes
+            self._seed_baseline(repo, command, tree, green.collected)
             return GateResult(GATE_TESTS, merged, "pass", 0,
                               f"not run again: tree {tree[:12]} is the tree of {green.commit[:12]}, tested green from "
                               f"a clean checkout with the same inputs (main {base[:12]}'s tests and runner "
                               "configuration, the command, the protected paths, the runner, the gate)",
                               False, time.monotonic() - started, tree, reused_from=green.commit, run_key=key)
-        main = self._baselines.get((str(repo), command, base))
+        main = self._baselines.get((str(repo), command, await _tree(repo, base)))
         # (main's tests apart ran in the check stage, with the renames its identity check accepted; here main
         # moved since, and this run is of the merge, as before)
         res = await self.run(repo, merged, command, expect_pytest=bool(main is not None and main.reported))
         if res.passed:
             outcomes = res.evidence.outcomes() if res.evidence else {}
             self.greens.remember(Green(key, merged, "merge", outcomes, collected=res.evidence))  # no copies ran
-            self._main_outcomes[merged] = outcomes
-            self._seed_baseline(repo, command, merged, res.evidence)
+            self._main_outcomes[(str(repo), command, tree)] = outcomes
+            self._seed_baseline(repo, command, tree, res.evidence)
             return dataclasses.replace(res, run_key=key)
         return res
 
