@@ -104,6 +104,8 @@ class LimitsSection(_Strict):
     test_timeout_s: float = Field(600.0, gt=0)
     output_cap_bytes: int = Field(64_000, ge=1024)
     tmp_bytes: int = Field(512 << 20, ge=1 << 20, description="each sandboxed command's private /tmp (memory: a tmpfs)")
+    agent_nice: int = Field(10, ge=0, le=19, description="CPU niceness of agents' own commands: on a busy machine "
+                            "the gates and the cockpit come first; 0: the same as the gates")
 
 
 class ModelSection(_Strict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import uuid
@@ -41,6 +42,20 @@ async def refused(tools: WorktreeTools, name: str, tool_input: dict) -> str:
 
 
 # ------------------------------------------------------------------ happy paths
+
+
+async def test_an_agent_command_runs_niced_in_its_own_session(wt):
+    """`nice` reaches every process of the command and, where the kernel groups sessions for the scheduler
+    (autogroup: there a process's nice counts only inside its session), the session itself; four commands at
+    once each get it (the kernel takes one change per 100 ms). Liveness: nice 0 leaves both at 0."""
+    probe = "awk '{print $19}' /proc/self/stat; cat /proc/self/autogroup 2>/dev/null || echo none"
+    for nice in (0, 10):
+        tools = WorktreeTools(wt, Sandbox("bwrap"), command_timeout_s=10, nice=nice)
+        outs = await asyncio.gather(*[tools.call("run_command", {"command": probe}) for _ in range(4)])
+        for out in outs:
+            code, niceness, group = out.splitlines()
+            assert (code, niceness) == ("exit code 0", str(nice)), out
+            assert group == "none" or group.endswith(f" nice {nice}"), out
 
 
 async def test_read_file_numbers_lines_like_cat_n(tools):

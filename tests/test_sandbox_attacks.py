@@ -79,6 +79,7 @@ def _attacks(root: Path, port: int) -> list[tuple[str, str, dict]]:
          {"command": "(setsid sleep 3000 &); nohup sleep 3001 >/dev/null 2>&1 & echo started"}),
         ("self_approve", "approve", {"commit": "HEAD", "note": "mine is fine"}),
         # then honest work, so the reviewer gets its turn
+        ("nice_probe", "run_command", {"command": "awk '{print $19}' /proc/self/stat; cat /proc/self/autogroup"}),
         ("cleanup", "run_command", {"command": "rm -f etc_link db_link toml_link rules_link && echo ok"}),
         ("honest_write", "write_file", {"path": "notes.md", "content": "notes\n"}),
         ("honest_commit", "commit", {"message": "Add notes"}),
@@ -253,6 +254,15 @@ def test_environment_has_no_secret(attacked):
                          "GIT_OPTIONAL_LOCKS", "GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0", "GIT_CONFIG_VALUE_0"}
     assert attacked["builder"]["proc_environ"] == "exit code 1\n0\n"  # grep -c found nothing, in any process
     assert all(FAKE_KEY not in str(e.data) for e in attacked["events"])
+
+
+def test_an_agent_command_yields_the_cpu_to_the_gates(attacked):
+    """The factory's default limits.agent_nice (10) reaches the builder's command: its processes and its
+    session's scheduler group (autogroup, where the kernel has it) run niced."""
+    lines = attacked["builder"]["nice_probe"].splitlines()
+    assert lines[1] == "10", lines
+    if Path("/proc/self/autogroup").exists():
+        assert lines[2].endswith(" nice 10"), lines
 
 
 def test_endless_command_is_killed_at_the_timeout(attacked):

@@ -209,6 +209,7 @@ class WorktreeTools:
         max_read_bytes: int = 200_000,
         scratch: Path | None = None,
         worktree_writable: bool = True,
+        nice: int = 0,
     ) -> None:
         self.root = Path(worktree).resolve(strict=True)
         # a reviewer's or breaker's commands see the worktree read-only: they judge, never change
@@ -218,6 +219,7 @@ class WorktreeTools:
         self.sandbox = sandbox
         self.command_timeout_s = command_timeout_s
         self.output_cap_bytes = output_cap_bytes
+        self.nice = nice  # the agent's commands yield the CPU to the gates and the cockpit
         self.max_read_bytes = max_read_bytes
         self.scratch = Path(scratch).resolve() if scratch is not None else None
 
@@ -582,6 +584,7 @@ class WorktreeTools:
                 readable=[] if self.worktree_writable else [self.root],
                 timeout_s=self.command_timeout_s,
                 output_cap_bytes=self.output_cap_bytes,
+                nice=self.nice,
             )
         except SandboxUnavailable as exc:
             raise ToolError(f"run_command: no sandbox, so the command was not run: {exc}") from None

@@ -46,6 +46,8 @@ KEY_HELP: dict[str, tuple[str, Any]] = {
     "limits.command_timeout_s": ("seconds an agent's command may run before it is killed", 300),
     "limits.test_timeout_s": ("seconds the tests gate may run before it fails", 1200),
     "limits.output_cap_bytes": ("bytes of a command's output kept (head and tail)", 128000),
+    "limits.agent_nice": ("CPU niceness (0-19) of agents' own commands: on a busy machine the tests gates and the "
+                          "cockpit come first, the agents take every cycle left; 0: the same as the gates", 5),
     "model.mode": ("\"auto\": the real API when ANTHROPIC_API_KEY is set, else the scripted model; "
                    "\"api\": always the API; \"scripted\": always the offline scripted model", "api"),
     "model.scenarios": ("the scripted model's scenario files (*.toml), relative to factory.toml", "scenarios"),

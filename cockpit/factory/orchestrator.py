@@ -518,7 +518,7 @@ class Orchestrator:
             # only a builder writes the product's files; a breaker writes its scratch dir, outside them
             tools = WorktreeTools(wt, self.sandbox, command_timeout_s=limits.command_timeout_s,
                                   output_cap_bytes=limits.output_cap_bytes, scratch=scratch,
-                                  worktree_writable=(role == "builder"))
+                                  worktree_writable=(role == "builder"), nice=limits.agent_nice)
             commit = t.commit
 
             async def reproduce_on(sha: str, kind: str, body: str, *, fix: dict[str, str] | None = None) -> ReproResult:

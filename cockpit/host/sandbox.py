@@ -126,6 +126,16 @@ _GIT_ENV = {"GIT_OPTIONAL_LOCKS": "0", "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_
             "GIT_CONFIG_VALUE_0": "*"}
 
 _BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def _autogroup_nice(nice: int) -> str:
+    """Shell that gives the session it runs in the CPU niceness `nice` (see sched(7), "The autogroup feature").
+
+    The kernel takes one such change every 100 ms from unprivileged callers (EAGAIN otherwise): a few tries.
+    Nothing where the kernel has no autogroup. The command could put its session back to 0: this is for the
+    scheduler's sake, not a bound (no one can go below 0 without privilege)."""
+    return (f"if [ -w /proc/self/autogroup ]; then for _ in 1 2 3 4; do echo {nice} > /proc/self/autogroup "
+            "&& break; sleep 0.1; done; fi 2>/dev/null; ")  # one line: the command's line numbers stay its own
 # The largest file a sandboxed command may write (RLIMIT_FSIZE): a build's artefacts fit, a disk does not fill
 # from one file. (Many files still can: left, see docs/security.md.)
 MAX_FILE_BYTES = 2 << 30
@@ -836,10 +846,13 @@ class Sandbox:
         output_cap_bytes: int,
         env: Mapping[str, str] | None = None,
         readable: Iterable[Path] = (),
+        nice: int = 0,
     ) -> CommandResult:
         """Run `bash -c command`; raises only SandboxUnavailable, a failing command is a result.
 
-        `readable`: directories bound read-only, e.g. a worktree that lies under a hidden directory."""
+        `readable`: directories bound read-only, e.g. a worktree that lies under a hidden directory.
+        `nice`: the CPU niceness of the whole command (0-19): an agent's own commands yield the CPU to the
+        gates and the cockpit on a busy machine (they still take every cycle nobody else wants)."""
         writable = list(writable)
         # a disk a command writes to keeps its reserve: a full disk stops the store, so every product (C-10)
         watch = [str(p) for p in writable]
@@ -849,7 +862,7 @@ class Sandbox:
         if self.mode != "bwrap":
             argv = [shutil.which("bash") or "/bin/bash", "-c", command]
             return await self._execute(command, argv, self._env(env, self._home_off()), str(cwd), timeout_s,
-                                       output_cap_bytes, watch=watch)
+                                       output_cap_bytes, watch=watch, nice=nice)
         bwrap = await self._acheck()
         self._scan = await self._toolchain_scan()
         etc = self._etc.acquire()
@@ -871,7 +884,7 @@ class Sandbox:
             for attempt in (1, 2):
                 # bwrap itself gets a minimal env too; the command's env is set by --setenv only.
                 res = await self._execute(command, argv, {"PATH": _BASE_PATH}, "/", timeout_s, output_cap_bytes,
-                                          watch=watch, filtered=self.syscall_filter)
+                                          watch=watch, filtered=self.syscall_filter, nice=nice)
                 if attempt == 2 or not self._hidden_path_vanished(res, argv):
                     return res
                 self._view = None  # read the host again (the view, the roots' scan): the command never started
@@ -943,16 +956,22 @@ class Sandbox:
 
     async def _execute(self, command: str, argv: list[str], proc_env: dict[str, str], proc_cwd: str,
                        timeout_s: float, output_cap_bytes: int, *, watch: list[str] = (),
-                       filtered: bool = False) -> CommandResult:
+                       filtered: bool = False, nice: int = 0) -> CommandResult:
         """Start `argv` in its own process group, collect its output within the cap, kill what it leaves.
 
-        `filtered`: bwrap's argv (ending `-- bash -c command`) gets the seccomp filter through a pipe."""
+        `filtered`: bwrap's argv (ending `-- bash -c command`) gets the seccomp filter through a pipe.
+        `nice`: started through coreutils' nice (every process it starts inherits it); without nice, as is."""
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         fds: tuple[int, ...] = ()
         if filtered:
             fds = (syscall_filter.readable_fd(),)
             argv = [*argv[:-4], "--seccomp", str(fds[0]), *argv[-4:]]
+        if nice > 0 and (nice_bin := shutil.which("nice", path=_BASE_PATH)):
+            argv = [nice_bin, "-n", str(min(nice, 19)), *argv]
+            # where the kernel groups each session for the scheduler (autogroup), a process's nice only counts
+            # inside its session: the command's own session (bwrap's --new-session) gets the same nice
+            argv[-1] = _autogroup_nice(min(nice, 19)) + argv[-1]
         try:
             transport, proto = await loop.subprocess_exec(
                 lambda: _Collector(output_cap_bytes, loop),
