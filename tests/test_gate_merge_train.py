@@ -121,3 +121,34 @@ def test_the_queue_waits_only_while_each_task_ahead_is_still_on_its_way():
     tasks["T1"] = t1.model_copy(update={"state": TaskState.DONE})
     assert train_waits_for(t2, tasks.get) == []  # landed: T2's merge is the tree its check ran
     assert train_waits_for(_checked("T3", "c1"), tasks.get) == []  # checked alone: nothing to wait for
+
+
+async def test_a_task_that_failed_on_top_of_the_one_ahead_is_not_run_again_once_that_one_landed(
+        repo, gate, main_back, tmp_path):  # noqa: F811
+    """The train's red run is the tree the queue merges once the task ahead landed as checked: the queue sends
+    the task back without running it again. Liveness: with reds not reused, the same failure costs a run."""
+    for reuse in (False, True):
+        gate.greens, gate.reds, gate.reuse_reds = GreenTrees(), {}, reuse
+        first = branch(repo, {"tests/test_api.py": "import calc\n\n\ndef test_only_add():\n"
+                                                   "    assert not hasattr(calc, 'mul')\n"})
+        second = branch(repo, {"calc.py": "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a * b\n",
+                               "tests/test_mul.py": "from calc import mul\n\n\ndef test_mul():\n"
+                                                    "    assert mul(2, 3) == 6\n"})
+        assert (await gate.check(repo, "main", first, PYTEST)).action == "pass"
+        assert (await gate.check(repo, "main", second, PYTEST, ahead=[("T1", first)])).action == "pass"
+        ws = Workspaces(tmp_path / f"wt-{reuse}")
+        await _land(repo, gate, ws, first, "T1")
+        pm = await ws.prepare_merge(repo, "main", second, "Merge T2")
+        try:
+            runs = gate.runs
+            res = await gate.merge_run(repo, PYTEST, pm.merged, pm.base)
+        finally:
+            await ws.discard(repo, pm.scratch)
+        assert not res.passed and "test_only_add" in res.detail(), res.detail()
+        if reuse:
+            assert gate.runs == runs and res.reused_from, res.detail()
+            assert res.detail().startswith("not run again: tree "), res.detail()
+        else:
+            assert gate.runs == runs + 1 and not res.reused_from
+        run_git(repo, "reset", "-q", "--hard", "HEAD~1")
+    gate.reuse_reds = True

@@ -185,6 +185,10 @@ class TestsGate:
         self.collections = 0  # collect-only runs of main made for a baseline
         self.apart_runs = 0  # runs of main's tests apart from a change's test files (main_apart)
         self.reused = 0
+        # failed runs on a merge train by what they depended on (their key), this session only: a flaky red costs
+        # the builder a new commit, never a landing; a timed-out or self-contradicting run is not kept
+        self.reds: dict[str, GateResult] = {}
+        self.reuse_reds = True  # a test switches it off: the queue then runs a known red tree again
         # each defence by name; the attack tests switch one off to show their attack then lands
         self.defences: set[str] = set(DEFENCES)
 
@@ -529,6 +533,11 @@ class TestsGate:
                                        "findings": stage.findings})
                 return self._block(stage, ["tests", MAIN_APART_FAILED], text, commit)
             if not res.passed:
+                if stack and not (res.timed_out or res.contradictions):
+                    # a red verdict belongs to its tree too: a task that failed on top of the tasks ahead, once
+                    # they landed as checked, merges into that very tree, and the queue does not run it again
+                    # (only a train's: a human who lands a red check over the gate gets a fresh run)
+                    self.reds[key] = res
                 stage.action, stage.reasons = "back", ["tests"]
                 stage.text = f"tests gate failed on {on}:\n{detail}{reach_text}" + (
                     f"\nThe commit was tested as it would land: merged onto main's head {onto[:12]}, which moved since "
@@ -658,6 +667,14 @@ class TestsGate:
                               f"a clean checkout with the same inputs (main {base[:12]}'s tests and runner "
                               "configuration, the command, the protected paths, the runner, the gate)",
                               False, time.monotonic() - started, tree, reused_from=green.commit, run_key=key)
+        red = self.reds.get(key) if self.reuse_reds else None
+        if red is not None:
+            self.reused += 1
+            return GateResult(GATE_TESTS, merged, "fail", red.exit_code,
+                              f"not run again: tree {tree[:12]} failed the tests as {red.commit[:12]} with the same "
+                              f"inputs (checked on top of the tasks then ahead, which have landed since; main "
+                              f"{base[:12]})\n{red.detail()}", False, time.monotonic() - started, tree,
+                              reused_from=red.commit, run_key=key)
         main = self._baselines.get((str(repo), command, await _tree(repo, base)))
         # (main's tests apart ran in the check stage, with the renames its identity check accepted; here main
         # moved since, and this run is of the merge, as before)
