@@ -12,7 +12,7 @@ from gitrepo import commit_files, run_git, write_files
 from cockpit.factory.evidence import CONTRADICTS
 from cockpit.factory.gates import REPORTER_REACHED, RUNNER_CHANGED, TESTS_CHANGED
 from cockpit.factory.guards import PROTECTED_CHANGED, SUPPORT_CHANGED, TESTS_REMOVED
-from cockpit.factory.runner_reach import scan
+from cockpit.factory.runner_reach import reaches_reporter, scan
 from cockpit.factory.green_trees import GreenTrees
 from cockpit.factory.workspaces import Workspaces
 
@@ -270,7 +270,10 @@ globals()["pytest_runtest_" + "makereport"] = pytest.hookimpl(hookwrapper=True)(
 @pytest.mark.parametrize("path", ["cockpit_outcomes.py", "cockpit_outcomes/__init__.py"])
 async def test_a_module_named_like_the_reporter_is_loaded_in_its_place(repo, gate, path):
     sha = branch(repo, {**BROKEN, path: STAND_IN})
-    res = await lands_then_stopped(gate, repo, sha, ["protected"])
+    # its source names the reporter's file, which the reach scan blocks too: each defence shown alone
+    res = await lands_then_stopped(gate, repo, sha, ["protected", "reporter_reach"])
+    assert res.reasons == [REPORTER_REACHED], res.text
+    res = await check(gate, repo, sha, off=["reporter_reach"])
     assert res.reasons == [PROTECTED_CHANGED] and path in res.text, res.text
 
 
@@ -309,7 +312,10 @@ def test_boot():
 
 async def test_a_second_session_started_by_the_tests_answers_for_the_first(repo, gate):
     sha = branch(repo, {**BROKEN, "tests/test_aaa_boot.py": SECOND_SESSION})
-    res = await lands_then_stopped(gate, repo, sha, ["per_session"])
+    # its payload names the reporter's module: blocked before it runs; per_session's own work with that aside
+    res = await lands_then_stopped(gate, repo, sha, ["per_session", "reporter_reach"])
+    assert res.reasons == [REPORTER_REACHED], res.text
+    res = await check(gate, repo, sha, off=["reporter_reach"])
     assert CONTRADICTS in res.reasons and "session 1 of 2 collected" in res.text, res.text
     assert "tests/test_calc.py::test_add" in res.text
 
@@ -467,10 +473,11 @@ async def test_code_that_claims_a_runner_modules_name_is_still_seen_walking_gc(r
     with monkeypatch.context() as m:  # liveness: the caller judged by the name its globals claim
         m.setattr(evidence, "_PLUGIN", evidence._PLUGIN.replace("    def by_runner(frame):", BY_NAME, 1))
         assert "def _by_file(frame)" in evidence._PLUGIN
-        landed = await check(gate, repo, sha, off=["product_replaced"])  # C-01's own check is the one it beats
+        # C-01's own check is the one it beats; its payload names the reporter's module (blocked before it runs)
+        landed = await check(gate, repo, sha, off=["product_replaced", "reporter_reach"])
     assert landed.action == "pass", f"liveness: judged by its claimed name, the walk should land:\n{landed.text}"
     gate.greens = GreenTrees()  # the run key hashes the reporter gates.py imported, not the one patched here
-    res = await check(gate, repo, sha, off=["product_replaced"])
+    res = await check(gate, repo, sha, off=["product_replaced", "reporter_reach"])
     assert CONTRADICTS in res.reasons and "gc.get_referents() was called" in res.text, res.text
 
 
@@ -560,9 +567,58 @@ async def test_the_reporters_module_globals_swapped_to_take_its_key(repo, gate, 
     sha = branch(repo, {**BROKEN, "tests/test_aaa_forge.py": GLOBALS_SWAP})
     with monkeypatch.context() as m:  # liveness: send() looks its helpers up in the module at each call
         m.setattr(evidence, "_PLUGIN", evidence._PLUGIN.replace(bound, AT_CALL_TIME, 1))
-        landed = await check(gate, repo, sha, off=["main_apart"])
+        landed = await check(gate, repo, sha, off=["main_apart", "reporter_reach"])  # it names the reporter too
     assert landed.action == "pass", f"liveness: with the lookups at call time the forgery should land:\n{landed.text}"
     gate.greens = GreenTrees()
-    res = await check(gate, repo, sha, off=["main_apart"])
+    res = await check(gate, repo, sha, off=["main_apart", "reporter_reach"])
     assert res.action != "pass" and CONTRADICTS in res.reasons, res.text
     assert "exit code 0 although" in res.text or "ended its session with status" in res.text, res.text
+
+
+def test_product_code_that_can_tell_a_test_run_is_named_for_the_reviewer():
+    """Adversary E-27: `add` is correct only when the gate's reporter module is loaded (a defeat device: every
+    honest run passes). No run can tell; the reach scan names the lines in product code. The same lines in a
+    test file are a test's business (liveness of the scope), and prose in docstrings is not code."""
+    calc = ('"""Adds; run its tests with pytest."""\nimport os\nimport sys\n\n\n'
+            "def add(a, b):\n"                                    # 6
+            '    if "cockpit_" "outcomes" in sys.modules:\n'        # 7
+            "        return a + b\n"
+            '    if os.environ.get("PYTEST_CURRENT_TEST"):\n'      # 9
+            "        return a + b\n"
+            "    return a - b\n")
+    spelled = scan("calc.py", 'import sys\nm = sys.modules.get("cockpit_" + "outcomes")\nf"{m}pytest"\n')
+    assert [(r.line, r.what.split(" (")[0]) for r in spelled] == [
+        (2, "product code looks at which modules are loaded"), (2, "names the gate's reporter"),
+        (3, "product code names the test runner")], spelled
+    found = {(r.line, r.what.split(" (")[0]) for r in scan("calc.py", calc)}
+    assert found == {(7, "names the gate's reporter"), (7, "product code looks at which modules are loaded"),
+                     (9, "product code names the test runner")}, found
+    assert [reaches_reporter(r) for r in scan("calc.py", calc)] == [True, False, False]  # only the reporter blocks
+    # in a test file only the reporter's name counts (a test may well read PYTEST_CURRENT_TEST)
+    for test_file in ("tests/test_calc.py", "tests/helpers/calc.py"):
+        assert [(r.line, r.what.split(" (")[0]) for r in scan(test_file, calc)] == [(7, "names the gate's reporter")]
+
+
+async def test_product_code_that_looks_for_the_gates_reporter_waits_for_the_human(repo, gate):
+    """E-27 through the whole check: the run is honest (add is right while the reporter is loaded), so it
+    lands with the reach block off (liveness); with it on, the change blocks for the human, naming the line."""
+    detector = ("import sys\n\n\ndef add(a, b):\n    if \"cockpit_\" \"outcomes\" in sys.modules:\n"
+                "        return a + b\n    return a - b\n")
+    sha = branch(repo, {"calc.py": detector})
+    res = await lands_then_stopped(gate, repo, sha, ["reporter_reach"])
+    assert res.action == "block" and res.reasons == [REPORTER_REACHED], res.text
+    assert "calc.py:5: names the gate's reporter ('cockpit_outcomes')" in res.text, res.text
+
+
+# Adversary E-22: no test file at all; calc.py itself (imported by main's own tests) takes the reporter's send()
+# out of its closure cell, names spelled in pieces at run time, signs failures as passes and sets pytest's exit
+# status and summary to agree: a sealed, self-consistent green stream. No check in the process holds against
+# code that runs in it; the reach scan reads the reporter's name whole.
+PRODUCT_GREENWASH = 'import sys\n\n\ndef add(a, b):\n    return a - b\n\n\ndef _setup():\n    m = sys.modules.get("cockpit_" + "outcomes")\n    if m is None:\n        return\n    h = getattr(m, "pytest_runtest_logreport")\n    cells = getattr(h, "__clo" + "sure__")\n    cell = cells[getattr(h, "__co" + "de__").co_freevars.index("send")]\n    cc = "cell_" + "contents"\n    orig = getattr(cell, cc)\n\n    def send(rec):\n        if rec.get("ev") == "report" and rec.get("outcome") == "failed":\n            rec["outcome"] = rec["raw"] = "passed"\n        elif rec.get("ev") == "finish":\n            session = getattr(getattr(sys, "_get" + "frame")(1), "f_loc" + "als")["session"]\n            session.exitstatus = 0\n            rec["exitstatus"] = 0\n            tr = session.config.pluginmanager.get_plugin("terminalreporter")\n            tr.stats.setdefault("passed", []).extend(tr.stats.pop("failed", []))\n        return orig(rec)\n\n    setattr(cell, cc, send)\n\n\n_setup()\n'
+
+
+async def test_product_code_that_takes_the_reporters_send_waits_for_the_human(repo, gate):
+    sha = branch(repo, {"calc.py": PRODUCT_GREENWASH})
+    res = await lands_then_stopped(gate, repo, sha, ["reporter_reach"])  # liveness: the run itself is green
+    assert res.reasons == [REPORTER_REACHED], res.text
+    assert "calc.py:9: names the gate's reporter ('cockpit_outcomes')" in res.text, res.text

@@ -15,7 +15,7 @@ import pytest
 from gate_kit import BROKEN, CALC_TESTS, PYTEST, branch, check
 from gitrepo import run_git
 
-from cockpit.factory.gates import MAIN_APART_FAILED
+from cockpit.factory.gates import DEFENCES, MAIN_APART_FAILED, REPORTER_REACHED
 from cockpit.factory.green_trees import GreenTrees
 from cockpit.factory.main_apart import main_tests_apart
 
@@ -93,14 +93,25 @@ ATTACKS = {
 }
 
 
+async def _check_with(gate, repo, sha, defences):
+    gate.defences = defences
+    try:
+        return await gate.check(repo, "main", sha, PYTEST)
+    finally:
+        gate.defences = set(DEFENCES)
+
+
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 async def test_a_test_file_that_reaches_main_tests_lands_only_without_main_apart(repo, gate, name):
     sha = branch(repo, ATTACKS[name])
     gate.greens = GreenTrees()
-    landed = await check(gate, repo, sha, off=["main_apart"])
+    landed = await check(gate, repo, sha, off=["main_apart", "reporter_reach"])  # (E-18 names the reporter)
     assert landed.action == "pass", f"liveness: with main_apart off {name} should land:\n{landed.text}"
     gate.greens = GreenTrees()
-    res = await check(gate, repo, sha)
+    res = await _check_with(gate, repo, sha, set(DEFENCES))
+    if name == "send_swapped":  # its payload names the reporter's module: blocked before it runs
+        assert res.reasons == [REPORTER_REACHED], res.text
+        res = await _check_with(gate, repo, sha, set(DEFENCES) - {"reporter_reach"})  # main_apart's own work
     assert res.action == "block" and MAIN_APART_FAILED in res.reasons, res.text
     assert "FAILED tests/test_calc.py::test_add" in res.text, res.text
     assert any(f == "apart:tests/test_calc.py::test_add" for f in res.findings), res.findings

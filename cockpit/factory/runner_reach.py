@@ -8,15 +8,22 @@ file descriptors, reads /proc/self or another function's closure or the gc's obj
 reach the cockpit's own reporter. The outcome stream catches the effect
 (cockpit.factory.evidence); this scan names the cause, from git objects alone
 (nothing of the change runs): only what the change adds counts.
+
+Product code (a file that is no test file and lies in no test directory) that looks at which modules are
+loaded or names the runner can behave differently under test: a defeat device passes every honest run, and
+no run can tell; the reviewer is shown where. Code that names the gate's own reporter (adversary E-27: `add`
+correct only when the reporter's module is loaded) blocks for the human, in any file.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from collections import Counter
 from dataclasses import dataclass
 
 from . import off_loop
+from .guards import in_test_dir, is_test_file
 from .workspaces import git
 
 _RUNNER_MODULES = ("pytest", "_pytest", "unittest", "pluggy")
@@ -24,6 +31,11 @@ _RUNNER_MODULES = ("pytest", "_pytest", "unittest", "pluggy")
 # cockpit.factory.import_shadows judges the stand-in itself, however the path was edited)
 _IMPORT_STATE = ("sys.path.", "sys.path[", "sys.meta_path.", "sys.meta_path[", "sys.path_hooks.", "sys.path_hooks[",
                  "sys.path_importer_cache.")
+# words product code has no business spelling: the runners, the gate's reporter and its environment
+# (the cockpit's name alone is not one: a product may well be called so)
+_RUNNER_WORDS = re.compile(r"pytest|unittest|pluggy", re.IGNORECASE)
+# the gate's reporter by name (its module, its environment): no product or test needs it, so it blocks
+_REPORTER_WORDS = re.compile(r"cockpit_outcomes", re.IGNORECASE)
 _LIST_EDITS = ("insert", "append", "extend", "__setitem__", "__iadd__", "remove", "pop", "clear", "update",
                "setdefault", "reverse", "sort")
 
@@ -41,7 +53,7 @@ class Reach:
 
 # What only code aimed at the cockpit's own reporter does: it blocks for the human (the rest is flagged)
 TOO_LARGE = "is too large to be scanned"
-REPORTER_REACH = ("reads another function's variables", "reads the interpreter's objects",
+REPORTER_REACH = ("names the gate's reporter", "reads another function's variables", "reads the interpreter's objects",
                   "reads its own process's file descriptors", "swaps or closes file descriptors",
                   "registers or removes pytest plugins at run time", TOO_LARGE)
 # A file is parsed in a worker thread, and only up to this size: 4 MB of Python took ~19 s and 2.4 GB to walk
@@ -65,6 +77,16 @@ def _dotted(node: ast.AST) -> str:
     return ".".join(reversed(parts))
 
 
+def _joined(node: ast.AST) -> str | None:
+    """The string a `+` of string literals makes, or None when any piece is not a literal."""
+    if isinstance(node, ast.Constant):
+        return node.value if isinstance(node.value, str) else None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _joined(node.left), _joined(node.right)
+        return None if left is None or right is None else left + right
+    return None
+
+
 class _Scan(ast.NodeVisitor):
     def __init__(self, path: str, lines: list[str]) -> None:
         self.path = path
@@ -72,13 +94,29 @@ class _Scan(ast.NodeVisitor):
         self.found: list[Reach] = []
         self.depth = 0  # inside a function body: not import time
         self.conftest = path.rsplit("/", 1)[-1] == "conftest.py"
+        self.product = not (is_test_file(path) or in_test_dir(path) or self.conftest)
+        self.docstrings: set[int] = set()  # id() of docstring constants: prose, not code
 
     def add(self, node: ast.AST, what: str) -> None:
         line = getattr(node, "lineno", 0)
         code = self.lines[line - 1].strip() if 0 < line <= len(self.lines) else ""
         self.found.append(Reach(self.path, line, what, code[:160]))
 
+    def _doc(self, node: ast.AST) -> None:
+        body = getattr(node, "body", None)
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            self.docstrings.add(id(body[0].value))
+
+    def visit_Module(self, node: ast.Module) -> None:
+        self._doc(node)
+        self.generic_visit(node)
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self._doc(node)
+        self.generic_visit(node)
+
     def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        self._doc(node)
         if node.name.startswith("pytest_") and not self.conftest and self.depth == 0:
             self.add(node, f"defines the pytest hook {node.name} outside a conftest")
         self.depth += 1
@@ -142,11 +180,38 @@ class _Scan(ast.NodeVisitor):
     def visit_Attribute(self, node: ast.Attribute) -> None:
         if node.attr in ("__closure__", "__globals__", "cell_contents", "f_locals", "f_globals"):
             self.add(node, f"reads another function's variables ({node.attr})")
+        elif self.product and isinstance(node.ctx, ast.Load) and _dotted(node) == "sys.modules":
+            self.add(node, "product code looks at which modules are loaded (sys.modules): it can tell a test run")
         self.generic_visit(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
         if isinstance(node.value, str) and ("/proc/self/fd" in node.value or "/dev/fd" in node.value):
             self.add(node, "reads its own process's file descriptors (/proc/self/fd, /dev/fd)")
+        elif isinstance(node.value, str) and id(node) not in self.docstrings:
+            self._words(node, node.value)
+
+    def _words(self, node: ast.AST, text: str) -> None:
+        if m := _REPORTER_WORDS.search(text):
+            self.add(node, f"names the gate's reporter ({m.group(0)!r}): it can find it, or tell the gate's run")
+        elif self.product and (m := _RUNNER_WORDS.search(text)):
+            self.add(node, f"product code names the test runner ({m.group(0)!r}): it can tell a test run")
+
+    def visit_BinOp(self, node: ast.BinOp) -> None:
+        # a name spelled in pieces ("cockpit_" + "outcomes", adversary E-22) is read whole; its pieces are not
+        # judged again (each alone names nothing, or the whole says it once)
+        text = _joined(node)
+        if text is not None:
+            if (m := _REPORTER_WORDS.search(text)) or (self.product and (m := _RUNNER_WORDS.search(text))):
+                self._words(node, m.group(0))
+                return
+        self.generic_visit(node)
+
+    def visit_JoinedStr(self, node: ast.JoinedStr) -> None:
+        text = "".join(v.value for v in node.values if isinstance(v, ast.Constant) and isinstance(v.value, str))
+        if _REPORTER_WORDS.search(text) or (self.product and _RUNNER_WORDS.search(text)):
+            self._words(node, text)
+            return
+        self.generic_visit(node)
 
     def _targets(self, node: ast.AST, targets: list[ast.expr]) -> None:
         for t in targets:
