@@ -241,7 +241,7 @@ class TestsGate:
         """The hash of every input a green verdict on `commit` judged against main at `base` depends on."""
         tree = await git("rev-parse", "--verify", f"{commit}^{{tree}}", cwd=repo)
         parts = {"tree": [str(repo), tree], "command": command, "protected": sorted(patterns),
-                 "main_tests": await main_tests(repo, base, patterns) if "main_tests" in self.key_parts else "",
+                 "main_tests": await main_tests(repo, base) if "main_tests" in self.key_parts else "",
                  "runner": runner_fingerprint(self.sandbox),
                  "gate": [hashlib.sha256(_PLUGIN.encode()).hexdigest(), sorted(self.defences)]}
         return run_key(parts, self.key_parts)

@@ -59,13 +59,11 @@ def runner_fingerprint(sandbox: Sandbox) -> dict[str, Any]:
             "version": sys.version, "dirs": [_dir_stamp(d) for d in [*path.split(":"), *sorted(libs)]]}
 
 
-async def main_tests(repo: Path, base: str, protected: Iterable[str]) -> str:
+async def main_tests(repo: Path, base: str) -> str:
     """Main at `base`, by its whole tree: what the identity check, main's copies of edited test files and main's
     test ids are taken from. Its test files and runner configuration are not enough: the ids main collects and
     what its tests expect may come from product code (a `parametrize` over a product table), so a green judged
-    against one main is never reused against another (adversary E-25). `protected` is kept for the key's
-    callers; the tree covers it."""
-    del protected
+    against one main is never reused against another (adversary E-25)."""
     return await git("rev-parse", "--verify", f"{base}^{{tree}}", cwd=repo)
 
 
