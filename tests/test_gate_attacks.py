@@ -614,7 +614,39 @@ async def test_product_code_that_looks_for_the_gates_reporter_waits_for_the_huma
 # out of its closure cell, names spelled in pieces at run time, signs failures as passes and sets pytest's exit
 # status and summary to agree: a sealed, self-consistent green stream. No check in the process holds against
 # code that runs in it; the reach scan reads the reporter's name whole.
-PRODUCT_GREENWASH = 'import sys\n\n\ndef add(a, b):\n    return a - b\n\n\ndef _setup():\n    m = sys.modules.get("cockpit_" + "outcomes")\n    if m is None:\n        return\n    h = getattr(m, "pytest_runtest_logreport")\n    cells = getattr(h, "__clo" + "sure__")\n    cell = cells[getattr(h, "__co" + "de__").co_freevars.index("send")]\n    cc = "cell_" + "contents"\n    orig = getattr(cell, cc)\n\n    def send(rec):\n        if rec.get("ev") == "report" and rec.get("outcome") == "failed":\n            rec["outcome"] = rec["raw"] = "passed"\n        elif rec.get("ev") == "finish":\n            session = getattr(getattr(sys, "_get" + "frame")(1), "f_loc" + "als")["session"]\n            session.exitstatus = 0\n            rec["exitstatus"] = 0\n            tr = session.config.pluginmanager.get_plugin("terminalreporter")\n            tr.stats.setdefault("passed", []).extend(tr.stats.pop("failed", []))\n        return orig(rec)\n\n    setattr(cell, cc, send)\n\n\n_setup()\n'
+PRODUCT_GREENWASH = '''import sys
+
+
+def add(a, b):
+    return a - b
+
+
+def _setup():
+    m = sys.modules.get("cockpit_" + "outcomes")
+    if m is None:
+        return
+    h = getattr(m, "pytest_runtest_logreport")
+    cells = getattr(h, "__clo" + "sure__")
+    cell = cells[getattr(h, "__co" + "de__").co_freevars.index("send")]
+    cc = "cell_" + "contents"
+    orig = getattr(cell, cc)
+
+    def send(rec):
+        if rec.get("ev") == "report" and rec.get("outcome") == "failed":
+            rec["outcome"] = rec["raw"] = "passed"
+        elif rec.get("ev") == "finish":
+            session = getattr(getattr(sys, "_get" + "frame")(1), "f_loc" + "als")["session"]
+            session.exitstatus = 0
+            rec["exitstatus"] = 0
+            tr = session.config.pluginmanager.get_plugin("terminalreporter")
+            tr.stats.setdefault("passed", []).extend(tr.stats.pop("failed", []))
+        return orig(rec)
+
+    setattr(cell, cc, send)
+
+
+_setup()
+'''
 
 
 async def test_product_code_that_takes_the_reporters_send_waits_for_the_human(repo, gate):

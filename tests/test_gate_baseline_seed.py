@@ -16,8 +16,8 @@ from cockpit.factory.green_trees import GreenTrees
 from cockpit.factory.workspaces import Workspaces
 
 
-def tree_of(repo, rev):
-    return run_git(repo, "rev-parse", f"{rev}^{{tree}}").strip()
+def tree_of(product, rev):
+    return run_git(product, "rev-parse", f"{rev}^{{tree}}").strip()
 
 # edits main's test file (so main's copy of it runs beside) and adds a test file named like a copy
 LANDS = {"calc.py": "def add(a, b):\n    return b + a\n",
