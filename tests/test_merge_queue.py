@@ -223,3 +223,30 @@ def test_main_only_ever_points_at_commits_tested_green(tmp_path_factory, changes
         await store.close()
 
     asyncio.run(scenario())
+
+
+# calc broken, and a test file that puts a right add() back at import: the suite alone runs green (adversary F-35)
+PATCHED = {"calc.py": "def add(a, b):\n    return a - b\n",
+           "tests/test_aaa_ops.py": "import calc\n\ncalc.add = lambda a, b: a + b\n\n\n"
+                                    "def test_ops():\n    assert calc.add(1, 1) == 2\n"}
+
+
+async def test_a_merge_no_check_ran_is_checked_like_a_commit(tmp_path):
+    """A merge tree no check ran (the task it was checked on top of left the train, or main moved since) is
+    checked by the queue like a commit, the whole stage: here the task waits for the human and main stays.
+    Liveness: with `merge_check` off the queue runs the suite alone, it passes, and the broken add lands."""
+    for check_merges in (False, True):
+        cfg, store, ws, mq, repo = await factory(tmp_path / str(check_merges))
+        if not check_merges:
+            mq.tests_gate.defences.discard("merge_check")
+        tid = await ready_task(store, ws, repo, PATCHED, "Patched")
+        head = run_git(repo, "rev-parse", "main")
+        await mq.land(tid)
+        t = store.task(tid)
+        if check_merges:
+            assert t.state == TaskState.BLOCKED and run_git(repo, "rev-parse", "main") == head, t.state
+            assert "checked as a commit" in t.block_detail and "calc.add" in t.block_detail, t.block_detail
+        else:
+            assert t.state == TaskState.DONE, "liveness: the suite alone passes and the broken add lands"
+            assert "return a - b" in run_git(repo, "show", "main:calc.py")
+        await store.close()

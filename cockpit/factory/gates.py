@@ -56,7 +56,7 @@ GUARD = "guard"
 TRAIN = "train"
 DEFENCES = ("evidence", "seal", "raw_outcomes", "runner_intact", "reporter_reach", "identity", "runner_config",
             "protected", "shadows", "main_copies", "product_patch", "per_session", "written_in", "support",
-            "collect_plugins", "product_replaced", "main_apart")
+            "collect_plugins", "product_replaced", "main_apart", "merge_check")
 TESTS_CHANGED = "tests changed"
 RUNNER_CHANGED = "runner configuration changed"
 REPORTER_REACHED = "reaches into the test reporter"
@@ -78,6 +78,7 @@ class GateResult:
     evidence: Evidence | None = None
     reused_from: str | None = None  # the commit whose green run on the same tree this verdict reuses
     run_key: str = ""  # what the run depended on, hashed (green_trees.run_key): set on a green merge run
+    blocks: tuple[str, ...] = ()  # a merge checked like a commit that waits for the human: the stage's reasons
 
     @property
     def passed(self) -> bool:
@@ -649,9 +650,15 @@ class TestsGate:
     # --- the merge queue's run ------------------------------------------------------
 
     async def merge_run(self, repo: Path, command: str, merged: str, base: str,
-                        protected: list[str] | tuple[str, ...] = ()) -> GateResult:
+                        protected: list[str] | tuple[str, ...] = (), *, main_branch: str | None = None) -> GateResult:
         """Test the merge result from a clean checkout, or reuse a green verdict whose inputs were the very same
-        (its tree, main's tests and runner configuration at `base`, the command, the protected paths, the runner)."""
+        (its tree, main's tests and runner configuration at `base`, the command, the protected paths, the runner).
+
+        `main_branch`: a merge tree no check ran (the tasks it was checked on top of left the train, or main
+        moved since) is checked like a commit, the whole stage (the guard, main's tests by identity and apart
+        from the change's test files, the product-patch checks): a suite run alone is what a test file of the
+        change can turn green (adversary F-32, F-35). Without it (the human overrode the task's findings),
+        the suite alone, as before."""
         started = time.monotonic()
         tree = await git("rev-parse", "--verify", f"{merged}^{{tree}}", cwd=repo)
         defaults = DEFAULT_PROTECTED if "protected" in self.defences else ()
@@ -675,9 +682,19 @@ class TestsGate:
                               f"inputs (checked on top of the tasks then ahead, which have landed since; main "
                               f"{base[:12]})\n{red.detail()}", False, time.monotonic() - started, tree,
                               reused_from=red.commit, run_key=key)
+        if main_branch is not None and "merge_check" in self.defences:
+            stage = await self._check_on(repo, main_branch, merged, command, protected=protected, started=None,
+                                         run_anyway=False, ahead=())
+            tests = next((v for v in stage.verdicts if v.get("gate") == GATE_TESTS), {})
+            if stage.action == "pass":
+                return GateResult(GATE_TESTS, merged, "pass", tests.get("exit_code", 0),
+                                  f"checked as a commit: {stage.verdicts[-1].get('detail', '')}", False,
+                                  time.monotonic() - started, tree, run_key=stage.verdicts[-1].get("run_key", key))
+            return GateResult(GATE_TESTS, merged, "fail", tests.get("exit_code"),
+                              f"checked as a commit: {stage.text}", False, time.monotonic() - started, tree,
+                              blocks=tuple(stage.reasons) if stage.action == "block" else ())
         main = self._baselines.get((str(repo), command, await _tree(repo, base)))
-        # (main's tests apart ran in the check stage, with the renames its identity check accepted; here main
-        # moved since, and this run is of the merge, as before)
+        # (the human overrode the task's findings: the suite alone)
         res = await self.run(repo, merged, command, expect_pytest=bool(main is not None and main.reported))
         if res.passed:
             outcomes = res.evidence.outcomes() if res.evidence else {}

@@ -125,14 +125,20 @@ class MergeQueue:
                 await self._append(t, Kind.GATE_STARTED, gate=MERGE_GATE, commit=pm.merged, base=pm.base,
                                    command=product.test_command, attempt=attempt)
                 # a fresh checkout of the merge commit, never the merge's scratch worktree
-                res = await self.tests_gate.merge_run(repo, product.test_command, pm.merged, pm.base,
-                                                      protected=product.protected)
+                # a task whose findings a human overrode: the suite alone; any other merge no check ran is
+                # checked like a commit
+                res = await self.tests_gate.merge_run(
+                    repo, product.test_command, pm.merged, pm.base, protected=product.protected,
+                    main_branch=None if human_override(t) is not None else product.main_branch)
                 detail = res.detail()
                 # a green run's key rides on its verdict: after a restart the same inputs are not tested again
                 await self._append(t, Kind.VERDICT, gate=MERGE_GATE, commit=pm.merged, source=t.commit,
                                    base=pm.base, outcome=res.outcome, detail=detail,
                                    **({"run_key": res.run_key} if res.passed and res.run_key else {}))
                 t = self.store.task(task_id) or t
+                if res.blocks:  # the merge, checked like a commit, waits for the human (as the check would)
+                    await self._append(t, Kind.BLOCKED, reasons=list(res.blocks), detail=detail[:4000])
+                    return
                 if res.outcome != Outcome.PASS.value:
                     since = await self.workspaces.merged_since(repo, product.main_branch, t.commit)
                     await self._reject(t, "merge tests",
