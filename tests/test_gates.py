@@ -12,6 +12,7 @@ from gitrepo import run_git, write_files
 
 from cockpit.factory.evidence import CONTRADICTS
 from cockpit.factory.gates import DEFENCES, REPORTER_REACHED, TESTS_CHANGED
+from cockpit.factory.green_trees import GreenTrees
 from cockpit.factory.guards import PROTECTED_CHANGED, TESTS_REMOVED
 from cockpit.factory.workspaces import Workspaces
 
@@ -172,3 +173,13 @@ async def test_code_cannot_write_outside_its_checkout(tmp_path, repo, gate):
     # the hooks directory is not even in the sandbox (only what read-only git needs of .git is bound)
     assert r.action == "back" and "FileNotFoundError" in r.text, r.text
     assert not (hooks / "pre-commit").exists()
+
+
+async def test_a_main_test_module_that_no_longer_imports_is_a_failed_run_not_a_removed_test(repo, gate):
+    """calc's add renamed with main's test file left as it was: the module fails to import, so its tests are
+    not collected. That is a failed run (back to the builder), never "tests removed" for the human."""
+    gate.greens = GreenTrees()
+    sha = branch(repo, {"calc.py": "def plus(a, b):\n    return a + b\n"})
+    res = await check(gate, repo, sha)
+    assert res.action == "back" and res.reasons == ["tests"], res.text
+    assert "removed" not in res.text and "ERROR tests/test_calc.py" in res.text, res.text

@@ -591,7 +591,8 @@ class TestsGate:
             if main_out is None and any(outcomes.get(i) in ("skipped", "xfailed") for i in main.collected):
                 main_out = await self.main_outcomes(repo, command, base)  # learn what main skips itself
             changed_ids = changed_tests(main.collected, static, candidate_ids=ev.collected,
-                                        candidate_outcomes=outcomes, main_outcomes=main_out, renamed_files=renamed)
+                                        candidate_outcomes=outcomes, main_outcomes=main_out, renamed_files=renamed,
+                                        uncollectable=frozenset(split_id(e)[0] for e in ev.collect_errors))
         if "written_in" in self.defences:
             # the function pytest runs for each of main's tests is the one written where main's was: a test
             # module imported and emptied by another, before pytest collected it, keeps its ids and its source
@@ -686,13 +687,18 @@ class TestsGate:
             stage = await self._check_on(repo, main_branch, merged, command, protected=protected, started=None,
                                          run_anyway=False, ahead=())
             tests = next((v for v in stage.verdicts if v.get("gate") == GATE_TESTS), {})
+            # a merge whose run failed, with only main's tests' identity against it, goes back like a failed
+            # run: nothing lands, and the usual cause is what landed since (a rename the merge no longer
+            # completes, a module that no longer imports); the builder merges main and fixes it
+            back = stage.action == "block" and tests.get("outcome") == "fail" and not stage.guard_only \
+                and set(stage.reasons) <= {TESTS_CHANGED, TESTS_REMOVED}
             if stage.action == "pass":
                 return GateResult(GATE_TESTS, merged, "pass", tests.get("exit_code", 0),
                                   f"checked as a commit: {stage.verdicts[-1].get('detail', '')}", False,
                                   time.monotonic() - started, tree, run_key=stage.verdicts[-1].get("run_key", key))
             return GateResult(GATE_TESTS, merged, "fail", tests.get("exit_code"),
                               f"checked as a commit: {stage.text}", False, time.monotonic() - started, tree,
-                              blocks=tuple(stage.reasons) if stage.action == "block" else ())
+                              blocks=tuple(stage.reasons) if stage.action == "block" and not back else ())
         main = self._baselines.get((str(repo), command, await _tree(repo, base)))
         # (the human overrode the task's findings: the suite alone)
         res = await self.run(repo, merged, command, expect_pytest=bool(main is not None and main.reported))

@@ -281,8 +281,12 @@ async def static_changes(repo, base: str, commit: str, main_ids: list[str],
 
 def changed_tests(main_ids: list[str], static: StaticChanges, *, candidate_ids: list[str],
                   candidate_outcomes: dict[str, str], main_outcomes: dict[str, str] | None,
-                  renamed_files: dict[str, str] | None = None) -> list[str]:
-    """'node id, why' for each test of main the candidate removed, rewrote, re-marked, skipped or xfailed."""
+                  renamed_files: dict[str, str] | None = None, uncollectable: frozenset[str] = frozenset()) -> list[str]:
+    """'node id, why' for each test of main the candidate removed, rewrote, re-marked, skipped or xfailed.
+
+    `uncollectable`: files whose collection failed in the candidate's run (an import error): their tests are
+    not "removed", the run failed (pytest never exits 0 on a collection error; the cross-check blocks if it
+    does)."""
     renamed_files = renamed_files or {}
     have = set(candidate_ids)
     out: list[str] = []
@@ -291,7 +295,7 @@ def changed_tests(main_ids: list[str], static: StaticChanges, *, candidate_ids: 
         moved = renamed_files.get(path, path)
         new_id = nodeid if moved == path else moved + nodeid[len(path):]
         why = static.why.get(nodeid, "")
-        if not why and new_id not in have:
+        if not why and new_id not in have and moved not in uncollectable:
             why = "removed (no longer collected)"
         if not why:
             o = candidate_outcomes.get(new_id)
