@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import pytest
 from gate_kit import BROKEN, CALC_TESTS, PYTEST, branch, check
-from gitrepo import run_git
+from gitrepo import run_git, write_files
 
 from cockpit.factory.gates import DEFENCES, MAIN_APART_FAILED, REPORTER_REACHED
 from cockpit.factory.green_trees import GreenTrees
+from cockpit.factory import main_apart
 from cockpit.factory.main_apart import main_tests_apart
 
 SEND_SWAP = '''import sys
@@ -119,11 +120,12 @@ async def test_a_test_file_that_reaches_main_tests_lands_only_without_main_apart
 
 async def test_the_tree_apart_holds_main_test_files_and_the_change_product_code(repo, tmp_path):
     """What main_tests_apart builds: the change's product code, main's test files as main has them (an edited one
-    put back, a new one gone, a deleted one back), everything else of the change's tree untouched."""
+    put back, a new one gone, a deleted one back), the change's code under a test directory gone, everything
+    else of the change's tree untouched."""
     main = run_git(repo, "rev-parse", "main")
     sha = branch(repo, {**BROKEN, "README.md": "changed\n", "tests/test_new.py": "def test_new():\n    pass\n",
                         "tests/test_calc.py": CALC_TESTS + "\n\ndef test_more():\n    pass\n",
-                        "tests/data/cases.json": "[]\n"})
+                        "tests/data/cases.json": "[]\n", "tests/helpers/extra.py": "X = 1\n"})
     apart = await main_tests_apart(repo, main, sha, tmp_path)
     assert apart is not None and run_git(repo, "rev-parse", f"{apart}^") == sha
 
@@ -133,7 +135,10 @@ async def test_the_tree_apart_holds_main_test_files_and_the_change_product_code(
     assert show(apart, "calc.py") == show(sha, "calc.py") and show(apart, "README.md") == "changed"
     assert show(apart, "tests/test_calc.py") == show(main, "tests/test_calc.py")
     files = run_git(repo, "ls-tree", "-r", "--name-only", apart).split()
-    assert "tests/test_new.py" not in files and "tests/data/cases.json" not in files
+    # the change's test code is gone (a new test file, a helper main's tests could import); its data stays, as
+    # the product may read it (adversary F-33)
+    assert "tests/test_new.py" not in files and "tests/helpers/extra.py" not in files
+    assert "tests/data/cases.json" in files
     # no test file changed: the change's own run is main's tests apart already
     assert await main_tests_apart(repo, main, branch(repo, BROKEN), tmp_path) is None
 
@@ -155,3 +160,64 @@ async def test_a_main_test_failing_apart_but_also_with_the_change_goes_back_as_a
     gate.greens = GreenTrees()
     res = await check(gate, repo, sha, command=PYTEST)
     assert res.action == "back" and res.reasons == ["tests"], res.text
+
+
+# What a test file is, is main's runner's call too: pytest-django's documented python_files (adversary F-37).
+DJANGO_INI = "[pytest]\npythonpath = .\npython_files = tests.py test_*.py *_tests.py\n"
+OP_CALC = "import operator\n\n_op = operator.{}\n\n\ndef add(a, b):\n    return _op(a, b)\n"
+OP_PATCH = "import operator\n\nimport calc\n\ncalc._op = operator.add\n\n\ndef test_op_table():\n    assert calc._op(1, 1) == 2\n"
+
+
+async def test_a_test_file_named_by_mains_python_files_is_left_out_apart(repo, gate):
+    """`ops_tests.py` is a test module by main's pytest.ini, not by the cockpit's default patterns: it puts the
+    broken module value right at import. Liveness: with `python_files` off, no apart run is made and it lands."""
+    run_git(repo, "checkout", "-q", "-b", "django", "main")
+    head = run_git(repo, "rev-parse", "HEAD")
+    write_files(repo, {"pytest.ini": DJANGO_INI, "calc.py": OP_CALC.format("add")})
+    run_git(repo, "commit", "-qam", "python_files as pytest-django has them")
+    run_git(repo, "checkout", "-q", "main")
+    run_git(repo, "merge", "-q", "--ff-only", "django")
+    try:
+        sha = branch(repo, {"calc.py": OP_CALC.format("sub"), "ops_tests.py": OP_PATCH})
+        gate.greens = GreenTrees()
+        landed = await _check_with(gate, repo, sha, set(DEFENCES) - {"python_files", "product_patch"})
+        assert landed.action == "pass", f"liveness: by the default patterns alone it lands:\n{landed.text}"
+        gate.greens = GreenTrees()
+        res = await _check_with(gate, repo, sha, set(DEFENCES) - {"product_patch"})
+        assert res.action == "block" and MAIN_APART_FAILED in res.reasons, res.text
+    finally:
+        run_git(repo, "reset", "-q", "--hard", head)
+
+
+async def test_data_the_change_adds_under_a_test_directory_stays_apart(repo, gate):
+    """The product reads a table the change links into tests/data ('-': add subtracts); a new test file puts add
+    right in the change's own run. The apart tree keeps the change's data (not its code): main's tests fail
+    there (adversary F-33). Liveness: the tree apart without it (the table missing, add right) lets it land."""
+    calc = ("import operator\nimport os\n\n_OPS = {'+': operator.add, '-': operator.sub}\n\n\ndef _load():\n"
+            "    try:\n        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'calc_table.txt')) as f:\n"
+            "            return _OPS[f.read().strip()]\n    except OSError:\n        return operator.add\n\n\n"
+            "_op = _load()\n\n\ndef add(a, b):\n    return _op(a, b)\n")
+    run_git(repo, "checkout", "-q", "-b", "table", "main")
+    write_files(repo, {"calc.py": calc, "tests/data/ops.txt": "-\n",
+                       "tests/test_aaa_table.py": OP_PATCH})
+    (repo / "calc_table.txt").symlink_to("tests/data/ops.txt")
+    run_git(repo, "add", "-A")
+    run_git(repo, "commit", "-qm", "calc: an operation table shared with the tests")
+    sha = run_git(repo, "rev-parse", "HEAD")
+    run_git(repo, "checkout", "-q", "main")
+    main = run_git(repo, "rev-parse", "main")
+    apart = await main_tests_apart(repo, main, sha, gate.scratch_root)
+    files = run_git(repo, "ls-tree", "-r", "--name-only", apart).split()
+    assert "tests/data/ops.txt" in files and "tests/test_aaa_table.py" not in files
+    gate.greens = GreenTrees()
+    res = await _check_with(gate, repo, sha, set(DEFENCES) - {"product_patch"})
+    assert res.action == "block" and MAIN_APART_FAILED in res.reasons, res.text
+    # liveness: the data left out as well (what the tree apart held before), main's tests pass apart: it lands
+    saved = main_apart.CODE_SUFFIXES
+    main_apart.CODE_SUFFIXES = ("",)  # every added file counts as test code
+    try:
+        gate.greens = GreenTrees()
+        landed = await _check_with(gate, repo, sha, set(DEFENCES) - {"product_patch"})
+    finally:
+        main_apart.CODE_SUFFIXES = saved
+    assert landed.action == "pass", f"liveness: without the change's data apart it lands:\n{landed.text}"

@@ -342,7 +342,8 @@ def _reporter():
         # pytest prints its "N passed in Xs" line unless its terminal plugin is off or -qq was given
         summary = config.pluginmanager.has_plugin("terminal") and int(config.getoption("verbose") or 0) > -2
         send({"ev": "start", "pid": os.getpid(), "inifile": ini, "summary": bool(summary),
-              "plugins": names, "addopts": list(config.getini("addopts"))})
+              "plugins": names, "addopts": list(config.getini("addopts")),
+              "python_files": [str(f) for f in config.getini("python_files")]})
         configured.update(id(p) for p in config.pluginmanager.get_plugins())
 
     configured = set()
@@ -451,6 +452,7 @@ class Evidence:
     inifile: str = ""
     plugins: list[str] = field(default_factory=list)
     addopts: list[str] = field(default_factory=list)
+    python_files: list[str] = field(default_factory=list)  # what the runner takes for a test file (its ini)
     collected: list[str] = field(default_factory=list)
     collected_n: int | None = None  # the count the plugin announced after the ids
     collect_errors: list[str] = field(default_factory=list)
@@ -575,6 +577,7 @@ def fold(lines: list[bytes], *, overflow: bool = False, keys: list[bytes] | None
                 ev.inifile = str(rec.get("inifile", ""))
                 ev.plugins = [str(p) for p in rec.get("plugins", [])]
                 ev.addopts = [str(a) for a in rec.get("addopts", [])]
+                ev.python_files = [str(f) for f in rec.get("python_files", [])]
                 ev.summary_expected = bool(rec.get("summary", True))
             elif kind == "collected":
                 ev.collected += [str(i) for i in rec["ids"]]

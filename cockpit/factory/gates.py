@@ -56,7 +56,7 @@ GUARD = "guard"
 TRAIN = "train"
 DEFENCES = ("evidence", "seal", "raw_outcomes", "runner_intact", "reporter_reach", "identity", "runner_config",
             "protected", "shadows", "main_copies", "product_patch", "per_session", "written_in", "support",
-            "collect_plugins", "product_replaced", "main_apart", "merge_check")
+            "collect_plugins", "product_replaced", "main_apart", "merge_check", "python_files")
 TESTS_CHANGED = "tests changed"
 RUNNER_CHANGED = "runner configuration changed"
 REPORTER_REACHED = "reaches into the test reporter"
@@ -437,14 +437,15 @@ class TestsGate:
         # apart from the change's test files (when it has any): on a busy machine the stage's processes share
         # the CPU with the agents' between them. Main's tests apart only matter to a run that passed and a
         # change that stands so far: otherwise they are stopped where they are (a failed round costs no more)
-        apart_task = asyncio.create_task(self._apart(repo, base, tested, apart_renamed, command),
+        baseline = asyncio.create_task(self.baseline(repo, command, base), name="main-baseline")
+        apart_task = asyncio.create_task(self._apart(repo, base, tested, apart_renamed, command, baseline),
                                          name="main-tests-apart")
         try:
             main, res = await asyncio.gather(
-                self.baseline(repo, command, base),
-                self.run(repo, tested, command, main_copies=copies, expect_pytest=counts_pytest(command)))
+                baseline, self.run(repo, tested, command, main_copies=copies, expect_pytest=counts_pytest(command)))
         except BaseException:
             await _stopped(apart_task)
+            await _stopped(baseline)
             raise
         try:
             if main is None and res.evidence is not None and res.evidence.reported:
@@ -629,12 +630,17 @@ class TestsGate:
             findings += [f"runner:{line}" for line in lines[before:]]
         return reasons, lines, findings
 
-    async def _apart(self, repo: Path, base: str, tested: str, renamed: Mapping[str, str],
-                     command: str) -> GateResult | None:
-        """Run main's tests apart (see main_apart), or nothing when there is no such tree (no test file changed)."""
+    async def _apart(self, repo: Path, base: str, tested: str, renamed: Mapping[str, str], command: str,
+                     baseline: Awaitable[Evidence | None]) -> GateResult | None:
+        """Run main's tests apart (see main_apart), or nothing when there is no such tree (no test file changed).
+
+        What a test file is comes from main's runner too (its `python_files`, from main's baseline: a
+        `*_tests.py` of pytest-django's is one, adversary F-37)."""
         if "main_apart" not in self.defences:
             return None
-        apart = await main_tests_apart(repo, base, tested, self.scratch_root, renamed)
+        main = await asyncio.shield(baseline)  # (the check awaits it too; cancelling this leaves it running)
+        patterns = tuple(main.python_files) if main is not None and "python_files" in self.defences else ()
+        apart = await main_tests_apart(repo, base, tested, self.scratch_root, renamed, patterns)
         if apart is None:
             return None
         return await self.run(repo, apart, command, expect_pytest=counts_pytest(command), apart=True)

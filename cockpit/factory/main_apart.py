@@ -17,7 +17,8 @@ parent is the tested commit.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from fnmatch import fnmatchcase
 from pathlib import Path
 from types import MappingProxyType
 
@@ -28,11 +29,27 @@ from .workspaces import git
 _NO_OBJECT = "0" * 40
 
 
-def _is_test_path(path: str) -> bool:
-    return is_test_file(path) or in_test_dir(path)
+# what Python imports as code: a file of these the change adds under a test directory is left out of the apart
+# tree (main's tests could import it, e.g. behind a try/except ImportError); anything else it adds there (data)
+# stays, as the product's own code may read it (adversary F-33: a product table linked into tests/data)
+CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyd", ".pyw", ".so", ".pth")
 
 
-async def _test_entries(repo: Path, rev: str) -> dict[str, str]:
+def _matches(path: str, patterns: Sequence[str]) -> bool:
+    """pytest's `python_files`: a pattern with a slash matches the path, any other the file name."""
+    name = path.rsplit("/", 1)[-1]
+    return any(fnmatchcase(path if "/" in p else name, p) for p in patterns)
+
+
+def _is_test_path(path: str, patterns: Sequence[str] = ()) -> bool:
+    return is_test_file(path) or in_test_dir(path) or _matches(path, patterns)
+
+
+def _is_test_code(path: str, patterns: Sequence[str]) -> bool:
+    return is_test_file(path) or _matches(path, patterns) or path.endswith(CODE_SUFFIXES)
+
+
+async def _test_entries(repo: Path, rev: str, patterns: Sequence[str] = ()) -> dict[str, str]:
     """path -> "mode blob" of each test file and each file under a test directory of `rev`."""
     rc, out, err = await safe_git.run("ls-tree", "-r", "-z", "--full-tree", rev, cwd=repo)
     if rc != 0:
@@ -40,7 +57,7 @@ async def _test_entries(repo: Path, rev: str) -> dict[str, str]:
     found: dict[str, str] = {}
     for entry in out.decode("utf-8", errors="surrogateescape").split("\0"):
         meta, _, path = entry.partition("\t")
-        if path and _is_test_path(path):
+        if path and _is_test_path(path, patterns):
             mode, _, rest = meta.partition(" ")
             found[path] = f"{mode} {rest.split()[-1]}"
     return found
@@ -54,17 +71,20 @@ async def _blob(repo: Path, text: str) -> str:
 
 
 async def main_tests_apart(repo: Path, base: str, tested: str, scratch: Path,
-                           renamed: Mapping[str, str] = MappingProxyType({})) -> str | None:
+                           renamed: Mapping[str, str] = MappingProxyType({}), patterns: Sequence[str] = ()) -> str | None:
     """A commit holding `tested`'s tree with `base`'s test files and test directories in place of its own; None
     when that is `tested`'s tree already (the change touched no test file: its run is main's tests apart).
 
     `renamed`: main's path -> main's text with the names this change renamed along with its tests followed (the
-    gate accepts such a rename: main's tests then run as main wrote them, under the new names)."""
-    mine, mains = await _test_entries(repo, tested), await _test_entries(repo, base)
+    gate accepts such a rename: main's tests then run as main wrote them, under the new names).
+    `patterns`: main's `python_files` (pytest's name patterns for a test file), beside the defaults."""
+    mine, mains = await _test_entries(repo, tested, patterns), await _test_entries(repo, base, patterns)
     for path, text in renamed.items():
         if path in mains:
             blob = await _blob(repo, text)
             mains[path] = f"{mains[path].split()[0]} {blob}"
+    # the change's own data under a test directory stays (see CODE_SUFFIXES)
+    mine = {p: m for p, m in mine.items() if p in mains or _is_test_code(p, patterns)}
     if mine == mains:
         return None
     lines = [f"0 {_NO_OBJECT}\t{p}" for p in mine if p not in mains]
