@@ -654,3 +654,20 @@ async def test_product_code_that_takes_the_reporters_send_waits_for_the_human(re
     res = await lands_then_stopped(gate, repo, sha, ["reporter_reach"])  # liveness: the run itself is green
     assert res.reasons == [REPORTER_REACHED], res.text
     assert "calc.py:9: names the gate's reporter ('cockpit_outcomes')" in res.text, res.text
+
+
+def test_attribute_names_spelled_in_pieces_or_built_at_run_time():
+    """getattr with a name in literal pieces is judged as the attribute written plainly (a closure read blocks);
+    a name built at run time (adversary F-31, F-36: every name reversed) is named for the reviewer, not
+    blocked (ordinary tests build names too); a plain variable is neither."""
+    src = ("import sys\n\n\ndef _r(s):\n    return s[::-1]\n\n\n"
+           "def test_a(h, name):\n"
+           "    c = getattr(h, '__clo' + 'sure__')\n"          # 9
+           "    m = getattr(sys, _r('seludom'))\n"             # 10
+           "    assert getattr(h, name)\n")                    # 11
+    found = [(r.line, r.what.split(" (")[0], reaches_reporter(r)) for r in scan("tests/test_x.py", src)]
+    assert found == [(9, "reads another function's variables", True),
+                     (10, "reaches an attribute by a name built at run time", False)], found
+    # in product code, getattr(sys, "modules") is the sys.modules look
+    assert [r.what.split(" (")[0] for r in scan("calc.py", "import sys\nm = getattr(sys, 'mod' 'ules')\n")] == [
+        "product code looks at which modules are loaded"]

@@ -31,6 +31,7 @@ _RUNNER_MODULES = ("pytest", "_pytest", "unittest", "pluggy")
 # cockpit.factory.import_shadows judges the stand-in itself, however the path was edited)
 _IMPORT_STATE = ("sys.path.", "sys.path[", "sys.meta_path.", "sys.meta_path[", "sys.path_hooks.", "sys.path_hooks[",
                  "sys.path_importer_cache.")
+_READS_VARIABLES = ("__closure__", "__globals__", "cell_contents", "f_locals", "f_globals")
 # words product code has no business spelling: the runners, the gate's reporter and its environment
 # (the cockpit's name alone is not one: a product may well be called so)
 _RUNNER_WORDS = re.compile(r"pytest|unittest|pluggy", re.IGNORECASE)
@@ -145,9 +146,27 @@ class _Scan(ast.NodeVisitor):
             self.add(node, f"imports {', '.join(a.name for a in node.names)} from {node.module}")
         self.generic_visit(node)
 
+    def _by_name(self, node: ast.Call, name: str) -> None:
+        """getattr/setattr/delattr/hasattr: a name spelled whole (or in literal pieces) is judged like the
+        attribute written plainly; one built at run time (a call, a slice, an f-string) is named."""
+        if len(node.args) < 2:
+            return
+        target, attr = node.args[0], node.args[1]
+        spelled = _joined(attr)
+        if spelled is not None:
+            if spelled in _READS_VARIABLES:
+                self.add(node, f"reads another function's variables ({spelled})")
+            elif self.product and spelled == "modules" and _dotted(target) == "sys":
+                self.add(node, "product code looks at which modules are loaded (sys.modules): it can tell a test run")
+        elif not isinstance(attr, (ast.Name, ast.Attribute)):
+            self.add(node, f"reaches an attribute by a name built at run time ({name}): what it reaches is not "
+                           "written anywhere")
+
     def visit_Call(self, node: ast.Call) -> None:
         name = _dotted(node.func)
         last = name.rsplit(".", 1)[-1]
+        if name in ("getattr", "setattr", "delattr", "hasattr", "builtins.getattr", "builtins.setattr"):
+            self._by_name(node, name)
         if name.endswith("atexit.register") or name == "atexit.register":
             self.add(node, "registers an atexit handler")
         elif name in ("os._exit", "_exit", "posix._exit"):
@@ -178,7 +197,7 @@ class _Scan(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
-        if node.attr in ("__closure__", "__globals__", "cell_contents", "f_locals", "f_globals"):
+        if node.attr in _READS_VARIABLES:
             self.add(node, f"reads another function's variables ({node.attr})")
         elif self.product and isinstance(node.ctx, ast.Load) and _dotted(node) == "sys.modules":
             self.add(node, "product code looks at which modules are loaded (sys.modules): it can tell a test run")
