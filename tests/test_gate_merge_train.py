@@ -11,7 +11,7 @@ Real repos, bwrap, pytest; the domain on real events.
 from __future__ import annotations
 
 import pytest
-from gate_kit import PYTEST, branch, gate, repo  # noqa: F401  (fixtures)
+from gate_kit import CALC_TESTS, PYTEST, branch, gate, repo  # noqa: F401  (fixtures)
 from gitrepo import run_git
 
 from cockpit.domain import Event, Kind, TaskState, apply, create
@@ -150,5 +150,35 @@ async def test_a_task_that_failed_on_top_of_the_one_ahead_is_not_run_again_once_
             assert res.detail().startswith("not run again: tree "), res.detail()
         else:
             assert gate.runs == runs + 1 and not res.reused_from
+        run_git(repo, "reset", "-q", "--hard", "HEAD~1")
+    gate.reuse_reds = True
+
+
+async def test_a_train_red_that_also_breaks_a_rename_is_not_run_again_either(repo, gate, main_back, tmp_path):  # noqa: F811
+    """The demo's inventory pair: T2 renames add to plus (its test follows), T1 ahead adds a caller of add. On
+    top of T1, T2's run fails (report.py no longer imports) and the rename no longer completes (main's test
+    'body rewritten'): a block, whose merge after T1 landed would go back; it is not run again either.
+    Liveness: with reds not reused, the merge runs."""
+    caller = {"report.py": "from calc import add\n\n\ndef total(xs):\n    return sum(xs)\n",
+              "tests/test_report.py": "from report import total\n\n\ndef test_total():\n    assert total([1, 2]) == 3\n"}
+    rename = {"calc.py": "def plus(a, b):\n    return a + b\n",
+              "tests/test_calc.py": CALC_TESTS.replace("import add", "import plus").replace("assert add(", "assert plus(")}
+    for reuse in (False, True):
+        gate.greens, gate.reds, gate.reuse_reds = GreenTrees(), {}, reuse
+        first, second = branch(repo, caller), branch(repo, rename)
+        assert (await gate.check(repo, "main", first, PYTEST)).action == "pass"
+        stage = await gate.check(repo, "main", second, PYTEST, ahead=[("T1", first)])
+        assert stage.action == "pass" and stage.verdicts[0]["gate"] == "train", stage.text
+        assert "body rewritten" in stage.verdicts[0]["detail"], stage.verdicts[0]["detail"]
+        ws = Workspaces(tmp_path / f"wt-rename-{reuse}")
+        await _land(repo, gate, ws, first, "T1")
+        pm = await ws.prepare_merge(repo, "main", second, "Merge T2")
+        try:
+            runs = gate.runs
+            res = await gate.merge_run(repo, PYTEST, pm.merged, pm.base, main_branch="main")
+        finally:
+            await ws.discard(repo, pm.scratch)
+        assert not res.passed and not res.blocks, res.detail()  # back to the builder, either way
+        assert (gate.runs == runs) == reuse, (reuse, gate.runs, runs, res.detail()[:300])
         run_git(repo, "reset", "-q", "--hard", "HEAD~1")
     gate.reuse_reds = True

@@ -508,6 +508,8 @@ class TestsGate:
                 stage.verdicts.append({"gate": GUARD, **label, "outcome": "fail", "detail": text,
                                        "findings": findings})
                 stage.guard_only = res.passed
+                if not res.passed and set(reasons) <= {TESTS_CHANGED, TESTS_REMOVED}:
+                    self._red(stack, key, res)  # its merge, checked like a commit, would go back (merge_run)
                 return self._block(stage, reasons, text + ("" if res.passed else f"\n(the tests also failed:\n{detail})"),
                                    commit)
             # main's tests apart from the change's test files: only for a run that passed and a change that stands
@@ -535,11 +537,7 @@ class TestsGate:
                                        "findings": stage.findings})
                 return self._block(stage, ["tests", MAIN_APART_FAILED], text, commit)
             if not res.passed:
-                if stack and not (res.timed_out or res.contradictions):
-                    # a red verdict belongs to its tree too: a task that failed on top of the tasks ahead, once
-                    # they landed as checked, merges into that very tree, and the queue does not run it again
-                    # (only a train's: a human who lands a red check over the gate gets a fresh run)
-                    self.reds[key] = res
+                self._red(stack, key, res)
                 stage.action, stage.reasons = "back", ["tests"]
                 stage.text = f"tests gate failed on {on}:\n{detail}{reach_text}" + (
                     f"\nThe commit was tested as it would land: merged onto main's head {onto[:12]}, which moved since "
@@ -571,6 +569,14 @@ class TestsGate:
             return stage
         finally:
             await _stopped(apart_task)
+
+    def _red(self, stack: Sequence[tuple[str, str]], key: str, res: GateResult) -> None:
+        """A red verdict belongs to its tree too: a task that failed on top of the tasks ahead, once they landed
+        as checked, merges into that very tree, and the queue does not run it again. Only a train's (a human
+        who lands a red check over the gate gets a fresh run), never a timed-out or self-contradicting run, and
+        only where the merge's own check would send it back (a failed run, main's tests' identity at most)."""
+        if stack and not (res.passed or res.timed_out or res.contradictions):
+            self.reds[key] = res
 
     async def _against_main(self, repo: Path, command: str, base: str, main: Evidence | None, res: GateResult,
                             renamed: dict[str, str], static: StaticChanges) -> tuple[list[str], list[str], list[str]]:
