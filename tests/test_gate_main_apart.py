@@ -94,10 +94,10 @@ ATTACKS = {
 }
 
 
-async def _check_with(gate, repo, sha, defences):
+async def _check_with(gate, repo, sha, defences, command=PYTEST):
     gate.defences = defences
     try:
-        return await gate.check(repo, "main", sha, PYTEST)
+        return await gate.check(repo, "main", sha, command)
     finally:
         gate.defences = set(DEFENCES)
 
@@ -221,3 +221,68 @@ async def test_data_the_change_adds_under_a_test_directory_stays_apart(repo, gat
     finally:
         main_apart.CODE_SUFFIXES = saved
     assert landed.action == "pass", f"liveness: without the change's data apart it lands:\n{landed.text}"
+
+
+async def _on_main(repo, files, message):
+    """Land `files` on main directly (the fixture's repo is the module's: the caller resets main after)."""
+    run_git(repo, "checkout", "-q", "-b", f"m{len(message)}{abs(hash(message)) % 10000}", "main")
+    write_files(repo, files)
+    run_git(repo, "add", "-A")
+    run_git(repo, "commit", "-qm", message)
+    sha = run_git(repo, "rev-parse", "HEAD")
+    run_git(repo, "checkout", "-q", "main")
+    run_git(repo, "merge", "-q", "--ff-only", sha)
+
+
+async def test_a_doctest_text_file_is_test_code_apart(repo, gate):
+    """pytest collects `test*.txt` as doctests by default: one the change adds under tests/ puts the module
+    value right before main's tests run (adversary G-38). Apart it is left out like a test module, not kept
+    as data. Liveness: with `python_files` off (no runner layout), it is kept as data and the change lands."""
+    head = run_git(repo, "rev-parse", "main")
+    await _on_main(repo, {"calc.py": OP_CALC.format("add")}, "calc through a module value")
+    try:
+        doc = ">>> import operator, calc\n>>> calc._op = operator.add\n>>> calc._op(1, 1)\n2\n"
+        sha = branch(repo, {"calc.py": OP_CALC.format("sub"), "tests/test_aaa_ops.txt": doc})
+        gate.greens = GreenTrees()
+        landed = await _check_with(gate, repo, sha, set(DEFENCES) - {"python_files"})
+        assert landed.action == "pass", f"liveness: a doctest kept as data lands:\n{landed.text}"
+        gate.greens = GreenTrees()
+        res = await _check_with(gate, repo, sha, set(DEFENCES))
+        assert res.action == "block" and MAIN_APART_FAILED in res.reasons, res.text
+    finally:
+        run_git(repo, "reset", "-q", "--hard", head)
+
+
+async def test_a_python_files_pattern_never_puts_mains_product_back_apart(repo, gate):
+    """`python_files = *.py` (with testpaths) matches the product's own calc.py: main's version is put back apart
+    only for files main collected tests from, so the change's product code stays (adversary G-39: main's calc.py
+    came back apart and main's tests passed there). A regression test: the rule it replaced was no defence."""
+    head = run_git(repo, "rev-parse", "main")
+    await _on_main(repo, {"calc.py": OP_CALC.format("add"),
+                          "pytest.ini": "[pytest]\npythonpath = .\npython_files = *.py\ntestpaths = tests\n"},
+                   "every module a test module, under tests/")
+    try:
+        sha = branch(repo, {"calc.py": OP_CALC.format("sub"), "tests/test_aaa_ops.py": OP_PATCH})
+        gate.greens = GreenTrees()
+        res = await _check_with(gate, repo, sha, set(DEFENCES) - {"product_patch"})
+        assert res.action == "block" and MAIN_APART_FAILED in res.reasons, res.text
+    finally:
+        run_git(repo, "reset", "-q", "--hard", head)
+
+
+async def test_make_test_gets_mains_python_files_once_pytest_is_seen(repo, gate):
+    """F-37 with `make test`, a command that names no pytest (adversary G-40): main's baseline (and its
+    python_files) comes once the change's run shows pytest ran, and the apart run waits for it."""
+    head = run_git(repo, "rev-parse", "main")
+    await _on_main(repo, {"pytest.ini": DJANGO_INI, "calc.py": OP_CALC.format("add")}, "pytest-django names")
+    try:
+        sha = branch(repo, {"calc.py": OP_CALC.format("sub"), "ops_tests.py": OP_PATCH})
+        gate.greens = GreenTrees()
+        landed = await _check_with(gate, repo, sha, set(DEFENCES) - {"python_files", "product_patch"},
+                                   command="make test")
+        assert landed.action == "pass", f"liveness: without main's python_files it lands:\n{landed.text}"
+        gate.greens = GreenTrees()
+        res = await _check_with(gate, repo, sha, set(DEFENCES) - {"product_patch"}, command="make test")
+        assert res.action == "block" and MAIN_APART_FAILED in res.reasons, res.text
+    finally:
+        run_git(repo, "reset", "-q", "--hard", head)

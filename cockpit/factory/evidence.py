@@ -343,7 +343,9 @@ def _reporter():
         summary = config.pluginmanager.has_plugin("terminal") and int(config.getoption("verbose") or 0) > -2
         send({"ev": "start", "pid": os.getpid(), "inifile": ini, "summary": bool(summary),
               "plugins": names, "addopts": list(config.getini("addopts")),
-              "python_files": [str(f) for f in config.getini("python_files")]})
+              "python_files": [str(f) for f in config.getini("python_files")],
+              "testpaths": [str(t) for t in config.getini("testpaths")],
+              "doctest_globs": [str(g) for g in (getattr(config.option, "doctestglob", None) or ["test*.txt"])]})
         configured.update(id(p) for p in config.pluginmanager.get_plugins())
 
     configured = set()
@@ -453,6 +455,8 @@ class Evidence:
     plugins: list[str] = field(default_factory=list)
     addopts: list[str] = field(default_factory=list)
     python_files: list[str] = field(default_factory=list)  # what the runner takes for a test file (its ini)
+    testpaths: list[str] = field(default_factory=list)  # where it looks for them (its ini)
+    doctest_globs: list[str] = field(default_factory=list)  # the text files it collects as doctests
     collected: list[str] = field(default_factory=list)
     collected_n: int | None = None  # the count the plugin announced after the ids
     collect_errors: list[str] = field(default_factory=list)
@@ -578,6 +582,8 @@ def fold(lines: list[bytes], *, overflow: bool = False, keys: list[bytes] | None
                 ev.plugins = [str(p) for p in rec.get("plugins", [])]
                 ev.addopts = [str(a) for a in rec.get("addopts", [])]
                 ev.python_files = [str(f) for f in rec.get("python_files", [])]
+                ev.testpaths = [str(t) for t in rec.get("testpaths", [])]
+                ev.doctest_globs = [str(g) for g in rec.get("doctest_globs", [])]
                 ev.summary_expected = bool(rec.get("summary", True))
             elif kind == "collected":
                 ev.collected += [str(i) for i in rec["ids"]]

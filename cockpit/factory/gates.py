@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from ..domain.tasks import REACH_FINDING
 from .evidence import _PLUGIN, CONTRADICTS, Evidence, OutcomeStream, contradictions
-from .main_apart import main_tests_apart
+from .main_apart import TestLayout, main_tests_apart
 from .green_trees import KEY_PARTS, Green, GreenTrees, main_tests, run_key, runner_fingerprint
 from .guards import (
     DEFAULT_PROTECTED, PROTECTED_CHANGED, TESTS_REMOVED, GateGuard, changes, counts_pytest, is_test_file,
@@ -438,14 +438,15 @@ class TestsGate:
         # the CPU with the agents' between them. Main's tests apart only matter to a run that passed and a
         # change that stands so far: otherwise they are stopped where they are (a failed round costs no more)
         baseline = asyncio.create_task(self.baseline(repo, command, base), name="main-baseline")
-        apart_task = asyncio.create_task(self._apart(repo, base, tested, apart_renamed, command, baseline),
+        own_run = asyncio.create_task(self.run(repo, tested, command, main_copies=copies,
+                                               expect_pytest=counts_pytest(command)), name="change-run")
+        apart_task = asyncio.create_task(self._apart(repo, base, tested, apart_renamed, command, baseline, own_run),
                                          name="main-tests-apart")
         try:
-            main, res = await asyncio.gather(
-                baseline, self.run(repo, tested, command, main_copies=copies, expect_pytest=counts_pytest(command)))
+            main, res = await asyncio.gather(baseline, own_run)
         except BaseException:
-            await _stopped(apart_task)
-            await _stopped(baseline)
+            for task in (apart_task, baseline, own_run):
+                await _stopped(task)
             raise
         try:
             if main is None and res.evidence is not None and res.evidence.reported:
@@ -637,16 +638,26 @@ class TestsGate:
         return reasons, lines, findings
 
     async def _apart(self, repo: Path, base: str, tested: str, renamed: Mapping[str, str], command: str,
-                     baseline: Awaitable[Evidence | None]) -> GateResult | None:
+                     baseline: Awaitable[Evidence | None], own_run: Awaitable[GateResult]) -> GateResult | None:
         """Run main's tests apart (see main_apart), or nothing when there is no such tree (no test file changed).
 
-        What a test file is comes from main's runner too (its `python_files`, from main's baseline: a
-        `*_tests.py` of pytest-django's is one, adversary F-37)."""
+        What a test file is comes from main's runner too (main's baseline: its `python_files`, `testpaths`,
+        doctest globs and the files it collected from; a `*_tests.py` of pytest-django's is one, adversary
+        F-37). A command that does not name pytest (make test) has its baseline once its run shows pytest ran
+        (G-40): the apart run then waits for the change's run."""
         if "main_apart" not in self.defences:
             return None
-        main = await asyncio.shield(baseline)  # (the check awaits it too; cancelling this leaves it running)
-        patterns = tuple(main.python_files) if main is not None and "python_files" in self.defences else ()
-        apart = await main_tests_apart(repo, base, tested, self.scratch_root, renamed, patterns)
+        main = await asyncio.shield(baseline)  # (the check awaits them too; cancelling this leaves them running)
+        if main is None and "python_files" in self.defences:
+            ran = await asyncio.shield(own_run)
+            if ran.evidence is not None and ran.evidence.reported:
+                main = await self.baseline(repo, command, base, known_pytest=True)
+        layout = TestLayout(doctest_globs=("test*.txt",)) if "python_files" in self.defences else TestLayout()
+        if main is not None and "python_files" in self.defences:
+            layout = TestLayout(tuple(main.python_files), tuple(main.testpaths),
+                                tuple(main.doctest_globs) or ("test*.txt",),
+                                frozenset(split_id(i)[0] for i in main.collected))
+        apart = await main_tests_apart(repo, base, tested, self.scratch_root, renamed, layout)
         if apart is None:
             return None
         return await self.run(repo, apart, command, expect_pytest=counts_pytest(command), apart=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from types import MappingProxyType
@@ -35,29 +36,51 @@ _NO_OBJECT = "0" * 40
 CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyd", ".pyw", ".so", ".pth")
 
 
+@dataclass(frozen=True)
+class TestLayout:
+    """What main's runner takes for a test file, from main's baseline (the reporter's start record).
+
+    `python_files` and `doctest_globs` name files pytest imports (or reads) as tests, where it looks for them
+    (`testpaths`, when set); `main_files` are the files main's collection found tests in. Main's version is put
+    back only for a default test path or a file main collected from, never for a file the patterns merely
+    match (adversary G-39: `python_files = *.py` put main's product back); a file the change adds is left out
+    when the patterns take it for a test (F-37 `ops_tests.py`, G-38 a doctest `test*.txt`)."""
+
+    python_files: tuple[str, ...] = ()
+    testpaths: tuple[str, ...] = ()
+    doctest_globs: tuple[str, ...] = ()
+    main_files: frozenset[str] = frozenset()
+
+    def runner_test_file(self, path: str) -> bool:
+        if self.testpaths and not any(path == t.strip("/") or path.startswith(t.strip("/") + "/")
+                                      for t in self.testpaths):
+            return False
+        return _matches(path, self.python_files) or _matches(path, self.doctest_globs)
+
+
 def _matches(path: str, patterns: Sequence[str]) -> bool:
     """pytest's `python_files`: a pattern with a slash matches the path, any other the file name."""
     name = path.rsplit("/", 1)[-1]
     return any(fnmatchcase(path if "/" in p else name, p) for p in patterns)
 
 
-def _is_test_path(path: str, patterns: Sequence[str] = ()) -> bool:
-    return is_test_file(path) or in_test_dir(path) or _matches(path, patterns)
+def _is_default_test_path(path: str) -> bool:
+    return is_test_file(path) or in_test_dir(path)
 
 
-def _is_test_code(path: str, patterns: Sequence[str]) -> bool:
-    return is_test_file(path) or _matches(path, patterns) or path.endswith(CODE_SUFFIXES)
+def _is_test_code(path: str, layout: TestLayout) -> bool:
+    return is_test_file(path) or layout.runner_test_file(path) or path.endswith(CODE_SUFFIXES)
 
 
-async def _test_entries(repo: Path, rev: str, patterns: Sequence[str] = ()) -> dict[str, str]:
-    """path -> "mode blob" of each test file and each file under a test directory of `rev`."""
+async def _entries(repo: Path, rev: str) -> dict[str, str]:
+    """path -> "mode blob" of every file of `rev`."""
     rc, out, err = await safe_git.run("ls-tree", "-r", "-z", "--full-tree", rev, cwd=repo)
     if rc != 0:
         raise OSError(f"git ls-tree {rev}: {err.decode(errors='replace').strip()}")
     found: dict[str, str] = {}
     for entry in out.decode("utf-8", errors="surrogateescape").split("\0"):
         meta, _, path = entry.partition("\t")
-        if path and _is_test_path(path, patterns):
+        if path:
             mode, _, rest = meta.partition(" ")
             found[path] = f"{mode} {rest.split()[-1]}"
     return found
@@ -71,20 +94,24 @@ async def _blob(repo: Path, text: str) -> str:
 
 
 async def main_tests_apart(repo: Path, base: str, tested: str, scratch: Path,
-                           renamed: Mapping[str, str] = MappingProxyType({}), patterns: Sequence[str] = ()) -> str | None:
+                           renamed: Mapping[str, str] = MappingProxyType({}), layout: TestLayout = TestLayout()
+                           ) -> str | None:
     """A commit holding `tested`'s tree with `base`'s test files and test directories in place of its own; None
     when that is `tested`'s tree already (the change touched no test file: its run is main's tests apart).
 
     `renamed`: main's path -> main's text with the names this change renamed along with its tests followed (the
     gate accepts such a rename: main's tests then run as main wrote them, under the new names).
-    `patterns`: main's `python_files` (pytest's name patterns for a test file), beside the defaults."""
-    mine, mains = await _test_entries(repo, tested, patterns), await _test_entries(repo, base, patterns)
+    `layout`: what main's runner takes for a test file, beside the default patterns (see TestLayout)."""
+    on_main, tested_all = await _entries(repo, base), await _entries(repo, tested)
+    mains = {p: m for p, m in on_main.items() if _is_default_test_path(p) or p in layout.main_files}
+    mine = {p: m for p, m in tested_all.items() if _is_default_test_path(p) or p in layout.main_files
+            or (p not in on_main and layout.runner_test_file(p))}
     for path, text in renamed.items():
         if path in mains:
             blob = await _blob(repo, text)
             mains[path] = f"{mains[path].split()[0]} {blob}"
     # the change's own data under a test directory stays (see CODE_SUFFIXES)
-    mine = {p: m for p, m in mine.items() if p in mains or _is_test_code(p, patterns)}
+    mine = {p: m for p, m in mine.items() if p in mains or _is_test_code(p, layout)}
     if mine == mains:
         return None
     lines = [f"0 {_NO_OBJECT}\t{p}" for p in mine if p not in mains]
