@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cockpit.factory.rules import RULES_CHANGED, RuleBook
+from cockpit.domain.events import Kind
+from cockpit.factory.rules import RuleBook
 from cockpit.factory.rules_watch import RulesWatcher
 
 
@@ -54,7 +55,7 @@ async def _measure(root: Path, edits: int) -> dict[str, list[float]]:
     target = rules / "05-rule.md"
     changed: asyncio.Queue[float] = asyncio.Queue()
     book = RuleBook(rules, products={"p": (repo, "main")},
-                    emit=lambda kind, data, product: changed.put_nowait(time.perf_counter()) if kind == RULES_CHANGED
+                    emit=lambda kind, data, product: changed.put_nowait(time.perf_counter()) if kind == Kind.RULES_CHANGED
                     else None)
     await book.current("builder", "p")
     watcher = RulesWatcher(book)
