@@ -37,7 +37,7 @@ from typing import Any, Literal
 from ..domain.tasks import REACH_FINDING
 from .evidence import _PLUGIN, CONTRADICTS, Evidence, OutcomeStream, contradictions
 from .main_apart import TestLayout, main_tests_apart
-from .green_trees import KEY_PARTS, Green, GreenTrees, main_tests, run_key, runner_fingerprint
+from .green_trees import KEY_PARTS, Green, GreenTrees, main_tests, run_key, runner_fingerprint, tree_of
 from .guards import (
     DEFAULT_PROTECTED, PROTECTED_CHANGED, TESTS_REMOVED, GateGuard, changes, counts_pytest, is_test_file,
 )
@@ -104,10 +104,6 @@ def _of_the_tree(evidence: Evidence | None, copies: set[str]) -> Evidence | None
 def _counted(res: GateResult) -> str:
     ev = res.evidence
     return f"{len(ev.collected)} tests" if ev is not None and ev.reported else f"exit code {res.exit_code}"
-
-
-async def _tree(repo: Path, rev: str) -> str:
-    return await git("rev-parse", "--verify", f"{rev}^{{tree}}", cwd=repo)
 
 
 async def _stopped(task: asyncio.Task[Any]) -> None:
@@ -200,7 +196,7 @@ class TestsGate:
                   expect_pytest: bool = False, apart: bool = False) -> GateResult:
         """Run `command` on a fresh checkout of `commit`; pytest's outcomes are read live and cross-checked."""
         started = time.monotonic()
-        tree_id = await git("rev-parse", "--verify", f"{commit}^{{tree}}", cwd=repo)
+        tree_id = await tree_of(repo, commit)
         # always listening: a command that does not name pytest (make test, tox) may still run it
         stream = OutcomeStream(self.scratch_root)
         try:
@@ -240,7 +236,7 @@ class TestsGate:
     async def run_key(self, repo: Path, commit: str, base: str, command: str, patterns: list[str] | tuple[str, ...],
                       ) -> str:
         """The hash of every input a green verdict on `commit` judged against main at `base` depends on."""
-        tree = await git("rev-parse", "--verify", f"{commit}^{{tree}}", cwd=repo)
+        tree = await tree_of(repo, commit)
         parts = {"tree": [str(repo), tree], "command": command, "protected": sorted(patterns),
                  "main_tests": await main_tests(repo, base) if "main_tests" in self.key_parts else "",
                  "runner": runner_fingerprint(self.sandbox),
@@ -257,7 +253,7 @@ class TestsGate:
         means nothing to another runner, which would run its whole suite."""
         if not (counts_pytest(command) or known_pytest):
             return None
-        key = (str(repo), command, await _tree(repo, sha))
+        key = (str(repo), command, await tree_of(repo, sha))
         async with self._baseline_locks.setdefault(key, asyncio.Lock()):  # tasks on one main share one collection
             if key not in self._baselines:
                 self.collections += 1
@@ -276,7 +272,7 @@ class TestsGate:
 
     async def main_outcomes(self, repo: Path, command: str, sha: str) -> dict[str, str]:
         """Each main test's outcome on main: from a green run of its tree the cockpit made, or one full run now."""
-        key = (str(repo), command, await _tree(repo, sha))
+        key = (str(repo), command, await tree_of(repo, sha))
         if key not in self._main_outcomes:
             res = await self.run(repo, sha, command)
             self._main_outcomes[key] = res.evidence.outcomes() if res.evidence else {}
@@ -402,7 +398,7 @@ class TestsGate:
         hit = None if static.failed else await self.greens.find(key, ("check",))
         if hit is not None:  # the very same inputs were checked green (another task, or before a restart)
             self.reused += 1
-            tree = await git("rev-parse", "--verify", f"{tested}^{{tree}}", cwd=repo)
+            tree = await tree_of(repo, tested)
             note = (f"not run again: tree {tree[:12]} was checked green as {hit.commit[:12]} with the same inputs "
                     "(main's tests and runner configuration, the command, the protected paths, the runner, the gate)")
             stage.verdicts.append({"gate": GATE_TESTS, **label, "outcome": "pass", "detail": note + reach_text,
@@ -595,7 +591,7 @@ class TestsGate:
         outcomes = ev.outcomes()
         changed_ids: list[str] = []
         if "identity" in self.defences:
-            main_out = self._main_outcomes.get((str(repo), command, await _tree(repo, base)))
+            main_out = self._main_outcomes.get((str(repo), command, await tree_of(repo, base)))
             if main_out is None and any(outcomes.get(i) in ("skipped", "xfailed") for i in main.collected):
                 main_out = await self.main_outcomes(repo, command, base)  # learn what main skips itself
             changed_ids = changed_tests(main.collected, static, candidate_ids=ev.collected,
@@ -684,7 +680,7 @@ class TestsGate:
         change can turn green (adversary F-32, F-35). Without it (the human overrode the task's findings),
         the suite alone, as before."""
         started = time.monotonic()
-        tree = await git("rev-parse", "--verify", f"{merged}^{{tree}}", cwd=repo)
+        tree = await tree_of(repo, merged)
         defaults = DEFAULT_PROTECTED if "protected" in self.defences else ()
         key = await self.run_key(repo, merged, base, command, [*defaults, *protected])
         green = await self.greens.find(key, ("check", "merge"))
@@ -722,7 +718,7 @@ class TestsGate:
             return GateResult(GATE_TESTS, merged, "fail", tests.get("exit_code"),
                               f"checked as a commit: {stage.text}", False, time.monotonic() - started, tree,
                               blocks=tuple(stage.reasons) if stage.action == "block" and not back else ())
-        main = self._baselines.get((str(repo), command, await _tree(repo, base)))
+        main = self._baselines.get((str(repo), command, await tree_of(repo, base)))
         # (the human overrode the task's findings: the suite alone)
         res = await self.run(repo, merged, command, expect_pytest=bool(main is not None and main.reported))
         if res.passed:

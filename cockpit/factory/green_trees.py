@@ -59,12 +59,17 @@ def runner_fingerprint(sandbox: Sandbox) -> dict[str, Any]:
             "version": sys.version, "dirs": [_dir_stamp(d) for d in [*path.split(":"), *sorted(libs)]]}
 
 
+async def tree_of(repo: Path, rev: str) -> str:
+    """The tree id of `rev`: what a verdict, a baseline and a key belong to."""
+    return await git("rev-parse", "--verify", f"{rev}^{{tree}}", cwd=repo)
+
+
 async def main_tests(repo: Path, base: str) -> str:
     """Main at `base`, by its whole tree: what the identity check, main's copies of edited test files and main's
     test ids are taken from. Its test files and runner configuration are not enough: the ids main collects and
     what its tests expect may come from product code (a `parametrize` over a product table), so a green judged
     against one main is never reused against another (adversary E-25)."""
-    return await git("rev-parse", "--verify", f"{base}^{{tree}}", cwd=repo)
+    return await tree_of(repo, base)
 
 
 def run_key(parts: dict[str, Any], used: Iterable[str] = KEY_PARTS) -> str:

@@ -209,28 +209,27 @@ class _Scan(ast.NodeVisitor):
         elif isinstance(node.value, str) and id(node) not in self.docstrings:
             self._words(node, node.value)
 
-    def _words(self, node: ast.AST, text: str) -> None:
+    def _words(self, node: ast.AST, text: str) -> bool:
+        """Name what `text` spells of the reporter (anywhere) or the runner (in product code); True if it did."""
         if m := _REPORTER_WORDS.search(text):
             self.add(node, f"names the gate's reporter ({m.group(0)!r}): it can find it, or tell the gate's run")
         elif self.product and (m := _RUNNER_WORDS.search(text)):
             self.add(node, f"product code names the test runner ({m.group(0)!r}): it can tell a test run")
+        else:
+            return False
+        return True
 
     def visit_BinOp(self, node: ast.BinOp) -> None:
         # a name spelled in pieces ("cockpit_" + "outcomes", adversary E-22) is read whole; its pieces are not
         # judged again (each alone names nothing, or the whole says it once)
         text = _joined(node)
-        if text is not None:
-            if (m := _REPORTER_WORDS.search(text)) or (self.product and (m := _RUNNER_WORDS.search(text))):
-                self._words(node, m.group(0))
-                return
-        self.generic_visit(node)
+        if text is None or not self._words(node, text):
+            self.generic_visit(node)
 
     def visit_JoinedStr(self, node: ast.JoinedStr) -> None:
         text = "".join(v.value for v in node.values if isinstance(v, ast.Constant) and isinstance(v.value, str))
-        if _REPORTER_WORDS.search(text) or (self.product and _RUNNER_WORDS.search(text)):
-            self._words(node, text)
-            return
-        self.generic_visit(node)
+        if not self._words(node, text):
+            self.generic_visit(node)
 
     def _targets(self, node: ast.AST, targets: list[ast.expr]) -> None:
         for t in targets:
