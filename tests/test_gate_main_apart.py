@@ -11,6 +11,8 @@ Real git, bwrap, pytest and the reporter.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from gate_kit import BROKEN, CALC_TESTS, PYTEST, branch, check
 from gitrepo import run_git, write_files
@@ -168,23 +170,39 @@ OP_CALC = "import operator\n\n_op = operator.{}\n\n\ndef add(a, b):\n    return 
 OP_PATCH = "import operator\n\nimport calc\n\ncalc._op = operator.add\n\n\ndef test_op_table():\n    assert calc._op(1, 1) == 2\n"
 
 
+def _on_main(repo, files, message):
+    """Land `files` on main directly (the fixture's repo is the module's: the caller resets main after)."""
+    run_git(repo, "checkout", "-q", "-b", f"on-main-{next(_landed)}", "main")
+    write_files(repo, files)
+    run_git(repo, "add", "-A")
+    run_git(repo, "commit", "-qm", message)
+    sha = run_git(repo, "rev-parse", "HEAD")
+    run_git(repo, "checkout", "-q", "main")
+    run_git(repo, "merge", "-q", "--ff-only", sha)
+
+
+_landed = itertools.count()
+
+
+async def _lands_then_blocked_apart(gate, repo, sha, off, command=PYTEST):
+    """Lands with the defences in `off` switched off (liveness), blocks with them on: main's tests fail apart.
+    product_patch stays off on both sides (these attacks go around it: each shows the apart tree's own work)."""
+    gate.greens = GreenTrees()
+    landed = await _check_with(gate, repo, sha, set(DEFENCES) - {*off, "product_patch"}, command)
+    assert landed.action == "pass", f"liveness: with {off} off it lands:\n{landed.text}"
+    gate.greens = GreenTrees()
+    res = await _check_with(gate, repo, sha, set(DEFENCES) - {"product_patch"}, command)
+    assert res.action == "block" and MAIN_APART_FAILED in res.reasons, res.text
+
+
 async def test_a_test_file_named_by_mains_python_files_is_left_out_apart(repo, gate):
     """`ops_tests.py` is a test module by main's pytest.ini, not by the cockpit's default patterns: it puts the
     broken module value right at import. Liveness: with `python_files` off, no apart run is made and it lands."""
-    run_git(repo, "checkout", "-q", "-b", "django", "main")
-    head = run_git(repo, "rev-parse", "HEAD")
-    write_files(repo, {"pytest.ini": DJANGO_INI, "calc.py": OP_CALC.format("add")})
-    run_git(repo, "commit", "-qam", "python_files as pytest-django has them")
-    run_git(repo, "checkout", "-q", "main")
-    run_git(repo, "merge", "-q", "--ff-only", "django")
+    head = run_git(repo, "rev-parse", "main")
+    _on_main(repo, {"pytest.ini": DJANGO_INI, "calc.py": OP_CALC.format("add")}, "python_files as pytest-django")
     try:
         sha = branch(repo, {"calc.py": OP_CALC.format("sub"), "ops_tests.py": OP_PATCH})
-        gate.greens = GreenTrees()
-        landed = await _check_with(gate, repo, sha, set(DEFENCES) - {"python_files", "product_patch"})
-        assert landed.action == "pass", f"liveness: by the default patterns alone it lands:\n{landed.text}"
-        gate.greens = GreenTrees()
-        res = await _check_with(gate, repo, sha, set(DEFENCES) - {"product_patch"})
-        assert res.action == "block" and MAIN_APART_FAILED in res.reasons, res.text
+        await _lands_then_blocked_apart(gate, repo, sha, {"python_files"})
     finally:
         run_git(repo, "reset", "-q", "--hard", head)
 
@@ -223,32 +241,16 @@ async def test_data_the_change_adds_under_a_test_directory_stays_apart(repo, gat
     assert landed.action == "pass", f"liveness: without the change's data apart it lands:\n{landed.text}"
 
 
-async def _on_main(repo, files, message):
-    """Land `files` on main directly (the fixture's repo is the module's: the caller resets main after)."""
-    run_git(repo, "checkout", "-q", "-b", f"m{len(message)}{abs(hash(message)) % 10000}", "main")
-    write_files(repo, files)
-    run_git(repo, "add", "-A")
-    run_git(repo, "commit", "-qm", message)
-    sha = run_git(repo, "rev-parse", "HEAD")
-    run_git(repo, "checkout", "-q", "main")
-    run_git(repo, "merge", "-q", "--ff-only", sha)
-
-
 async def test_a_doctest_text_file_is_test_code_apart(repo, gate):
     """pytest collects `test*.txt` as doctests by default: one the change adds under tests/ puts the module
     value right before main's tests run (adversary G-38). Apart it is left out like a test module, not kept
     as data. Liveness: with `python_files` off (no runner layout), it is kept as data and the change lands."""
     head = run_git(repo, "rev-parse", "main")
-    await _on_main(repo, {"calc.py": OP_CALC.format("add")}, "calc through a module value")
+    _on_main(repo, {"calc.py": OP_CALC.format("add")}, "calc through a module value")
     try:
         doc = ">>> import operator, calc\n>>> calc._op = operator.add\n>>> calc._op(1, 1)\n2\n"
         sha = branch(repo, {"calc.py": OP_CALC.format("sub"), "tests/test_aaa_ops.txt": doc})
-        gate.greens = GreenTrees()
-        landed = await _check_with(gate, repo, sha, set(DEFENCES) - {"python_files"})
-        assert landed.action == "pass", f"liveness: a doctest kept as data lands:\n{landed.text}"
-        gate.greens = GreenTrees()
-        res = await _check_with(gate, repo, sha, set(DEFENCES))
-        assert res.action == "block" and MAIN_APART_FAILED in res.reasons, res.text
+        await _lands_then_blocked_apart(gate, repo, sha, {"python_files"})
     finally:
         run_git(repo, "reset", "-q", "--hard", head)
 
@@ -258,7 +260,7 @@ async def test_a_python_files_pattern_never_puts_mains_product_back_apart(repo, 
     only for files main collected tests from, so the change's product code stays (adversary G-39: main's calc.py
     came back apart and main's tests passed there). A regression test: the rule it replaced was no defence."""
     head = run_git(repo, "rev-parse", "main")
-    await _on_main(repo, {"calc.py": OP_CALC.format("add"),
+    _on_main(repo, {"calc.py": OP_CALC.format("add"),
                           "pytest.ini": "[pytest]\npythonpath = .\npython_files = *.py\ntestpaths = tests\n"},
                    "every module a test module, under tests/")
     try:
@@ -274,15 +276,9 @@ async def test_make_test_gets_mains_python_files_once_pytest_is_seen(repo, gate)
     """F-37 with `make test`, a command that names no pytest (adversary G-40): main's baseline (and its
     python_files) comes once the change's run shows pytest ran, and the apart run waits for it."""
     head = run_git(repo, "rev-parse", "main")
-    await _on_main(repo, {"pytest.ini": DJANGO_INI, "calc.py": OP_CALC.format("add")}, "pytest-django names")
+    _on_main(repo, {"pytest.ini": DJANGO_INI, "calc.py": OP_CALC.format("add")}, "pytest-django names")
     try:
         sha = branch(repo, {"calc.py": OP_CALC.format("sub"), "ops_tests.py": OP_PATCH})
-        gate.greens = GreenTrees()
-        landed = await _check_with(gate, repo, sha, set(DEFENCES) - {"python_files", "product_patch"},
-                                   command="make test")
-        assert landed.action == "pass", f"liveness: without main's python_files it lands:\n{landed.text}"
-        gate.greens = GreenTrees()
-        res = await _check_with(gate, repo, sha, set(DEFENCES) - {"product_patch"}, command="make test")
-        assert res.action == "block" and MAIN_APART_FAILED in res.reasons, res.text
+        await _lands_then_blocked_apart(gate, repo, sha, {"python_files"}, command="make test")
     finally:
         run_git(repo, "reset", "-q", "--hard", head)

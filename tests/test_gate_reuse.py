@@ -29,6 +29,20 @@ def fresh(gate, without: str | None = None) -> None:
     gate.key_parts = set(KEY_PARTS) - {without} if without else set(KEY_PARTS)
 
 
+async def stale_green_lands_then_judged(gate, repo, first, second, dropped, liveness):
+    """`first` green, then `second` (the same tree, against a main that moved): with `main_tests` out of the
+    key the green is reused and the test main gained is dropped unseen (liveness); with it, `second` is judged
+    and blocks naming the dropped test."""
+    for without in ("main_tests", None):
+        fresh(gate, without)
+        assert (await gate.check(repo, "main", first, PYTEST)).action == "pass"
+        res = await gate.check(repo, "main", second, PYTEST)
+        if without:
+            assert res.action == "pass", f"liveness: {liveness}"
+        else:
+            assert res.action == "block" and f"{dropped}, removed" in res.text, res.text
+
+
 async def green_then_merge(gate, repo, sha, *, check_cmd=PYTEST, merge_sha=None, merge_cmd=PYTEST):
     main = run_git(repo, "rev-parse", "main")
     stage = await gate.check(repo, "main", sha, check_cmd)
@@ -105,14 +119,8 @@ async def test_main_tests_added_since_are_not_dropped_by_an_identical_tree(repo,
     gate.as_it_lands = False
     try:
         assert run_git(repo, "rev-parse", f"{first}^{{tree}}") == run_git(repo, "rev-parse", f"{second}^{{tree}}")
-        for without in ("main_tests", None):
-            fresh(gate, without)
-            assert (await gate.check(repo, "main", first, PYTEST)).action == "pass"
-            res = await gate.check(repo, "main", second, PYTEST)
-            if without:
-                assert res.action == "pass", "liveness: without main's tests in the key the dropped test lands"
-            else:
-                assert res.action == "block" and "tests/test_calc.py::test_add_big, removed" in res.text, res.text
+        await stale_green_lands_then_judged(gate, repo, first, second, "tests/test_calc.py::test_add_big",
+                                            "without main's tests in the key the dropped test lands")
     finally:
         gate.as_it_lands = True
         fresh(gate)
@@ -135,15 +143,8 @@ async def test_main_moved_in_product_code_alone_is_judged_again(repo, gate):
     gate.as_it_lands = False  # each judged as committed (merged onto main, the case would be back in the tree)
     try:
         assert run_git(repo, "rev-parse", f"{first}^{{tree}}") == run_git(repo, "rev-parse", f"{second}^{{tree}}")
-        for without in ("main_tests", None):
-            fresh(gate, without)
-            assert (await gate.check(repo, "main", first, PYTEST)).action == "pass"
-            res = await gate.check(repo, "main", second, PYTEST)
-            if without:
-                assert res.action == "pass", "liveness: keyed on main's test files, the dropped case lands"
-            else:
-                assert res.action == "block" and "tests/test_calc.py::test_add[-2-1--1], removed" in res.text, \
-                    res.text
+        await stale_green_lands_then_judged(gate, repo, first, second, "tests/test_calc.py::test_add[-2-1--1]",
+                                            "keyed on main's test files, the dropped case lands")
     finally:
         gate.as_it_lands = True
         fresh(gate)
