@@ -477,10 +477,10 @@ async def test_code_that_claims_a_runner_modules_name_is_still_seen_walking_gc(r
         m.setattr(evidence, "_PLUGIN", evidence._PLUGIN.replace("    def by_runner(frame):", BY_NAME, 1))
         assert "def _by_file(frame)" in evidence._PLUGIN
         # C-01's own check is the one it beats; its payload names the reporter's module (blocked before it runs)
-        landed = await check(gate, repo, sha, off=["product_replaced", "reporter_reach"])
+        landed = await check(gate, repo, sha, off=["product_replaced", "reporter_reach", "product_values"])
     assert landed.action == "pass", f"liveness: judged by its claimed name, the walk should land:\n{landed.text}"
     gate.greens = GreenTrees()  # the run key hashes the reporter gates.py imported, not the one patched here
-    res = await check(gate, repo, sha, off=["product_replaced", "reporter_reach"])
+    res = await check(gate, repo, sha, off=["product_replaced", "reporter_reach", "product_values"])
     assert CONTRADICTS in res.reasons and "gc.get_referents() was called" in res.text, res.text
 
 
@@ -493,7 +493,7 @@ async def test_a_builtin_put_in_place_of_a_product_function(repo, gate):
     from cockpit.factory.gates import PRODUCT_PATCHED
 
     sha = branch(repo, {**BROKEN, "tests/test_aaa_ops.py": BUILTIN_SWAP})
-    res = await lands_then_stopped(gate, repo, sha, ["product_replaced"])
+    res = await lands_then_stopped(gate, repo, sha, ["product_replaced", "product_values"])
     assert res.reasons == ["tests", PRODUCT_PATCHED], res.text
     assert "calc.add, a plain def of the product, holds _operator.add instead (from the start of the session)" \
         in res.text, res.text

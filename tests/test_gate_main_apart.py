@@ -108,13 +108,15 @@ async def _check_with(gate, repo, sha, defences, command=PYTEST):
 async def test_a_test_file_that_reaches_main_tests_lands_only_without_main_apart(repo, gate, name):
     sha = branch(repo, ATTACKS[name])
     gate.greens = GreenTrees()
-    landed = await check(gate, repo, sha, off=["main_apart", "reporter_reach"])  # (E-18 names the reporter)
+    # (E-18 names the reporter; several put a product value back at import, which product_values sees too)
+    landed = await check(gate, repo, sha, off=["main_apart", "reporter_reach", "product_values"])
     assert landed.action == "pass", f"liveness: with main_apart off {name} should land:\n{landed.text}"
     gate.greens = GreenTrees()
     res = await _check_with(gate, repo, sha, set(DEFENCES))
+    assert res.action == "block", res.text
     if name == "send_swapped":  # its payload names the reporter's module: blocked before it runs
         assert res.reasons == [REPORTER_REACHED], res.text
-        res = await _check_with(gate, repo, sha, set(DEFENCES) - {"reporter_reach"})  # main_apart's own work
+    res = await _check_with(gate, repo, sha, set(DEFENCES) - {"reporter_reach", "product_values"})  # main_apart's own
     assert res.action == "block" and MAIN_APART_FAILED in res.reasons, res.text
     assert "FAILED tests/test_calc.py::test_add" in res.text, res.text
     assert any(f == "apart:tests/test_calc.py::test_add" for f in res.findings), res.findings
@@ -186,12 +188,13 @@ _landed = itertools.count()
 
 async def _lands_then_blocked_apart(gate, repo, sha, off, command=PYTEST):
     """Lands with the defences in `off` switched off (liveness), blocks with them on: main's tests fail apart.
-    product_patch stays off on both sides (these attacks go around it: each shows the apart tree's own work)."""
+    product_patch and product_values stay off on both sides (they see some of these from inside the run: each
+    shows the apart tree's own work)."""
     gate.greens = GreenTrees()
-    landed = await _check_with(gate, repo, sha, set(DEFENCES) - {*off, "product_patch"}, command)
+    landed = await _check_with(gate, repo, sha, set(DEFENCES) - {*off, "product_patch", "product_values"}, command)
     assert landed.action == "pass", f"liveness: with {off} off it lands:\n{landed.text}"
     gate.greens = GreenTrees()
-    res = await _check_with(gate, repo, sha, set(DEFENCES) - {"product_patch"}, command)
+    res = await _check_with(gate, repo, sha, set(DEFENCES) - {"product_patch", "product_values"}, command)
     assert res.action == "block" and MAIN_APART_FAILED in res.reasons, res.text
 
 
@@ -228,14 +231,14 @@ async def test_data_the_change_adds_under_a_test_directory_stays_apart(repo, gat
     files = run_git(repo, "ls-tree", "-r", "--name-only", apart).split()
     assert "tests/data/ops.txt" in files and "tests/test_aaa_table.py" not in files
     gate.greens = GreenTrees()
-    res = await _check_with(gate, repo, sha, set(DEFENCES) - {"product_patch"})
+    res = await _check_with(gate, repo, sha, set(DEFENCES) - {"product_patch", "product_values"})
     assert res.action == "block" and MAIN_APART_FAILED in res.reasons, res.text
     # liveness: the data left out as well (what the tree apart held before), main's tests pass apart: it lands
     saved = main_apart.CODE_SUFFIXES
     main_apart.CODE_SUFFIXES = ("",)  # every added file counts as test code
     try:
         gate.greens = GreenTrees()
-        landed = await _check_with(gate, repo, sha, set(DEFENCES) - {"product_patch"})
+        landed = await _check_with(gate, repo, sha, set(DEFENCES) - {"product_patch", "product_values"})
     finally:
         main_apart.CODE_SUFFIXES = saved
     assert landed.action == "pass", f"liveness: without the change's data apart it lands:\n{landed.text}"
@@ -266,7 +269,7 @@ async def test_a_python_files_pattern_never_puts_mains_product_back_apart(repo, 
     try:
         sha = branch(repo, {"calc.py": OP_CALC.format("sub"), "tests/test_aaa_ops.py": OP_PATCH})
         gate.greens = GreenTrees()
-        res = await _check_with(gate, repo, sha, set(DEFENCES) - {"product_patch"})
+        res = await _check_with(gate, repo, sha, set(DEFENCES) - {"product_patch", "product_values"})
         assert res.action == "block" and MAIN_APART_FAILED in res.reasons, res.text
     finally:
         run_git(repo, "reset", "-q", "--hard", head)

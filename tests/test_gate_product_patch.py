@@ -36,9 +36,10 @@ ALSO_OFF = {"conftest_rebinds": ["protected"]}
 async def test_product_code_replaced_by_a_test_file_blocks(repo, gate, name):  # noqa: F811
     sha = branch(repo, {**BROKEN, **ATTACKS[name]})
     # product_replaced (a plain def that holds something else) sees these too: both off for the liveness side
-    landed = await check(gate, repo, sha, off=["product_patch", "product_replaced", *ALSO_OFF.get(name, [])])
+    landed = await check(gate, repo, sha, off=["product_patch", "product_replaced", "product_values",
+                                               *ALSO_OFF.get(name, [])])
     assert landed.action == "pass", f"liveness: main's tests test the replacement and pass:\n{landed.text}"
-    alone = await check(gate, repo, sha, off=["product_patch", *ALSO_OFF.get(name, [])])
+    alone = await check(gate, repo, sha, off=["product_patch", "product_values", *ALSO_OFF.get(name, [])])
     assert alone.action == "block" and PRODUCT_PATCHED in alone.reasons, alone.text  # the second check alone
     r = await check(gate, repo, sha, off=ALSO_OFF.get(name, []))
     assert r.action == "block" and PRODUCT_PATCHED in r.reasons, r.text

@@ -48,6 +48,7 @@ import operator
 import os
 import site
 import sys
+from fnmatch import fnmatch
 
 import pytest
 
@@ -305,6 +306,159 @@ def _reporter():
 
     replaced_told = set()
 
+    # --- what each product module held when its own import ended (adversary F-30) ---------------------------
+    # A test file that sets a product value at import (`calc._op = operator.add`) changes what every later test
+    # sees; a builtin or a value no test file wrote has no file to judge it by, and a write of what the value
+    # already is (dormant on main) only shows once a change makes the product differ. So each module of the
+    # tree gets its values noted as its import (and the product imports it started) ends, through a finder in
+    # front of the import system; once the test modules are imported, a value that is no longer what the
+    # product left is sent (the cockpit compares with what main's own collection shows).
+    watch_root = os.getcwd().rstrip(os.sep) + os.sep
+    at_import = {}  # id(module) -> (module, {attr: value}, {attr: copy of a dict's or list's items}, {class: ...})
+    simple = (int, float, complex, str, bytes, bool, type(None))
+    depth = {}  # thread -> product imports under way in it; pending snapshots wait for the outermost to end
+    pending = {}
+    from _thread import get_ident
+
+    def product_file(origin):
+        origin = str(origin or "")
+        return origin.endswith(".py") and origin.startswith(watch_root) and not is_test_path(origin) \
+            and origin != own_file and not os.path.realpath(origin).startswith(installed_dirs())
+
+    def note(module):
+        """What `module` holds now: its values, one level into its dicts and lists, its own classes' dicts."""
+        try:
+            values = dict(vars(module))
+            inner = {a: (dict(v) if type(v) is dict else list(v)) for a, v in values.items() if type(v) in (dict, list)}
+            classes = {a: dict(vars(v)) for a, v in values.items()
+                       if isinstance(v, type) and getattr(v, "__module__", None) == module.__name__}
+            at_import[id(module)] = (module, values, inner, classes)
+        except Exception:  # a module whose namespace cannot be read is simply not compared
+            pass
+
+    class ProductLoader:
+        """Stands in for a product module's loader: runs it, then notes what the module holds."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def create_module(self, spec):
+            return self.inner.create_module(spec)
+
+        def exec_module(self, module):
+            me = get_ident()
+            depth[me] = depth.get(me, 0) + 1
+            try:
+                self.inner.exec_module(module)
+                pending.setdefault(me, []).append(module)
+            finally:
+                depth[me] -= 1
+                if not depth[me]:  # the outermost product import: what it wired between modules is the product's
+                    for m in pending.pop(me, ()):
+                        note(m)
+
+        def __getattr__(self, name):  # get_source, get_data, is_package, resource readers: the loader's own
+            return getattr(self.inner, name)
+
+    finding = set()  # threads inside the finder (a finder it asks may import)
+
+    class ProductFinder:
+        """First on sys.meta_path: asks the finders after it, and wraps the loader of a product module."""
+
+        def find_spec(self, name, path=None, target=None):
+            me = get_ident()
+            if me in finding:
+                return None
+            finding.add(me)
+            try:
+                for finder in list(sys.meta_path):
+                    find = getattr(finder, "find_spec", None) if finder is not self else None
+                    spec = find(name, path, target) if find is not None else None
+                    if spec is not None:
+                        break
+                else:
+                    return None
+            finally:
+                finding.discard(me)
+            if spec.loader is not None and hasattr(spec.loader, "exec_module") and product_file(spec.origin):
+                spec.loader = ProductLoader(spec.loader)
+            return spec
+
+    product_finder = ProductFinder()
+    sys.meta_path.insert(0, product_finder)
+    initial = set(sys.modules)
+
+    def same(a, b):
+        return a is b or (type(a) is type(b) and type(a) in simple and (a == b or (a != a and b != b)))
+
+    def test_module(module, python_files):
+        """The product's ini calls it a test module (its python_files)."""
+        base = os.path.basename(str(getattr(module, "__file__", "") or ""))
+        return any(fnmatch(base, p) for p in python_files)
+
+    def changed_values(python_files):
+        """Each product value that is no longer what the product's own import left: replaced or removed (what a
+        module, a dict or list of it, or one of its classes gained is not judged: registries grow), as
+        (what, id of its module, the module's attribute)."""
+        out = []
+        for mid, (module, values, inner, classes) in list(at_import.items()):
+            if test_module(module, python_files):
+                continue
+            name = str(getattr(module, "__name__", "?"))
+            now = vars(module)
+            for attr, was in values.items():
+                if attr.startswith("__") and attr.endswith("__"):
+                    continue
+                cur = now.get(attr, same)
+                if not same(cur, was):
+                    out.append((f"{name}.{attr}", mid, attr))
+                elif attr in inner:
+                    old = inner[attr]
+                    if type(old) is dict:
+                        if any(k not in cur or not same(cur[k], v) for k, v in old.items()):
+                            out.append((f"{name}.{attr}[...]", mid, attr))
+                    elif len(cur) < len(old) or any(not same(x, y) for x, y in zip(cur, old)):
+                        out.append((f"{name}.{attr}[...]", mid, attr))
+                elif attr in classes:
+                    own = vars(cur)
+                    out += [(f"{name}.{attr}.{k}", mid, attr) for k, v in classes[attr].items()
+                            if not (k.startswith("__") and k.endswith("__")) and not same(own.get(k, same), v)]
+        return out
+
+    # after each test: the product's functions and classes (module attributes that held one when its import
+    # ended), each owner's read in one C call and compared by identity, as check_runner does
+    runtime_groups = {}  # id(module) -> (module, attrs, getter, values as imported) or None
+    runtime_told = set()  # (id(module), attribute) sent already (at import or after a test)
+
+    def values_after(nodeid, python_files):
+        """A product function or class a test left replaced once it and its fixtures were done (adversary F-30's
+        dormant patch moved into a test's body): sent with the test's id and the module's file."""
+        if len(runtime_groups) != len(at_import):
+            for mid, (module, values, _, _) in list(at_import.items()):
+                if mid in runtime_groups:
+                    continue
+                attrs = () if test_module(module, python_files) else _tuple(
+                    a for a, v in values.items() if callable(v) and not (a.startswith("__") and a.endswith("__")))
+                runtime_groups[mid] = (module, attrs, _getter(*attrs), _tuple(values[a] for a in attrs)) \
+                    if attrs else None
+        for mid, group in list(runtime_groups.items()):
+            if group is None:
+                continue
+            module, attrs, get, was = group
+            try:
+                now = get(_vars(module))
+                if not _any(_map(_is_not, (now,) if _len(attrs) == 1 else now, was)):
+                    continue
+            except KeyError:
+                pass
+            d = _vars(module)
+            for attr, value in zip(attrs, was):
+                if d.get(attr, same) is not value and (mid, attr) not in runtime_told:
+                    runtime_told.add((mid, attr))
+                    where = str(getattr(module, "__file__", "") or "")
+                    send({"ev": "changed", "what": f"{getattr(module, '__name__', '?')}.{attr}"[:300], "attr": attr[:200],
+                          "file": os.path.relpath(where, rootpath[0] or watch_root)[:300], "after": str(nodeid)[:300]})
+
     # what send() calls, taken now (before any test code): a test that swaps this module's `blake2b`, `os` or
     # `json` afterwards neither sees the key nor rewrites a line (adversary D-08, D-09)
     mac_of, write, dumps = blake2b, os.write, json.dumps
@@ -327,6 +481,9 @@ def _reporter():
         # test or product module has run yet: what they changed in the runner is where the watch starts
         check_runner(starting=True, installed=True)
         snapshot()
+        if product_finder in sys.meta_path:  # ahead of pytest's assertion rewriter: it loads product modules too
+            sys.meta_path.remove(product_finder)
+        sys.meta_path.insert(0, product_finder)
 
     rootpath = [""]
 
@@ -392,8 +549,19 @@ def _reporter():
 
     written_told = set()
 
+    changed_told = set()
+    python_files = []  # the product's ini's, once its tests are collected
+
     def pytest_collection_finish(session):
         check_product(session.config.rootpath)
+        python_files[:] = [str(f) for f in session.config.getini("python_files")]
+        past = [(f"{n} (imported past the watch)", id(m), "") for n, m in list(sys.modules.items())
+                if id(m) not in at_import and n not in initial and product_file(getattr(m, "__file__", ""))]
+        for what, mid, attr in [*changed_values(python_files), *past]:
+            runtime_told.add((mid, attr))
+            if what not in changed_told:
+                changed_told.add(what)
+                send({"ev": "changed", "what": what[:300], "after": "import"})
         report_written(session, session.items, "collected")
         ids = [item.nodeid for item in session.items]
         for i in range(0, len(ids), 40):  # short lines: each write to the pipe is atomic
@@ -420,6 +588,7 @@ def _reporter():
             check_runner()
         if report.when == "teardown":  # after the test's own patches are undone (monkeypatch, mock.patch)
             check_product(rootpath[0], report.nodeid)
+            values_after(report.nodeid, python_files)
         send({"ev": "report", "id": report.nodeid, "when": report.when, "outcome": report.outcome,
               "xfail": hasattr(report, "wasxfail"), "raw": raw.pop((report.nodeid, report.when), "")})
 
@@ -479,6 +648,10 @@ class Evidence:
     # (module.function, what it holds instead, "import" or the test after which it was seen): a plain `def` of
     # the tree's source that is something else at run time
     replaced: list[tuple[str, str, str]] = field(default_factory=list)
+    # (module.value, "import" or a test id, the module's file, the attribute): a value of the tree's product that
+    # was no longer what the product's own import left once the test modules were imported (a dict's or list's
+    # items, a class's attributes too), or a function or class of it a test left replaced
+    changed: list[tuple[str, str, str, str]] = field(default_factory=list)
     # test id -> the file its function was written in, where that is not the test's own file
     written: dict[str, str] = field(default_factory=dict)
 
@@ -623,6 +796,9 @@ def fold(lines: list[bytes], *, overflow: bool = False, keys: list[bytes] | None
                 ev.patched.append((str(rec["what"]), str(rec["by"])))
             elif kind == "replaced":
                 ev.replaced.append((str(rec["what"]), str(rec.get("now", "")), str(rec.get("after", ""))))
+            elif kind == "changed":
+                ev.changed.append((str(rec["what"]), str(rec.get("after", "")), str(rec.get("file", "")),
+                                   str(rec.get("attr", ""))))
             else:
                 ev.problems.append(f"line {n} of the outcome stream is of an unknown kind {kind!r}")
         except (ValueError, KeyError, TypeError):

@@ -47,6 +47,7 @@ from .runner_reach import Reach, added_reach, reaches_reporter
 from ..host.sandbox import Sandbox
 from .scratch import throwaway_tree
 from .suite_identity import StaticChanges, changed_tests, parsed_tests, renamed_source, split_id, static_changes
+from . import off_loop, product_names
 from .workspaces import git
 
 TAIL_LINES = 60
@@ -56,7 +57,8 @@ GUARD = "guard"
 TRAIN = "train"
 DEFENCES = ("evidence", "seal", "raw_outcomes", "runner_intact", "reporter_reach", "identity", "runner_config",
             "protected", "shadows", "main_copies", "product_patch", "per_session", "written_in", "support",
-            "collect_plugins", "product_replaced", "main_apart", "merge_check", "python_files")
+            "collect_plugins", "product_replaced", "main_apart", "merge_check", "python_files",
+            "product_values")
 TESTS_CHANGED = "tests changed"
 RUNNER_CHANGED = "runner configuration changed"
 REPORTER_REACHED = "reaches into the test reporter"
@@ -280,6 +282,36 @@ class TestsGate:
 
     # --- the check stage ------------------------------------------------------------
 
+    @staticmethod
+    async def _left_replaced(repo: Path, base: str, tested: str, ev: Evidence,
+                             mine: set[str]) -> list[tuple[str, str, str]]:
+        """A product function or class a test left replaced after it ran, where that hides the change: the test
+        is the change's own, or the change rebinds that very name in the module's file (a test of main that
+        leaves `calc._op` as main's calc.py binds it anyway then hides a change of `_op`: adversary F-30's patch
+        moved into a test's body). As (what, the test, the line that says so)."""
+        out = []
+        rebinds: dict[str, set[str] | None] = {}
+        for what, after, path, attr in ev.changed:
+            if after == "import":
+                continue
+            if after.split("::", 1)[0] in mine:
+                out.append((what, after, f"  {what}: left replaced by {after}, a test of this change"))
+                continue
+            if path not in mine:
+                continue
+            if path not in rebinds:
+                old = await git("cat-file", "-p", f"{base}:{path}", cwd=repo, check=False)
+                new = await git("cat-file", "-p", f"{tested}:{path}", cwd=repo, check=False)
+                try:
+                    rebinds[path] = await off_loop.call(product_names.rebound, old, new)
+                except off_loop.TooLong:
+                    rebinds[path] = None
+            names = rebinds[path]
+            if names is None or attr in names:
+                out.append((what, after, f"  {what}: left replaced by {after}, while this change rebinds "
+                                         f"{attr} in {path}: the tests after it test the test's value, not the change's"))
+        return out
+
     async def reach(self, repo: Path, base: str, commit: str) -> list[Reach]:
         changed = await changes(repo, base, commit)
         return await added_reach(repo, base, commit, [(c.path, c.old_path) for c in changed if c.status != "D"])
@@ -480,8 +512,21 @@ class TestsGate:
                      f"({'from the start of the session' if after == 'import' else 'after ' + after})"
                      for what, now, after in replaced[:10]]
             patched += [(what, "import" if after == "import" else after.split("::", 1)[0]) for what, _, after in replaced]
+            # a product value the test modules' import left other than the product's own import did, where main's
+            # collection shows no such thing: a test file (the change's, or one of main's a change makes matter:
+            # a dormant `calc._op = operator.add` on main, adversary F-30) decides what every test sees
+            was = {c[0] for c in main.changed} if main is not None else set()
+            values = sorted({what for what, after, _, _ in (res.evidence.changed if res.evidence else [])
+                             if after == "import" and what not in was}) if "product_values" in self.defences else []
+            said += [f"  {what}: not what the product's own import left, once the test files were imported"
+                     for what in values[:10]]
+            patched += [(what, "import") for what in values]
+            if "product_values" in self.defences and res.evidence is not None:
+                left = await self._left_replaced(repo, base, tested, res.evidence, mine)
+                said += [line for _, _, line in left[:10]]
+                patched += [(what, after.split("::", 1)[0]) for what, after, _ in left]
             if patched:
-                text = (f"{PRODUCT_PATCHED} on {on}: a test file of this change replaces the product's own code "
+                text = (f"{PRODUCT_PATCHED} on {on}: test code replaces the product's own code "
                         "for every test after it (main's tests then test the replacement, not the product):\n" +
                         "\n".join(said) +
                         "\nPatch inside a test (the monkeypatch fixture, mock.patch), never at import." + reach_text)
