@@ -54,6 +54,22 @@ FIFO_FD = ("import os\n\n\ndef _fifo_fd():\n    for fd in os.listdir('/proc/self
            "            if os.readlink(f'/proc/self/fd/{fd}').endswith('outcomes.fifo'):\n"
            "                return int(fd)\n        except OSError:\n            pass\n\n\n")
 
+# send() asks who called it; reading the defaults of the reporter's core functions is an audited event it tells
+CALLER_CHECK = "if caller.co_filename != _frame(0).f_code.co_filename and not _told:"
+DEFAULTS_READ = "if _id(args[0]) in _core and not _by_runner(_frame(1)):"
+
+
+def without(monkeypatch, *checks):
+    """The reporter with each of `checks` (a line of it) never true: the liveness side of its attack."""
+    from cockpit.factory import evidence
+
+    plugin = evidence._PLUGIN
+    for line in checks:
+        assert plugin.count(line) == 1, line
+        plugin = plugin.replace(line, "if False:", 1)
+    monkeypatch.setattr(evidence, "_PLUGIN", plugin)
+
+
 _n = iter(range(1000))
 
 

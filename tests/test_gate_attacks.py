@@ -6,7 +6,7 @@ Real git repos, the real bwrap sandbox, real pytest runs (cockpit.factory.gates.
 from __future__ import annotations
 
 import pytest
-from gate_kit import BROKEN, CALC_TESTS, FIFO_FD, GREENWASH, PYTEST, branch, check
+from gate_kit import BROKEN, CALC_TESTS, CALLER_CHECK, DEFAULTS_READ, FIFO_FD, GREENWASH, PYTEST, branch, check, without
 from gitrepo import commit_files, run_git, write_files
 
 from cockpit.factory.evidence import CONTRADICTS
@@ -462,11 +462,12 @@ calc.add = _fix
 def test_walk_ok():
     assert True
 """
-BY_NAME = '''    def by_runner(frame):
+BY_RUNNER = "    def by_runner(frame, _runner_file=runner_file, _acts=acts_for_tests):"
+BY_NAME = '''    def by_runner(frame, _runner_file=None, _acts=None):
         name = frame.f_globals.get("__name__", "") if frame is not None else ""
         return _runner(name) and not str(name).startswith(_ACTS_FOR_TESTS)
 
-    def _by_file(frame):'''
+    def _by_file(frame, _runner_file=runner_file, _acts=acts_for_tests):'''
 
 
 async def test_code_that_claims_a_runner_modules_name_is_still_seen_walking_gc(repo, gate, monkeypatch):
@@ -474,8 +475,9 @@ async def test_code_that_claims_a_runner_modules_name_is_still_seen_walking_gc(r
 
     sha = branch(repo, {**BROKEN, "tests/test_aaa_walk.py": NAME_SPOOF})
     with monkeypatch.context() as m:  # liveness: the caller judged by the name its globals claim
-        m.setattr(evidence, "_PLUGIN", evidence._PLUGIN.replace("    def by_runner(frame):", BY_NAME, 1))
-        assert "def _by_file(frame)" in evidence._PLUGIN
+        assert BY_RUNNER in evidence._PLUGIN
+        m.setattr(evidence, "_PLUGIN", evidence._PLUGIN.replace(BY_RUNNER, BY_NAME, 1))
+        assert "def _by_file(frame, " in evidence._PLUGIN
         # C-01's own check is the one it beats; its payload names the reporter's module (blocked before it runs)
         landed = await check(gate, repo, sha, off=["product_replaced", "reporter_reach", "product_values"])
     assert landed.action == "pass", f"liveness: judged by its claimed name, the walk should land:\n{landed.text}"
@@ -556,20 +558,22 @@ getattr(__import__("ate" + "xit"), "register")(_leave)
 def test_json_roundtrip():
     assert json.loads(json.dumps([1])) == [1]
 '''
-AT_CALL_TIME = ("        body = json.dumps(rec, sort_keys=True)\n"
-                "        mac = blake2b(body.encode(), key=key, digest_size=32).hexdigest()\n"
-                "        try:\n            os.write(")
+AT_CALL_TIME = ("                body = json.dumps(r, sort_keys=True)\n"
+                "                mac = blake2b(body.encode(), key=_key, digest_size=32).hexdigest()\n"
+                "                os.write(_fd, (mac + ' ' + body + '\\n').encode())\n")
 
 
 async def test_the_reporters_module_globals_swapped_to_take_its_key(repo, gate, monkeypatch):
     from cockpit.factory import evidence
 
-    bound = ("        body = dumps(rec, sort_keys=True)\n"
-             "        mac = mac_of(body.encode(), key=key, digest_size=32).hexdigest()\n        try:\n            write(")
-    assert bound in evidence._PLUGIN
+    bound = ("                body = _dumps(r, sort_keys=True).encode()\n                mac = _sign.copy()\n"
+             "                mac.update(body)\n"
+             "                _write(_fd, mac.hexdigest().encode() + b\" \" + body + b\"\\n\")\n")
+    assert bound in evidence._PLUGIN and "_told=[]):" in evidence._PLUGIN
     sha = branch(repo, {**BROKEN, "tests/test_aaa_forge.py": GLOBALS_SWAP})
     with monkeypatch.context() as m:  # liveness: send() looks its helpers up in the module at each call
-        m.setattr(evidence, "_PLUGIN", evidence._PLUGIN.replace(bound, AT_CALL_TIME, 1))
+        m.setattr(evidence, "_PLUGIN", evidence._PLUGIN.replace(bound, AT_CALL_TIME, 1).replace(
+            "_told=[]):", "_told=[], _key=key):", 1))
         landed = await check(gate, repo, sha, off=["main_apart", "reporter_reach"])  # it names the reporter too
     assert landed.action == "pass", f"liveness: with the lookups at call time the forgery should land:\n{landed.text}"
     gate.greens = GreenTrees()
@@ -652,11 +656,65 @@ _setup()
 '''
 
 
-async def test_product_code_that_takes_the_reporters_send_waits_for_the_human(repo, gate):
+async def test_product_code_that_takes_the_reporters_send_waits_for_the_human(repo, gate, monkeypatch):
     sha = branch(repo, {"calc.py": PRODUCT_GREENWASH})
-    res = await lands_then_stopped(gate, repo, sha, ["reporter_reach"])  # liveness: the run itself is green
+    with monkeypatch.context() as m:
+        without(m, CALLER_CHECK)
+        landed = await check(gate, repo, sha, off=["reporter_reach"])
+    assert landed.action == "pass", f"liveness: the run itself is green:\n{landed.text}"
+    gate.greens = GreenTrees()
+    seen = await check(gate, repo, sha, off=["reporter_reach"])  # the run tells: send was called from calc.py
+    assert seen.action == "block" and CONTRADICTS in seen.reasons, seen.text
+    assert "the reporter's send was called by code outside it: " in seen.text and "calc.py:18 (send)" in seen.text
+    res = await check(gate, repo, sha)
     assert res.reasons == [REPORTER_REACHED], res.text
     assert "calc.py:9: names the gate's reporter ('cockpit_outcomes')" in res.text, res.text
+
+
+# Adversary F-31: E-22 with every name reversed at run time (no reach finding blocks): the washer passes its
+# lines on to the real send, which sees who called it
+F31 = PRODUCT_GREENWASH.replace('"cockpit_" + "outcomes"', '"semoctuo_tipkcoc"[::-1]').replace(
+    '"pytest_runtest_logreport"', '"tropergol_tsetnur_tsetyp"[::-1]').replace(
+    '"__clo" + "sure__"', '"__erusolc__"[::-1]').replace('"__co" + "de__"', '"__edoc__"[::-1]').replace(
+    '"cell_" + "contents"', '"stnetnoc_llec"[::-1]').replace('"_get" + "frame"', '"emarfteg_"[::-1]').replace(
+    '"f_loc" + "als"', '"slacol_f"[::-1]').replace("sys.modules.get(", 'getattr(sys, "seludom"[::-1]).get(')
+
+# and one that signs for itself: it first puts a function that drops everything in send's cell (so nothing the
+# reporter tells in between leaves through it), then takes the signer out of send's defaults
+SIGNS_ITSELF = F31.replace("""    orig = getattr(cell, cc)
+""", """    real = getattr(cell, cc)
+    setattr(cell, cc, lambda rec: None)
+    fd, sign, sid, seq = getattr(real, "__stluafed__"[::-1])[:4]
+
+    def orig(rec):
+        if rec.get("ev") == "tamper":
+            return
+        rec["sid"], rec["seq"] = sid, seq[0]
+        seq[0] += 1
+        body = __import__("json").dumps(rec, sort_keys=True).encode()
+        mac = sign.copy()
+        mac.update(body)
+        __import__("os").write(fd, mac.hexdigest().encode() + b" " + body + b"\\n")
+""")
+
+
+@pytest.mark.parametrize("payload, line", [(F31, CALLER_CHECK), (SIGNS_ITSELF, DEFAULTS_READ)],
+                         ids=["passes_lines_on", "signs_for_itself"])
+async def test_product_code_that_rewrites_the_reporters_lines_with_names_built_at_run_time(
+        repo, gate, monkeypatch, payload, line):
+    assert "cockpit_outcomes" not in payload and "__closure__" not in payload
+    sha = branch(repo, {"calc.py": payload})
+    with monkeypatch.context() as m:
+        without(m, line)
+        gate.greens = GreenTrees()
+        landed = await check(gate, repo, sha)
+    assert landed.action == "pass", f"liveness: a sealed, self-consistent green stream:\n{landed.text}"
+    assert any("built at run time" in r.what for r in landed.reach), landed.reach  # named, not blocked
+    gate.greens = GreenTrees()
+    res = await check(gate, repo, sha)
+    assert res.action == "block" and CONTRADICTS in res.reasons, res.text
+    assert ("send was called by code outside it" if line == CALLER_CHECK else
+            "the reporter's send.__defaults__ was read (its signer, or what it judges by)") in res.text, res.text
 
 
 def test_attribute_names_spelled_in_pieces_or_built_at_run_time():

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 
-from gate_kit import BROKEN, FIFO_FD, branch, check
+from gate_kit import BROKEN, CALLER_CHECK, FIFO_FD, branch, check, without
 
 from cockpit.factory.evidence import CONTRADICTS, contradictions, fold, session_id, signature
 from cockpit.factory.gates import REPORTER_REACHED
+from cockpit.factory.green_trees import GreenTrees
 
 # the reporter unregistered by the first test, the rest of the stream forged: passes, the end, a summary
 UNREGISTER_AND_FORGE = ("import atexit, json\n" + FIFO_FD +
@@ -150,10 +151,16 @@ CLOSURE_FORGE = ("import atexit, os\nimport cockpit_outcomes\n\n\n"
                  "    atexit.register(bye)\n")
 
 
-async def test_the_reporters_own_send_taken_from_its_closure_signs_the_forgery(repo, gate):
+async def test_the_reporters_own_send_taken_from_its_closure_signs_the_forgery(repo, gate, monkeypatch):
     sha = branch(repo, {**BROKEN, "tests/test_aaa.py": CLOSURE_FORGE})
-    landed = await check(gate, repo, sha, off=["reporter_reach"])
+    with monkeypatch.context() as m:  # send does not ask who called it
+        without(m, CALLER_CHECK)
+        landed = await check(gate, repo, sha, off=["reporter_reach"])
     assert landed.action == "pass", f"liveness: signed with the real key, the forgery passes the seal:\n{landed.text}"
+    gate.greens = GreenTrees()
+    seen = await check(gate, repo, sha, off=["reporter_reach"])
+    assert seen.action == "block" and CONTRADICTS in seen.reasons, seen.text
+    assert "the reporter's send was called by code outside it: " in seen.text, seen.text
     res = await check(gate, repo, sha)
     assert res.action == "block" and res.reasons == [REPORTER_REACHED]
     assert "tests/test_aaa.py:6: reads another function's variables (__closure__)" in res.text

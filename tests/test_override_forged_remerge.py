@@ -291,15 +291,19 @@ def test_a_carried_override_carries_on_to_the_next_re_merge_with_its_facts():
 
 # --- the tests gate on the carry path: reporter-reaching code blocks even with run_anyway ----------------------
 
-async def test_reporter_reaching_code_blocks_on_the_carry_path_too(repo, gate):
+async def test_reporter_reaching_code_blocks_on_the_carry_path_too(repo, gate, monkeypatch):
     """gates.py skipped the REPORTER_REACHED block when a carry was possible (`run_anyway`): a forged, signed
     stream then passed and `guard_only` let the override carry broken code. Now the block stands (guard_only
     stays False, so the orchestrator asks the human)."""
     sha = _branch(repo, {**BROKEN, "tests/test_aaa.py": CLOSURE_FORGE,
                          "Makefile": "test:\n\tpython -m pytest -q\n"})  # protected: the guard fails on its own
+    from gate_kit import CALLER_CHECK, without
+
     gate.defences = set(DEFENCES) - {"reporter_reach"}
     try:
-        off = await gate.check(repo, "main", sha, PYTEST, run_anyway=True)
+        with monkeypatch.context() as m:  # (the run itself now tells who called send: off for this liveness)
+            without(m, CALLER_CHECK)
+            off = await gate.check(repo, "main", sha, PYTEST, run_anyway=True)
     finally:
         gate.defences = set(DEFENCES)
     assert off.action == "block" and off.guard_only, f"liveness: the run passes, only the guard stops it:\n{off.text}"

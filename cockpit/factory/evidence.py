@@ -36,7 +36,7 @@ _PLUGIN = r'''"""Written by the cockpit: reports each test report, as it happens
 
 Every line is numbered and signed with a key read once from the cockpit's key FIFO when this
 module is imported (before any conftest or test module): a line the test code forges, drops or
-rewrites does not verify. The key and the FIFO's fd live only in the closure below.
+rewrites does not verify. The signer and the FIFO's fd live only in send's default arguments.
 """
 try:  # keyed BLAKE2 (a MAC by design) without hashlib, whose import loads OpenSSL: ~2 ms of every run
     from _blake2 import blake2b
@@ -46,6 +46,7 @@ import gc
 import json
 import operator
 import os
+import signal
 import site
 import sys
 from fnmatch import fnmatch
@@ -83,27 +84,78 @@ def _reporter():
     seq = [0]
     raw = {}
     before = set()
-    told = set()
     watched = {}  # (id of owner, attribute) -> (owner, attribute, what it held): the runner's code
 
-    def tamper(what):
-        if what not in told:
-            told.add(what)
-            send({"ev": "tamper", "what": what[:300]})
+    # The way a tampering is told (the audit hook -> tamper -> send, and what they judge by) is bound as default
+    # arguments, never through a closure cell: a cell can be read and rewritten unseen (adversary E-22, F-31 and
+    # F-36 put their own function in the cell every hook calls `send` through), a function's defaults are one
+    # tuple, and reading or replacing them is an audited event (the audit hook below tells). What send() calls is
+    # taken now, before any test code: a test that swaps this module's `blake2b`, `os` or `json` afterwards
+    # neither signs nor rewrites a line (adversary D-08, D-09). The key itself is nowhere: a keyed BLAKE2 object
+    # signs, and no Python code reads a key back out of it. Code that puts its own function in place of send
+    # and passes the lines on is seen calling it; one that signs for itself needs the signer, behind send's
+    # defaults. Signals wait while a line is signed: a handler is handed the frame it interrupted.
+    def send(rec, _fd=fd, _sign=blake2b(key=key, digest_size=32) if key else None, _sid=sid, _seq=seq,
+             _write=os.write, _dumps=json.dumps, _frame=sys._getframe, _mask=signal.pthread_sigmask,
+             _signals=signal.valid_signals(), _told=[]):
+        if _fd is None or _sign is None:
+            return
+        held = _mask(signal.SIG_BLOCK, _signals)
+        try:
+            out = [rec]
+            caller = _frame(1).f_code
+            if caller.co_filename != _frame(0).f_code.co_filename and not _told:
+                _told.append(caller)
+                out.insert(0, {"ev": "tamper", "what": "the reporter's send was called by code outside it: "
+                               f"{caller.co_filename}:{caller.co_firstlineno} ({caller.co_name})"[:300]})
+            for r in out:
+                r["sid"], r["seq"] = _sid, _seq[0]
+                _seq[0] += 1
+                body = _dumps(r, sort_keys=True).encode()
+                mac = _sign.copy()
+                mac.update(body)
+                _write(_fd, mac.hexdigest().encode() + b" " + body + b"\n")
+        except Exception:  # a line that cannot be made is missing from the stream, which the cockpit sees
+            pass
+        finally:
+            _mask(signal.SIG_SETMASK, held)
 
-    def by_runner(frame):
-        """Whether the code at `frame` is the runner itself (not a test, a product module or a conftest): by the
-        file its code was compiled from. A module's __name__ is whatever its globals say (code exec'd with
-        {'__name__': '_pytest.x'} walked gc unseen: adversary D-03); compiling code under a runner's file
-        name is itself seen below."""
-        where = str(frame.f_code.co_filename) if frame is not None else ""
-        return runner_file(where) and not where.startswith(acts_for_tests)
+    def tamper(what, _told=set(), _send=send):
+        what = what if type(what) is str else "?"
+        if what not in _told:
+            _told.add(what)
+            _send({"ev": "tamper", "what": what[:300]})
 
     runner_dirs = tuple(os.path.dirname(f) + os.sep for f in (getattr(sys.modules.get(n), "__file__", "") or ""
                                                               for n in ("_pytest", "pytest", "pluggy")) if f)
     # pytest's own code, but doing what a test asks
     acts_for_tests = tuple(os.path.join(runner_dirs[0], m.split(".", 1)[1].replace(".", os.sep) + ".py")
                            for m in _ACTS_FOR_TESTS) if runner_dirs else ()
+    own_file = os.path.abspath(__file__)
+    # unittest's runner modules, by where the standard library is (not by what sys.modules says of them later)
+    unittest_files = tuple(os.path.join(os.path.dirname(os.__file__), *m.split(".")) + ".py" for m in _RUNNER_UNITTEST)
+
+    def runner_file(name, _dirs=runner_dirs, _own=own_file, _unittest=unittest_files):
+        """Whether a code file name is the runner's or this reporter's own (unittest's runner modules too)."""
+        name = name if type(name) is str else ""
+        return name.startswith(_dirs) or name == _own or name in _unittest
+
+    def by_runner(frame, _runner_file=runner_file, _acts=acts_for_tests):
+        """Whether the code at `frame` is the runner itself (not a test, a product module or a conftest): by the
+        file its code was compiled from. A module's __name__ is whatever its globals say (code exec'd with
+        {'__name__': '_pytest.x'} walked gc unseen: adversary D-03); compiling code under a runner's file
+        name is itself seen below."""
+        where = frame.f_code.co_filename if frame is not None else ""
+        return _runner_file(where) and not where.startswith(_acts)
+
+    tree_root = os.getcwd().rstrip(os.sep) + os.sep
+    # an environment inside the tree (.venv/) holds installed packages, not the tree's code
+    prefixes = tuple(sorted({os.path.realpath(p) + os.sep for p in (sys.prefix, sys.exec_prefix, sys.base_prefix)}))
+
+    def tree_code(frame, _root=tree_root, _prefixes=prefixes):
+        """Whether the code at `frame` is the tree's (product, test or conftest code), not an installed package's."""
+        where = frame.f_code.co_filename if frame is not None else ""
+        return where.startswith(_root) and not where.startswith(_prefixes)
 
     def runner_code(value):
         """Whether `value` is the runner's own code (its functions live in pytest's or pluggy's files)."""
@@ -123,31 +175,37 @@ def _reporter():
                                            if d})))
         return installed[0]
 
-    own_file = os.path.abspath(__file__)
     function = type(tamper)
+    # reading these functions' defaults or code from outside the runner reaches the signer, or what the audit
+    # hook judges by
+    core = frozenset(map(id, (send, tamper, runner_file, by_runner, tree_code)))
 
-    def runner_file(name):
-        """Whether a code file name is the runner's or this reporter's own (unittest's runner modules too)."""
-        name = str(name or "")
-        return name.startswith(runner_dirs) or name == own_file or any(
-            name == getattr(sys.modules.get(n), "__file__", None) for n in _RUNNER_UNITTEST)
-
-    def audit(event, args):
-        # an audit hook stays for the life of the process: nothing imported after this module removes it
-        if event in ("gc.get_referents", "gc.get_referrers", "gc.get_objects") and not by_runner(sys._getframe(1)):
-            tamper(f"{event}() was called: it reaches any object behind its attributes, the runner's too")
-        elif event == "compile" and runner_file(args[1] if len(args) > 1 else "") \
-                and not by_runner(sys._getframe(1)):
-            tamper(f"code was compiled under the runner's file name {args[1]}")
-        elif event == "code.__new__" and runner_file(args[1] if len(args) > 1 else "") \
-                and not by_runner(sys._getframe(1)):
-            tamper(f"a code object was made under the runner's file name {args[1]}")
-        elif event in ("object.__setattr__", "object.__delattr__") and len(args) > 1 \
-                and args[1] in ("__code__", "__defaults__", "__kwdefaults__") and type(args[0]) is function \
-                and runner_file(args[0].__code__.co_filename) and not by_runner(sys._getframe(1)):
+    def audit(event, args, _tamper=tamper, _by_runner=by_runner, _runner_file=runner_file, _tree_code=tree_code,
+              _core=core, _frame=sys._getframe, _function=function, _id=id, _type=type, _len=len):
+        # an audit hook stays for the life of the process: nothing imported after this module removes it; it is
+        # reachable from nowhere (no name holds it), and what it calls is its own defaults
+        if event == "object.__getattr__":
+            if _id(args[0]) in _core and not _by_runner(_frame(1)):
+                _tamper(f"the reporter's {args[0].__name__}.{args[1] if _len(args) > 1 else '?'} was read "
+                        "(its signer, or what it judges by)")
+        elif event in ("sys.settrace", "sys.setprofile", "sys._current_frames"):
+            if _tree_code(_frame(1)):  # a tracer or profiler is handed every frame, the reporter's too
+                _tamper(f"{event}() was called by {_frame(1).f_code.co_filename}")
+        elif event in ("gc.get_referents", "gc.get_referrers", "gc.get_objects") and not _by_runner(_frame(1)):
+            _tamper(f"{event}() was called: it reaches any object behind its attributes, the runner's too")
+        elif event == "compile" and _runner_file(args[1] if _len(args) > 1 else "") \
+                and not _by_runner(_frame(1)):
+            _tamper(f"code was compiled under the runner's file name {args[1]}")
+        elif event == "code.__new__" and _runner_file(args[1] if _len(args) > 1 else "") \
+                and not _by_runner(_frame(1)):
+            _tamper(f"a code object was made under the runner's file name {args[1]}")
+        elif event in ("object.__setattr__", "object.__delattr__") and _len(args) > 1 \
+                and args[1] in ("__code__", "__defaults__", "__kwdefaults__") and _type(args[0]) is _function \
+                and (_id(args[0]) in _core or _runner_file(args[0].__code__.co_filename)) \
+                and not _by_runner(_frame(1)):
             # the function keeps its identity while its code changes: the snapshot cannot see it; the line leaves first
-            tamper(f"{getattr(args[0], '__module__', '')}.{getattr(args[0], '__qualname__', '')}.{args[1]} "
-                   "changed in place")
+            _tamper(f"{getattr(args[0], '__module__', '')}.{getattr(args[0], '__qualname__', '')}.{args[1]} "
+                    "changed in place")
 
     dirty = set()  # owners whose watched attributes changed since `groups` was built
     scanned = {}  # id(module or class) -> how many attributes it had when last added to `watched`
@@ -313,7 +371,7 @@ def _reporter():
     # tree gets its values noted as its import (and the product imports it started) ends, through a finder in
     # front of the import system; once the test modules are imported, a value that is no longer what the
     # product left is sent (the cockpit compares with what main's own collection shows).
-    watch_root = os.getcwd().rstrip(os.sep) + os.sep
+    watch_root = tree_root
     at_import = {}  # id(module) -> (module, {attr: value}, {attr: copy of a dict's or list's items}, {class: ...})
     simple = (int, float, complex, str, bytes, bool, type(None))
     depth = {}  # thread -> product imports under way in it; pending snapshots wait for the outermost to end
@@ -459,21 +517,6 @@ def _reporter():
                     send({"ev": "changed", "what": f"{getattr(module, '__name__', '?')}.{attr}"[:300], "attr": attr[:200],
                           "file": os.path.relpath(where, rootpath[0] or watch_root)[:300], "after": str(nodeid)[:300]})
 
-    # what send() calls, taken now (before any test code): a test that swaps this module's `blake2b`, `os` or
-    # `json` afterwards neither sees the key nor rewrites a line (adversary D-08, D-09)
-    mac_of, write, dumps = blake2b, os.write, json.dumps
-
-    def send(rec):
-        if fd is None or not key:
-            return
-        rec["sid"], rec["seq"] = sid, seq[0]
-        seq[0] += 1
-        body = dumps(rec, sort_keys=True)
-        mac = mac_of(body.encode(), key=key, digest_size=32).hexdigest()
-        try:
-            write(fd, (mac + " " + body + "\n").encode())
-        except OSError:
-            pass
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_load_initial_conftests(early_config):
