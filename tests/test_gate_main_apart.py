@@ -207,7 +207,7 @@ async def test_a_test_file_named_by_mains_python_files_is_left_out_apart(repo, g
     _on_main(repo, {"pytest.ini": DJANGO_INI, "calc.py": OP_CALC.format("add")}, "python_files as pytest-django")
     try:
         sha = branch(repo, {"calc.py": OP_CALC.format("sub"), "ops_tests.py": OP_PATCH})
-        await _lands_then_blocked_apart(gate, repo, sha, {"python_files"})
+        await _lands_then_blocked_apart(gate, repo, sha, {"python_files", "each_alone"})
     finally:
         run_git(repo, "reset", "-q", "--hard", head)
 
@@ -255,7 +255,7 @@ async def test_a_doctest_text_file_is_test_code_apart(repo, gate):
     try:
         doc = ">>> import operator, calc\n>>> calc._op = operator.add\n>>> calc._op(1, 1)\n2\n"
         sha = branch(repo, {"calc.py": OP_CALC.format("sub"), "tests/test_aaa_ops.txt": doc})
-        await _lands_then_blocked_apart(gate, repo, sha, {"python_files"})
+        await _lands_then_blocked_apart(gate, repo, sha, {"python_files", "each_alone"})
     finally:
         run_git(repo, "reset", "-q", "--hard", head)
 

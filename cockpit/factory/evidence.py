@@ -66,6 +66,7 @@ def _runner(name):
 def _reporter():
     path = os.environ.pop("COCKPIT_OUTCOMES", None)
     keys = os.environ.pop("COCKPIT_OUTCOMES_KEYS", None)
+    only = os.environ.pop("COCKPIT_ONLY", None)  # the one test file this run collects (main's tests, each alone)
     os.environ.pop("PYTEST_ADDOPTS", None)
     if os.environ.get("PYTHONPATH") == os.path.dirname(os.path.abspath(__file__)):
         del os.environ["PYTHONPATH"]
@@ -566,6 +567,17 @@ def _reporter():
                 out.add(type(p).__module__ + "." + type(p).__qualname__ if str(name).isdigit() else str(name)[:200])
         return sorted(out)
 
+    def pytest_ignore_collect(collection_path, config):
+        """With `only`, every other file is left uncollected (directories are walked, conftests load as ever): a
+        test file's code then reaches its own tests alone (a dormant patch or washer in another file of main's
+        cannot put this one's right, adversary F-30, F-36, H-41..54)."""
+        if not only or os.path.isdir(collection_path):
+            return None
+        name = os.path.basename(str(collection_path))
+        if name in ("conftest.py", "__init__.py") or os.path.relpath(str(collection_path), str(config.rootpath)) == only:
+            return None
+        return True
+
     def pytest_collectreport(report):
         if report.failed:
             send({"ev": "collect_error", "id": report.nodeid})
@@ -649,11 +661,12 @@ def _reporter():
         gc.freeze()
 
     return (pytest_unconfigure, pytest_load_initial_conftests, pytest_configure, pytest_collectreport, pytest_collection_finish,
-            pytest_runtest_makereport, pytest_runtest_logreport, pytest_sessionfinish)
+            pytest_runtest_makereport, pytest_runtest_logreport, pytest_sessionfinish, pytest_ignore_collect)
 
 
 (pytest_unconfigure, pytest_load_initial_conftests, pytest_configure, pytest_collectreport,
- pytest_collection_finish, pytest_runtest_makereport, pytest_runtest_logreport, pytest_sessionfinish) = _reporter()
+ pytest_collection_finish, pytest_runtest_makereport, pytest_runtest_logreport, pytest_sessionfinish,
+ pytest_ignore_collect) = _reporter()
 del _reporter
 '''
 
@@ -990,10 +1003,12 @@ class OutcomeStream:
         self._transport: asyncio.ReadTransport | None = None
         self._proto: _Lines | None = None
 
-    def env(self, *, collect_only: bool = False) -> dict[str, str]:
+    def env(self, *, collect_only: bool = False, only: str | None = None) -> dict[str, str]:
+        """What the run's environment carries to the reporter (which takes it out before any test code runs);
+        `only`: the one test file (relative to the runner's rootdir) the run collects."""
         opts = f"{'--collect-only ' if collect_only else ''}-p {PLUGIN_NAME}"
         return {"PYTEST_ADDOPTS": opts, "PYTHONPATH": str(self.dir), "COCKPIT_OUTCOMES": str(self.fifo),
-                "COCKPIT_OUTCOMES_KEYS": str(self.key_fifo)}
+                "COCKPIT_OUTCOMES_KEYS": str(self.key_fifo), **({"COCKPIT_ONLY": only} if only else {})}
 
     async def open(self) -> None:
         """Start reading before the run starts; our own idle writer keeps EOF away until `close`."""

@@ -58,8 +58,9 @@ TRAIN = "train"
 DEFENCES = ("evidence", "seal", "raw_outcomes", "runner_intact", "reporter_reach", "identity", "runner_config",
             "protected", "shadows", "main_copies", "product_patch", "per_session", "written_in", "support",
             "collect_plugins", "product_replaced", "main_apart", "merge_check", "python_files",
-            "product_values")
+            "product_values", "each_alone")
 TESTS_CHANGED = "tests changed"
+LEANS = "fails alone on main too"
 RUNNER_CHANGED = "runner configuration changed"
 REPORTER_REACHED = "reaches into the test reporter"
 PRODUCT_PATCHED = "test code replaces product code"
@@ -182,7 +183,8 @@ class TestsGate:
         self._main_outcomes: dict[tuple[str, str, str], dict[str, str]] = {}
         self.runs = 0  # suite runs made (collect-only baselines excluded): the bench counts them
         self.collections = 0  # collect-only runs of main made for a baseline
-        self.apart_runs = 0  # runs of main's tests apart from a change's test files (main_apart)
+        self.apart_runs = 0  # runs of main's tests apart from a change's test files (main_apart), each file alone
+        self._alone_on_main: dict[tuple[str, str, str, str], bool] = {}  # (repo, command, main's tree, file) passes
         self.reused = 0
         # failed runs on a merge train by what they depended on (their key), this session only: a flaky red costs
         # the builder a new commit, never a landing; a timed-out or self-contradicting run is not kept
@@ -195,7 +197,7 @@ class TestsGate:
 
     async def run(self, repo: Path, commit: str, command: str, *, main_copies: Mapping[str, str] | None = None,
                   collect_only: bool = False, env: Mapping[str, str] | None = None,
-                  expect_pytest: bool = False, apart: bool = False) -> GateResult:
+                  expect_pytest: bool = False, apart: bool = False, only: str | None = None) -> GateResult:
         """Run `command` on a fresh checkout of `commit`; pytest's outcomes are read live and cross-checked."""
         started = time.monotonic()
         tree_id = await tree_of(repo, commit)
@@ -212,7 +214,7 @@ class TestsGate:
                     self.runs += 1
                 res = await self.sandbox.run(command, cwd=tree, writable=[tree], readable=[stream.dir],
                                              timeout_s=self.timeout_s, output_cap_bytes=self.output_cap_bytes,
-                                             env={**(env or {}), **stream.env(collect_only=collect_only)})
+                                             env={**(env or {}), **stream.env(collect_only=collect_only, only=only)})
                 evidence: Evidence | None = await stream.close(seal="seal" in self.defences)
         finally:
             stream.remove()
@@ -560,18 +562,22 @@ class TestsGate:
             apart_res = await apart_task if res.passed else None
             if apart_res is not None:
                 tests_verdict["detail"] = (
-                    f"{detail}\nmain's tests apart (main {base[:12]}'s test files, none of this change's, on its product "
-                    f"code): " + (f"passed, {_counted(apart_res)}" if apart_res.passed else
+                    f"{detail}\nmain's tests apart (main {base[:12]}'s test files, none of this change's, "
+                    f"{'each in a process of its own, ' if 'each_alone' in self.defences else ''}on its product code): " + (
+                        f"passed, {_counted(apart_res)}" + (f"; {apart_res.tail}" if apart_res.tail.startswith(LEANS) else "")
+                        if apart_res.passed else
                                   f"failed, exit code {apart_res.exit_code} (its output below the verdict)") + reach_text)
                 tests_verdict["apart"] = {"outcome": apart_res.outcome, "exit_code": apart_res.exit_code,
                                           "seconds": round(apart_res.duration_s, 3), "tree": apart_res.tree}
             if apart_res is not None and not apart_res.passed:
                 # main's tests, with main's test files alone, fail (or contradict themselves) on the change's product
                 # code while they passed beside its test files: the human sees why
-                text = (f"{MAIN_APART_FAILED} on {on}: run with main {base[:12]}'s test files and none of this change's, "
+                text = (f"{MAIN_APART_FAILED} on {on}: run with main {base[:12]}'s test files and none of this change's"
+                        f"{', each test file in a process of its own' if 'each_alone' in self.defences else ''}, "
                         "main's tests " + ("contradict themselves" if apart_res.contradictions else "fail") +
-                        "; with this change's test files beside them, they passed: the change's test code changes what "
-                        f"main's tests see (or a test is flaky).\n{apart_res.detail()}{reach_text}")
+                        "; in the run of the whole tree they passed: test code changes what main's tests see (a test "
+                        "file of this change, or one of main's that reaches other files' tests), or a test is flaky."
+                        f"\n{apart_res.detail()}{reach_text}")
                 failing = sorted(i for i, o in (apart_res.evidence.outcomes() if apart_res.evidence else {}).items()
                                  if o not in ("passed", "skipped", "xfailed", "xpassed"))
                 stage.findings = [f"apart:{i}" for i in failing] or [f"apart:exit {apart_res.exit_code}"]
@@ -699,9 +705,55 @@ class TestsGate:
                                 tuple(main.doctest_globs) or ("test*.txt",),
                                 frozenset(split_id(i)[0] for i in main.collected))
         apart = await main_tests_apart(repo, base, tested, self.scratch_root, renamed, layout)
+        files = sorted({split_id(i)[0] for i in main.collected}) if main is not None and main.reported \
+            and "each_alone" in self.defences else []
+        if len(files) > 1:  # a change that touches no test file has them too: its tree is main's tests and its code
+            return await self._each_alone(repo, apart or tested, base, command, files)
+        # one test file: the run of main's tests apart (or the change's own run, when it has no test file) is it alone
         if apart is None:
             return None
         return await self.run(repo, apart, command, expect_pytest=counts_pytest(command), apart=True)
+
+    async def _each_alone(self, repo: Path, tree: str, base: str, command: str, files: list[str]) -> GateResult:
+        """Main's test files, each in a pytest process of its own, on `tree` (the change's product code, main's test
+        files). A test file's code can reach anything in its process: one of main's that does nothing on main
+        (a value set to what it already is, a washer of failures while none fail) puts a later change's broken
+        code right for every other file in a shared run (adversary F-30, F-36, H-41..54); alone, it reaches its
+        own tests only. A file that fails alone on main itself too (it leans on another file) is main's matter,
+        not the change's: it is named, not held against the change. Two at a time."""
+        started = time.monotonic()
+        gate = asyncio.Semaphore(2)
+
+        async def alone(sha: str, path: str) -> GateResult:
+            async with gate:
+                res = await self.run(repo, sha, command, expect_pytest=counts_pytest(command), apart=True, only=path)
+            strays = sorted({split_id(i)[0] for i in res.evidence.collected} - {path}) if res.evidence else []
+            if strays:  # the run was not restricted to the one file: its verdict says nothing of that file alone
+                return dataclasses.replace(res, outcome="fail", contradictions=(
+                    *res.contradictions, f"run for {path} alone, it collected other files too: {', '.join(strays[:5])}"))
+            return res
+
+        runs = dict(zip(files, await asyncio.gather(*(alone(tree, f) for f in files)), strict=True))
+        failed = [f for f, r in runs.items() if not r.passed]
+        leaning = []
+        for f in failed:
+            key = (str(repo), command, await tree_of(repo, base), f)
+            if key not in self._alone_on_main:
+                self._alone_on_main[key] = (await alone(base, f)).passed
+            if not self._alone_on_main[key]:
+                leaning.append(f)
+        failed = [f for f in failed if f not in leaning]
+        ev = Evidence(sessions=sum(r.evidence.sessions for r in runs.values() if r.evidence),
+                      collected=[i for r in runs.values() if r.evidence for i in r.evidence.collected],
+                      reports=[x for f, r in runs.items() if r.evidence and f not in leaning for x in r.evidence.reports])
+        tail = "\n".join(f"--- {f}, alone: exit code {runs[f].exit_code}\n{runs[f].detail()}" for f in failed)
+        if leaning:
+            tail = f"{LEANS} (it leans on another test file; not held against this change): {', '.join(leaning)}" + (
+                f"\n{tail}" if tail else "")
+        first = runs[failed[0]] if failed else None
+        return GateResult(GATE_TESTS, tree, "fail" if failed else "pass", first.exit_code if first else 0, tail,
+                          any(r.timed_out for r in runs.values()), time.monotonic() - started, await tree_of(repo, tree),
+                          tuple(f"{f}: {c}" for f in failed for c in runs[f].contradictions), ev)
 
     def _block(self, stage: TestsStage, reasons: list[str], text: str, commit: str, *,
                weakened: bool = True) -> TestsStage:
