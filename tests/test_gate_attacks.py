@@ -574,7 +574,8 @@ async def test_the_reporters_module_globals_swapped_to_take_its_key(repo, gate, 
     with monkeypatch.context() as m:  # liveness: send() looks its helpers up in the module at each call
         m.setattr(evidence, "_PLUGIN", evidence._PLUGIN.replace(bound, AT_CALL_TIME, 1).replace(
             "_told=[]):", "_told=[], _key=key):", 1))
-        landed = await check(gate, repo, sha, off=["main_apart", "reporter_reach"])  # it names the reporter too
+        # it names the reporter too; and each phase's raw line (not rewritten by the proxy) tells since session 13
+        landed = await check(gate, repo, sha, off=["main_apart", "reporter_reach", "raw_outcomes"])
     assert landed.action == "pass", f"liveness: with the lookups at call time the forgery should land:\n{landed.text}"
     gate.greens = GreenTrees()
     res = await check(gate, repo, sha, off=["main_apart", "reporter_reach"])
@@ -659,8 +660,8 @@ _setup()
 async def test_product_code_that_takes_the_reporters_send_waits_for_the_human(repo, gate, monkeypatch):
     sha = branch(repo, {"calc.py": PRODUCT_GREENWASH})
     with monkeypatch.context() as m:
-        without(m, CALLER_CHECK)
-        landed = await check(gate, repo, sha, off=["reporter_reach"])
+        without(m, CALLER_CHECK)  # (and the raw line each phase sends before its report: it washes reports only)
+        landed = await check(gate, repo, sha, off=["reporter_reach", "raw_outcomes"])
     assert landed.action == "pass", f"liveness: the run itself is green:\n{landed.text}"
     gate.greens = GreenTrees()
     seen = await check(gate, repo, sha, off=["reporter_reach"])  # the run tells: send was called from calc.py
@@ -707,7 +708,7 @@ async def test_product_code_that_rewrites_the_reporters_lines_with_names_built_a
     with monkeypatch.context() as m:
         without(m, line)
         gate.greens = GreenTrees()
-        landed = await check(gate, repo, sha)
+        landed = await check(gate, repo, sha, off=["raw_outcomes"])  # (each phase's raw line is not washed)
     assert landed.action == "pass", f"liveness: a sealed, self-consistent green stream:\n{landed.text}"
     assert any("built at run time" in r.what for r in landed.reach), landed.reach  # named, not blocked
     gate.greens = GreenTrees()
@@ -732,3 +733,66 @@ def test_attribute_names_spelled_in_pieces_or_built_at_run_time():
     # in product code, getattr(sys, "modules") is the sys.modules look
     assert [r.what.split(" (")[0] for r in scan("calc.py", "import sys\nm = getattr(sys, 'mod' 'ules')\n")] == [
         "product code looks at which modules are loaded"]
+
+
+# Adversary I-57: send is out of reach, but calc.py (names reversed, held in variables) puts its own function in
+# the `report_written` cell of the reporter's makereport hookwrapper, which used to run before the phase's
+# outcome was read: the stand-in takes `call` from its caller's frame and clears `call.excinfo` for an
+# AssertionError, so pytest makes a genuine "passed" report, and raw, summary and exit code all agree. Now the
+# hookwrapper sends what the phase raised before it calls anything (through its own bound send).
+CLEARS_EXCINFO = '''import sys
+
+
+def add(a, b):
+    return a - b
+
+
+def _r(s):
+    return s[::-1]
+
+
+def _wire():
+    m = vars(sys)[_r("seludom")].get(_r("semoctuo_tipkcoc"))
+    if m is None:
+        return
+    hook_name, clo, co, cc, fl = (_r(x) for x in ("troperekam_tsetnur_tsetyp", "__erusolc__", "__edoc__",
+                                                  "stnetnoc_llec", "slacol_f"))
+    hook = getattr(m, hook_name)
+    cell = getattr(hook, clo)[getattr(hook, co).co_freevars.index(_r("nettirw_troper"))]
+    orig = getattr(cell, cc)
+
+    def written(session, items, when, _orig=orig, _frame=sys._getframe, _fl=fl):
+        if when == "run":
+            call = getattr(_frame(1), _fl)["call"]
+            if call.excinfo is not None and call.excinfo.errisinstance(AssertionError):
+                call.excinfo = None
+        return _orig(session, items, when)
+
+    setattr(cell, cc, written)
+
+
+_wire()
+'''
+RAW_FIRST = ("        exc = call.excinfo\n        _send({\"ev\": \"raw\", \"id\": item.nodeid, \"when\": call.when,\n"
+             "               \"raw\": \"passed\" if exc is None else \"skipped\" if exc.errisinstance(_skip) else \"failed\"})\n"
+             "        if call.when == \"call\":  # what ran may have been put in the item's place after collection\n"
+             "            report_written(item.session, (item,), \"run\")\n")
+RAW_AFTER = ("        if call.when == \"call\":\n            report_written(item.session, (item,), \"run\")\n"
+             "        exc = call.excinfo\n        _send({\"ev\": \"raw\", \"id\": item.nodeid, \"when\": call.when,\n"
+             "               \"raw\": \"passed\" if exc is None else \"skipped\" if exc.errisinstance(_skip) else \"failed\"})\n")
+
+
+async def test_product_code_that_clears_the_phase_s_exception_from_inside_the_reporter(repo, gate, monkeypatch):
+    from cockpit.factory import evidence
+
+    assert "cockpit_outcomes" not in CLEARS_EXCINFO and RAW_FIRST in evidence._PLUGIN
+    sha = branch(repo, {"calc.py": CLEARS_EXCINFO})
+    with monkeypatch.context() as m:  # liveness: the reporter reads what the phase raised after report_written
+        m.setattr(evidence, "_PLUGIN", evidence._PLUGIN.replace(RAW_FIRST, RAW_AFTER, 1))
+        gate.greens = GreenTrees()
+        landed = await check(gate, repo, sha)
+    assert landed.action == "pass", f"liveness: a genuine passed report, everything agrees:\n{landed.text}"
+    gate.greens = GreenTrees()
+    res = await check(gate, repo, sha)
+    assert res.action == "block" and CONTRADICTS in res.reasons, res.text
+    assert "tests/test_calc.py::test_add raised in its call but was reported passed" in res.text, res.text

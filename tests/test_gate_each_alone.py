@@ -21,6 +21,7 @@ from gitrepo import make_repo, run_git
 from test_gate_product_values import _broken
 
 from cockpit.factory.gates import DEFENCES, MAIN_APART_FAILED
+from cockpit.factory.green_trees import GreenTrees
 
 CALC = ("import operator\n\n\nclass _Config:\n    pass\n\n\n_cfg = _Config()\n_cfg.op = operator.{}\n\n\n"
         "def add(a, b):\n    return _cfg.op(a, b)\n")
@@ -91,3 +92,30 @@ async def test_a_file_that_leans_on_another_on_main_too_is_not_held_against_a_ch
     assert res.action == "pass", res.text
     assert "fails alone on main too (it leans on another test file; not held against this change): tests/test_b.py" \
         in res.verdicts[0]["detail"], res.verdicts[0]["detail"]
+
+
+async def test_a_test_that_leans_added_to_main_never_excuses_mains_others(repo, gate, monkeypatch):
+    """Adversary I-56: A adds to main's tests/test_calc.py one new test that passes only after another file set
+    something up (so the file fails alone on main), B breaks calc and patches it from its own new test file.
+    Judged file by file, test_calc.py "fails alone on main too" and B's broken add was excused; test by test,
+    only the leaning test is. Liveness: with the file-by-file rule, B lands."""
+    from gate_kit import branch
+
+    from cockpit.factory import gates
+
+    a = branch(repo, {"tests/test_aaa_env.py": "import os\n\nos.environ['CALC_MODE'] = 'std'\n\n\n"
+                                               "def test_env():\n    assert os.environ['CALC_MODE'] == 'std'\n",
+                      "tests/test_calc.py": CALC_TESTS + "\n\ndef test_mode():\n    import os\n"
+                                                         "    assert os.environ.get('CALC_MODE') == 'std'\n"})
+    ra = await check(gate, repo, a)
+    assert ra.action == "pass", ra.text
+    run_git(repo, "merge", "-q", "--ff-only", a)
+    b = branch(repo, {"calc.py": CALC.format("sub"), "tests/test_aaa_fix.py": DORMANT["instance_attribute"][1]})
+    with monkeypatch.context() as m:  # liveness: the whole file excused as soon as it fails alone on main too
+        m.setattr(gates, "_failing", lambda res: frozenset() if res.passed else frozenset({"(the file)"}))
+        landed = await gate.check(repo, "main", b, PYTEST)
+    assert landed.action == "pass", f"liveness: test_calc.py excused as a whole:\n{landed.text}"
+    gate.greens, gate._alone_on_main = GreenTrees(), {}  # (the green above was the liveness side's)
+    res = await gate.check(repo, "main", b, PYTEST)
+    assert res.action == "block" and MAIN_APART_FAILED in res.reasons, res.text
+    assert "--- tests/test_calc.py, alone: exit code 1" in res.text, res.text

@@ -83,7 +83,6 @@ def _reporter():
             key = fd = None
     sid = blake2b(key, digest_size=8).hexdigest() if key else ""
     seq = [0]
-    raw = {}
     before = set()
     watched = {}  # (id of owner, attribute) -> (owner, attribute, what it held): the runner's code
 
@@ -573,10 +572,19 @@ def _reporter():
         cannot put this one's right, adversary F-30, F-36, H-41..54)."""
         if not only or os.path.isdir(collection_path):
             return None
-        name = os.path.basename(str(collection_path))
-        if name in ("conftest.py", "__init__.py") or os.path.relpath(str(collection_path), str(config.rootpath)) == only:
-            return None
-        return True
+        return None if kept(collection_path, config) else True
+
+    def kept(path, config):
+        name = os.path.basename(str(path))
+        return name in ("conftest.py", "__init__.py") or os.path.relpath(str(path), str(config.rootpath)) == only
+
+    @pytest.hookimpl(hookwrapper=True, tryfirst=True)
+    def pytest_collect_file(file_path, parent):
+        """A file the command names itself is collected whatever pytest_ignore_collect says: with `only`, what
+        any plugin would collect from another file (a module, a doctest) is dropped before anything imports it."""
+        out = yield
+        if only and not kept(file_path, parent.config):
+            out.force_result([])
 
     def pytest_collectreport(report):
         if report.failed:
@@ -625,29 +633,31 @@ def _reporter():
         before.update(id(p) for p in session.config.pluginmanager.get_plugins())
 
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)
-    def pytest_runtest_makereport(item, call):
+    def pytest_runtest_makereport(item, call, _send=send, _skip=(pytest.skip.Exception, pytest.xfail.Exception)):
+        # what the phase really did, sent before any plugin gets to rewrite the report and before this reporter
+        # calls anything: code that comes to run inside a check below (a closure cell of it rewritten, adversary
+        # I-57 clearing `call.excinfo` from report_written's place) finds it already gone
+        exc = call.excinfo
+        _send({"ev": "raw", "id": item.nodeid, "when": call.when,
+               "raw": "passed" if exc is None else "skipped" if exc.errisinstance(_skip) else "failed"})
         if call.when == "call":  # what ran may have been put in the item's place after collection
             report_written(item.session, (item,), "run")
-        # what the phase really did, before any plugin gets to rewrite the report
-        exc = call.excinfo
-        if exc is None:
-            raw[(item.nodeid, call.when)] = "passed"
-        elif exc.errisinstance(pytest.skip.Exception) or exc.errisinstance(pytest.xfail.Exception):
-            raw[(item.nodeid, call.when)] = "skipped"
-        else:
-            raw[(item.nodeid, call.when)] = "failed"
         yield
 
     def pytest_runtest_logreport(report):
+        # the report leaves first, the checks come after it (what they call cannot rewrite a line already gone)
+        send({"ev": "report", "id": report.nodeid, "when": report.when, "outcome": report.outcome,
+               "xfail": hasattr(report, "wasxfail")})
         if report.when != "setup":
             check_runner()
         if report.when == "teardown":  # after the test's own patches are undone (monkeypatch, mock.patch)
             check_product(rootpath[0], report.nodeid)
             values_after(report.nodeid, python_files)
-        send({"ev": "report", "id": report.nodeid, "when": report.when, "outcome": report.outcome,
-              "xfail": hasattr(report, "wasxfail"), "raw": raw.pop((report.nodeid, report.when), "")})
 
     def pytest_sessionfinish(session, exitstatus):
+        if only and exitstatus == 5 and not session.testscollected:
+            # one session of a command that names other test files itself: nothing of it is this run's to run
+            session.exitstatus = exitstatus = 0
         check_runner()
         added = sorted({type(p).__module__ + "." + type(p).__qualname__
                         for p in session.config.pluginmanager.get_plugins() if id(p) not in before} if before else ())
@@ -661,12 +671,13 @@ def _reporter():
         gc.freeze()
 
     return (pytest_unconfigure, pytest_load_initial_conftests, pytest_configure, pytest_collectreport, pytest_collection_finish,
-            pytest_runtest_makereport, pytest_runtest_logreport, pytest_sessionfinish, pytest_ignore_collect)
+            pytest_runtest_makereport, pytest_runtest_logreport, pytest_sessionfinish, pytest_ignore_collect,
+            pytest_collect_file)
 
 
 (pytest_unconfigure, pytest_load_initial_conftests, pytest_configure, pytest_collectreport,
  pytest_collection_finish, pytest_runtest_makereport, pytest_runtest_logreport, pytest_sessionfinish,
- pytest_ignore_collect) = _reporter()
+ pytest_ignore_collect, pytest_collect_file) = _reporter()
 del _reporter
 '''
 
@@ -788,6 +799,7 @@ def fold(lines: list[bytes], *, overflow: bool = False, keys: list[bytes] | None
     if overflow:
         ev.problems.append(f"the outcome stream carried more than {STREAM_CAP_BYTES} bytes (a flood, not reports)")
     seen: dict[tuple[str, str], str] = {}
+    raws: dict[tuple[str, str], str] = {}  # what each phase really did, sent before its report was made
     by_sid = {session_id(k): k for k in keys or ()}
     next_n: dict[str, int] = {}
     for n, raw in enumerate(lines, 1):
@@ -835,9 +847,11 @@ def fold(lines: list[bytes], *, overflow: bool = False, keys: list[bytes] | None
                 ev.reports.append((key[0], key[1], outcome, xfail))
                 if ev.per_session:
                     ev.per_session[-1][1].add(key[0])
-                real = str(rec.get("raw", ""))
+                real = raws.pop(key, rec.get("raw"))
                 if real == "failed" and (outcome == "passed" or (outcome == "skipped" and not xfail)):
-                    ev.rewritten.append((key[0], key[1], real, outcome))
+                    ev.rewritten.append((key[0], key[1], str(real), outcome))
+            elif kind == "raw":
+                raws[(str(rec["id"]), str(rec["when"]))] = str(rec["raw"])
             elif kind == "finish":
                 if ev.ended >= ev.sessions:
                     ev.problems.append("a session reported its end twice")

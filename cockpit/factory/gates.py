@@ -104,6 +104,13 @@ def _of_the_tree(evidence: Evidence | None, copies: set[str]) -> Evidence | None
     return dataclasses.replace(evidence, collected=[i for i in evidence.collected if split_id(i)[0] not in copies])
 
 
+def _failing(res: GateResult) -> frozenset[str]:
+    """The tests a run saw fail (or error); a run that failed with none seen: the whole run, as one."""
+    out = frozenset(i for i, o in (res.evidence.outcomes() if res.evidence else {}).items()
+                    if o not in ("passed", "skipped", "xfailed", "xpassed"))
+    return out or (frozenset() if res.passed else frozenset({f"(the run: exit code {res.exit_code})"}))
+
+
 def _counted(res: GateResult) -> str:
     ev = res.evidence
     return f"{len(ev.collected)} tests" if ev is not None and ev.reported else f"exit code {res.exit_code}"
@@ -184,7 +191,8 @@ class TestsGate:
         self.runs = 0  # suite runs made (collect-only baselines excluded): the bench counts them
         self.collections = 0  # collect-only runs of main made for a baseline
         self.apart_runs = 0  # runs of main's tests apart from a change's test files (main_apart), each file alone
-        self._alone_on_main: dict[tuple[str, str, str, str], bool] = {}  # (repo, command, main's tree, file) passes
+        # (repo, command, main's tree, file) -> the tests that fail when the file runs alone on main
+        self._alone_on_main: dict[tuple[str, str, str, str], frozenset[str]] = {}
         self.reused = 0
         # failed runs on a merge train by what they depended on (their key), this session only: a flaky red costs
         # the builder a new commit, never a landing; a timed-out or self-contradicting run is not kept
@@ -739,8 +747,11 @@ class TestsGate:
         for f in failed:
             key = (str(repo), command, await tree_of(repo, base), f)
             if key not in self._alone_on_main:
-                self._alone_on_main[key] = (await alone(base, f)).passed
-            if not self._alone_on_main[key]:
+                self._alone_on_main[key] = _failing(await alone(base, f))
+            # only the very tests that fail alone on main may fail alone here (a test that leans on another file,
+            # added beside main's, never excuses main's others: adversary I-56)
+            on_main, here = self._alone_on_main[key], _failing(runs[f])
+            if on_main and here and here <= on_main and not runs[f].contradictions:
                 leaning.append(f)
         failed = [f for f in failed if f not in leaning]
         ev = Evidence(sessions=sum(r.evidence.sessions for r in runs.values() if r.evidence),
