@@ -55,7 +55,7 @@ FIFO_FD = ("import os\n\n\ndef _fifo_fd():\n    for fd in os.listdir('/proc/self
            "                return int(fd)\n        except OSError:\n            pass\n\n\n")
 
 # send() asks who called it; reading the defaults of the reporter's core functions is an audited event it tells
-CALLER_CHECK = "if caller.co_filename != _frame(0).f_code.co_filename and not _told:"
+CALLER_CHECK = "if caller not in _callers and not _told:"
 DEFAULTS_READ = "if _id(args[0]) in _core and not _by_runner(_frame(1)):"
 
 

@@ -271,7 +271,9 @@ globals()["pytest_runtest_" + "makereport"] = pytest.hookimpl(hookwrapper=True)(
 async def test_a_module_named_like_the_reporter_is_loaded_in_its_place(repo, gate, path):
     sha = branch(repo, {**BROKEN, path: STAND_IN})
     # its source names the reporter's file, which the reach scan blocks too: each defence shown alone
-    res = await lands_then_stopped(gate, repo, sha, ["protected", "reporter_reach"])
+    # (a stand-in reporter sends no raw line of what each phase raised, and the real one it runs tells who calls
+    # its send and who reads its code: raw_outcomes and runner_intact off for the liveness side)
+    res = await lands_then_stopped(gate, repo, sha, ["protected", "reporter_reach", "raw_outcomes", "runner_intact"])
     assert res.reasons == [REPORTER_REACHED], res.text
     res = await check(gate, repo, sha, off=["reporter_reach"])
     assert res.reasons == [PROTECTED_CHANGED] and path in res.text, res.text
@@ -569,11 +571,11 @@ async def test_the_reporters_module_globals_swapped_to_take_its_key(repo, gate, 
     bound = ("                body = _dumps(r, sort_keys=True).encode()\n                mac = _sign.copy()\n"
              "                mac.update(body)\n"
              "                _write(_fd, mac.hexdigest().encode() + b\" \" + body + b\"\\n\")\n")
-    assert bound in evidence._PLUGIN and "_told=[]):" in evidence._PLUGIN
+    assert bound in evidence._PLUGIN and "_told=[], _callers=callers):" in evidence._PLUGIN
     sha = branch(repo, {**BROKEN, "tests/test_aaa_forge.py": GLOBALS_SWAP})
     with monkeypatch.context() as m:  # liveness: send() looks its helpers up in the module at each call
         m.setattr(evidence, "_PLUGIN", evidence._PLUGIN.replace(bound, AT_CALL_TIME, 1).replace(
-            "_told=[]):", "_told=[], _key=key):", 1))
+            "_told=[], _callers=callers):", "_told=[], _callers=callers, _key=key):", 1))
         # it names the reporter too; and each phase's raw line (not rewritten by the proxy) tells since session 13
         landed = await check(gate, repo, sha, off=["main_apart", "reporter_reach", "raw_outcomes"])
     assert landed.action == "pass", f"liveness: with the lookups at call time the forgery should land:\n{landed.text}"
@@ -773,22 +775,20 @@ def _wire():
 
 _wire()
 '''
-RAW_FIRST = ("        exc = call.excinfo\n        _send({\"ev\": \"raw\", \"id\": item.nodeid, \"when\": call.when,\n"
-             "               \"raw\": \"passed\" if exc is None else \"skipped\" if exc.errisinstance(_skip) else \"failed\"})\n"
-             "        if call.when == \"call\":  # what ran may have been put in the item's place after collection\n"
-             "            report_written(item.session, (item,), \"run\")\n")
-RAW_AFTER = ("        if call.when == \"call\":\n            report_written(item.session, (item,), \"run\")\n"
-             "        exc = call.excinfo\n        _send({\"ev\": \"raw\", \"id\": item.nodeid, \"when\": call.when,\n"
-             "               \"raw\": \"passed\" if exc is None else \"skipped\" if exc.errisinstance(_skip) else \"failed\"})\n")
+RAW_LINE = ("        exc = call.excinfo\n        _send({\"ev\": \"raw\", \"id\": item.nodeid, \"when\": call.when,\n"
+            "               \"raw\": \"passed\" if exc is None else \"skipped\" if _issubclass(_type(exc.value), _skip) "
+            "else \"failed\"})\n")
+CALLED = "        if call.when == \"call\":  # what ran may have been put in the item's place after collection\n" \
+         "            report_written(item.session, (item,), \"run\")\n"
 
 
 async def test_product_code_that_clears_the_phase_s_exception_from_inside_the_reporter(repo, gate, monkeypatch):
     from cockpit.factory import evidence
 
-    assert "cockpit_outcomes" not in CLEARS_EXCINFO and RAW_FIRST in evidence._PLUGIN
+    assert "cockpit_outcomes" not in CLEARS_EXCINFO and RAW_LINE in evidence._PLUGIN and CALLED in evidence._PLUGIN
     sha = branch(repo, {"calc.py": CLEARS_EXCINFO})
     with monkeypatch.context() as m:  # liveness: the reporter reads what the phase raised after report_written
-        m.setattr(evidence, "_PLUGIN", evidence._PLUGIN.replace(RAW_FIRST, RAW_AFTER, 1))
+        m.setattr(evidence, "_PLUGIN", evidence._PLUGIN.replace(RAW_LINE, "", 1).replace(CALLED, CALLED + RAW_LINE, 1))
         gate.greens = GreenTrees()
         landed = await check(gate, repo, sha)
     assert landed.action == "pass", f"liveness: a genuine passed report, everything agrees:\n{landed.text}"
@@ -796,3 +796,67 @@ async def test_product_code_that_clears_the_phase_s_exception_from_inside_the_re
     res = await check(gate, repo, sha)
     assert res.action == "block" and CONTRADICTS in res.reasons, res.text
     assert "tests/test_calc.py::test_add raised in its call but was reported passed" in res.text, res.text
+
+
+# Adversary J-63: calc.py walks its frames to pytest's config and puts a stand-in in the `function` slot of the
+# reporter's makereport HookImpl (pluggy's object), clearing call.excinfo before handing over: the hookwrapper now
+# checks that pluggy holds it, not something in its place.
+HOOKIMPL_SWAP = '''import sys
+
+
+def add(a, b):
+    return a - b
+
+
+def _r(s):
+    return s[::-1]
+
+
+def _wire():
+    loc, hook_name, me = _r("slacol_f"), _r("troperekam_tsetnur_tsetyp"), _r("semoctuo_tipkcoc")
+    frame = sys._getframe(1)
+    config = None
+    while frame is not None and config is None:
+        owner = getattr(frame, loc).get("self")
+        config = getattr(owner, "config", None)
+        if config is not None and not hasattr(config, "hook"):
+            config = None
+        frame = frame.f_back
+    if config is None:
+        return
+    for impl in getattr(config.hook, hook_name).get_hookimpls():
+        if impl.plugin_name != me:
+            continue
+
+        def function(item, call, _real=impl.function):
+            ex = call.excinfo
+            if ex is not None and ex.errisinstance(AssertionError):
+                call.excinfo = None
+            return _real(item, call)
+
+        impl.function = function
+
+
+_wire()
+'''
+HOOKIMPL_CHECK = ("        if not any(getattr(getattr(h, \"function\", None), \"__code__\", None) is code\n"
+                  "                   for h in item.config.hook.pytest_runtest_makereport.get_hookimpls()):")
+
+
+@pytest.mark.parametrize("payload, line, new, off, says", [
+    (HOOKIMPL_SWAP, HOOKIMPL_CHECK, "        if False:", [], "makereport hookwrapper was replaced in pluggy's HookImpl"),
+], ids=["hookimpl_function_swapped"])
+async def test_product_code_that_runs_inside_the_reporter_s_hookwrapper(repo, gate, monkeypatch, payload, line, new,
+                                                                         off, says):
+    from cockpit.factory import evidence
+
+    assert evidence._PLUGIN.count(line) == 1
+    sha = branch(repo, {"calc.py": payload})
+    with monkeypatch.context() as m:  # liveness: the check as it was before the attack
+        m.setattr(evidence, "_PLUGIN", evidence._PLUGIN.replace(line, new, 1))
+        gate.greens = GreenTrees()
+        landed = await check(gate, repo, sha, off=off)
+    assert landed.action == "pass", f"liveness: a genuine passed report, everything agrees:\n{landed.text}"
+    gate.greens = GreenTrees()
+    res = await check(gate, repo, sha)
+    assert res.action != "pass" and says in res.text, res.text

@@ -79,8 +79,9 @@ async def lands_then_stopped(gate, repo, sha, off):
 
 
 async def test_the_reporter_unregistered_and_the_rest_of_the_stream_forged(repo, gate):
+    # (its forged reports come with no raw line of what each phase raised: raw_outcomes sees them too)
     res = await lands_then_stopped(gate, repo, branch(repo, {**BROKEN, "tests/test_aaa.py": UNREGISTER_AND_FORGE}),
-                                   ["seal"])
+                                   ["seal", "raw_outcomes"])
     assert "not written by the cockpit's reporter" in res.text
     assert "tests/test_aaa.py:16: registers or removes pytest plugins at run time (unregister)" in res.text
     assert "reads its own process's file descriptors (/proc/self/fd, /dev/fd)" in res.text
@@ -112,9 +113,9 @@ def test_a_dropped_line_a_replayed_line_and_a_stolen_key_are_each_named():
     key = b"k" * 64
     recs = [{"ev": "start", "inifile": "", "plugins": [], "addopts": [], "summary": False},
             {"ev": "collected", "ids": ["t.py::a"]}, {"ev": "collected_all", "n": 1},
-            {"ev": "report", "id": "t.py::a", "when": "setup", "outcome": "passed"},
-            {"ev": "report", "id": "t.py::a", "when": "call", "outcome": "failed"},
-            {"ev": "report", "id": "t.py::a", "when": "teardown", "outcome": "passed"},
+            {"ev": "report", "id": "t.py::a", "when": "setup", "outcome": "passed", "raw": "passed"},
+            {"ev": "report", "id": "t.py::a", "when": "call", "outcome": "failed", "raw": "failed"},
+            {"ev": "report", "id": "t.py::a", "when": "teardown", "outcome": "passed", "raw": "passed"},
             {"ev": "finish", "exitstatus": 0}]
     lines = _sealed(key, recs)
     dropped = lines[:4] + lines[5:]  # the failing call's line filtered out on its way
@@ -154,8 +155,8 @@ CLOSURE_FORGE = ("import atexit, os\nimport cockpit_outcomes\n\n\n"
 async def test_the_reporters_own_send_taken_from_its_closure_signs_the_forgery(repo, gate, monkeypatch):
     sha = branch(repo, {**BROKEN, "tests/test_aaa.py": CLOSURE_FORGE})
     with monkeypatch.context() as m:  # send does not ask who called it
-        without(m, CALLER_CHECK)
-        landed = await check(gate, repo, sha, off=["reporter_reach"])
+        without(m, CALLER_CHECK)  # (its Forger's reports come with no raw line: raw_outcomes off too)
+        landed = await check(gate, repo, sha, off=["reporter_reach", "raw_outcomes"])
     assert landed.action == "pass", f"liveness: signed with the real key, the forgery passes the seal:\n{landed.text}"
     gate.greens = GreenTrees()
     seen = await check(gate, repo, sha, off=["reporter_reach"])

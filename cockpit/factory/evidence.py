@@ -95,16 +95,20 @@ def _reporter():
     # signs, and no Python code reads a key back out of it. Code that puts its own function in place of send
     # and passes the lines on is seen calling it; one that signs for itself needs the signer, behind send's
     # defaults. Signals wait while a line is signed: a handler is handed the frame it interrupted.
+    # the code of the functions that make their own lines (filled once they exist): any other caller is told,
+    # this file's own code too (a loader that hands its call on could carry a stand-in's line: adversary J-64)
+    callers = set()
+
     def send(rec, _fd=fd, _sign=blake2b(key=key, digest_size=32) if key else None, _sid=sid, _seq=seq,
              _write=os.write, _dumps=json.dumps, _frame=sys._getframe, _mask=signal.pthread_sigmask,
-             _signals=signal.valid_signals(), _told=[]):
+             _signals=signal.valid_signals(), _told=[], _callers=callers):
         if _fd is None or _sign is None:
             return
         held = _mask(signal.SIG_BLOCK, _signals)
         try:
             out = [rec]
             caller = _frame(1).f_code
-            if caller.co_filename != _frame(0).f_code.co_filename and not _told:
+            if caller not in _callers and not _told:
                 _told.append(caller)
                 out.insert(0, {"ev": "tamper", "what": "the reporter's send was called by code outside it: "
                                f"{caller.co_filename}:{caller.co_firstlineno} ({caller.co_name})"[:300]})
@@ -583,8 +587,16 @@ def _reporter():
         """A file the command names itself is collected whatever pytest_ignore_collect says: with `only`, what
         any plugin would collect from another file (a module, a doctest) is dropped before anything imports it."""
         out = yield
-        if only and not kept(file_path, parent.config):
-            out.force_result([])
+        if only and not kept(file_path, parent.config) and out.get_result():
+            # (an empty stand-in, not nothing: a file named on the command line that yields no collector at
+            # all is an error, "not found")
+            out.force_result([Elsewhere.from_parent(parent, path=file_path)])
+
+    class Elsewhere(pytest.File):
+        """A test file another run of main's tests alone takes: nothing of it is imported in this one."""
+
+        def collect(self):
+            return []
 
     def pytest_collectreport(report):
         if report.failed:
@@ -633,13 +645,20 @@ def _reporter():
         before.update(id(p) for p in session.config.pluginmanager.get_plugins())
 
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)
-    def pytest_runtest_makereport(item, call, _send=send, _skip=(pytest.skip.Exception, pytest.xfail.Exception)):
+    def pytest_runtest_makereport(item, call, _send=send, _skip=(pytest.skip.Exception, pytest.xfail.Exception),
+                                  _tamper=tamper, _frame=sys._getframe, _type=type, _issubclass=issubclass):
         # what the phase really did, sent before any plugin gets to rewrite the report and before this reporter
         # calls anything: code that comes to run inside a check below (a closure cell of it rewritten, adversary
-        # I-57 clearing `call.excinfo` from report_written's place) finds it already gone
+        # I-57 clearing `call.excinfo` from report_written's place) finds it already gone. By the exception's
+        # type, never its `__class__` (a property that runs the product's code: J-60)
         exc = call.excinfo
         _send({"ev": "raw", "id": item.nodeid, "when": call.when,
-               "raw": "passed" if exc is None else "skipped" if exc.errisinstance(_skip) else "failed"})
+               "raw": "passed" if exc is None else "skipped" if _issubclass(_type(exc.value), _skip) else "failed"})
+        # and pluggy calls this very hookwrapper, not a stand-in put in its HookImpl that ran first (J-63)
+        code = _frame(0).f_code
+        if not any(getattr(getattr(h, "function", None), "__code__", None) is code
+                   for h in item.config.hook.pytest_runtest_makereport.get_hookimpls()):
+            _tamper("the reporter's makereport hookwrapper was replaced in pluggy's HookImpl")
         if call.when == "call":  # what ran may have been put in the item's place after collection
             report_written(item.session, (item,), "run")
         yield
@@ -670,6 +689,9 @@ def _reporter():
         # frees them, atexit still runs, the exit code is already pytest's.
         gc.freeze()
 
+    callers.update(f.__code__ for f in (tamper, check_product, values_after, pytest_configure, pytest_collectreport,
+                                         report_written, pytest_collection_finish, pytest_runtest_makereport,
+                                         pytest_runtest_logreport, pytest_sessionfinish))
     return (pytest_unconfigure, pytest_load_initial_conftests, pytest_configure, pytest_collectreport, pytest_collection_finish,
             pytest_runtest_makereport, pytest_runtest_logreport, pytest_sessionfinish, pytest_ignore_collect,
             pytest_collect_file)
@@ -704,6 +726,8 @@ class Evidence:
     problems: list[str] = field(default_factory=list)  # what was wrong with the stream itself
     # (id, when, what the phase really did, what its report said): a plugin rewrote the report
     rewritten: list[tuple[str, str, str, str]] = field(default_factory=list)
+    # (id, when) reported with no line of what the phase raised before it (the reporter's hookwrapper never ran)
+    unraw: list[tuple[str, str]] = field(default_factory=list)
     added_plugins: list[str] = field(default_factory=list)  # registered while the tests ran
     signed_sessions: set[str] = field(default_factory=set)  # the keys the stream's sessions signed with
     tampered: list[str] = field(default_factory=list)  # the runner's code changed by the code under test
@@ -847,11 +871,17 @@ def fold(lines: list[bytes], *, overflow: bool = False, keys: list[bytes] | None
                 ev.reports.append((key[0], key[1], outcome, xfail))
                 if ev.per_session:
                     ev.per_session[-1][1].add(key[0])
-                real = raws.pop(key, rec.get("raw"))
-                if real == "failed" and (outcome == "passed" or (outcome == "skipped" and not xfail)):
+                real = raws.pop(key, None) or str(rec.get("raw") or "") or None
+                if real is None:
+                    ev.unraw.append(key)
+                elif (real != "passed" and outcome == "passed") or (real == "failed" and outcome == "skipped" and not xfail):
                     ev.rewritten.append((key[0], key[1], str(real), outcome))
             elif kind == "raw":
-                raws[(str(rec["id"]), str(rec["when"]))] = str(rec["raw"])
+                key = (str(rec["id"]), str(rec["when"]))
+                if key in raws and raws[key] != str(rec["raw"]):  # (J-64 sent a second one, "passed")
+                    ev.problems.append(f"{key[0]} had two lines of what its {key[1]} raised: {raws[key]}, then "
+                                       f"{rec['raw']}")
+                raws.setdefault(key, str(rec["raw"]))
             elif kind == "finish":
                 if ev.ended >= ev.sessions:
                     ev.problems.append("a session reported its end twice")
@@ -914,6 +944,8 @@ def contradictions(ev: Evidence, exit_code: int | None, output: str, *, truncate
     if raw_outcomes:
         why += [f"{i} raised in its {when} but was reported {said} (a plugin rewrote the report)"
                 for i, when, _real, said in ev.rewritten[:10]]
+        why += [f"{i} was reported for its {when} with no line of what it raised (the reporter's hookwrapper "
+                "never ran for it)" for i, when in ev.unraw[:10]]
         if ev.added_plugins:
             why.append(f"plugins were registered while the tests ran: {', '.join(ev.added_plugins[:10])}")
     if keys_taken is not None and keys_taken != len(ev.signed_sessions):

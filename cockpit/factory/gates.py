@@ -716,42 +716,72 @@ class TestsGate:
         files = sorted({split_id(i)[0] for i in main.collected}) if main is not None and main.reported \
             and "each_alone" in self.defences else []
         if len(files) > 1:  # a change that touches no test file has them too: its tree is main's tests and its code
-            return await self._each_alone(repo, apart or tested, base, command, files)
+            wanted: dict[str, set[str]] = {}
+            for i in main.collected:
+                wanted.setdefault(split_id(i)[0], set()).add(i)
+            # main's test files this change edits run alone as the change has them too (its tree): a test added
+            # to one that cannot run alone (it reads what another file sets up) makes the file fail or skip
+            # itself alone, which would excuse its others on every later change (adversary J-61, J-62)
+            edited = [f for f in files if f in (await git("diff", "--name-only", "--no-renames", base, tested, "--",
+                                                          *files, cwd=repo)).splitlines()]
+            if edited:
+                ran = await asyncio.shield(own_run)
+                collected = set(ran.evidence.collected) if ran.evidence else set()
+                mine = {f: wanted[f] & collected for f in edited}
+            else:
+                mine = {}
+            return await self._each_alone(repo, apart or tested, base, command, files, wanted, tested, mine)
         # one test file: the run of main's tests apart (or the change's own run, when it has no test file) is it alone
         if apart is None:
             return None
         return await self.run(repo, apart, command, expect_pytest=counts_pytest(command), apart=True)
 
-    async def _each_alone(self, repo: Path, tree: str, base: str, command: str, files: list[str]) -> GateResult:
+    async def _each_alone(self, repo: Path, tree: str, base: str, command: str, files: list[str],
+                          wanted: Mapping[str, set[str]], tested: str, edited: Mapping[str, set[str]]) -> GateResult:
         """Main's test files, each in a pytest process of its own, on `tree` (the change's product code, main's test
         files). A test file's code can reach anything in its process: one of main's that does nothing on main
         (a value set to what it already is, a washer of failures while none fail) puts a later change's broken
         code right for every other file in a shared run (adversary F-30, F-36, H-41..54); alone, it reaches its
         own tests only. A file that fails alone on main itself too (it leans on another file) is main's matter,
-        not the change's: it is named, not held against the change. Two at a time."""
+        not the change's: it is named, and only its tests that fail alone on main may fail alone here. Each run
+        must collect every test main collects from its file (a file that skips itself or fails to collect alone
+        is no pass, J-62). `edited`: main's files the change edits, run alone as the change has them too, each
+        to collect what the change's own run did of main's tests. Two at a time."""
         started = time.monotonic()
         gate = asyncio.Semaphore(2)
 
-        async def alone(sha: str, path: str) -> GateResult:
+        async def alone(sha: str, path: str, want: set[str]) -> GateResult:
             async with gate:
                 res = await self.run(repo, sha, command, expect_pytest=counts_pytest(command), apart=True, only=path)
-            strays = sorted({split_id(i)[0] for i in res.evidence.collected} - {path}) if res.evidence else []
-            if strays:  # the run was not restricted to the one file: its verdict says nothing of that file alone
-                return dataclasses.replace(res, outcome="fail", contradictions=(
-                    *res.contradictions, f"run for {path} alone, it collected other files too: {', '.join(strays[:5])}"))
+            got = set(res.evidence.collected) if res.evidence else set()
+            strays = sorted({split_id(i)[0] for i in got} - {path})
+            missing = sorted(want - got)
+            why = [f"run for {path} alone, it collected other files too: {', '.join(strays[:5])}"] if strays else []
+            # (a file that fails or skips itself before collecting: none of its tests ran)
+            why += [f"run alone, {path} collected {len(want) - len(missing)} of the {len(want)} tests main collects "
+                    f"from it (not: {', '.join(missing[:5])})"] if missing else []
+            if why:  # not restricted to the one file, or not all of it: its verdict says nothing of the file alone
+                return dataclasses.replace(res, outcome="fail", contradictions=(*res.contradictions, *why))
             return res
 
-        runs = dict(zip(files, await asyncio.gather(*(alone(tree, f) for f in files)), strict=True))
+        jobs = [alone(tree, f, wanted.get(f, set())) for f in files] + [alone(tested, f, edited[f]) for f in edited]
+        done = await asyncio.gather(*jobs)
+        runs = dict(zip(files, done[:len(files)], strict=True))
+        runs.update({f"{f} (as this change edits it)": r for f, r in zip(edited, done[len(files):], strict=True)})
         failed = [f for f, r in runs.items() if not r.passed]
         leaning = []
         for f in failed:
+            if f not in wanted:
+                continue  # the change's own version of a file: never excused
             key = (str(repo), command, await tree_of(repo, base), f)
             if key not in self._alone_on_main:
-                self._alone_on_main[key] = _failing(await alone(base, f))
+                self._alone_on_main[key] = _failing(await alone(base, f, wanted[f]))
             # only the very tests that fail alone on main may fail alone here (a test that leans on another file,
-            # added beside main's, never excuses main's others: adversary I-56)
+            # added beside main's, never excuses main's others: adversary I-56), each by its id (a run that failed
+            # as a whole excuses nothing: J-61)
             on_main, here = self._alone_on_main[key], _failing(runs[f])
-            if on_main and here and here <= on_main and not runs[f].contradictions:
+            if here and here <= on_main and not any(i.startswith("(the run") for i in here) \
+                    and not runs[f].contradictions:
                 leaning.append(f)
         failed = [f for f in failed if f not in leaning]
         ev = Evidence(sessions=sum(r.evidence.sessions for r in runs.values() if r.evidence),
