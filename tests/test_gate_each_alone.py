@@ -21,7 +21,6 @@ from gitrepo import make_repo, run_git
 from test_gate_product_values import _broken
 
 from cockpit.factory.gates import DEFENCES, MAIN_APART_FAILED
-from cockpit.factory.green_trees import GreenTrees
 
 CALC = ("import operator\n\n\nclass _Config:\n    pass\n\n\n_cfg = _Config()\n_cfg.op = operator.{}\n\n\n"
         "def add(a, b):\n    return _cfg.op(a, b)\n")
@@ -75,9 +74,10 @@ async def test_a_dormant_test_file_of_main_reaches_only_its_own_tests(repo, gate
     assert "apart:tests/test_calc.py::test_add" in res.findings, res.findings
 
 
-async def test_a_file_that_leans_on_another_on_main_too_is_not_held_against_a_change(repo, gate):
-    """tests/test_b.py passes only after tests/test_a.py ran (it sets up a value): alone it fails on main as well,
-    so a change that leaves both alone still passes; the verdict names the file."""
+async def test_a_file_that_fails_alone_on_main_too_is_named_and_held(repo, gate):
+    """tests/test_b.py passes only after tests/test_a.py ran (it sets up a value): alone it fails on main as well.
+    It is not excused (a change that landed before may have made it lean: adversary K-68): the human decides,
+    told that it fails alone on main too."""
     from gate_kit import branch
 
     _land(repo, {"tests/test_a.py": "import calc\n\ncalc.READY = True\n\n\ndef test_a():\n    assert calc.READY\n",
@@ -89,33 +89,26 @@ async def test_a_file_that_leans_on_another_on_main_too_is_not_held_against_a_ch
         res = await gate.check(repo, "main", sha, PYTEST)
     finally:
         gate.defences = set(DEFENCES)
-    assert res.action == "pass", res.text
-    assert "fails alone on main too (it leans on another test file; not held against this change): tests/test_b.py" \
-        in res.verdicts[0]["detail"], res.verdicts[0]["detail"]
+    assert res.action == "block" and MAIN_APART_FAILED in res.reasons, res.text
+    assert "fails alone on main too: tests/test_b.py (it leans on another test file, or a change made it" in res.text
 
 
-async def test_a_test_that_leans_added_to_main_never_excuses_mains_others(repo, gate, monkeypatch):
-    """Adversary I-56: A adds to main's tests/test_calc.py one new test that passes only after another file set
-    something up (so the file fails alone on main), B breaks calc and patches it from its own new test file.
-    Judged file by file, test_calc.py "fails alone on main too" and B's broken add was excused; test by test,
-    only the leaning test is. Liveness: with the file-by-file rule, B lands."""
+async def test_a_package_init_that_makes_main_s_file_lean_excuses_nothing(repo, gate):
+    """Adversary K-68: A adds tests/__init__.py, which sets the product wrong at import for every file under
+    tests/, and a test file that sets it right: the whole run passes, and main's unchanged test_calc.py now fails
+    alone on main. Excused as "fails alone on main too", B's break of that value then landed. Now nothing is
+    excused. Liveness: with main's tests apart off, B lands."""
     from gate_kit import branch
 
-    from cockpit.factory import gates
-
-    a = branch(repo, {"tests/test_aaa_env.py": "import os\n\nos.environ['CALC_MODE'] = 'std'\n\n\n"
-                                               "def test_env():\n    assert os.environ['CALC_MODE'] == 'std'\n",
-                      "tests/test_calc.py": CALC_TESTS + "\n\ndef test_mode():\n    import os\n"
-                                                         "    assert os.environ.get('CALC_MODE') == 'std'\n"})
-    ra = await check(gate, repo, a)
+    _land(repo, {"tests/test_more.py": "def test_truth():\n    assert True\n"}, "a second test file")
+    a = branch(repo, {"tests/__init__.py": "import operator\n\nimport calc\n\ncalc._cfg.op = operator.sub\n",
+                      "tests/test_aaa_std.py": DORMANT["instance_attribute"][1]})
+    ra = await check(gate, repo, a, off=["product_values"])  # (A sets a product value at import: its own finding)
     assert ra.action == "pass", ra.text
     run_git(repo, "merge", "-q", "--ff-only", a)
-    b = branch(repo, {"calc.py": CALC.format("sub"), "tests/test_aaa_fix.py": DORMANT["instance_attribute"][1]})
-    with monkeypatch.context() as m:  # liveness: the whole file excused as soon as it fails alone on main too
-        m.setattr(gates, "_failing", lambda res: frozenset() if res.passed else frozenset({"(the file)"}))
-        landed = await gate.check(repo, "main", b, PYTEST)
-    assert landed.action == "pass", f"liveness: test_calc.py excused as a whole:\n{landed.text}"
-    gate.greens, gate._alone_on_main = GreenTrees(), {}  # (the green above was the liveness side's)
+    b = branch(repo, {"calc.py": CALC.format("sub")})
+    landed = await check(gate, repo, b, off=["main_apart"])
+    assert landed.action == "pass", f"liveness: the whole run passes (A's files put it right):\n{landed.text}"
     res = await gate.check(repo, "main", b, PYTEST)
     assert res.action == "block" and MAIN_APART_FAILED in res.reasons, res.text
     assert "--- tests/test_calc.py, alone: exit code 1" in res.text, res.text

@@ -192,6 +192,14 @@ def _reporter():
             if _id(args[0]) in _core and not _by_runner(_frame(1)):
                 _tamper(f"the reporter's {args[0].__name__}.{args[1] if _len(args) > 1 else '?'} was read "
                         "(its signer, or what it judges by)")
+        elif event == "ctypes.dlsym" and _len(args) > 1 and _type(args[1]) is str and args[1].startswith(("Py", "_Py")):
+            # the interpreter's own C API from Python: a frame's locals written back, any object's memory (K-67
+            # cleared pytest's excinfo through PyFrame_LocalsToFast)
+            f, n = _frame(1), 0
+            while f is not None and n < 8 and not _tree_code(f):
+                f, n = f.f_back, n + 1
+            if f is not None and n < 8:
+                _tamper(f"the interpreter's C API ({args[1]}) was reached through ctypes from {f.f_code.co_filename}")
         elif event in ("sys.settrace", "sys.setprofile", "sys._current_frames"):
             if _tree_code(_frame(1)):  # a tracer or profiler is handed every frame, the reporter's too
                 _tamper(f"{event}() was called by {_frame(1).f_code.co_filename}")
@@ -310,7 +318,7 @@ def _reporter():
         code = getattr(getattr(value, "__func__", value), "__code__", None)
         if code is not None:
             return str(code.co_filename)
-        if isinstance(value, type):
+        if issubclass(type(value), type):  # (type(): isinstance would ask the value's __class__, product code, K-67)
             return str(getattr(sys.modules.get(getattr(value, "__module__", "")), "__file__", "") or "")
         return ""
 
@@ -359,7 +367,7 @@ def _reporter():
                         send({"ev": "replaced", "what": f"{name}.{attr}"[:200],
                               "now": f"{now}.{getattr(value, '__qualname__', '')}"[:200], "after": str(after)[:300]})
             for attr, value in list(vars(module).items()):
-                if not (callable(value) or isinstance(value, type)):
+                if not (callable(value) or issubclass(type(value), type)):
                     continue
                 where = defined_in(value)
                 if where.startswith(root) and is_test_path(where) and (name, attr, where) not in patched_told:
@@ -393,7 +401,7 @@ def _reporter():
             values = dict(vars(module))
             inner = {a: (dict(v) if type(v) is dict else list(v)) for a, v in values.items() if type(v) in (dict, list)}
             classes = {a: dict(vars(v)) for a, v in values.items()
-                       if isinstance(v, type) and getattr(v, "__module__", None) == module.__name__}
+                       if issubclass(type(v), type) and getattr(v, "__module__", None) == module.__name__}
             at_import[id(module)] = (module, values, inner, classes)
         except Exception:  # a module whose namespace cannot be read is simply not compared
             pass
