@@ -308,18 +308,46 @@ def _reporter():
         base = os.path.basename(str(path or ""))
         return base.startswith(test_file) or base.endswith("_test.py")
 
+    # The product's values are read only in ways that run none of its code: a property or __getattr__ the
+    # reporter's look ran told the product it was under the gate (adversary K-67 through __class__, L-70 through
+    # __wrapped__, L-71 through a module subclass's __dict__), and a product that knows is a defeat device.
+    module_dict = type(sys).__dict__["__dict__"].__get__  # the namespace the interpreter holds, past any property
+    class_dict = type.__dict__["__dict__"].__get__
+    Module = type(sys)
+    method = type(pytest.hookimpl.__call__)  # types.MethodType, without importing types
+
+    def own_dict(module):
+        """A module's namespace, or {} for what is not a module."""
+        return module_dict(module) if issubclass(type(module), Module) else {}
+
+    def file_of(module):
+        f = own_dict(module).get("__file__")
+        return f if type(f) is str else ""
+
+    def name_of(module):
+        n = own_dict(module).get("__name__")
+        return n if type(n) is str else "?"
+
+    def plain_class(value):
+        """A class made by `type` itself (no metaclass of the product's, whose code a look could run)."""
+        return type(value) is type
+
     def defined_in(value):
-        """The file the function or class `value` was written in (through decorators' __wrapped__), or ''."""
+        """The file the function or class `value` was written in (through decorators' __wrapped__), or '': only
+        functions, bound methods and plain classes are looked into, by reads that run none of their code."""
         for _ in range(10):
-            inner = getattr(value, "__wrapped__", None)
+            if type(value) is method:
+                value = value.__func__
+                continue
+            inner = value.__dict__.get("__wrapped__") if type(value) is function else None
             if inner is None or inner is value:
                 break
             value = inner
-        code = getattr(getattr(value, "__func__", value), "__code__", None)
-        if code is not None:
-            return str(code.co_filename)
-        if issubclass(type(value), type):  # (type(): isinstance would ask the value's __class__, product code, K-67)
-            return str(getattr(sys.modules.get(getattr(value, "__module__", "")), "__file__", "") or "")
+        if type(value) is function:
+            return str(value.__code__.co_filename)
+        if plain_class(value):
+            m = class_dict(value).get("__module__")
+            return file_of(sys.modules.get(m)) if type(m) is str else ""
         return ""
 
     plain_defs_of = {}
@@ -353,20 +381,21 @@ def _reporter():
         was first seen (at import, or after which test)."""
         root = str(root).rstrip(os.sep) + os.sep
         for name, module in list(sys.modules.items()):
-            mfile = str(getattr(module, "__file__", "") or "")
+            mfile = file_of(module)
             if not mfile.startswith(root) or is_test_path(mfile) or _runner(name):
                 continue
             if mfile.endswith(".py"):
                 for attr in plain_defs(mfile):
-                    value = vars(module).get(attr)
-                    code = getattr(value, "__code__", None)
+                    value = own_dict(module).get(attr)
+                    code = value.__code__ if type(value) is function else None
                     if (code is None or os.path.realpath(str(code.co_filename)) != os.path.realpath(mfile)) \
                             and (name, attr) not in replaced_told:
                         replaced_told.add((name, attr))
-                        now = getattr(value, "__module__", None) or type(value).__name__
+                        now = f"{value.__module__}.{value.__qualname__}" if type(value) in (function, type(len)) \
+                            else f"{type(value).__module__}.{type(value).__qualname__}"  # (no product code runs)
                         send({"ev": "replaced", "what": f"{name}.{attr}"[:200],
-                              "now": f"{now}.{getattr(value, '__qualname__', '')}"[:200], "after": str(after)[:300]})
-            for attr, value in list(vars(module).items()):
+                              "now": now[:200], "after": str(after)[:300]})
+            for attr, value in list(own_dict(module).items()):
                 if not (callable(value) or issubclass(type(value), type)):
                     continue
                 where = defined_in(value)
@@ -398,10 +427,10 @@ def _reporter():
     def note(module):
         """What `module` holds now: its values, one level into its dicts and lists, its own classes' dicts."""
         try:
-            values = dict(vars(module))
+            values = dict(own_dict(module))
             inner = {a: (dict(v) if type(v) is dict else list(v)) for a, v in values.items() if type(v) in (dict, list)}
-            classes = {a: dict(vars(v)) for a, v in values.items()
-                       if issubclass(type(v), type) and getattr(v, "__module__", None) == module.__name__}
+            classes = {a: dict(class_dict(v)) for a, v in values.items()
+                       if plain_class(v) and class_dict(v).get("__module__") == name_of(module)}
             at_import[id(module)] = (module, values, inner, classes)
         except Exception:  # a module whose namespace cannot be read is simply not compared
             pass
@@ -463,7 +492,7 @@ def _reporter():
 
     def test_module(module, python_files):
         """The product's ini calls it a test module (its python_files)."""
-        base = os.path.basename(str(getattr(module, "__file__", "") or ""))
+        base = os.path.basename(file_of(module))
         return any(fnmatch(base, p) for p in python_files)
 
     def changed_values(python_files):
@@ -474,8 +503,8 @@ def _reporter():
         for mid, (module, values, inner, classes) in list(at_import.items()):
             if test_module(module, python_files):
                 continue
-            name = str(getattr(module, "__name__", "?"))
-            now = vars(module)
+            name = name_of(module)
+            now = own_dict(module)
             for attr, was in values.items():
                 if attr.startswith("__") and attr.endswith("__"):
                     continue
@@ -490,7 +519,7 @@ def _reporter():
                     elif len(cur) < len(old) or any(not same(x, y) for x, y in zip(cur, old)):
                         out.append((f"{name}.{attr}[...]", mid, attr))
                 elif attr in classes:
-                    own = vars(cur)
+                    own = class_dict(cur)
                     out += [(f"{name}.{attr}.{k}", mid, attr) for k, v in classes[attr].items()
                             if not (k.startswith("__") and k.endswith("__")) and not same(own.get(k, same), v)]
         return out
@@ -516,17 +545,17 @@ def _reporter():
                 continue
             module, attrs, get, was = group
             try:
-                now = get(_vars(module))
+                now = get(own_dict(module))
                 if not _any(_map(_is_not, (now,) if _len(attrs) == 1 else now, was)):
                     continue
             except KeyError:
                 pass
-            d = _vars(module)
+            d = own_dict(module)
             for attr, value in zip(attrs, was):
                 if d.get(attr, same) is not value and (mid, attr) not in runtime_told:
                     runtime_told.add((mid, attr))
-                    where = str(getattr(module, "__file__", "") or "")
-                    send({"ev": "changed", "what": f"{getattr(module, '__name__', '?')}.{attr}"[:300], "attr": attr[:200],
+                    where = file_of(module)
+                    send({"ev": "changed", "what": f"{name_of(module)}.{attr}"[:300], "attr": attr[:200],
                           "file": os.path.relpath(where, rootpath[0] or watch_root)[:300], "after": str(nodeid)[:300]})
 
 
@@ -639,7 +668,7 @@ def _reporter():
         check_product(session.config.rootpath)
         python_files[:] = [str(f) for f in session.config.getini("python_files")]
         past = [(f"{n} (imported past the watch)", id(m), "") for n, m in list(sys.modules.items())
-                if id(m) not in at_import and n not in initial and product_file(getattr(m, "__file__", ""))]
+                if id(m) not in at_import and n not in initial and product_file(file_of(m))]
         for what, mid, attr in [*changed_values(python_files), *past]:
             runtime_told.add((mid, attr))
             if what not in changed_told:
