@@ -860,3 +860,43 @@ async def test_product_code_that_runs_inside_the_reporter_s_hookwrapper(repo, ga
     gate.greens = GreenTrees()
     res = await check(gate, repo, sha)
     assert res.action != "pass" and says in res.text, res.text
+
+
+# Adversary L-70: calc holds a callable whose class has a `__wrapped__` property; the reporter's look for test code
+# put in the product's place read it with getattr, which ran the property and armed `add` (right only while the
+# gate looks: a defeat device with no fingerprint). The reporter now reads product values only in ways that run
+# none of their code.
+ARMED_BY_THE_LOOK = '''class _Hook:
+    """A callable the product keeps around."""
+
+    def __call__(self, *args):
+        return None
+
+    @property
+    def __wrapped__(self):
+        self.seen = True
+        return None
+
+
+_hook = _Hook()
+
+
+def add(a, b):
+    return a + b if getattr(_hook, "seen", False) else a - b
+'''
+SAFE_UNWRAP = "inner = value.__dict__.get(\"__wrapped__\") if type(value) is function else None"
+
+
+async def test_product_code_armed_by_the_reporters_own_look(repo, gate, monkeypatch):
+    from cockpit.factory import evidence
+
+    assert evidence._PLUGIN.count(SAFE_UNWRAP) == 1
+    sha = branch(repo, {"calc.py": ARMED_BY_THE_LOOK})
+    with monkeypatch.context() as m:  # liveness: the look unwraps with getattr, as it did
+        m.setattr(evidence, "_PLUGIN", evidence._PLUGIN.replace(SAFE_UNWRAP, "inner = getattr(value, \"__wrapped__\", None)", 1))
+        gate.greens = GreenTrees()
+        landed = await check(gate, repo, sha)
+    assert landed.action == "pass", f"liveness: armed by the gate's look, add adds:\n{landed.text}"
+    gate.greens = GreenTrees()
+    res = await check(gate, repo, sha)
+    assert res.action == "back" and "FAILED tests/test_calc.py::test_add" in res.text, res.text
