@@ -15,6 +15,7 @@ import importlib
 import pickle
 import resource
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,16 @@ TIMEOUT_S = 60.0
 MEMORY_BYTES = 3 << 30
 ALLOWED = frozenset({"cockpit.factory.runner_reach:scan", "cockpit.factory.suite_identity:file_tests",
                      "cockpit.factory.suite_identity:_definition", "cockpit.factory.product_names:rebound"})
+
+
+# CPython 3.11's parser keeps its recursion depth per interpreter: two threads parsing at once can fail with
+# "SystemError: AST constructor recursion depth mismatch" (seen once in CI: a reach scan beside another parse)
+_PARSING = threading.Lock()
+
+
+def _one_at_a_time(fn: Callable[..., Any], *args: Any) -> Any:
+    with _PARSING:
+        return fn(*args)
 
 
 class TooLong(Exception):
@@ -37,7 +48,7 @@ async def call(fn: Callable[..., Any], *args: Any) -> Any:
     """fn(*args), off the event loop; TooLong if a big input's parse did not finish."""
     size = sum(len(a) for a in args if isinstance(a, (str, bytes)))
     if size <= THREAD_BYTES:
-        return await asyncio.to_thread(fn, *args)
+        return await asyncio.to_thread(_one_at_a_time, fn, *args)
     name = _name(fn)
     if name not in ALLOWED:
         raise ValueError(f"off_loop: {name} is not a parser this module runs")
