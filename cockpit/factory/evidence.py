@@ -412,7 +412,6 @@ def _reporter():
     # tree gets its values noted as its import (and the product imports it started) ends, through a finder in
     # front of the import system; once the test modules are imported, a value that is no longer what the
     # product left is sent (the cockpit compares with what main's own collection shows).
-    watch_root = tree_root
     at_import = {}  # id(module) -> (module, {attr: value}, {attr: copy of a dict's or list's items}, {class: ...})
     simple = (int, float, complex, str, bytes, bool, type(None))
     depth = {}  # thread -> product imports under way in it; pending snapshots wait for the outermost to end
@@ -421,7 +420,7 @@ def _reporter():
 
     def product_file(origin):
         origin = str(origin or "")
-        return origin.endswith(".py") and origin.startswith(watch_root) and not is_test_path(origin) \
+        return origin.endswith(".py") and origin.startswith(tree_root) and not is_test_path(origin) \
             and origin != own_file and not os.path.realpath(origin).startswith(installed_dirs())
 
     def note(module):
@@ -556,7 +555,7 @@ def _reporter():
                     runtime_told.add((mid, attr))
                     where = file_of(module)
                     send({"ev": "changed", "what": f"{name_of(module)}.{attr}"[:300], "attr": attr[:200],
-                          "file": os.path.relpath(where, rootpath[0] or watch_root)[:300], "after": str(nodeid)[:300]})
+                          "file": os.path.relpath(where, rootpath[0] or tree_root)[:300], "after": str(nodeid)[:300]})
 
 
     @pytest.hookimpl(tryfirst=True)

@@ -104,13 +104,6 @@ def _of_the_tree(evidence: Evidence | None, copies: set[str]) -> Evidence | None
     return dataclasses.replace(evidence, collected=[i for i in evidence.collected if split_id(i)[0] not in copies])
 
 
-def _failing(res: GateResult) -> frozenset[str]:
-    """The tests a run saw fail (or error); a run that failed with none seen: the whole run, as one."""
-    out = frozenset(i for i, o in (res.evidence.outcomes() if res.evidence else {}).items()
-                    if o not in ("passed", "skipped", "xfailed", "xpassed"))
-    return out or (frozenset() if res.passed else frozenset({f"(the run: exit code {res.exit_code})"}))
-
-
 def _counted(res: GateResult) -> str:
     ev = res.evidence
     return f"{len(ev.collected)} tests" if ev is not None and ev.reported else f"exit code {res.exit_code}"
@@ -191,8 +184,8 @@ class TestsGate:
         self.runs = 0  # suite runs made (collect-only baselines excluded): the bench counts them
         self.collections = 0  # collect-only runs of main made for a baseline
         self.apart_runs = 0  # runs of main's tests apart from a change's test files (main_apart), each file alone
-        # (repo, command, main's tree, file) -> the tests that fail when the file runs alone on main
-        self._alone_on_main: dict[tuple[str, str, str, str], frozenset[str]] = {}
+        # (repo, command, main's tree, file) -> whether the file fails when it runs alone on main
+        self._alone_on_main: dict[tuple[str, str, str, str], bool] = {}
         self.reused = 0
         # failed runs on a merge train by what they depended on (their key), this session only: a flaky red costs
         # the builder a new commit, never a landing; a timed-out or self-contradicting run is not kept
@@ -777,7 +770,7 @@ class TestsGate:
                 continue  # the change's own version of a file
             key = (str(repo), command, await tree_of(repo, base), f)
             if key not in self._alone_on_main:
-                self._alone_on_main[key] = _failing(await alone(base, f, wanted[f]))
+                self._alone_on_main[key] = not (await alone(base, f, wanted[f])).passed
             if self._alone_on_main[key]:
                 leaning.append(f)
         ev = Evidence(sessions=sum(r.evidence.sessions for r in runs.values() if r.evidence),
